@@ -1,0 +1,69 @@
+"""The handbook's shared figure theme and NHS identity colours.
+
+Colours are from the NHS identity guidelines (colour palette). Topic modules
+(``helpers.plots.funnel``, ``.spc``, ``.evaluation``, ``.value``) take a result
+table and return a matplotlib ``Figure``; they compute nothing new.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+
+
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+#: NHS identity colours (https://www.england.nhs.uk/nhsidentity/identity-guidelines/colours/)
+NHS: dict[str, str] = {
+    "blue": "#005EB8",
+    "dark_blue": "#003087",
+    "bright_blue": "#0072CE",
+    "light_blue": "#41B6E6",
+    "aqua_blue": "#00A9CE",
+    "dark_grey": "#425563",
+    "mid_grey": "#768692",
+    "pale_grey": "#E8EDEE",
+    "dark_green": "#006747",
+    "green": "#009639",
+    "warm_yellow": "#FFB81C",
+    "orange": "#ED8B00",
+    "dark_red": "#8A1538",
+    "pink": "#AE2573",
+    "purple": "#330072",
+    "black": "#231F20",
+    "white": "#FFFFFF",
+}
+
+#: A colour-blind-safe order for categorical series (blue, orange, grey, aqua, purple).
+PALETTE: list[str] = [NHS["blue"], NHS["orange"], NHS["dark_grey"], NHS["aqua_blue"], NHS["purple"], NHS["dark_green"]]
+
+
+def set_theme(font_scale: float = 1.0) -> None:
+    """Apply the handbook's seaborn theme: white grid, NHS palette, readable text."""
+    sns.set_theme(
+        context="notebook",
+        style="whitegrid",
+        palette=PALETTE,
+        font_scale=font_scale,
+        rc={
+            "figure.figsize": (8, 5),
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "axes.titleweight": "bold",
+            "axes.titlesize": 12,
+            "axes.titlelocation": "left",
+            "axes.edgecolor": NHS["mid_grey"],
+            "grid.color": NHS["pale_grey"],
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "svg.hashsalt": "nhs-value-handbook",
+        },
+    )
+
+
+def new_figure(width: float = 8, height: float = 5) -> tuple[plt.Figure, plt.Axes]:
+    """A figure and axes in the handbook's theme."""
+    set_theme()
+    fig, ax = plt.subplots(figsize=(width, height))
+    return fig, ax
