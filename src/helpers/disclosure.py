@@ -82,9 +82,7 @@ def suppress(
         sources = [s for s in sources if s in counts]
         if not sources or col not in result.columns:
             continue
-        # a rate is unsafe when any count it comes from is below the threshold (zero included only if it is the base)
-        base_small = (values[sources] < 1).any(axis=1) & False
-        hit = small[sources].any(axis=1) | base_small
+        hit = small[sources].any(axis=1)
         if hit.any():
             result[col] = result[col].astype("object").where(~hit, SUPPRESSED)
             n_suppressed += int(hit.sum())

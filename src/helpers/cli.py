@@ -1,0 +1,291 @@
+"""The ``handbook`` command: rerun a notebook on local data, list notebooks, simulate data.
+
+Usage::
+
+    handbook list
+    handbook run NOTEBOOK [--data NAME=PATH ...] [--param KEY=VALUE ...] --out DIR [--force] [--quiet]
+    handbook simulate --out DIR [--spells N] [--seed S] [--format csv|parquet]
+
+``run`` checks every input against the data contract before anything runs,
+executes the notebook with papermill in a staging folder, and only when all is
+well moves the results into ``DIR``: the executed notebook, ``report.html``
+(code hidden), ``tables/*.csv``, ``results.xlsx`` and ``run.json``. Bad input
+prints the loader's message and exits with status 2, writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import difflib
+import hashlib
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from helpers import REPO_ROOT, __version__
+from helpers.io import InputError, data_dictionary, load_table
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+CONTRACT_TABLES = tuple(data_dictionary()["tables"])
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """A mistake in the command line: printed without a traceback."""
+
+
+def available_notebooks() -> dict[str, Path]:
+    """Notebooks that ``handbook run`` can run, by name."""
+    return {p.stem: p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if not p.stem.startswith("_")}
+
+
+def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The parameters cell of a notebook: name -> default, type and comment."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(path))
+
+
+def parse_assignments(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` pairs from the command line."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"{what} expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A parameter value from the command line: a YAML literal (number, list, true ...) or text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that compute the results."""
+    names = ["pandas", "numpy", "scipy", "statsmodels", "matplotlib", "seaborn", "papermill", "duckdb"]
+    out = {"helpers": __version__, "python": sys.version.split()[0]}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_list(_: argparse.Namespace) -> int:
+    for name, path in available_notebooks().items():
+        print(name)
+        for key, spec in notebook_parameters(path).items():
+            comment = f"  # {spec['help']}" if spec.get("help") else ""
+            print(f"    {key} = {spec['default']}{comment}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    notebooks = available_notebooks()
+    if args.notebook not in notebooks:
+        hint = difflib.get_close_matches(args.notebook, list(notebooks), n=1)
+        raise UsageError(
+            f"No notebook called {args.notebook!r}."
+            + (f" Did you mean {hint[0]!r}?" if hint else "")
+            + f" Available: {', '.join(notebooks)}."
+        )
+    nb_path = notebooks[args.notebook]
+    declared = notebook_parameters(nb_path)
+    data = {k: Path(v).expanduser().resolve() for k, v in parse_assignments(args.data, "--data").items()}
+    params = {k: parse_value(v) for k, v in parse_assignments(args.param, "--param").items()}
+    if args.map:
+        params["column_map"] = _read_map(Path(args.map))
+
+    for name in data:
+        if f"data_{name}" not in declared:
+            inputs = [k[5:] for k in declared if k.startswith("data_")]
+            raise UsageError(f"Notebook {args.notebook!r} takes no input {name!r}; it takes: {', '.join(inputs)}.")
+    for key in params:
+        if key not in declared:
+            hint = difflib.get_close_matches(key, list(declared), n=1)
+            raise UsageError(
+                f"Notebook {args.notebook!r} has no parameter {key!r}."
+                + (f" Did you mean {hint[0]!r}?" if hint else "")
+                + " `handbook list` shows the parameters."
+            )
+
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"{out} already exists and is not empty; use --force to replace it.")
+
+    column_map = params.get("column_map") or {}
+    inputs: dict[str, dict[str, Any]] = {}
+    for name, path in data.items():
+        if name in CONTRACT_TABLES:
+            frame = load_table(name, path, column_map)  # raises InputError before anything runs
+            rows = int(len(frame))
+        else:
+            if not path.is_file():
+                raise InputError(f"Cannot find the file for {name}: {path}")
+            rows = None
+        inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
+
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tables = staging / "tables"
+        tables.mkdir()
+        run_params = {**params, **{f"data_{k}": str(v) for k, v in data.items()}, "output_dir": str(tables)}
+        executed = staging / f"{args.notebook}.ipynb"
+        _execute(nb_path, executed, run_params, quiet=args.quiet)
+        from helpers import report
+
+        report.write_html(executed, staging / "report.html", title=args.notebook)
+        elapsed = round(time.perf_counter() - started, 1)
+        front = {
+            "notebook": args.notebook,
+            "run at": dt.datetime.now().isoformat(timespec="seconds"),
+            "inputs": ", ".join(f"{k}: {v['file']}" for k, v in inputs.items()) or "sample data",
+            "parameters": ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults",
+            "helpers version": __version__,
+            "note": "Counts of 1 to 7 are shown as * (HES analysis guide small-number rule).",
+        }
+        sheets = report.write_workbook(tables, staging / "results.xlsx", front)
+        report.write_run_json(
+            staging / "run.json",
+            {
+                "notebook": args.notebook,
+                "parameters": params,
+                "inputs": inputs,
+                "tables": {s: _count_rows(tables / f"{s}.csv") for s in sheets},
+                "package_versions": package_versions(),
+                "seconds": elapsed,
+                "finished": dt.datetime.now().isoformat(timespec="seconds"),
+            },
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if not args.quiet:
+        print(f"Wrote {out}: report.html, results.xlsx, tables/ ({len(sheets)} tables), run.json "
+              f"in {elapsed:.0f} s")
+    return 0
+
+
+def _count_rows(csv: Path) -> int:
+    with open(csv, encoding="utf-8") as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def _read_map(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise UsageError(f"Cannot find the column map {path}")
+    mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(mapping, dict):
+        raise UsageError(f"{path} should map your column names to contract names (YOUR_NAME: contract_name).")
+    return {str(k): str(v) for k, v in mapping.items() if v}
+
+
+def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        pm.execute_notebook(
+            str(nb_path),
+            str(executed),
+            parameters=params,
+            cwd=str(nb_path.parent),
+            progress_bar=not quiet,
+            kernel_name="python3",
+            log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        if exc.ename == "InputError":
+            raise InputError(str(exc.evalue)) from None
+        raise RuntimeError(f"The notebook stopped with {exc.ename}: {exc.evalue}") from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from helpers import simulate
+
+    out = Path(args.out)
+    if args.spells_only:
+        path = out if out.suffix else out / f"spells.{args.format}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=args.format)
+        print(f"Wrote {args.spells:,} spells to {path}")
+    else:
+        simulate.write_sample(out, seed=args.seed, n_spells=args.spells)
+        print(f"Wrote the simulated economy ({args.spells:,} spells) to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="handbook", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="show the notebooks and their parameters")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="run a notebook on your data and write a report folder")
+    p_run.add_argument("notebook", help="notebook name, e.g. variation")
+    p_run.add_argument("--data", action="append", metavar="NAME=PATH", help="an input file (spells, virtual_ward, outcomes, indicator, series)")
+    p_run.add_argument("--param", action="append", metavar="KEY=VALUE", help="a notebook parameter")
+    p_run.add_argument("--map", metavar="FILE", help="YAML file mapping your column names to the contract's")
+    p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
+    p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.set_defaults(func=cmd_run)
+
+    p_sim = sub.add_parser("simulate", help="write simulated data (the sample, or a national-size spells file)")
+    p_sim.add_argument("--out", required=True, help="folder (or file with --spells-only)")
+    p_sim.add_argument("--spells", type=int, default=50_000, help="number of spells")
+    p_sim.add_argument("--seed", type=int, default=2026)
+    p_sim.add_argument("--spells-only", action="store_true", help="write only a spells file, fast, for scale tests")
+    p_sim.add_argument("--format", choices=["csv", "parquet"], default="parquet")
+    p_sim.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as exc:
+        print(f"handbook: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:
+        print(f"handbook: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
