@@ -456,3 +456,31 @@ def load_frame(
         _raise(path, problems, name)
     out.attrs["load_summary"] = {"table": name, "file": path.name, "rows_read": int(len(raw)), "columns_ignored": leftover}
     return out
+
+
+def describe_table(table: str) -> pd.DataFrame:
+    """The contract of one table as a readable DataFrame (for the book's data page)."""
+    rows = []
+    for name, spec in table_columns(table).items():
+        rules = []
+        if spec.get("unique"):
+            rules.append("unique")
+        if "allowed" in spec:
+            rules.append("one of " + ", ".join(map(str, spec["allowed"])))
+        if "min" in spec or "max" in spec:
+            rules.append(f"{spec.get('min', '')} to {spec.get('max', '')}".strip())
+        if "not_before" in spec:
+            rules.append(f"not before {spec['not_before']}")
+        for key, value in (spec.get("required_when") or {}).items():
+            rules.append(f"required when {key} is {value}")
+        rows.append(
+            {
+                "column": name,
+                "type": spec["type"],
+                "required": "yes" if spec.get("required") else "no",
+                "also accepted as": ", ".join(spec.get("aliases", [])[:4]),
+                "rule": "; ".join(rules),
+                "description": spec["description"],
+            }
+        )
+    return pd.DataFrame(rows)
