@@ -132,7 +132,7 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
             raise InputError(f"Cannot read {path.name} as Excel: {exc}\nFile: {path}") from None
     else:
         df = _read_csv_text(path)
-    df.columns = [str(c).strip() for c in df.columns]
+    df.columns = [str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip() for c in df.columns]
     if len(df) == 0:
         raise InputError(
             f"Cannot use {path.name}: it has a header but no rows of data.\nFile: {path}"
