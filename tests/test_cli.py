@@ -1,0 +1,80 @@
+"""The `handbook` command end to end on the sample data, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from helpers.cli import available_notebooks, main, notebook_parameters
+
+NOTEBOOKS = sorted(available_notebooks())
+
+
+def handbook(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.cli", *args], capture_output=True, text=True, timeout=900
+    )
+
+
+def test_every_notebook_has_a_parameters_cell_with_output_dir():
+    assert NOTEBOOKS, "no notebooks found"
+    for name in NOTEBOOKS:
+        params = notebook_parameters(available_notebooks()[name])
+        assert "output_dir" in params, name
+        assert any(k.startswith("data_") for k in params), name
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_run_on_sample_writes_the_report_folder(tmp_path, name):
+    out = tmp_path / name
+    result = handbook("run", name, "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for f in ["report.html", "results.xlsx", "run.json", f"{name}.ipynb"]:
+        assert (out / f).is_file(), f
+    tables = sorted(p.stem for p in (out / "tables").glob("*.csv"))
+    assert tables, "the notebook published no result table"
+    wb = load_workbook(out / "results.xlsx", read_only=True)
+    assert wb.sheetnames == ["about", *tables]
+    record = json.loads((out / "run.json").read_text())
+    assert record["notebook"] == name and set(record["tables"]) == set(tables)
+    html = (out / "report.html").read_text()
+    assert "<img" in html or "data:image" in html  # figures embedded
+    assert "import helpers" not in html  # code hidden
+    # no identifiers of the sample's patients in any output
+    patients = set(pd.read_csv(Path(__file__).resolve().parents[1] / "data/sample/spells.csv", usecols=["patient_id"], dtype=str)["patient_id"].head(2000))
+    for table in (out / "tables").glob("*.csv"):
+        text = table.read_text()
+        assert not any(p in text for p in list(patients)[:200]), table.name
+
+
+def test_bad_input_exits_2_with_the_loader_message_and_writes_nothing(tmp_path):
+    name = next(n for n in NOTEBOOKS if "data_spells" in notebook_parameters(available_notebooks()[n]))
+    sample = pd.read_csv(Path(__file__).resolve().parents[1] / "data/sample/spells.csv", dtype=str, nrows=50)
+    sample.loc[3, "discharge_date"] = "1999-01-01"
+    bad = tmp_path / "bad.csv"
+    sample.to_csv(bad, index=False)
+    out = tmp_path / "out"
+    result = handbook("run", name, "--data", f"spells={bad}", "--out", str(out), "--quiet")
+    assert result.returncode == 2
+    assert "column 'discharge_date': expected a date not before admission_date" in result.stderr
+    assert "row 5:" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_refusals(tmp_path, capsys):
+    name = NOTEBOOKS[0]
+    assert main(["run", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "No notebook called 'nope'" in capsys.readouterr().err
+    assert main(["run", name, "--param", "output_dirr=1", "--out", str(tmp_path / "x")]) == 2
+    assert "Did you mean 'output_dir'" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert main(["run", name, "--out", str(tmp_path / "full")]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
