@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import yaml
 
 from helpers import REPO_ROOT, __version__
-from helpers.io import InputError, data_dictionary, load_table
+from helpers import disclosure
+from helpers.io import InputError, data_dictionary, identifier_columns, load_table
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CONTRACT_TABLES = tuple(data_dictionary()["tables"])
@@ -139,15 +140,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     column_map = params.get("column_map") or {}
     inputs: dict[str, dict[str, Any]] = {}
-    for name, path in data.items():
+    identifiers: set[str] = set()
+    id_columns = identifier_columns()
+    for name in [k[5:] for k in declared if k.startswith("data_")]:
+        path = data.get(name)
         if name in CONTRACT_TABLES:
-            frame = load_table(name, path, column_map)  # raises InputError before anything runs
-            rows = int(len(frame))
+            # check every contract input (the sample too) before anything runs; raises InputError
+            frame = load_table(name, path, column_map if path is not None else None)
+            for col in id_columns & set(frame.columns):
+                identifiers.update(frame[col].dropna().astype(str))
+            rows: int | None = int(len(frame))
+        elif path is not None and not path.is_file():
+            raise InputError(f"Cannot find the file for {name}: {path}")
         else:
-            if not path.is_file():
-                raise InputError(f"Cannot find the file for {name}: {path}")
             rows = None
-        inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
+        if path is not None:
+            inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
 
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +191,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "finished": dt.datetime.now().isoformat(timespec="seconds"),
             },
         )
+        report.write_figures(executed, staging / "figures")
+        findings = disclosure.scan_outputs(staging, identifiers)
+        if findings:
+            raise RuntimeError(
+                "Nothing was written: the outputs would contain identifiers.\n  " + "\n  ".join(findings)
+            )
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

@@ -11,6 +11,7 @@ shown: it discloses nothing about a person.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -87,3 +88,59 @@ def suppress(
             result[col] = result[col].astype("object").where(~hit, SUPPRESSED)
             n_suppressed += int(hit.sum())
     return result, n_suppressed
+
+
+# --------------------------------------------------------------------------- identifier scan
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{6,}")
+_NHS_NUMBER = re.compile(r"(?<![\d.])(\d{3}[ -]?\d{3}[ -]?\d{4})(?![\d.])")
+SCANNED_SUFFIXES = {".html", ".ipynb", ".csv", ".json", ".xlsx", ".txt", ".md"}
+
+
+def is_valid_nhs_number(text: str) -> bool:
+    """True when ``text`` is ten digits whose last is the NHS number check digit.
+
+    Modulus 11 (NHS Data Dictionary, *NHS Number*): weights 10 to 2 on the first
+    nine digits; check = 11 − (sum mod 11), 11 becomes 0, and 10 is never valid.
+    """
+    digits = re.sub(r"[ -]", "", text)
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1)))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(digits[9])
+
+
+def _output_text(path: Path) -> str:
+    if path.suffix == ".xlsx":
+        from openpyxl import load_workbook
+
+        wb = load_workbook(path, read_only=True)
+        return "\n".join(
+            " ".join("" if v is None else str(v) for v in row)
+            for ws in wb.worksheets
+            for row in ws.iter_rows(values_only=True)
+        )
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:
+    """Find input identifiers and valid NHS numbers in every file a run wrote.
+
+    ``identifiers`` are the values of the input's identifier columns (patient
+    and record ids) of six characters or more. Returns one finding per file and
+    kind; an empty list means the folder is safe to send.
+    """
+    ids = {str(i) for i in identifiers if i is not None and len(str(i)) >= 6}
+    findings = []
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in SCANNED_SUFFIXES:
+            continue
+        text = _output_text(path)
+        hits = sorted({t for t in _TOKEN.findall(text) if t in ids})
+        if hits:
+            findings.append(f"{path.relative_to(folder)}: {len(hits)} input identifier value(s), e.g. {hits[0][:3]}…")
+        nhs = sorted({m for m in _NHS_NUMBER.findall(text) if is_valid_nhs_number(m)})
+        if nhs:
+            findings.append(f"{path.relative_to(folder)}: {len(nhs)} valid NHS number(s)")
+    return findings

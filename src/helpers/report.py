@@ -69,6 +69,25 @@ def write_html(notebook_path: Path, html_path: Path, title: str) -> None:
     html_path.write_text(body, encoding="utf-8")
 
 
+def write_figures(notebook_path: Path, folder: Path) -> list[Path]:
+    """Save every figure of an executed notebook as ``figure_NN.png``."""
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(notebook_path, as_version=4)
+    written = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"figure_{len(written) + 1:02d}.png"
+                path.write_bytes(base64.b64decode(png))
+                written.append(path)
+    return written
+
+
 def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) -> list[str]:
     """Write ``results.xlsx``: a front sheet, then one formatted sheet a table."""
     from openpyxl import Workbook
