@@ -78,3 +78,22 @@ def test_refusals(tmp_path, capsys):
     assert main(["run", name, "--out", str(tmp_path / "full")]) == 2
     assert "--force" in capsys.readouterr().err
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_template_map_round_trip(tmp_path):
+    from helpers.io import load_table
+
+    tpl = tmp_path / "map.yaml"
+    assert main(["template", "spells", "--out", str(tpl)]) == 0
+    text = tpl.read_text()
+    assert "# YOUR_ADMISSION_DATE: admission_date" in text and "ADMIDATE" in text
+    # the user fills in one line; the map then loads their file
+    tpl.write_text(text + "Date In: admission_date\n")
+    from helpers.cli import _read_map
+
+    mapping = _read_map(tpl)
+    assert mapping == {"Date In": "admission_date"}
+    sample = pd.read_csv(Path(__file__).resolve().parents[1] / "data/sample/spells.csv", dtype=str, nrows=20)
+    own = tmp_path / "own.csv"
+    sample.rename(columns={"admission_date": "Date In"}).to_csv(own, index=False)
+    assert len(load_table("spells", own, mapping)) == 20

@@ -47,3 +47,22 @@ def test_publish_writes_suppressed_csv_and_refuses_identifiers(tmp_path):
         publish(TABLE.assign(patient_id="P1"), "bad", tmp_path)
     with pytest.raises(ValueError, match="lower_snake_case"):
         publish(TABLE, "Bad Name", tmp_path)
+
+
+from helpers.disclosure import is_valid_nhs_number, scan_outputs  # noqa: E402
+
+
+@pytest.mark.parametrize("number,valid", [("9434765919", True), ("943 476 5919", True), ("9434765918", False), ("4010232137", True), ("1234567890", False)])
+def test_nhs_number_check_digit(number, valid):
+    # 9434765919 and 4010232137 are NHS Digital's published test numbers; 1234567890 has check digit 10 (never valid)
+    assert is_valid_nhs_number(number) is valid
+
+
+def test_scan_catches_a_planted_nhs_number_and_an_input_identifier(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "ok.csv").write_text("provider_code,rate\nT01,0.1234567891\n")
+    assert scan_outputs(tmp_path, {"P0001234"}) == []  # a float's digits are not an NHS number
+    (tmp_path / "report.html").write_text("<p>Patient 943 476 5919 was readmitted</p>")
+    (tmp_path / "tables" / "bad.csv").write_text("provider_code,who\nT01,P0001234\n")
+    findings = scan_outputs(tmp_path, {"P0001234"})
+    assert findings == ["report.html: 1 valid NHS number(s)", "tables/bad.csv: 1 input identifier value(s), e.g. P00…"]

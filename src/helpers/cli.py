@@ -5,6 +5,7 @@ Usage::
     handbook list
     handbook run NOTEBOOK [--data NAME=PATH ...] [--param KEY=VALUE ...] --out DIR [--force] [--quiet]
     handbook simulate --out DIR [--spells N] [--seed S] [--format csv|parquet]
+    handbook template [TABLE] [--out FILE]
 
 ``run`` checks every input against the data contract before anything runs,
 executes the notebook with papermill in a staging folder, and only when all is
@@ -31,7 +32,7 @@ import yaml
 
 from helpers import REPO_ROOT, __version__
 from helpers import disclosure
-from helpers.io import InputError, data_dictionary, identifier_columns, load_table
+from helpers.io import InputError, data_dictionary, identifier_columns, load_table, table_columns
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CONTRACT_TABLES = tuple(data_dictionary()["tables"])
@@ -258,6 +259,37 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def mapping_template(table: str) -> str:
+    """A commented YAML column map for one contract table, to fill in."""
+    lines = [
+        f"# Column map for the '{table}' table of the NHS value handbook.",
+        "# Write YOUR column name on the left of each contract name you need to map,",
+        "# e.g.  Admission Date: admission_date",
+        "# Columns already named as the contract or by their usual HES/SUS name",
+        "# (shown in brackets) need no line. Use with: handbook run ... --map THIS_FILE",
+        "",
+    ]
+    for name, spec in table_columns(table).items():
+        need = "required" if spec.get("required") else "optional"
+        aliases = ", ".join(spec.get("aliases", []))
+        lines.append(f"# {name} ({need}; {spec['type']}; also recognised: {aliases}): {spec['description']}")
+        lines.append(f"# YOUR_{name.upper()}: {name}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    text = mapping_template(args.table)
+    if args.out:
+        path = Path(args.out)
+        if path.exists() and not args.force:
+            raise UsageError(f"{path} exists; use --force to replace it.")
+        path.write_text(text, encoding="utf-8")
+        print(f"Wrote {path}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="handbook", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
     p_run.set_defaults(func=cmd_run)
+
+    p_tpl = sub.add_parser("template", help="write a commented column-map file to fill in")
+    p_tpl.add_argument("table", nargs="?", default="spells", choices=list(CONTRACT_TABLES))
+    p_tpl.add_argument("--out", help="file to write (default: print)")
+    p_tpl.add_argument("--force", action="store_true")
+    p_tpl.set_defaults(func=cmd_template)
 
     p_sim = sub.add_parser("simulate", help="write simulated data (the sample, or a national-size spells file)")
     p_sim.add_argument("--out", required=True, help="folder (or file with --spells-only)")
