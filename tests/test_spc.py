@@ -394,3 +394,42 @@ def test_spc_table_has_documented_columns(rf4):
         table = spc.spc(rf4, date="period", value="breaches")
     assert list(table.columns) == spc.SPC_COLUMNS
     assert list(spc.summarise(table).columns) == spc.SUMMARY_COLUMNS
+
+
+# --------------------------------------------------------------------------- words and figures
+
+def test_titles_state_the_finding():
+    table = spc.spc(frame(SERIES_A[:11] + [25], org="RAA"), group="org", better="decrease")
+    summary = spc.summarise(table, better="decrease", target=5)  # limits about 6.0 to 20.0
+    row = summary.iloc[0]
+    assert row["variation_icon"] == "concern_high" and row["assurance_icon"] == "consistently_failing"
+    assert spc.headline(row, "Bed days") == (
+        "Bed days at RAA: the latest month is special cause concern (higher); "
+        "it will miss the target every month unless the process changes"
+    )
+    assert spc.overview(summary, "Bed days", "providers") == (
+        "Bed days: 1 of 1 providers show special cause concern in the latest month"
+    )
+
+
+def test_chart_draws_badges_and_colours_special_causes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+
+    from helpers.plots import NHS
+    from helpers.plots import spc as spc_plots
+
+    table = spc.spc(frame(SERIES_A[:11] + [25], org="RAA"), group="org", better="decrease")
+    summary = spc.summarise(table, better="decrease", target=5)
+    fig = spc_plots.spc_chart(table, summary, title="t")
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"Concern (high)", "Target: failing"} <= texts
+    orange = [c for c in fig.axes[0].collections if to_hex(c.get_facecolor()[0]) == NHS["orange"].lower()]
+    assert len(orange) == 1 and len(orange[0].get_offsets()) == 1  # the one concern point
+    multi = spc_plots.small_multiples(
+        pd.concat([table, table.assign(group="RBB")]), pd.concat([summary, summary.assign(group="RBB")])
+    )
+    assert sum(ax.get_visible() for ax in multi.axes) == 2
+    matplotlib.pyplot.close("all")

@@ -701,14 +701,19 @@ MEASURES: dict[str, tuple[str, str]] = {
 
 
 def monthly_series(
-    spells: pd.DataFrame, measure: str = "emergency_bed_days", group: str | None = "provider_code"
+    spells: pd.DataFrame,
+    measure: str | None = "emergency_bed_days",
+    group: str | None = "provider_code",
+    chart: Chart = "xmr",
 ) -> pd.DataFrame:
     """A monthly series per group from spells with derived fields.
 
     ``spells`` must have passed :func:`helpers.derive.add_spell_fields`
     (``month`` is the first day of the discharge month; ``los_days``,
     ``emergency``, ``readmit_30d``, ``readmission_eligible``). Measures are
-    listed in :data:`MEASURES`.
+    listed in :data:`MEASURES`; ``measure=None`` picks one that suits
+    ``chart`` (the readmission rate for p, p′ and u charts, emergency bed
+    days otherwise).
 
     Every group gets every month from the first to the last discharge month
     in the data; a month with no spells counts 0 for the count measures. For
@@ -719,6 +724,8 @@ def monthly_series(
     Returns columns ``date``, ``group`` and either ``value`` (count measures)
     or ``numerator`` and ``denominator`` (``readmission_rate``).
     """
+    if measure is None:
+        measure = "readmission_rate" if chart in ("p", "pprime", "u") else "emergency_bed_days"
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {list(MEASURES)}, not {measure!r}")
     need = {"month", "los_days", "emergency", "readmit_30d", "readmission_eligible"}
@@ -755,3 +762,91 @@ def monthly_series(
             out = out[~empty].reset_index(drop=True)
     out["group"] = out["group"].astype("str")
     return out
+
+
+# --------------------------------------------------------------------------
+# Words for titles
+# --------------------------------------------------------------------------
+
+_VARIATION_WORDS = {
+    "common_cause": "the latest month is common cause variation",
+    "improvement_high": "the latest month is special cause improvement (higher)",
+    "improvement_low": "the latest month is special cause improvement (lower)",
+    "concern_high": "the latest month is special cause concern (higher)",
+    "concern_low": "the latest month is special cause concern (lower)",
+    "neutral_high": "the latest month is special cause variation (higher)",
+    "neutral_low": "the latest month is special cause variation (lower)",
+    "not_assessed": f"too few points for limits (at least {MIN_POINTS} are needed)",
+}
+
+_ASSURANCE_WORDS = {
+    "consistently_passing": "it will meet the target every month if nothing changes",
+    "consistently_failing": "it will miss the target every month unless the process changes",
+    "hit_and_miss": "it will meet the target in some months and miss it in others, by chance",
+}
+
+
+def headline(row: pd.Series, measure: str = "The measure") -> str:
+    """A title stating the finding of one ``spc_summary`` row.
+
+    For example "Breaches at RF4: the latest month is common cause variation;
+    it will meet the target in some months and miss it in others, by chance".
+    """
+    where = "" if row["group"] == "all" else f" at {row['group']}"
+    words = [f"{measure}{where}: {_VARIATION_WORDS[row['variation_icon']]}"]
+    if row["assurance_icon"] in _ASSURANCE_WORDS:
+        words.append(_ASSURANCE_WORDS[row["assurance_icon"]])
+    return "; ".join(words)
+
+
+def overview(summary: pd.DataFrame, measure: str = "The measure", unit: str = "series") -> str:
+    """A title stating the finding across the groups of an ``spc_summary`` table.
+
+    For example "Emergency bed days: 2 of 5 providers show special cause
+    concern in the latest month, 1 shows improvement".
+    """
+    icons = summary["variation_icon"]
+    n = len(summary)
+    concern = int(icons.str.startswith("concern").sum())
+    improvement = int(icons.str.startswith("improvement").sum())
+    neutral = int(icons.str.startswith("neutral").sum())
+    short = int((icons == "not_assessed").sum())
+    parts = []
+    if concern:
+        parts.append(f"{concern} of {n} {unit} show special cause concern in the latest month")
+    if improvement:
+        parts.append(f"{improvement} of {n} show improvement")
+    if neutral:
+        parts.append(f"{neutral} of {n} show special cause variation")
+    if not parts:
+        parts.append(f"none of {n} {unit} shows special cause variation in the latest month")
+    if short:
+        parts.append(f"{short} have too few points for limits")
+    return f"{measure}: " + ", ".join(parts)
+
+
+def read_series(
+    path: str,
+    chart: Chart = "xmr",
+    date: str = "date",
+    value: str = "value",
+    numerator: str = "numerator",
+    denominator: str = "denominator",
+    group: str | None = None,
+) -> pd.DataFrame:
+    """Read a user's series file (CSV, Excel or Parquet) for :func:`spc`.
+
+    Through :func:`helpers.io.load_frame`, so the reading rules and error
+    messages are the loaders'. Required columns: ``date`` and ``value`` for
+    xmr, c and run charts; ``date``, ``numerator`` and ``denominator`` for p,
+    p′ and u charts; ``group`` (text) when given.
+    """
+    from helpers import io
+
+    if chart in ("p", "pprime", "u"):
+        required = {date: "date", numerator: "number", denominator: "number"}
+    else:
+        required = {date: "date", value: "number"}
+    if group:
+        required[group] = "string"
+    return io.load_frame(path, required, "series")
