@@ -143,3 +143,182 @@ def format_number(value: float, decimals: int = 0) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "not available"
     return f"{value:,.{decimals}f}"
+
+
+# ===========================================================================
+# Virtual ward finance (METHODS.md section 6). Owned by the virtual ward
+# evaluation (issue 5); uses the conversions above and adds nothing to them.
+# ===========================================================================
+
+#: Cost of one occupied virtual ward patient day: about £285 in 2022 prices,
+#: derived from the one published NHS costing of a running virtual ward that
+#: we cite: Wrightington, Wigan and Leigh's virtual ward cost about £1 million
+#: in calendar year 2022 for 40 virtual ward beds used at about 24% (Jalilian
+#: et al 2024, BMJ Open 14:e081378), so £1,000,000 / (40 x 365 x 0.24 occupied
+#: days) = £285. A default to start a conversation, not a price: replace it
+#: with the local virtual ward's accrued expenditure / patient days. A virtual
+#: ward running fuller spreads its fixed staff cost thinner (at 80% use the
+#: same budget is about £86 a day).
+COST_PER_VW_DAY = UnitCost(
+    value=285.0,
+    unit="virtual ward patient day",
+    price_year="2022",
+    source=("Jalilian et al 2024, BMJ Open 14:e081378: about £1 million for 40 virtual ward beds in 2022 "
+            "at 24% use; £1,000,000 / (40 x 365 x 0.24) patient days"),
+    citation="jalilian2024",
+)
+
+#: Columns of the ``financial_impact`` table.
+FINANCIAL_IMPACT_COLUMNS: list[str] = [
+    "measure", "value", "ci_lower", "ci_upper", "unit", "price_year", "source", "note",
+]
+
+
+def _unit_value(cost: float | UnitCost, fallback_year: str, fallback_source: str) -> tuple[float, str, str]:
+    if isinstance(cost, UnitCost):
+        return float(cost.value), cost.price_year, cost.source
+    return float(cost), fallback_year, fallback_source
+
+
+def vw_financial_impact(
+    effect_days: float,
+    effect_ci: tuple[float, float],
+    treated_spells: int,
+    vw_patient_days: float,
+    cost_per_bed_day: float | UnitCost = COST_PER_BED_DAY,
+    cost_per_vw_day: float | UnitCost | None = COST_PER_VW_DAY,
+    annual_budget: float | None = None,
+    budget_years: float = 1.0,
+    price_year: str = "not stated",
+    cost_source: str = "local figure supplied by the user",
+    occupancy: float = TARGET_OCCUPANCY,
+    marginal_cost_share: float = MARGINAL_COST_SHARE,
+    payment: str = "activity",
+    vw_paid_by: str = "commissioner",
+    admissions_avoided: float = 0.0,
+    price_per_admission: float = 0.0,
+    long_stay_payments_avoided: float = 0.0,
+) -> pd.DataFrame:
+    """The ``financial_impact`` table of a step-down virtual ward (METHODS.md 6).
+
+    ``effect_days`` is the effect on acute LOS per treated spell (negative =
+    shorter), with its 95% interval ``effect_ci``. Rows (``measure``):
+
+    * ``bed_days_released`` = -effect x treated spells (interval from the
+      effect's), ``beds_equivalent`` (bed days / 365 / occupancy);
+    * ``capacity_released_gbp``: bed days x cost per bed day, the gross value,
+      non-cash-releasing; ``cash_releasing_gbp``: x ``marginal_cost_share``
+      (0 unless beds close);
+    * ``vw_cost_gbp``: virtual ward patient days x cost per virtual ward day,
+      or ``annual_budget`` x ``budget_years`` when a budget is given;
+    * ``net_capacity_gbp`` (capacity released - virtual ward cost) and
+      ``net_cash_gbp`` (cash released - virtual ward cost);
+    * ``break_even_cost_per_vw_day``: capacity released / virtual ward days,
+      the cost per virtual ward day at which the net is nil;
+    * the money conversation: ``provider_income_change_gbp``,
+      ``provider_cost_change_gbp``, ``provider_net_gbp``,
+      ``commissioner_spend_change_gbp`` and ``system_net_cash_gbp``.
+
+    Income under ``payment="activity"`` (payment by activity): a step-down
+    stay does not change the number of spells, so the provider's spell income
+    is unchanged except for long-stay payments no longer due
+    (``long_stay_payments_avoided``, £) and admissions avoided by step-up care
+    (``admissions_avoided`` x ``price_per_admission``); the commissioner saves
+    what the provider loses. Under ``payment="fixed"`` (a block or the fixed
+    element of aligned payment and incentive) income does not move with
+    activity. ``vw_paid_by="commissioner"`` means the commissioner pays the
+    provider for the virtual ward (a local price equal to its cost, as
+    Bradford negotiated: King's Fund 2018); ``"provider"`` means the provider
+    absorbs it. Payments between the two cancel in ``system_net_cash_gbp``.
+    Every £ row carries its price year and source; rows that combine costs of
+    different price years say so in ``note``.
+    """
+    if payment not in {"activity", "fixed"}:
+        raise ValueError(f"payment must be 'activity' or 'fixed'; got {payment!r}")
+    if vw_paid_by not in {"commissioner", "provider"}:
+        raise ValueError(f"vw_paid_by must be 'commissioner' or 'provider'; got {vw_paid_by!r}")
+    if treated_spells < 0 or vw_patient_days < 0:
+        raise ValueError("treated_spells and vw_patient_days must not be negative")
+    bd_cost, bd_year, bd_source = _unit_value(cost_per_bed_day, price_year, cost_source)
+    lo_eff, hi_eff = sorted(effect_ci)
+    released = np.array([-effect_days, -hi_eff, -lo_eff]) * treated_spells  # estimate, lower, upper
+    capacity = capacity_released_gbp(released, bd_cost)
+    cash = cash_releasing_gbp(capacity, marginal_cost_share)
+    if annual_budget is not None:
+        vw_cost, vw_year, vw_source = float(annual_budget) * budget_years, price_year, \
+            f"virtual ward budget of {format_gbp(annual_budget)} a year x {budget_years:g} years ({cost_source})"
+        vw_unit = vw_cost / vw_patient_days if vw_patient_days else float("nan")
+    else:
+        if cost_per_vw_day is None:
+            raise ValueError("give cost_per_vw_day or annual_budget")
+        vw_unit, vw_year, vw_source = _unit_value(cost_per_vw_day, price_year, cost_source)
+        vw_cost = vw_patient_days * vw_unit
+    mixed = "" if vw_year == bd_year else \
+        f"combines {bd_year} bed-day prices with {vw_year} virtual ward prices; uplift one to the other's year to compare like with like"
+    both_source = f"bed day: {bd_source}; virtual ward: {vw_source}"
+    both_year = bd_year if vw_year == bd_year else f"{bd_year} and {vw_year}"
+
+    income_change = 0.0
+    if payment == "activity":
+        income_change -= long_stay_payments_avoided + admissions_avoided * price_per_admission
+    vw_payment = vw_cost if vw_paid_by == "commissioner" else 0.0
+    provider_income = income_change + vw_payment
+    provider_cost = vw_cost - cash  # array: cost rises by the ward, falls by the cash released
+    provider_net = provider_income - provider_cost
+    commissioner = income_change + vw_payment  # what it pays the provider changes by the same
+    system = cash - vw_cost
+
+    def row(measure, values, unit, year="", source="", note=""):
+        v = np.atleast_1d(np.asarray(values, dtype=float))
+        lo, hi = (np.sort(v[1:3]) if len(v) == 3 else (np.nan, np.nan))
+        return {"measure": measure, "value": float(v[0]), "ci_lower": float(lo), "ci_upper": float(hi),
+                "unit": unit, "price_year": year, "source": source, "note": note}
+
+    days_note = "95% interval from the effect on acute LOS; capacity released, not cash, unless beds close"
+    rows = [
+        row("treated_spells", treated_spells, "spells"),
+        row("effect_on_acute_los_days", [effect_days, lo_eff, hi_eff], "days per treated spell",
+            note="negative means shorter acute stays"),
+        row("bed_days_released", released, "bed days", note=days_note),
+        row("beds_equivalent", beds_equivalent(released, occupancy), "beds",
+            note=f"over one year at {occupancy:.0%} occupancy; a year of data gives beds, otherwise scale"),
+        row("capacity_released_gbp", capacity, "£", bd_year, bd_source,
+            "gross value of the bed days at the cost per bed day (non-cash-releasing)"),
+        row("cash_releasing_gbp", cash, "£", bd_year, bd_source,
+            f"marginal cost share {marginal_cost_share:.0%}: cash leaves only when capacity is removed"),
+        row("vw_patient_days", vw_patient_days, "virtual ward days",
+            note="days moved to the virtual ward: these are not days saved"),
+        row("vw_cost_per_day_gbp", vw_unit, "£ per virtual ward day", vw_year, vw_source),
+        row("vw_cost_gbp", vw_cost, "£", vw_year, vw_source),
+        row("net_capacity_gbp", capacity - vw_cost, "£", both_year, both_source,
+            "capacity released minus virtual ward cost" + (f"; {mixed}" if mixed else "")),
+        row("net_cash_gbp", cash - vw_cost, "£", both_year, both_source,
+            "cash released minus virtual ward cost" + (f"; {mixed}" if mixed else "")),
+        row("break_even_cost_per_vw_day", capacity / vw_patient_days if vw_patient_days else [np.nan] * 3,
+            "£ per virtual ward day", bd_year, bd_source,
+            "the virtual ward day cost at which capacity released equals its cost"),
+        row("provider_income_change_gbp", provider_income, "£", both_year, both_source,
+            f"{payment} payment; virtual ward paid by the {vw_paid_by}"),
+        row("provider_cost_change_gbp", provider_cost, "£", both_year, both_source,
+            "virtual ward cost minus cash released"),
+        row("provider_net_gbp", provider_net, "£", both_year, both_source,
+            "income change minus cost change; positive means the provider is better off"),
+        row("commissioner_spend_change_gbp", [commissioner] * 3, "£", both_year, both_source,
+            "positive means the commissioner pays more"),
+        row("system_net_cash_gbp", system, "£", both_year, both_source,
+            "cash released minus virtual ward cost: payments between the two cancel"),
+    ]
+    return pd.DataFrame(rows, columns=FINANCIAL_IMPACT_COLUMNS)
+
+
+def which_organisation_wins(financial_impact: pd.DataFrame) -> str:
+    """One sentence on who gains and who pays, from a ``financial_impact`` table."""
+    v = financial_impact.set_index("measure")["value"]
+    prov, comm, system = v["provider_net_gbp"], v["commissioner_spend_change_gbp"], v["system_net_cash_gbp"]
+    capacity = v["capacity_released_gbp"]
+    p = f"the provider is {format_gbp(abs(prov))} {'better' if prov >= 0 else 'worse'} off in cash"
+    c = (f"the commissioner pays {format_gbp(abs(comm))} {'more' if comm > 0 else 'less'}" if abs(comm) >= 0.5
+         else "the commissioner's spending does not change")
+    s = f"the system as a whole is {format_gbp(abs(system))} {'better' if system >= 0 else 'worse'} off in cash"
+    return (f"On these assumptions {p}, {c}, and {s}; the {format_gbp(capacity)} of capacity released is "
+            "only cash if beds close, otherwise it is room for other patients.")

@@ -1,0 +1,79 @@
+"""Tests of the virtual ward finance section of helpers.finance, by hand calculation."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import finance
+
+
+def _table(**kw):
+    args = dict(effect_days=-1.5, effect_ci=(-2.0, -1.0), treated_spells=1_000, vw_patient_days=5_000,
+                cost_per_bed_day=300.0, cost_per_vw_day=100.0, price_year="2024/25")
+    args.update(kw)
+    return finance.vw_financial_impact(**args).set_index("measure")
+
+
+def test_default_vw_day_cost_is_the_cited_derivation():
+    c = finance.COST_PER_VW_DAY
+    # Jalilian et al 2024: about £1m for 40 beds in 2022 at 24% use
+    assert c.value == pytest.approx(1_000_000 / (40 * 365 * 0.24), abs=1.0)
+    assert c.price_year == "2022" and "BMJ Open" in c.source
+
+
+def test_bed_days_value_and_net_by_hand():
+    t = _table()
+    # 1.5 days x 1,000 spells = 1,500 bed days (1,000 to 2,000 from the interval)
+    assert t.loc["bed_days_released", ["value", "ci_lower", "ci_upper"]].tolist() == [1500, 1000, 2000]
+    assert t.loc["beds_equivalent", "value"] == pytest.approx(1500 / 365 / 0.92)
+    # £300 x 1,500 = £450,000 capacity; cash 0 at the default marginal share
+    assert t.loc["capacity_released_gbp", "value"] == pytest.approx(450_000)
+    assert t.loc["cash_releasing_gbp", "value"] == 0
+    # 5,000 virtual ward days x £100 = £500,000
+    assert t.loc["vw_cost_gbp", "value"] == pytest.approx(500_000)
+    assert t.loc["net_capacity_gbp", "value"] == pytest.approx(-50_000)
+    assert t.loc["net_capacity_gbp", "ci_upper"] == pytest.approx(2000 * 300 - 500_000)
+    # break-even: £450,000 / 5,000 days = £90 a virtual ward day
+    assert t.loc["break_even_cost_per_vw_day", "value"] == pytest.approx(90.0)
+    assert (t.loc[t["unit"] == "£", "price_year"] == "2024/25").all()
+    assert t.loc["capacity_released_gbp", "source"] != ""
+
+
+def test_annual_budget_replaces_day_cost():
+    t = _table(annual_budget=250_000.0, budget_years=2.0)
+    assert t.loc["vw_cost_gbp", "value"] == pytest.approx(500_000)
+    assert t.loc["vw_cost_per_day_gbp", "value"] == pytest.approx(100.0)
+
+
+def test_which_organisation_wins_under_activity_payment():
+    # Provider absorbs the ward, 20% of the bed-day cost is cash, and 50 step-up admissions
+    # at £2,000 are avoided: provider income -£100,000; cost +£500,000 - £90,000.
+    t = _table(marginal_cost_share=0.2, vw_paid_by="provider", admissions_avoided=50, price_per_admission=2_000)
+    assert t.loc["provider_income_change_gbp", "value"] == pytest.approx(-100_000)
+    assert t.loc["provider_cost_change_gbp", "value"] == pytest.approx(500_000 - 90_000)
+    assert t.loc["provider_net_gbp", "value"] == pytest.approx(-100_000 - 410_000)
+    assert t.loc["commissioner_spend_change_gbp", "value"] == pytest.approx(-100_000)
+    assert t.loc["system_net_cash_gbp", "value"] == pytest.approx(90_000 - 500_000)
+    # provider net + commissioner saving = system: payments cancel
+    assert t.loc["provider_net_gbp", "value"] - t.loc["commissioner_spend_change_gbp", "value"] == \
+        pytest.approx(t.loc["system_net_cash_gbp", "value"])
+    text = finance.which_organisation_wins(t.reset_index())
+    assert "provider is £510,000 worse off" in text and "commissioner pays £100,000 less" in text
+
+
+def test_fixed_payment_and_commissioner_funding():
+    t = _table(payment="fixed", admissions_avoided=50, price_per_admission=2_000)
+    # a block payment does not move with activity; the commissioner funds the ward's £500,000
+    assert t.loc["provider_income_change_gbp", "value"] == pytest.approx(500_000)
+    assert t.loc["provider_net_gbp", "value"] == pytest.approx(0.0)
+    assert t.loc["commissioner_spend_change_gbp", "value"] == pytest.approx(500_000)
+
+
+def test_mixed_price_years_are_flagged_and_bad_options_refused():
+    t = finance.vw_financial_impact(-1.0, (-1.5, -0.5), 100, 400).set_index("measure")
+    assert "2020/21" in t.loc["net_capacity_gbp", "price_year"] and "2022" in t.loc["net_capacity_gbp", "price_year"]
+    assert "uplift" in t.loc["net_capacity_gbp", "note"]
+    with pytest.raises(ValueError, match="payment"):
+        _table(payment="tariff")
+    with pytest.raises(ValueError, match="vw_paid_by"):
+        _table(vw_paid_by="patient")
