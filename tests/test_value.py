@@ -239,6 +239,26 @@ def test_equity_by_decile_keeps_unknown_deprivation():
     assert t.iloc[4]["mean_gain"] == pytest.approx(0.7)
 
 
+def test_deprivation_gradient_matches_scipy_linregress():
+    t = hv.deprivation_gradient(EQUITY, "gain").iloc[0]
+    # known deciles 1, 1, 2, 7, 10 with gains 0.2, 0.3, 0.4, 0.5, 0.6; the unknown row is counted, not used
+    ref = stats.linregress([1, 1, 2, 7, 10], [0.2, 0.3, 0.4, 0.5, 0.6])
+    assert t["n"] == 5 and t["n_unknown"] == 1
+    assert t["slope_per_decile"] == pytest.approx(ref.slope)
+    half = stats.t.ppf(0.975, 3) * ref.stderr
+    assert (t["slope_ci_lower"], t["slope_ci_upper"]) == pytest.approx((ref.slope - half, ref.slope + half))
+
+
+def test_equity_sentence_never_pools_pathways():
+    e = hv.equity(EQUITY)
+    # Core20 gains 0.2, 0.3, 0.4 -> 0.3; others 0.5, 0.6 -> 0.55
+    assert hv.describe_equity(e, "hip") == (
+        "hip: patients from the most deprived fifth of areas gain 0.250 less on the EQ-5D index "
+        "than other patients (0.300 against 0.550)"
+    )
+    assert hv.describe_equity(e) == "Patients from the most deprived fifth of areas gain less than other patients in 1 of 1 pathways"
+
+
 def test_three_es_economy_efficiency_effectiveness_and_equity():
     inputs = pd.DataFrame({
         "provider_code": ["A", "B", "C"], "input": ["hip prosthesis"] * 3,
@@ -443,3 +463,50 @@ def sample():
     if "outcomes" not in truth:
         pytest.skip("truth.json has no 'outcomes' section yet")
     return load_table("outcomes"), truth["outcomes"]
+
+
+def test_sample_pathway_means_recover_the_simulator_truth(sample):
+    df, truth = sample
+    t = hv.pathway_value(df).set_index("pathway")
+    assert set(t.index) == set(truth["pathways"])
+    for name, true in truth["pathways"].items():
+        row = t.loc[name]
+        assert row["n"] == true["n"]
+        # the truth is an expectation; the sample mean should sit within 4 standard errors of it
+        se_gain = (row["gain_ci_upper"] - row["gain_ci_lower"]) / (2 * stats.t.ppf(0.975, row["n"] - 1))
+        se_cost = (row["cost_ci_upper"] - row["cost_ci_lower"]) / (2 * stats.t.ppf(0.975, row["n"] - 1))
+        assert abs(row["mean_gain"] - true["mean_gain"]) < 4 * se_gain, name
+        assert abs(row["mean_cost"] - true["mean_cost"]) < 4 * se_cost, name
+
+
+def test_sample_high_cost_low_gain_provider_lands_in_that_quadrant(sample):
+    df, truth = sample
+    q = hv.quadrant(hv.provider_value(df), min_patients=20)
+    worst, best = truth["high_cost_low_gain"], truth["low_cost_high_gain"]
+    for pathway, part in q.groupby("pathway"):
+        labels = part.set_index("provider_code")["quadrant"]
+        assert labels[worst] == "lower gain, higher cost", pathway
+        assert labels[best] == "higher gain, lower cost", pathway
+    # and in most pathways the evidence is clear on both axes
+    clear = q[(q["provider_code"] == worst) & q["gain_clear"] & q["cost_clear"]]
+    assert len(clear) >= q["pathway"].nunique() - 1
+
+
+def test_sample_adjusted_cost_tracks_the_simulated_cost_multiplier(sample):
+    df, truth = sample
+    t = hv.provider_value(df)
+    mult = pd.Series(truth["provider_cost_multiplier"])
+    for pathway, part in t.groupby("pathway"):
+        # 25 providers: the rank correlation must be clearly positive (p < 0.01), not chance
+        res = stats.spearmanr(part["cost_ratio"], mult[part["provider_code"]].to_numpy())
+        assert res.statistic > 0 and res.pvalue < 0.01, pathway
+
+
+def test_sample_deprivation_gradient_of_the_starting_score(sample):
+    df, truth = sample
+    g = hv.deprivation_gradient(df, "eq5d_before")
+    # the simulator lowers the score before the procedure by a fixed amount per decile more deprived
+    # (clipping at full health flattens it a little)
+    for r in g.itertuples():
+        assert r.slope_ci_lower < truth["deprivation_gradient_before"] + 0.005, r.pathway
+        assert r.slope_per_decile > truth["deprivation_gradient_before"] / 2, r.pathway

@@ -443,6 +443,41 @@ def equity(outcomes: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
     return out[cols].sort_values(["pathway", "imd_decile"], na_position="last", ignore_index=True)
 
 
+def deprivation_gradient(outcomes: pd.DataFrame, column: str = "gain", conf: float = 0.95) -> pd.DataFrame:
+    """How a patient-level measure changes per IMD decile, within each pathway.
+
+    The least-squares slope of ``column`` (``gain``, ``eq5d_before``,
+    ``eq5d_after`` or ``cost``) on the IMD decile over patients with a known
+    decile, with its Student t interval (simple linear regression, e.g. Altman
+    1991, 11.5). A positive slope for ``eq5d_before`` means patients from less
+    deprived areas arrive in better health.
+
+    Columns: ``pathway``, ``measure``, ``n`` (patients with a decile),
+    ``n_unknown`` (without one, not used), ``slope_per_decile``,
+    ``slope_ci_lower``, ``slope_ci_upper``.
+    """
+    df = _check_outcomes(outcomes)
+    if "imd_decile" not in df.columns:
+        raise InputError("outcomes table: the deprivation gradient needs the optional column 'imd_decile'")
+    if column not in df.columns:
+        raise InputError(f"outcomes table: no column '{column}' to relate to deprivation")
+    rows = []
+    for pathway, part in df.groupby("pathway", sort=True):
+        known = part["imd_decile"].notna()
+        x = pd.to_numeric(part.loc[known, "imd_decile"]).to_numpy(dtype="float64")
+        y = pd.to_numeric(part.loc[known, column]).to_numpy(dtype="float64")
+        n = x.size
+        slope = lo = hi = np.nan
+        if n >= 3 and x.var() > 0:
+            res = stats.linregress(x, y)
+            slope = float(res.slope)
+            half = float(_t(conf, n - 1)) * float(res.stderr)  # n - 2 degrees of freedom
+            lo, hi = slope - half, slope + half
+        rows.append((pathway, column, n, int((~known).sum()), slope, lo, hi))
+    return pd.DataFrame(rows, columns=["pathway", "measure", "n", "n_unknown", "slope_per_decile",
+                                       "slope_ci_lower", "slope_ci_upper"])
+
+
 def _core20_gap(df: pd.DataFrame, by: list[str], conf: float) -> pd.DataFrame:
     """Mean gain in Core20 (deciles 1-2) against deciles 3-10, Welch interval of the gap."""
     d = df[df["imd_decile"].notna()].copy()
@@ -843,20 +878,36 @@ def describe_pathway_value(value_table: pd.DataFrame, by: str = "pathway") -> st
 
 
 def describe_equity(equity_table: pd.DataFrame, pathway: str | None = None) -> str:
-    """One sentence: mean gain of the Core20 group (IMD deciles 1-2) against everyone else."""
-    t = equity_table if pathway is None else equity_table[equity_table["pathway"] == pathway]
-    known = t[t["group"] != "unknown"]
-    means = known.groupby("group").apply(
-        lambda d: np.average(d["mean_gain"], weights=d["n"]), include_groups=False
-    )
-    where = f"{pathway}: " if pathway else ""
-    if not {"Core20", "other"} <= set(means.index):
-        return f"{where}not enough deprivation data to compare groups"
-    gap = means["Core20"] - means["other"]
-    word = "less" if gap < 0 else "more"
+    """One sentence: mean gain of the Core20 group (IMD deciles 1-2) against everyone else.
+
+    With ``pathway`` the sentence gives that pathway's two means; without it,
+    it counts the pathways in which the Core20 group gains less (pathways are
+    never pooled, because their gains are on different scales).
+    """
+    def gap(t: pd.DataFrame) -> tuple[float, float] | None:
+        known = t[t["group"] != "unknown"]
+        if not {"Core20", "other"} <= set(known["group"]):
+            return None
+        m = {g: np.average(d["mean_gain"], weights=d["n"]) for g, d in known.groupby("group")}
+        return float(m["Core20"]), float(m["other"])
+
+    if pathway is not None:
+        g = gap(equity_table[equity_table["pathway"] == pathway])
+        if g is None:
+            return f"{pathway}: not enough deprivation data to compare groups"
+        word = "less" if g[0] < g[1] else "more"
+        return (
+            f"{pathway}: patients from the most deprived fifth of areas gain {abs(g[0] - g[1]):.3f} {word} "
+            f"on the EQ-5D index than other patients ({g[0]:.3f} against {g[1]:.3f})"
+        )
+    gaps = {p: gap(t) for p, t in equity_table.groupby("pathway", sort=True)}
+    gaps = {p: g for p, g in gaps.items() if g is not None}
+    if not gaps:
+        return "Not enough deprivation data to compare groups"
+    less = sum(g[0] < g[1] for g in gaps.values())
     return (
-        f"{where}patients from the most deprived fifth of areas gain {abs(gap):.3f} {word} "
-        f"on the EQ-5D index than other patients ({means['Core20']:.3f} against {means['other']:.3f})"
+        f"Patients from the most deprived fifth of areas gain less than other patients "
+        f"in {less} of {len(gaps)} pathways"
     )
 
 

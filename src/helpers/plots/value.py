@@ -106,23 +106,38 @@ def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
 
 
 def equity_plot(equity_table: pd.DataFrame, pathway: str | None = None) -> Figure:
-    """Mean EQ-5D gain by IMD decile (1 = most deprived), one line per pathway, 95% intervals."""
+    """Mean EQ-5D gain by IMD decile (1 = most deprived) with 95% intervals, a panel per pathway.
+
+    The Core20 deciles (1 and 2) are shaded. Pathways are drawn in separate
+    panels because their gains are on different scales.
+    """
     set_theme()
     t = equity_table[equity_table["imd_decile"].notna()]
     if pathway is not None:
         t = t[t["pathway"] == pathway]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.axvspan(0.5, 2.5, color=NHS["pale_grey"], zorder=0)
-    ax.text(1.5, 0.02, "Core20", transform=ax.get_xaxis_transform(), ha="center", fontsize=9, color=NHS["dark_grey"])
-    for i, (name, part) in enumerate(t.groupby("pathway", sort=True)):
-        x = part["imd_decile"].astype("float64").to_numpy() + (i - 1) * 0.08
-        ax.errorbar(x, part["mean_gain"], yerr=[part["mean_gain"] - part["gain_ci_lower"], part["gain_ci_upper"] - part["mean_gain"]],
-                    fmt="-o", color=PALETTE[i % len(PALETTE)], capsize=3, label=str(name), markersize=5)
-    ax.set_xticks(range(1, 11))
-    ax.set_xlabel("IMD decile of residence (1 = most deprived, 10 = least deprived)")
-    ax.set_ylabel("Mean EQ-5D gain per patient")
-    ax.legend(frameon=False, fontsize=9)
-    ax.set_title(_wrap(hv.describe_equity(equity_table, pathway)))
+    names = sorted(t["pathway"].unique())
+    if not names:
+        raise ValueError("No rows with an IMD decile to plot")
+    ncol = min(2, len(names))
+    nrow = int(np.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 3.4 * nrow + 0.8), squeeze=False)
+    for i, name in enumerate(names):
+        ax = axes.flat[i]
+        part = t[t["pathway"] == name].sort_values("imd_decile")
+        x = part["imd_decile"].astype("float64").to_numpy()
+        ax.axvspan(0.5, 2.5, color=NHS["pale_grey"], zorder=0)
+        ax.text(1.5, 0.03, "Core20", transform=ax.get_xaxis_transform(), ha="center", fontsize=8,
+                color=NHS["dark_grey"])
+        ax.errorbar(x, part["mean_gain"],
+                    yerr=[part["mean_gain"] - part["gain_ci_lower"], part["gain_ci_upper"] - part["mean_gain"]],
+                    fmt="-o", color=NHS["blue"], capsize=3, markersize=5)
+        ax.set_xticks(range(1, 11))
+        ax.set_title(str(name), fontsize=10, loc="left")
+        ax.set_xlabel("IMD decile (1 = most deprived)")
+        ax.set_ylabel("Mean EQ-5D gain")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(_wrap(hv.describe_equity(equity_table, pathway), 90), x=0.02, ha="left", fontweight="bold")
     fig.tight_layout()
     return fig
 
