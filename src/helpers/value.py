@@ -592,6 +592,21 @@ def three_es(
     return out.reset_index(drop=True)
 
 
+#: For :func:`helpers.report.publish`: which count each ``three_es`` column is
+#: made from, so that small-number suppression hides exactly what it must.
+THREE_ES_DERIVED: dict[str, list[str]] = {
+    "economy_index": ["n"],
+    "efficiency_cost_per_patient": ["n"],
+    "effectiveness_mean_gain": ["n"],
+    "cost_per_unit_gain": ["n"],
+    "equity_gain_core20": ["n_core20"],
+    "equity_gain_other": ["n", "n_core20"],
+    "equity_gap": ["n", "n_core20"],
+    "equity_gap_ci_lower": ["n", "n_core20"],
+    "equity_gap_ci_upper": ["n", "n_core20"],
+}
+
+
 # --------------------------------------------------------------------------- allocative value
 def annuity_factor(duration_years: float, discount_rate: float = NICE_DISCOUNT_RATE) -> float:
     """Discounted years of a constant annual benefit lasting ``duration_years``.
