@@ -327,7 +327,7 @@ def test_monthly_series_from_spells():
         "admission_method": ["21", "11", "22", "21", "21"],
     })
     derived = add_spell_fields(spells)
-    bed_days = spc.monthly_series(derived, "emergency_bed_days")
+    bed_days = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0)
     got = bed_days.set_index(["group", "date"])["value"]
     assert got[("RAA", pd.Timestamp("2023-01-01"))] == 4  # s1 only: the elective s2 does not count
     assert got[("RBB", pd.Timestamp("2023-01-01"))] == 3
@@ -336,6 +336,11 @@ def test_monthly_series_from_spells():
     assert len(bed_days) == 6  # 3 months × 2 providers
     with pytest.raises(ValueError, match="add_spell_fields"):
         spc.monthly_series(spells)
+    # January starts on the first admission date: spells admitted before the
+    # extract would be missing from it, so by default it is left out
+    with pytest.warns(spc.SPCWarning, match="Jan 2023"):
+        default = spc.monthly_series(derived, "emergency_bed_days")
+    assert sorted(default["date"].dt.month.unique()) == [2, 3]
 
 
 # --------------------------------------------------------------------------- real data
@@ -408,7 +413,11 @@ def test_titles_state_the_finding():
         "it will miss the target every month unless the process changes"
     )
     assert spc.overview(summary, "Bed days", "providers") == (
-        "Bed days: 1 of 1 providers show special cause concern in the latest month"
+        "Bed days, latest month: special cause in 1 of 1 providers (1 concern)"
+    )
+    quiet = spc.summarise(spc.spc(frame(SERIES_A)))
+    assert spc.overview(quiet, "Bed days", "providers") == (
+        "Bed days, latest month: no special cause in any of the 1 providers with limits"
     )
 
 
@@ -433,3 +442,32 @@ def test_chart_draws_badges_and_colours_special_causes():
     )
     assert sum(ax.get_visible() for ax in multi.axes) == 2
     matplotlib.pyplot.close("all")
+
+
+def test_rebase_dates_per_group():
+    data = pd.concat([frame(SERIES_A * 2, org="A"), frame(SERIES_A * 2, org="B")], ignore_index=True)
+    table = spc.spc(data, group="org", rebase_dates={"B": ["2023-04-01"]})
+    assert table.groupby("group")["period"].max().to_dict() == {"A": 1, "B": 2}
+    with pytest.raises(ValueError, match=r"\['C'\]"):
+        spc.spc(data, group="org", rebase_dates={"C": ["2023-04-01"]})
+
+
+def test_focus_group_prefers_a_latest_concern():
+    quiet = frame(SERIES_A, org="A")
+    worrying = frame(SERIES_A[:11] + [25], org="B")  # latest point above the limit
+    summary = spc.summarise(spc.spc(pd.concat([quiet, worrying]), group="org", better="decrease"), "decrease")
+    assert spc.focus_group(summary) == "B"
+    summary = spc.summarise(spc.spc(pd.concat([quiet, worrying]), group="org", better="increase"), "increase")
+    assert spc.focus_group(summary) == "B"  # improvement is still special cause
+    assert spc.focus_group(summary.iloc[:1]) == "A"
+
+
+def test_read_series_checks_columns(tmp_path):
+    from helpers.io import InputError
+
+    path = tmp_path / "series.csv"
+    frame(SERIES_A, org="A").to_csv(path, index=False)
+    got = spc.read_series(str(path), "xmr", group="org")
+    assert got["value"].tolist() == SERIES_A
+    with pytest.raises(InputError, match="numerator"):
+        spc.read_series(str(path), "p")

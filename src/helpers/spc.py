@@ -96,7 +96,7 @@ SPC_COLUMNS = [
 #: Columns of the ``spc_summary`` result table, in order.
 SUMMARY_COLUMNS = [
     "group", "chart", "better", "n_points", "n_periods", "latest_date",
-    "latest_value", "mean", "lower_limit", "upper_limit", "target",
+    "latest_numerator", "latest_denominator", "latest_value", "mean", "lower_limit", "upper_limit", "target",
     "variation_icon", "assurance_icon", "n_special_cause", "n_improvement",
     "n_concern", "note",
 ]
@@ -431,7 +431,7 @@ def spc(
     group: str | None = None,
     chart: Chart = "xmr",
     better: Better = None,
-    rebase_dates: Sequence[str | pd.Timestamp] = (),
+    rebase_dates: Sequence[str | pd.Timestamp] | Mapping[str, Sequence[str | pd.Timestamp]] = (),
     baseline_points: int | None = None,
     run_length: int = 7,
     two_of_three: TwoOfThree = "current",
@@ -449,7 +449,9 @@ def spc(
     chart : "xmr" (default), "p", "pprime" (Laney), "u", "c" or "run".
     better : "increase", "decrease" or None (neutral).
     rebase_dates : a new period (with its own mean and limits) starts at each
-        date; the rules run within a period, never across a rebase.
+        date; the rules run within a period, never across a rebase. A list
+        applies to every group; a mapping gives each group its own dates
+        (for example ``{"T05": ["2024-01-01"]}``).
     baseline_points : fix the limits on the first this-many points of each
         period and extend them (MDC "fix and extend"); None uses every point.
     run_length : points for a trend and for a run (7 by default; 6 is the
@@ -517,10 +519,18 @@ def spc(
         )
     frame = frame.sort_values(["group", "date"], kind="stable").reset_index(drop=True)
 
-    rebases = sorted(pd.to_datetime(list(rebase_dates)))
-    frame["period"] = np.searchsorted(np.array(rebases, dtype="datetime64[ns]"),
-                                      frame["date"].to_numpy(dtype="datetime64[ns]"),
-                                      side="right") + 1 if rebases else 1
+    frame["period"] = 1
+    for grp, idx in frame.groupby("group").groups.items():
+        dates = rebase_dates.get(grp, []) if isinstance(rebase_dates, Mapping) else rebase_dates
+        if isinstance(dates, (str, pd.Timestamp)):
+            dates = [dates]
+        rebases = np.array(sorted(pd.to_datetime(list(dates))), dtype="datetime64[ns]")
+        frame.loc[idx, "period"] = np.searchsorted(
+            rebases, frame.loc[idx, "date"].to_numpy(dtype="datetime64[ns]"), side="right") + 1
+    if isinstance(rebase_dates, Mapping):
+        unknown = sorted(set(map(str, rebase_dates)) - set(frame["group"]))
+        if unknown:
+            raise ValueError(f"rebase_dates names group(s) {unknown} that are not in the series")
 
     parts = []
     for (grp, period), part in frame.groupby(["group", "period"], sort=True):
@@ -648,7 +658,9 @@ def summarise(
     p- and u-charts).
 
     Columns (:data:`SUMMARY_COLUMNS`): group, chart, better ("increase",
-    "decrease" or "neutral"), n_points, n_periods, latest_date, latest_value,
+    "decrease" or "neutral"), n_points, n_periods, latest_date,
+    latest_numerator and latest_denominator (p, p′ and u charts; NaN
+    otherwise, kept so that disclosure control can act on them), latest_value,
     mean, lower_limit and upper_limit (at the latest point), target,
     variation_icon (see :func:`variation_icon`), assurance_icon (see
     :func:`assurance_icon`), n_special_cause, n_improvement, n_concern (flagged
@@ -670,6 +682,8 @@ def summarise(
             "n_points": len(g),
             "n_periods": g["period"].nunique(),
             "latest_date": last["date"],
+            "latest_numerator": last["numerator"],
+            "latest_denominator": last["denominator"],
             "latest_value": last["value"],
             "mean": last["mean"],
             "lower_limit": last["lower_limit"],
@@ -705,6 +719,7 @@ def monthly_series(
     measure: str | None = "emergency_bed_days",
     group: str | None = "provider_code",
     chart: Chart = "xmr",
+    lead_in_days: int = 30,
 ) -> pd.DataFrame:
     """A monthly series per group from spells with derived fields.
 
@@ -714,6 +729,11 @@ def monthly_series(
     listed in :data:`MEASURES`; ``measure=None`` picks one that suits
     ``chart`` (the readmission rate for p, p′ and u charts, emergency bed
     days otherwise).
+
+    Months are discharge months. An extract holds only spells admitted
+    after its start, so the first discharge months miss the long stays that
+    began earlier: months starting less than ``lead_in_days`` after the first
+    admission date in the data are left out, with a warning (0 keeps them).
 
     Every group gets every month from the first to the last discharge month
     in the data; a month with no spells counts 0 for the count measures. For
@@ -728,7 +748,7 @@ def monthly_series(
         measure = "readmission_rate" if chart in ("p", "pprime", "u") else "emergency_bed_days"
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {list(MEASURES)}, not {measure!r}")
-    need = {"month", "los_days", "emergency", "readmit_30d", "readmission_eligible"}
+    need = {"admission_date", "month", "los_days", "emergency", "readmit_30d", "readmission_eligible"}
     missing = sorted(need - set(spells.columns))
     if missing:
         raise ValueError(
@@ -748,7 +768,18 @@ def monthly_series(
         eligible = spells["readmission_eligible"].astype(bool)
         s["numerator"] = (spells["readmit_30d"].astype(bool) & eligible).astype(float)
         s["denominator"] = eligible.astype(float)
+    first_full = pd.to_datetime(spells["admission_date"]).min() + pd.Timedelta(days=lead_in_days)
     months = pd.date_range(s["date"].min(), s["date"].max(), freq="MS")
+    early = months[months < first_full] if lead_in_days > 0 else months[:0]
+    if len(early):
+        warnings.warn(
+            f"{measure}: left out {len(early)} discharge month(s) ({', '.join(f'{m:%b %Y}' for m in early)}) "
+            f"starting less than {lead_in_days} days after the first admission in the data: spells "
+            "admitted before the extract and discharged in them are missing, so their counts are too low",
+            SPCWarning, stacklevel=2,
+        )
+        months = months[months >= first_full]
+        s = s[s["date"].isin(months)]
     grid = pd.MultiIndex.from_product([months, sorted(s["group"].unique())], names=["date", "group"])
     out = s.groupby(["date", "group"]).sum().reindex(grid, fill_value=0.0).reset_index()
     if measure == "readmission_rate":
@@ -762,6 +793,26 @@ def monthly_series(
             out = out[~empty].reset_index(drop=True)
     out["group"] = out["group"].astype("str")
     return out
+
+
+def focus_group(summary: pd.DataFrame) -> str:
+    """The group to look at first: the one that most needs attention.
+
+    Ordered by: latest point a concern; then latest point any special cause;
+    then the most concern points; then the most special-cause points; then
+    the group's name.
+    """
+    if summary.empty:
+        raise ValueError("the summary has no groups")
+    icon = summary["variation_icon"]
+    order = summary.assign(
+        _latest_concern=icon.str.startswith("concern"),
+        _latest_special=~icon.isin(["common_cause", "not_assessed"]),
+    ).sort_values(
+        ["_latest_concern", "_latest_special", "n_concern", "n_special_cause", "group"],
+        ascending=[False, False, False, False, True],
+    )
+    return str(order["group"].iloc[0])
 
 
 # --------------------------------------------------------------------------
@@ -802,27 +853,23 @@ def headline(row: pd.Series, measure: str = "The measure") -> str:
 def overview(summary: pd.DataFrame, measure: str = "The measure", unit: str = "series") -> str:
     """A title stating the finding across the groups of an ``spc_summary`` table.
 
-    For example "Emergency bed days: 2 of 5 providers show special cause
-    concern in the latest month, 1 shows improvement".
+    For example "Emergency bed days, latest month: special cause in 3 of 25
+    providers (1 concern, 2 improvement)".
     """
     icons = summary["variation_icon"]
     n = len(summary)
-    concern = int(icons.str.startswith("concern").sum())
-    improvement = int(icons.str.startswith("improvement").sum())
-    neutral = int(icons.str.startswith("neutral").sum())
+    kinds = [("concern", "concern"), ("improvement", "improvement"), ("neutral", "neither better nor worse")]
+    counts = [(int(icons.str.startswith(prefix).sum()), words) for prefix, words in kinds]
+    special = sum(k for k, _ in counts)
     short = int((icons == "not_assessed").sum())
-    parts = []
-    if concern:
-        parts.append(f"{concern} of {n} {unit} show special cause concern in the latest month")
-    if improvement:
-        parts.append(f"{improvement} of {n} show improvement")
-    if neutral:
-        parts.append(f"{neutral} of {n} show special cause variation")
-    if not parts:
-        parts.append(f"none of {n} {unit} shows special cause variation in the latest month")
+    if special:
+        detail = ", ".join(f"{k} {words}" for k, words in counts if k)
+        text = f"{measure}, latest month: special cause in {special} of {n} {unit} ({detail})"
+    else:
+        text = f"{measure}, latest month: no special cause in any of the {n - short} {unit} with limits"
     if short:
-        parts.append(f"{short} have too few points for limits")
-    return f"{measure}: " + ", ".join(parts)
+        text += f"; {short} with too few points for limits"
+    return text
 
 
 def read_series(

@@ -63,7 +63,6 @@ def _badges(ax: plt.Axes, summary_row: pd.Series | None, fontsize: float = 9) ->
             bbox={"boxstyle": "round,pad=0.35", "facecolor": colour, "edgecolor": colour},
         )
         # step left by the badge's width (in axes units) for the next one
-        ax.figure.canvas.draw_idle()
         renderer = ax.figure.canvas.get_renderer()
         width = t.get_window_extent(renderer).width / ax.get_window_extent(renderer).width
         x -= width + 0.03
@@ -193,7 +192,7 @@ def small_multiples(
                frameon=False, fontsize=9)
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))  # leave 0.8 inch for the legend
     for ax, grp in zip(axes.flat, groups):
         _badges(ax, rows.get(grp), fontsize=7)
     return fig
