@@ -1,0 +1,471 @@
+"""Case-mix adjustment by indirect standardisation, fitted on aggregated cells.
+
+One model of the outcome on case mix only (age band, sex, admission method,
+HRG, frailty band; deprivation only if asked), pooled over all providers with
+no provider term. Each spell's expected value is the model's prediction for
+its cell; a provider's expected E is the sum over its spells and its observed
+O the sum of the outcome; the indicator is O/E (METHODS.md section 1; the
+approach of NHS Digital's SHMI).
+
+Fitting on cells: spells are grouped by the case-mix covariates and the model
+is fitted to the cells' totals - a binomial GLM on (events, non-events), a
+Poisson GLM on the total with log(spells) as offset. For categorical
+covariates this is the same maximum-likelihood fit as the row-level model
+(the cell totals are sufficient statistics), and it is hundreds of times
+smaller. The negative binomial likelihood is not a function of cell totals,
+so it is fitted on (cell, outcome value) counts with frequency weights -
+again exactly the row-level fit - with its shape profiled. Continuous
+covariates are banded: age in the bands 0-17, 18-44, 45-64, 65-74, 75-84,
+85+; the Hospital Frailty Risk Score in its published risk groups < 5, 5-15,
+> 15 (Gilbert et al., Lancet 2018;391:1775-82).
+
+Deprivation is left out by default: adjusting for it treats worse outcomes
+of deprived patients as expected and so hides inequality (NHS England's
+Core20PLUS5). ``include_deprivation=True`` adds the IMD decile.
+
+Diagnostics: the c-statistic (Harrell's concordance; the area under the ROC
+curve for a binary outcome) and calibration by decile of predicted risk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy.special import gammaln
+
+Family = Literal["binomial", "poisson", "negative_binomial"]
+
+AGE_BREAKS = [0, 18, 45, 65, 75, 85, np.inf]
+AGE_LABELS = ["0-17", "18-44", "45-64", "65-74", "75-84", "85+"]
+FRAILTY_BREAKS = [-np.inf, 5, 15.0000001, np.inf]
+FRAILTY_LABELS = ["<5", "5-15", ">15"]
+
+#: Default case-mix terms (columns after :func:`add_casemix_bands`).
+DEFAULT_TERMS: tuple[str, ...] = ("age_band", "sex", "admission_method", "hrg", "frailty_band")
+#: The deprivation term added by ``include_deprivation=True``.
+DEPRIVATION_TERM = "imd_decile"
+#: Levels with fewer spells than this are pooled into "other" (stabilises the fit).
+MIN_LEVEL_SPELLS = 30
+MISSING = "missing"
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class IndicatorDefinition:
+    """How an indicator is built from spells (see :data:`INDICATORS`)."""
+
+    name: str
+    outcome: str
+    family: Family
+    population: str
+    higher_is_better: bool
+    unit: str
+    label: str
+
+
+#: The indicators the variation notebook offers.
+INDICATORS: dict[str, IndicatorDefinition] = {
+    "los": IndicatorDefinition("los", "los_days", "poisson", "ordinary admissions (day cases excluded)", False, "bed days", "length of stay"),
+    "readmission_30d": IndicatorDefinition(
+        "readmission_30d", "readmit_30d", "binomial", "spells eligible for a 30-day readmission (alive, full follow-up)", False,
+        "readmissions", "emergency readmission within 30 days",
+    ),
+    "day_case": IndicatorDefinition("day_case", "day_case", "binomial", "elective admissions", True, "day cases", "day-case rate"),
+    "mortality": IndicatorDefinition("mortality", "died", "binomial", "spells with a recorded discharge method", False, "deaths", "in-hospital mortality"),
+}
+
+
+# --------------------------------------------------------------------------- preparing spells
+def add_casemix_bands(spells: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``spells`` with ``age_band`` and (where ``frailty_score`` exists) ``frailty_band``.
+
+    Bands as in the module docstring; a missing frailty score becomes
+    ``"missing"`` (a level of its own, not a dropped row).
+    """
+    out = spells.copy()
+    if "age" in out.columns:
+        out["age_band"] = pd.cut(pd.to_numeric(out["age"]), AGE_BREAKS, right=False, labels=AGE_LABELS).astype("str")
+    if "frailty_score" in out.columns:
+        band = pd.cut(pd.to_numeric(out["frailty_score"]), FRAILTY_BREAKS, right=False, labels=FRAILTY_LABELS).astype("str")
+        out["frailty_band"] = band.where(out["frailty_score"].notna(), MISSING)
+    return out
+
+
+def indicator_population(spells: pd.DataFrame, indicator: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spells in the indicator's population, with its outcome in ``outcome``.
+
+    ``spells`` must carry the derived fields of
+    :func:`helpers.derive.add_spell_fields`. Returns the population and an
+    ``exclusions`` table (step, rows_before, rows_excluded, rows_after,
+    reason) so that nothing is dropped silently.
+    """
+    if indicator not in INDICATORS:
+        raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
+    d = INDICATORS[indicator]
+    needed = {"los": ["los_days", "day_case"], "readmission_30d": ["readmit_30d", "readmission_eligible"],
+              "day_case": ["day_case", "elective"], "mortality": ["died"]}[indicator]
+    missing = [c for c in needed if c not in spells.columns]
+    if missing:
+        raise KeyError(f"Spells: column(s) {', '.join(missing)} missing; run helpers.derive.add_spell_fields first.")
+    if indicator == "los":
+        keep = ~spells["day_case"].astype(bool)
+        reason = "day cases (planned same-day care) are not part of length of stay"
+    elif indicator == "readmission_30d":
+        keep = spells["readmission_eligible"].astype(bool)
+        reason = "died in hospital, or discharged too late for 30 days of follow-up"
+    elif indicator == "day_case":
+        keep = spells["elective"].astype(bool)
+        reason = "not an elective admission"
+    else:
+        keep = spells["died"].notna()
+        reason = "discharge method not recorded"
+    out = spells.loc[keep].copy()
+    out["outcome"] = out[d.outcome].astype("float64")
+    exclusions = pd.DataFrame(
+        {
+            "step": [f"{d.name}: {d.population}"],
+            "rows_before": [len(spells)],
+            "rows_excluded": [int((~keep).sum())],
+            "rows_after": [len(out)],
+            "reason": [reason],
+        }
+    )
+    return out, exclusions
+
+
+def _prepare_terms(frame: pd.DataFrame, terms: Sequence[str], min_level_spells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Terms as text with missing -> 'missing' and rare levels -> 'other'; log of the pooling."""
+    out = pd.DataFrame(index=frame.index)
+    log = []
+    for term in terms:
+        if term not in frame.columns:
+            raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join(map(str, frame.columns))}.")
+        col = frame[term].astype("str").where(frame[term].notna(), MISSING)
+        counts = col.value_counts()
+        rare = counts[counts < min_level_spells]
+        if len(rare) and len(rare) < len(counts):
+            col = col.where(~col.isin(rare.index), OTHER)
+            log.append({"term": term, "levels_pooled": len(rare), "spells_pooled": int(rare.sum()),
+                        "levels_kept": int(len(counts) - len(rare))})
+        n_missing = int(frame[term].isna().sum())
+        if n_missing:
+            log.append({"term": term, "levels_pooled": 0, "spells_pooled": 0, "levels_kept": int(col.nunique()),
+                        "missing_as_level": n_missing})
+        out[term] = col
+    return out, pd.DataFrame(log)
+
+
+def _design(cells: pd.DataFrame, terms: Sequence[str]) -> tuple[np.ndarray, list[str], dict[str, str]]:
+    """Intercept plus treatment dummies; the reference is each term's most common level."""
+    cols = [np.ones(len(cells))]
+    names = ["intercept"]
+    refs = {}
+    for term in terms:
+        weight = cells.groupby(term, observed=True)["n"].sum()
+        ref = str(weight.idxmax())
+        refs[term] = ref
+        for level in sorted(weight.index.astype("str")):
+            if level == ref:
+                continue
+            cols.append((cells[term].astype("str") == level).to_numpy(float))
+            names.append(f"{term}[{level}]")
+    return np.column_stack(cols), names, refs
+
+
+# --------------------------------------------------------------------------- diagnostics
+def concordance(score: np.ndarray, outcome: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """Harrell's C from (possibly weighted) observations.
+
+    Among pairs with different outcomes, the share in which the higher score
+    goes with the higher outcome, ties in score counting one half (Harrell et
+    al., Stat Med 1996;15:361). For a binary outcome this is the area under
+    the ROC curve (the Mann-Whitney U / (n1 n0)). ``weight`` counts identical
+    observations, so cells can be passed instead of rows; computed from a
+    score-by-outcome table with cumulative sums.
+    """
+    score = np.asarray(score, float)
+    outcome = np.asarray(outcome, float)
+    w = np.ones(len(score)) if weight is None else np.asarray(weight, float)
+    a_vals, a = np.unique(score, return_inverse=True)
+    b_vals, b = np.unique(outcome, return_inverse=True)
+    if len(b_vals) < 2:
+        return float("nan")
+    table = np.zeros((len(a_vals), len(b_vals)))
+    np.add.at(table, (a, b), w)
+    cum = table.cumsum(axis=0).cumsum(axis=1)  # cum[i, j] = sum over score <= i, outcome <= j
+    col_tot = table.sum(axis=0).cumsum()  # outcome <= j, any score
+    below_both = np.zeros_like(table)
+    below_both[1:, 1:] = cum[:-1, :-1]
+    # pairs with lower outcome and higher score: outcome <= j-1 minus (score <= i and outcome <= j-1)
+    lower_outcome = np.zeros_like(table)
+    lower_outcome[:, 1:] = col_tot[None, :-1] - cum[:, :-1]
+    row_cum = table.cumsum(axis=1)
+    same_score_lower = np.zeros_like(table)
+    same_score_lower[:, 1:] = row_cum[:, :-1]
+    conc = float((table * below_both).sum())
+    disc = float((table * lower_outcome).sum())
+    tied = float((table * same_score_lower).sum())
+    return (conc + 0.5 * tied) / (conc + disc + tied)
+
+
+def calibration_by_decile(predicted: np.ndarray, observed_total: np.ndarray, n: np.ndarray, groups: int = 10) -> pd.DataFrame:
+    """Observed against expected by decile of predicted value, from cells.
+
+    Cells are ordered by predicted mean per spell and cut into ``groups``
+    groups of about equal numbers of spells (a cell is not split, so groups
+    are only about equal). Columns: decile, spells, expected_mean,
+    observed_mean, ratio (observed / expected).
+    """
+    order = np.argsort(predicted, kind="stable")
+    mu, y, m = np.asarray(predicted)[order], np.asarray(observed_total, float)[order], np.asarray(n, float)[order]
+    mid = np.cumsum(m) - m / 2
+    decile = np.minimum((mid / m.sum() * groups).astype(int) + 1, groups)
+    frame = pd.DataFrame({"decile": decile, "spells": m, "expected": mu * m, "observed": y})
+    out = frame.groupby("decile", as_index=False)[["spells", "expected", "observed"]].sum()
+    out["expected_mean"] = out["expected"] / out["spells"]
+    out["observed_mean"] = out["observed"] / out["spells"]
+    out["ratio"] = out["observed"] / out["expected"]
+    out["spells"] = out["spells"].astype("int64")
+    return out[["decile", "spells", "expected_mean", "observed_mean", "ratio"]]
+
+
+# --------------------------------------------------------------------------- the model
+@dataclass
+class CasemixModel:
+    """A fitted case-mix model and its result tables.
+
+    ``providers``: provider_code, denominator (spells), observed (O, sum of
+    the outcome), expected (E, sum of predictions), observed_mean,
+    expected_mean. ``diagnostics``: one row - indicator outcome, family,
+    terms, spells, cells, parameters, c_statistic, pearson_dispersion
+    (row-level Pearson chi-squared / residual df; 1 for a binomial
+    outcome), nb_alpha (negative binomial only), converged. ``calibration``: see
+    :func:`calibration_by_decile`. ``coefficients``: term, estimate,
+    std_error (log odds or log rate against the reference level).
+    ``pooled_levels``: rare levels pooled into "other", and missing values
+    kept as a level.
+    """
+
+    providers: pd.DataFrame
+    diagnostics: pd.DataFrame
+    calibration: pd.DataFrame
+    coefficients: pd.DataFrame
+    pooled_levels: pd.DataFrame
+    terms: list[str] = field(default_factory=list)
+    family: str = "poisson"
+
+    @property
+    def dispersion(self) -> float:
+        """Within-provider dispersion to pass to :func:`helpers.funnel.funnel` as ``scale``."""
+        return float(self.diagnostics.loc[0, "pearson_dispersion"])
+
+
+#: Ridge penalty on the non-intercept coefficients (on the summed log-likelihood).
+#: Negligible for levels with events; it keeps a level with no events (an HRG
+#: with no deaths: "separation") at a large finite negative coefficient
+#: instead of letting the fit diverge, and makes a rank-deficient design
+#: (an HRG that only occurs with one admission method) solvable.
+RIDGE = 1e-4
+
+
+@dataclass
+class _Fit:
+    params: np.ndarray
+    bse: np.ndarray
+    iterations: int
+    converged: bool
+
+
+def _irls(X: np.ndarray, y: np.ndarray, family: str, *, trials: np.ndarray | None = None, offset: np.ndarray | None = None,
+          weights: np.ndarray | None = None, alpha: float = 0.0, ridge: float = RIDGE, max_iter: int = 100,
+          tol: float = 1e-10) -> _Fit:
+    """Penalised iteratively reweighted least squares (Newton) for the three GLMs.
+
+    ``binomial``: y events out of ``trials``, logit link. ``poisson``: y counts
+    with log link and ``offset``. ``negative_binomial``: NB2 with variance
+    mu + alpha mu^2, log link, frequency ``weights`` (McCullagh & Nelder 1989,
+    section 2.5). Penalty ``ridge`` x ||beta[1:]||^2 / 2.
+    """
+    n_obs, p = X.shape
+    off = np.zeros(n_obs) if offset is None else offset
+    f = np.ones(n_obs) if weights is None else weights
+    pen = np.full(p, ridge)
+    pen[0] = 0.0
+    beta = np.zeros(p)
+    if family == "binomial":
+        rate = np.clip(y.sum() / trials.sum(), 1e-6, 1 - 1e-6)
+        beta[0] = np.log(rate / (1 - rate))
+    else:
+        beta[0] = np.log(max((f * y).sum(), 1e-9) / (f * np.exp(off)).sum())
+
+    def loglik(b: np.ndarray) -> float:
+        eta = X @ b + off
+        if family == "binomial":
+            ll = y * eta - trials * np.logaddexp(0, eta)
+        elif family == "poisson":
+            ll = y * eta - np.exp(eta)
+        else:
+            mu = np.exp(eta)
+            ll = y * np.log(mu) - (y + 1 / alpha) * np.log1p(alpha * mu)
+        return float((f * ll).sum() - 0.5 * (pen * b**2).sum())
+
+    current = loglik(beta)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        eta = X @ beta + off
+        if family == "binomial":
+            prob = 1 / (1 + np.exp(-eta))
+            w = trials * prob * (1 - prob)
+            score_resid = y - trials * prob
+        elif family == "poisson":
+            mu = np.exp(eta)
+            w, score_resid = mu, y - mu
+        else:
+            mu = np.exp(eta)
+            w = f * mu / (1 + alpha * mu)
+            score_resid = f * (y - mu) / (1 + alpha * mu)
+        grad = X.T @ score_resid - pen * beta
+        hess = (X * w[:, None]).T @ X + np.diag(pen) + 1e-12 * np.eye(p)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while True:
+            cand = beta + scale * step
+            new = loglik(cand)
+            if new >= current - 1e-12 or scale < 1e-4:
+                break
+            scale /= 2
+        beta, gain, current = cand, new - current, new
+        if np.max(np.abs(scale * step)) < tol or abs(gain) < tol * (1 + abs(current)):
+            converged = True
+            break
+    cov = np.linalg.inv(hess)
+    return _Fit(beta, np.sqrt(np.clip(np.diag(cov), 0, None)), it, converged)
+
+
+def _nb_loglik(y: np.ndarray, mu: np.ndarray, alpha: float, f: np.ndarray) -> float:
+    r = 1 / alpha
+    ll = gammaln(y + r) - gammaln(r) - gammaln(y + 1) + r * np.log(r / (r + mu)) + y * np.log(mu / (r + mu))
+    return float((f * ll).sum())
+
+
+def _fit_negative_binomial(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[_Fit, float]:
+    """NB2 on (cell, value) rows with frequency weights; alpha by profile likelihood."""
+
+    def neg(log_alpha: float) -> float:
+        a = float(np.exp(log_alpha))
+        fit = _irls(X, y, "negative_binomial", weights=w, alpha=a)
+        return -_nb_loglik(y, np.exp(X @ fit.params), a, w)
+
+    best = optimize.minimize_scalar(neg, bounds=(np.log(1e-4), np.log(50.0)), method="bounded", options={"xatol": 1e-5})
+    alpha = float(np.exp(best.x))
+    return _irls(X, y, "negative_binomial", weights=w, alpha=alpha), alpha
+
+
+def fit_casemix(
+    frame: pd.DataFrame,
+    terms: Sequence[str] = DEFAULT_TERMS,
+    family: Family = "poisson",
+    *,
+    outcome: str = "outcome",
+    provider: str = "provider_code",
+    include_deprivation: bool = False,
+    min_level_spells: int = MIN_LEVEL_SPELLS,
+) -> CasemixModel:
+    """Fit the case-mix model on aggregated cells and return O and E by provider.
+
+    ``frame`` holds one row per spell with the outcome (0/1 for binomial, a
+    count such as length of stay for Poisson / negative binomial), the
+    ``terms`` and the provider. ``include_deprivation`` adds
+    :data:`DEPRIVATION_TERM`. Rows with a missing outcome are an error, not
+    dropped.
+    """
+    terms = list(dict.fromkeys(terms))
+    if include_deprivation and DEPRIVATION_TERM not in terms:
+        terms.append(DEPRIVATION_TERM)
+    if not include_deprivation and DEPRIVATION_TERM in terms:
+        terms.remove(DEPRIVATION_TERM)
+    for col in (outcome, provider):
+        if col not in frame.columns:
+            raise KeyError(f"Case-mix model: column {col!r} not found.")
+    y_all = pd.to_numeric(frame[outcome], errors="coerce")
+    bad = y_all.isna() | (y_all < 0)
+    if family == "binomial":
+        bad |= ~y_all.isin([0, 1])
+    if bad.any():
+        rows = frame.loc[bad, [provider, outcome]].head(5).to_dict("records")
+        raise ValueError(f"Case-mix model: column {outcome!r} must be {'0 or 1' if family == 'binomial' else 'a count >= 0'} in every row; "
+                         f"{int(bad.sum())} row(s) are not, for example {rows}.")
+    if family not in ("binomial", "poisson", "negative_binomial"):
+        raise ValueError(f"family must be 'binomial', 'poisson' or 'negative_binomial'; got {family!r}.")
+    X_terms, pooled = _prepare_terms(frame, terms, min_level_spells)
+    X_terms["_y"] = y_all.to_numpy(float)
+    X_terms["_prov"] = frame[provider].astype("str").to_numpy()
+    count_outcome = family != "binomial"
+
+    # cells: case mix x provider (for O and E), then case mix alone (for the fit)
+    X_terms["_y2"] = X_terms["_y"] ** 2
+    pcells = X_terms.groupby(terms + ["_prov"], observed=True, sort=False).agg(
+        n=("_y", "size"), events=("_y", "sum")).reset_index()
+    cells = pcells.groupby(terms, observed=True, sort=True)[["n", "events"]].sum().reset_index()
+    X, names, refs = _design(cells, terms)
+    n = cells["n"].to_numpy(float)
+    ev = cells["events"].to_numpy(float)
+    alpha = np.nan
+    if family == "binomial":
+        res = _irls(X, ev, "binomial", trials=n)
+        mu = 1 / (1 + np.exp(-(X @ res.params)))  # probability per spell
+    elif family == "poisson":
+        res = _irls(X, ev, "poisson", offset=np.log(n))
+        mu = np.exp(X @ res.params)  # mean per spell
+    else:
+        vcell = X_terms.groupby(terms + ["_y"], observed=True, sort=False).size().rename("w").reset_index()
+        idx = cells[terms].reset_index().merge(vcell, on=terms, how="right")
+        res, alpha = _fit_negative_binomial(X[idx["index"].to_numpy()], idx["_y"].to_numpy(float), idx["w"].to_numpy(float))
+        mu = np.exp(X @ res.params)
+    cells["mu"] = mu
+
+    # diagnostics from (cell, outcome value) counts
+    if count_outcome:
+        vc = X_terms.groupby(terms + ["_y"], observed=True, sort=False).size().rename("w").reset_index()
+        vc = vc.merge(cells[terms + ["mu"]], on=terms, how="left")
+        c_stat = concordance(vc["mu"].to_numpy(), vc["_y"].to_numpy(), vc["w"].to_numpy())
+        pearson = float((vc["w"] * (vc["_y"] - vc["mu"]) ** 2 / vc["mu"]).sum())
+        dispersion = pearson / max(len(frame) - len(names), 1)
+    else:
+        score = np.concatenate([mu, mu])
+        yy = np.concatenate([np.ones(len(mu)), np.zeros(len(mu))])
+        ww = np.concatenate([ev, n - ev])
+        c_stat = concordance(score, yy, ww)
+        dispersion = 1.0
+    calibration = calibration_by_decile(mu, ev, n)
+
+    pcells = pcells.merge(cells[terms + ["mu"]], on=terms, how="left")
+    pcells["expected"] = pcells["mu"] * pcells["n"]
+    prov = pcells.groupby("_prov", sort=True).agg(denominator=("n", "sum"), observed=("events", "sum"), expected=("expected", "sum")).reset_index()
+    prov = prov.rename(columns={"_prov": "provider_code"})
+    prov["observed_mean"] = prov["observed"] / prov["denominator"]
+    prov["expected_mean"] = prov["expected"] / prov["denominator"]
+    prov["denominator"] = prov["denominator"].astype("int64")
+
+    diagnostics = pd.DataFrame(
+        {
+            "outcome": [outcome],
+            "family": [family],
+            "terms": [", ".join(terms)],
+            "spells": [int(len(frame))],
+            "cells": [int(len(cells))],
+            "parameters": [len(names)],
+            "c_statistic": [c_stat],
+            "pearson_dispersion": [dispersion],
+            "nb_alpha": [alpha],
+            "converged": [res.converged],
+        }
+    )
+    coefficients = pd.DataFrame({"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)})
+    coefficients["reference"] = [""] + [refs[nm.split("[")[0]] for nm in names[1:]]
+    return CasemixModel(prov, diagnostics, calibration, coefficients, pooled, terms, family)
