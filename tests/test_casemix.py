@@ -195,3 +195,18 @@ def test_sample_deprivation_term_only_when_asked(sample):
     # the simulator lengthens stays by 0.02 on the log scale per decile more deprived:
     # least (10) against most (1) deprived is about -0.18; omitted provider effects blur it
     assert -0.3 < coef["imd_decile[10]"] < -0.1
+
+
+def test_sample_year_restriction_and_bed_days_per_event(sample):
+    spells, truth = sample
+    one, years, excl = casemix.restrict_to_year(spells, "2024/25")
+    assert years == 1 and (one["financial_year"] == "2024/25").all()
+    assert excl.loc[0, "rows_excluded"] == (spells["financial_year"] != "2024/25").sum()
+    _, all_years, _ = casemix.restrict_to_year(spells)
+    assert all_years == spells["financial_year"].nunique()
+    with pytest.raises(ValueError, match="1999/00"):
+        casemix.restrict_to_year(spells, "1999/00")
+    # by hand: mean stay of ordinary elective spells
+    ordinary = spells["elective"] & ~spells["day_case"]
+    assert casemix.bed_days_per_event(spells, "day_case") == pytest.approx(spells.loc[ordinary, "los_days"].mean())
+    assert casemix.bed_days_per_event(spells, "mortality") is None

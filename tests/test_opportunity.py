@@ -124,3 +124,14 @@ def test_peer_benchmark_is_used_in_the_draws_too():
     med = opportunity(f, draws=300, seed=1)
     assert res.benchmark == pytest.approx(np.median(f.providers.set_index("provider_code").loc[peers, "ratio"]))
     assert res.summary.loc[0, "opportunity"] > med.summary.loc[0, "opportunity"]
+
+
+def test_two_years_of_data_give_a_yearly_opportunity():
+    rng = np.random.default_rng(12)
+    data, _ = _simulate(rng)
+    f = funnel(data, min_expected=0)
+    one = opportunity(f, draws=200, seed=3)
+    two = opportunity(f, draws=200, seed=3, years=2)
+    pd.testing.assert_series_equal(two.providers["opportunity_bed_days"], one.providers["opportunity_bed_days"] / 2)
+    assert two.summary.loc[0, "beds_equivalent"] == pytest.approx(one.summary.loc[0, "beds_equivalent"] / 2)
+    assert two.summary.loc[2, "opportunity_upper"] == pytest.approx(one.summary.loc[2, "opportunity_upper"] / 2)

@@ -137,6 +137,53 @@ def indicator_population(spells: pd.DataFrame, indicator: str) -> tuple[pd.DataF
     return out, exclusions
 
 
+def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+    """Spells discharged in one NHS financial year, or all of them.
+
+    Returns the spells, the number of financial years they cover (so an
+    opportunity can be expressed per year) and an exclusions table (step,
+    rows_before, rows_excluded, rows_after, reason). Needs ``financial_year``
+    from :func:`helpers.derive.add_spell_fields`.
+    """
+    if "financial_year" not in spells.columns:
+        raise KeyError("Spells: column 'financial_year' missing; run helpers.derive.add_spell_fields first.")
+    if financial_year is None:
+        keep = pd.Series(True, index=spells.index)
+    else:
+        keep = spells["financial_year"] == financial_year
+        if not keep.any():
+            years = ", ".join(sorted(spells["financial_year"].dropna().unique()))
+            raise ValueError(f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {years}.")
+    out = spells.loc[keep]
+    exclusions = pd.DataFrame({
+        "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
+        "rows_before": [len(spells)], "rows_excluded": [int((~keep).sum())], "rows_after": [len(out)],
+        "reason": ["discharged in another financial year" if financial_year else "none excluded"],
+    })
+    return out, int(out["financial_year"].nunique()), exclusions
+
+
+def bed_days_per_event(spells: pd.DataFrame, indicator: str) -> float | None:
+    """Bed days that one avoided event releases, to convert an opportunity to bed days.
+
+    ``los``: 1 (the opportunity is already in bed days). ``readmission_30d``:
+    the mean length of stay of emergency spells (what an avoided emergency
+    admission would have used). ``day_case``: the mean length of stay of
+    ordinary elective spells (a spell converted to a day case releases it).
+    ``mortality``: None - a death is not converted to bed days or pounds.
+    """
+    if indicator == "los":
+        return 1.0
+    if indicator == "readmission_30d":
+        return float(spells.loc[spells["emergency"].astype(bool), "los_days"].mean())
+    if indicator == "day_case":
+        ordinary = spells["elective"].astype(bool) & ~spells["day_case"].astype(bool)
+        return float(spells.loc[ordinary, "los_days"].mean())
+    if indicator == "mortality":
+        return None
+    raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
+
+
 def _prepare_terms(frame: pd.DataFrame, terms: Sequence[str], min_level_spells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Terms as text with missing -> 'missing' and rare levels -> 'other'; log of the pooling."""
     out = pd.DataFrame(index=frame.index)

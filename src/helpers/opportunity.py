@@ -208,6 +208,7 @@ def opportunity(
     tau2_method: str = "paule_mandel",
     draws: int = 2000,
     seed: int = 2026,
+    years: float = 1.0,
 ) -> OpportunityResult:
     """Opportunity by provider and the ``opportunity_summary`` table.
 
@@ -220,18 +221,26 @@ def opportunity(
     opportunity_upper (indicator units), bed_days, bed_days_lower,
     bed_days_upper, beds_equivalent, capacity_released_gbp,
     cash_releasing_gbp, benchmark, price_year, note.
+
+    ``years`` is the length of the period the data cover: every opportunity
+    figure (by provider and in the summary) is divided by it, so the table is
+    per year and beds equivalent (bed days / 365 / occupancy) is right.
     """
+    if years <= 0:
+        raise ValueError(f"years must be above 0; got {years!r}.")
     p = result.providers
     col = _value_column(p)
     bench = benchmark_value(p, benchmark, higher_is_better, col)
     table = provider_opportunity(p, bench, higher_is_better, bed_days_per_unit, cost_per_bed_day)
+    for c in ("opportunity", "opportunity_bed_days", "opportunity_gbp"):
+        table[c] = table[c] / years
     lower, upper = limits_at(result.spec, _base(p, col), outlier_level)
     small = table["small"].to_numpy(bool) if "small" in table.columns else np.zeros(len(table), bool)
     worse = (table[col] < lower) if higher_is_better else (table[col] > upper)
     flagged = worse.to_numpy() & ~small & (table["opportunity"].to_numpy() > 0)
     table[f"worse_than_{level_label(outlier_level)}"] = flagged
 
-    totals = opportunity_draws(result, benchmark, higher_is_better, method, tau2_method, draws, seed)
+    totals = opportunity_draws(result, benchmark, higher_is_better, method, tau2_method, draws, seed) / years
     lo, mid, hi = np.percentile(totals, [2.5, 50, 97.5])
     naive = float(table["opportunity"].sum())
     outl = float(table.loc[flagged, "opportunity"].sum())
