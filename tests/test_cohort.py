@@ -51,6 +51,8 @@ def tables():
         _spell("S8", "P8", "2024-03-05", "2024-03-09", provider="ZZZ"),
         # excluded: admitted before the month the virtual ward started (Feb)
         _spell("S9", "P9", "2024-02-20", "2024-02-25"),
+        # excluded: a child
+        _spell("S10", "P10", "2024-03-05", "2024-03-07", age=4),
         # follow-up end marker: a late elective spell so the data run to 30 Jun
         _spell("SEND", "P99", "2024-06-30", "2024-06-30", method="11"),
     ])
@@ -113,6 +115,7 @@ def test_cohort_membership_and_exclusions(tables):
     assert c["treated"].to_dict() == {"S1": 1, "S2": 1, "S2R": 0, "S3": 0, "S4": 0}
     ex = res.exclusions[res.exclusions["table"] == "spells"].set_index("step")["rows_removed"]
     assert ex["emergency admissions"] == 2  # S5, SEND
+    assert ex["aged 18 or over"] == 1  # S10
     assert ex["eligible pathway"] == 3  # S6 (J23), S1R (K35), S4R (A41)
     assert ex["provider and months with a virtual ward"] == 3  # S8, S9, S3R (April)
     assert ex["discharged alive"] == 1  # S7
@@ -160,3 +163,21 @@ def test_follow_up_and_missing_covariates_are_counted(tables):
     res2 = build_cohort(spells, vw, covariates=["imd_decile"])
     assert res2.exclusions.set_index("step").loc["imd_decile recorded", "rows_removed"] == 1
     assert "S3" not in set(res2.spells["spell_id"])
+
+
+def test_sample_links_every_step_down_stay():
+    """On the sample, every simulated step-down stay links to its spell (truth n_treated)."""
+    import json
+
+    from helpers import SAMPLE_DIR, io
+
+    truth_path = SAMPLE_DIR / "truth.json"
+    if not truth_path.exists():
+        pytest.skip("sample data not written yet")
+    truth = json.loads(truth_path.read_text())["virtual_ward"]
+    spells, vw = io.load_table("spells"), io.load_table("virtual_ward")
+    links, ex = link_step_down(spells, vw)
+    assert len(links) == truth["n_treated"]
+    assert ex.set_index("step").loc["step-down stays only", "rows_removed"] == truth["n_step_up"]
+    res = build_cohort(spells, vw, starts=truth["providers"])
+    assert set(res.periods["provider_code"]) == set(truth["providers"])

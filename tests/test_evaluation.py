@@ -289,3 +289,44 @@ def test_difference_in_differences_by_hand():
     # gap is 30 before and 18 after: DiD -12
     assert est.set_index("term").loc["did", "estimate"] == pytest.approx(-12.0)
     assert series["gap"].iloc[0] == pytest.approx(30.0)
+
+
+# --------------------------------------------------------------------------- the sample: simulator truth
+@pytest.fixture(scope="module")
+def sample_effects():
+    import json
+
+    from helpers import SAMPLE_DIR, io
+    from helpers.cohort import build_cohort
+
+    truth_path = SAMPLE_DIR / "truth.json"
+    if not truth_path.exists():
+        pytest.skip("sample data not written yet")
+    truth = json.loads(truth_path.read_text())["virtual_ward"]
+    cohort = build_cohort(io.load_table("spells"), io.load_table("virtual_ward"),
+                          covariates=ev.DEFAULT_COVARIATES).spells
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ev.estimate_effects(cohort, outcomes=["acute_los", "total_los", "readmission_30d"])
+    return truth, res.effects.set_index(["outcome", "method"])
+
+
+def test_sample_adjusted_estimates_recover_true_los_effect_naive_does_not(sample_effects):
+    truth, e = sample_effects
+    att = truth["att_acute_los_days"]
+    for method in ["ipw", "matching"]:
+        row = e.loc[("acute_los", method)]
+        assert row["ci_lower"] <= att <= row["ci_upper"], (method, row["estimate"], att)
+    naive = e.loc[("acute_los", "naive")]
+    assert not naive["ci_lower"] <= att <= naive["ci_upper"]
+    # total LOS: days moved to the virtual ward are not days saved
+    row = e.loc[("total_los", "ipw")]
+    assert row["ci_lower"] <= truth["att_total_los_days"] <= row["ci_upper"]
+
+
+def test_sample_readmission_estimate_consistent_with_truth(sample_effects):
+    truth, e = sample_effects
+    rd = 100 * truth["att_readmission_30d_rd"]  # percentage points
+    for method in ["regression", "ipw", "matching"]:
+        row = e.loc[("readmission_30d", method)]
+        assert row["ci_lower"] <= rd <= row["ci_upper"], (method, row["estimate"], rd)

@@ -205,11 +205,12 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
                  pathways: dict[str, list[str]] | None = None, window_days: int = 30,
                  max_gap_days: int = 1, starts: dict[str, str] | None = None,
                  covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
-                 follow_up_end: str | pd.Timestamp | None = None) -> Cohort:
+                 follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18) -> Cohort:
     """The evaluation cohort with treatment, covariates and outcomes.
 
-    Steps, each counted in ``exclusions``: emergency admissions; a primary
-    diagnosis in ``pathways``; at a provider with a virtual ward, admitted in
+    Steps, each counted in ``exclusions``: emergency admissions; adults
+    (``age >= min_age``; adult virtual wards, and children's stays are
+    never comparable); a primary diagnosis in ``pathways``; at a provider with a virtual ward, admitted in
     the months it ran; discharged alive from the acute spell (a patient who
     dies in the acute bed can never be stepped down, so keeping them as
     controls would flatter the ward on deaths); follow-up complete (end of care
@@ -239,6 +240,9 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     n = len(sp)
     c = sp[sp["emergency"].astype(bool)]
     _count(ex, "spells", "emergency admissions", n, len(c), "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
+    n = len(c)
+    c = c[c["age"] >= min_age]
+    _count(ex, "spells", f"aged {min_age} or over", n, len(c), f"aged under {min_age}")
     n = len(c)
     c = c.assign(pathway=assign_pathway(c["primary_diagnosis"], pathways) if "primary_diagnosis" in c.columns
                  else pd.Series(pd.NA, index=c.index, dtype="str"))
