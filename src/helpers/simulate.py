@@ -72,7 +72,7 @@ mid-to-large so a funnel plot can find them.
 *PLICS-style cost* of a spell = (fixed cost of the group + £380 per bed day)
 x the provider's cost multiplier x a mean-one gamma noise (CV 0.35).
 
-*Virtual wards.* Five providers open a step-down virtual ward on staggered
+*Virtual wards.* Six providers open a step-down virtual ward on staggered
 dates. Eligible: emergency spells of adults (18+) alive at discharge whose
 primary diagnosis is in a pathway (acute respiratory infection J09-J22 and
 J44; heart failure I50; frailty R54 and R26), at a virtual ward provider on or
@@ -198,11 +198,12 @@ LOS_OUTLIERS = {"high": ["T04", "T11"], "low": ["T07", "T16"]}
 LOS_OUTLIER_MULTIPLIER = {"high": 1.30, "low": 0.75}
 LOS_PROVIDER_SD = 0.04
 VW_PROVIDERS = {
-    "T01": "2023-06-01",
-    "T02": "2023-09-01",
-    "T05": "2023-12-01",
-    "T09": "2024-03-01",
-    "T13": "2024-06-01",
+    "T01": "2023-05-01",
+    "T02": "2023-08-01",
+    "T05": "2023-11-01",
+    "T09": "2024-02-01",
+    "T13": "2024-05-01",
+    "T20": "2024-08-01",
 }
 VW_PATHWAYS = {
     "acute respiratory infection": [f"J{k:02d}" for k in range(9, 23)] + ["J44"],
@@ -570,7 +571,7 @@ def _simulate_chains(
         eligible = vw_open & ~su & ~died
         path_term = np.array([VW_PATHWAY_TERM[k] for k in tab["vw_names"]])[np.maximum(vw_path, 0)]
         e_logit = (
-            0.35 + 0.05 * (age - 78) + 0.09 * (np.minimum(frailty, 30) - 10) + 0.12 * (imd - 5.5)
+            0.05 + 0.05 * (age - 78) + 0.09 * (np.minimum(frailty, 30) - 10) + 0.12 * (imd - 5.5)
             + 0.15 * ~male + path_term + 0.4 * winter
         )
         treated = eligible & (rng.random(n) < _logistic(e_logit))
@@ -883,6 +884,10 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
     tr = sp["treated"]
     elig = sp["eligible"]
     naive = float(sp["los"][tr].mean() - sp["los"][elig & ~tr].mean()) if tr.any() else float("nan")
+    pathway_spell = (
+        (tab["group_vw"][sp["group"]] >= 0) & GROUP_EMERGENCY[sp["group"]] & (sp["age"] >= 18) & ~sp["died"]
+    )
+    naive_all = float(sp["los"][tr].mean() - sp["los"][pathway_spell & ~tr].mean()) if tr.any() else float("nan")
     truth: dict[str, Any] = {
         "seed": int(seed),
         "period_start": PERIOD_START,
@@ -918,6 +923,7 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
             "att_readmission_30d_rd": round(float((sp["p_r1"][tr] - sp["p_r0"][tr]).mean()), 4),
             "readmission_odds_ratio": VW_READMISSION_OR,
             "naive_acute_los_difference_days": round(naive, 4),
+            "naive_acute_los_difference_all_controls_days": round(naive_all, 4),
             "los_reduction_fraction": VW_LOS_REDUCTION,
         },
         "outcomes": {
