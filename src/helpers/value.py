@@ -519,9 +519,10 @@ def economy(input_costs: pd.DataFrame) -> pd.DataFrame:
     NAO's first E, "spending less": minimising the cost of resources used
     (HFMA chapter 18.7). ``input_costs`` has one row per provider and input with
     ``provider_code``, ``input`` (e.g. ``hip prosthesis``), ``quantity`` (units
-    bought) and ``total_cost`` (£).
+    bought) and ``total_cost`` (£), and optionally ``pathway`` (the pathway the
+    input belongs to; without it an input counts for all the provider's pathways).
 
-    Columns: ``provider_code``, ``input``, ``quantity``, ``total_cost``,
+    Columns: ``provider_code``, ``pathway`` (if given), ``input``, ``quantity``, ``total_cost``,
     ``unit_cost`` (£ per unit), ``median_unit_cost`` (over providers, per input)
     and ``economy_index`` (``unit_cost / median_unit_cost``; above 1 pays more
     than the median provider).
@@ -530,7 +531,7 @@ def economy(input_costs: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in need if c not in input_costs.columns]
     if missing:
         raise InputError(f"input costs table: missing column(s) {', '.join(missing)}; expected {', '.join(need)}")
-    out = input_costs[need].copy()
+    out = input_costs[(["pathway"] if "pathway" in input_costs.columns else []) + need].copy()
     out["quantity"] = pd.to_numeric(out["quantity"], errors="coerce").astype("float64")
     out["total_cost"] = pd.to_numeric(out["total_cost"], errors="coerce").astype("float64")
     bad = out["quantity"].isna() | (out["quantity"] <= 0) | out["total_cost"].isna() | (out["total_cost"] < 0)
@@ -555,8 +556,9 @@ def three_es(
     chapter 18.7; METHODS.md section 7):
 
     - economy, "spending less": ``economy_index``, the provider's mean over
-      inputs of its unit price relative to the median provider
-      (:func:`economy`); NaN when no ``input_costs`` are given;
+      inputs of its unit price relative to the median provider (:func:`economy`),
+      matched on pathway too when ``input_costs`` has a ``pathway`` column;
+      NaN when no ``input_costs`` are given or none match;
     - efficiency, "spending well": ``efficiency_cost_per_patient``, cost per
       output, the output being one completed pathway (£);
     - effectiveness, "spending wisely": ``effectiveness_mean_gain``, outcome per
@@ -574,8 +576,10 @@ def three_es(
     base = _summarise(df, by, conf)
     out = base[by + ["n"]].copy()
     if input_costs is not None:
-        econ = economy(input_costs).groupby("provider_code")["economy_index"].mean().rename("economy_index")
-        out = out.merge(econ, left_on="provider_code", right_index=True, how="left")
+        econ = economy(input_costs)
+        keys = ["pathway", "provider_code"] if "pathway" in econ.columns else ["provider_code"]
+        index = econ.groupby(keys)["economy_index"].mean().rename("economy_index").reset_index()
+        out = out.merge(index, on=keys, how="left")
     else:
         out["economy_index"] = np.nan
     out["efficiency_cost_per_patient"] = base["mean_cost"].to_numpy()
@@ -943,7 +947,11 @@ def describe_cip(summary: pd.DataFrame) -> str:
     """One sentence: how much of a CIP plan lacks an approved quality impact assessment."""
     total = summary[summary["cip_class"] == "total"].iloc[0]
     cash = summary.loc[summary["cip_class"] == "cash-releasing, recurrent", "value_gbp"].sum()
-    return (
+    text = (
         f"£{total['value_not_approved']:,.0f} of the £{total['value_gbp']:,.0f} plan has no approved "
         f"quality impact assessment; £{cash:,.0f} is recurrent cash"
     )
+    gap = total.get("gap_to_target_gbp", np.nan)
+    if pd.notna(gap) and gap > 0:
+        text += f"; the plan is £{gap:,.0f} short of its £{total['target_gbp']:,.0f} target"
+    return text

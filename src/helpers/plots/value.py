@@ -34,6 +34,16 @@ def _wrap(text: str, width: int = 70) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
+def _money_axis(axis) -> None:
+    """Pounds on an axis: £1,500 style, or £1.5m once values reach millions; at most six ticks."""
+    axis.set_major_locator(MaxNLocator(5))
+    top = max(abs(v) for v in axis.get_view_interval())
+    if top >= 1_000_000:
+        axis.set_major_formatter(lambda v, _: f"£{v / 1e6:,.1f}m")
+    else:
+        axis.set_major_formatter(lambda v, _: f"£{v:,.0f}")
+
+
 def pathway_value_plot(value_table: pd.DataFrame, by: str = "pathway") -> Figure:
     """Mean EQ-5D gain and mean cost per patient by pathway, with 95% intervals."""
     set_theme()
@@ -48,8 +58,8 @@ def pathway_value_plot(value_table: pd.DataFrame, by: str = "pathway") -> Figure
     ax2.errorbar(t["mean_cost"], y, xerr=[t["mean_cost"] - t["cost_ci_lower"], t["cost_ci_upper"] - t["mean_cost"]],
                  fmt="s", color=NHS["orange"], capsize=4)
     ax2.set_xlabel("Mean cost per patient (£)")
-    ax2.xaxis.set_major_formatter(lambda v, _: f"£{v:,.0f}")
     ax2.set_xlim(left=0)
+    _money_axis(ax2.xaxis)
     ax1.invert_yaxis()
     fig.suptitle(_wrap(hv.describe_pathway_value(value_table, by), 90), x=0.02, ha="left", fontweight="bold")
     fig.tight_layout()
@@ -59,25 +69,31 @@ def pathway_value_plot(value_table: pd.DataFrame, by: str = "pathway") -> Figure
 def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
     """The quality-cost plane of one pathway: adjusted cost (x) against adjusted gain (y).
 
-    Cross-hairs at the median provider; error bars are 95% intervals; each point
-    is labelled with its provider code and coloured by quadrant.
+    Cross-hairs at the median provider; error bars are 95% intervals; points
+    are coloured by quadrant, drawn bold when both intervals clear the medians,
+    and labelled with the provider code (all of them up to ten providers, else
+    those clear of a median on at least one axis).
     """
     set_theme()
     t = quadrant_table[quadrant_table["pathway"] == pathway].reset_index(drop=True)
     if t.empty:
         raise ValueError(f"No providers for pathway {pathway!r} in the quadrant table")
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig, ax = plt.subplots(figsize=(9, 6))
+    label_all = len(t) <= 10
     for _, r in t.iterrows():
         colour = QUADRANT_COLOURS.get(r["quadrant"], NHS["dark_grey"])
+        clear_both = bool(r["gain_clear"] and r["cost_clear"])
         ax.errorbar(
             r["adjusted_cost"], r["adjusted_gain"],
             xerr=[[r["adjusted_cost"] - r["adjusted_cost_ci_lower"]], [r["adjusted_cost_ci_upper"] - r["adjusted_cost"]]],
             yerr=[[r["adjusted_gain"] - r["adjusted_gain_ci_lower"]], [r["adjusted_gain_ci_upper"] - r["adjusted_gain"]]],
-            fmt="o", color=colour, ecolor=colour, alpha=0.9, capsize=2, markersize=7,
-            markeredgecolor=NHS["black"] if (r["gain_clear"] and r["cost_clear"]) else colour,
+            fmt="o", color=colour, ecolor=colour, elinewidth=1.5 if clear_both else 0.8,
+            alpha=1.0 if clear_both else 0.55, capsize=2, markersize=8 if clear_both else 6,
+            markeredgecolor=NHS["black"] if clear_both else colour,
         )
-        ax.annotate(str(r["provider_code"]), (r["adjusted_cost"], r["adjusted_gain"]),
-                    xytext=(5, 5), textcoords="offset points", fontsize=9, color=NHS["dark_grey"])
+        if label_all or r["gain_clear"] or r["cost_clear"]:
+            ax.annotate(str(r["provider_code"]), (r["adjusted_cost"], r["adjusted_gain"]),
+                        xytext=(5, 5), textcoords="offset points", fontsize=9, color=NHS["black"])
     mg, mc = float(t["median_gain"].iloc[0]), float(t["median_cost"].iloc[0])
     ax.axhline(mg, color=NHS["dark_grey"], linestyle="--", linewidth=1)
     ax.axvline(mc, color=NHS["dark_grey"], linestyle="--", linewidth=1)
@@ -92,8 +108,7 @@ def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
                 color=QUADRANT_COLOURS[label], fontweight="bold")
     ax.set_xlabel("Case-mix-adjusted cost per patient (£)")
     ax.set_ylabel("Case-mix-adjusted EQ-5D gain per patient")
-    ax.xaxis.set_major_locator(MaxNLocator(5))
-    ax.xaxis.set_major_formatter(lambda v, _: f"£{v:,.0f}")
+    _money_axis(ax.xaxis)
     handles = [
         Line2D([], [], color=NHS["dark_grey"], linestyle="--", label="median provider"),
         Line2D([], [], marker="o", linestyle="", color=NHS["mid_grey"], markeredgecolor=NHS["black"],
@@ -167,7 +182,7 @@ def allocative_plot(allocative_table: pd.DataFrame, by: str = "pathway") -> Figu
     ax.set_xlabel(f"QALYs gained per patient (gain lasting {float(t['duration_years'].iloc[0]):g} years, "
                   f"discounted at {float(t['discount_rate'].iloc[0]):.1%})")
     ax.set_ylabel("Cost per patient (£)")
-    ax.yaxis.set_major_formatter(lambda v, _: f"£{v:,.0f}")
+    _money_axis(ax.yaxis)
     ax.legend(frameon=False, fontsize=9, loc="upper left")
     ax.set_title(_wrap(hv.describe_allocative(allocative_table, by)))
     fig.tight_layout()
@@ -186,7 +201,7 @@ def cip_plot(summary: pd.DataFrame) -> Figure:
     ax.set_yticks(y, t["cip_class"])
     ax.invert_yaxis()
     ax.set_xlabel("Planned saving (£)")
-    ax.xaxis.set_major_formatter(lambda v, _: f"£{v:,.0f}")
+    _money_axis(ax.xaxis)
     ax.legend(frameon=False, fontsize=9, loc="lower right")
     ax.set_title(_wrap(hv.describe_cip(summary)))
     fig.tight_layout()
