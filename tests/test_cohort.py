@@ -140,6 +140,23 @@ def test_outcomes_by_hand(tables):
     assert c.loc["S4", "death_30d"] == 1
     assert c.loc["S1", "death_30d"] == 0
     assert c.loc["S1", "end_of_care"] == pd.Timestamp("2024-03-12")
+    # S4's readmission was to provider ZZZ; S1's to its own provider; death competes with readmission
+    assert c.loc["S4", "readmission_other_provider"] == 1 and c.loc["S1", "readmission_other_provider"] == 0
+    assert c.loc["S4", "readmission_or_death_30d"] == 1
+
+
+def test_readmission_destinations_and_immortal_time_option(tables):
+    from helpers.cohort import readmission_destinations
+
+    spells, vw = tables
+    c = build_cohort(spells, vw).spells
+    d = readmission_destinations(c).set_index("group")
+    # treated S1, S2 both readmitted at their own provider; controls: S4 elsewhere (S3 at day 30 is not)
+    assert d.loc["virtual ward", ["spells", "readmissions", "to_other_provider"]].tolist() == [2, 2, 0]
+    assert d.loc["control", ["spells", "readmissions", "to_other_provider"]].tolist() == [3, 1, 1]
+    # keeping the acute death S7 as a control adds a death the treated could never have had
+    kept = build_cohort(spells, vw, exclude_in_hospital_deaths=False).spells.set_index("spell_id")
+    assert kept.loc["S7", "treated"] == 0 and kept.loc["S7", "death_30d"] == 1
 
 
 def test_death_from_linked_mortality_records(tables):

@@ -330,3 +330,12 @@ def test_sample_readmission_estimate_consistent_with_truth(sample_effects):
     for method in ["regression", "ipw", "matching"]:
         row = e.loc[("readmission_30d", method)]
         assert row["ci_lower"] <= rd <= row["ci_upper"], (method, row["estimate"], rd)
+
+
+def test_before_after_by_hand():
+    s = pd.DataFrame({"month": pd.date_range("2024-01-01", periods=6, freq="MS"),
+                      "bed_days": [10, 20, 30, 5, 5, 8]})
+    out = ev.before_after(s, "2024-04-15", months=2).iloc[0]
+    assert out["before_mean"] == 25 and out["after_mean"] == 5 and out["difference"] == -20
+    with pytest.raises(ValueError, match="3 months"):
+        ev.before_after(s, "2024-03-01", months=3)

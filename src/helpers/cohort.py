@@ -35,6 +35,12 @@ Outcomes, each defined here once:
   discharge for everyone (``readmit_30d`` of ``helpers.derive``): the
   definition trap, because a treated patient's clock then runs while they are
   still under virtual ward care;
+* ``readmission_or_death_30d`` — either (death competes with readmission: a
+  patient who dies cannot be readmitted, so a ward that let more patients die
+  would look better on readmission alone);
+* ``readmission_other_provider`` — 1 when the readmission counted in
+  ``readmission_30d`` was to a different provider (invisible in one trust's
+  own data);
 * ``death_30d`` — death from the acute discharge up to ``window_days - 1``
   days after the end of care: in a later spell ending in death
   (``discharge_method`` 4), or, when a ``deaths`` table of linked mortality
@@ -66,7 +72,8 @@ COHORT_COLUMNS: list[str] = [
     "spell_id", "patient_id", "provider_code", "admission_date", "discharge_date", "pathway",
     "age", "sex", "frailty_score", "imd_decile", "month", "treated", "vw_stay_id",
     "vw_admission_date", "vw_discharge_date", "vw_days", "acute_los", "total_los", "end_of_care",
-    "readmission_30d", "readmission_30d_from_acute_discharge", "death_30d",
+    "readmission_30d", "readmission_30d_from_acute_discharge", "death_30d", "readmission_or_death_30d",
+    "readmission_other_provider",
 ]
 
 _CODE = re.compile(r"^([A-Z])(\d{2})$")
@@ -205,7 +212,8 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
                  pathways: dict[str, list[str]] | None = None, window_days: int = 30,
                  max_gap_days: int = 1, starts: dict[str, str] | None = None,
                  covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
-                 follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18) -> Cohort:
+                 follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18,
+                 exclude_in_hospital_deaths: bool = True) -> Cohort:
     """The evaluation cohort with treatment, covariates and outcomes.
 
     Steps, each counted in ``exclusions``: emergency admissions; adults
@@ -215,7 +223,8 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     dies in the acute bed can never be stepped down, so keeping them as
     controls would flatter the ward on deaths); follow-up complete (end of care
     plus ``window_days`` by ``follow_up_end``, default the last admission in
-    the data); ``covariates`` complete. ``spells`` may be raw (as loaded) or
+    the data); ``covariates`` complete. ``exclude_in_hospital_deaths=False``
+    keeps the acute deaths as controls, only to show the immortal time trap. ``spells`` may be raw (as loaded) or
     already carry the fields of :func:`helpers.derive.add_spell_fields`.
     """
     pathways = DEFAULT_PATHWAYS if pathways is None else pathways
@@ -256,8 +265,8 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     _count(ex, "spells", "provider and months with a virtual ward", n, len(c),
            "admitted at a provider without a virtual ward, or outside the months it ran")
     n = len(c)
-    died_in_spell = c["died"].fillna(False).astype(bool)
-    c = c[~died_in_spell]
+    if exclude_in_hospital_deaths:
+        c = c[~c["died"].fillna(False).astype(bool)]
     _count(ex, "spells", "discharged alive", n, len(c), "died in the acute spell, so could not be stepped down")
 
     c = c.merge(links.drop(columns=["vw_pathway", "vw_provider_code"]), on="spell_id", how="left")
@@ -272,6 +281,8 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     c["readmission_30d"] = (g.notna() & (g <= care_days + window - 1)).fillna(False).astype(int)
     c["readmission_30d_from_acute_discharge"] = (g.notna() & (g <= window - 1)).fillna(False).astype(int)
     c["death_30d"] = _death_within(c, sp, deaths, window)
+    c["readmission_or_death_30d"] = ((c["readmission_30d"] == 1) | (c["death_30d"] == 1)).astype(int)
+    c["readmission_other_provider"] = _readmission_elsewhere(c, sp)
 
     n = len(c)
     complete = c["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data
@@ -312,3 +323,33 @@ def _death_within(c: pd.DataFrame, sp: pd.DataFrame, deaths: pd.DataFrame | None
         dd = dd.groupby("patient_id")["date_of_death"].min()
     when = c["patient_id"].astype("str").map(dd)
     return ((when >= start) & (when <= stop)).fillna(False).astype(int)
+
+
+def _readmission_elsewhere(c: pd.DataFrame, sp: pd.DataFrame) -> pd.Series:
+    """1 when the readmission counted in ``readmission_30d`` was to another provider."""
+    em = sp[sp["emergency"].astype(bool)]
+    key = em.assign(patient_id=em["patient_id"].astype("str"), admission_date=pd.to_datetime(em["admission_date"]))
+    key = key.sort_values(["patient_id", "admission_date", "spell_id"]).drop_duplicates(["patient_id", "admission_date"])
+    lookup = key.set_index(["patient_id", "admission_date"])["provider_code"].astype("str")
+    when = pd.to_datetime(c["discharge_date"]) + pd.to_timedelta(c["_gap"].astype("float"), unit="D")
+    idx = pd.MultiIndex.from_arrays([c["patient_id"].astype("str"), when])
+    prov = pd.Series(lookup.reindex(idx).to_numpy(), index=c.index)
+    other = (c["readmission_30d"] == 1) & prov.notna() & (prov != c["provider_code"].astype("str"))
+    return other.astype(int)
+
+
+def readmission_destinations(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Where the cohort's 30-day readmissions went, by group.
+
+    Columns: group (``virtual ward`` / ``control``), spells, readmissions,
+    to_other_provider, share_other_provider. A trust that counts only its own
+    readmissions misses the last column.
+    """
+    rows = []
+    for label, flag in (("virtual ward", 1), ("control", 0)):
+        g = cohort[cohort["treated"] == flag]
+        r = int(g["readmission_30d"].sum())
+        o = int(g["readmission_other_provider"].sum())
+        rows.append({"group": label, "spells": len(g), "readmissions": r, "to_other_provider": o,
+                     "share_other_provider": o / r if r else float("nan")})
+    return pd.DataFrame(rows)

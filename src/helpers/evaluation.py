@@ -759,3 +759,91 @@ def difference_in_differences(panel: pd.DataFrame, treated_unit: str, start: str
     est["n_comparators"] = len(comparators)
     est["newey_west_lags"] = lags
     return est, s
+
+
+# ---------------------------------------------------------------------------
+# Sentences that state a finding (figure titles and notebook text)
+# ---------------------------------------------------------------------------
+
+_OUTCOME_WORDS: dict[str, str] = {
+    "acute_los": "acute stay",
+    "total_los": "total stay (acute plus virtual ward)",
+    "readmission_30d": "30-day readmission (from the end of care)",
+    "readmission_30d_from_acute_discharge": "30-day readmission (from acute discharge)",
+    "death_30d": "30-day death",
+}
+
+
+def _effect_phrase(row: pd.Series) -> str:
+    est, unit = float(row["estimate"]), str(row["unit"])
+    ci = f"95% CI {row['ci_lower']:+.1f} to {row['ci_upper']:+.1f}"
+    if unit == "days":
+        size = f"{abs(est):.1f} days {'shorter' if est < 0 else 'longer'}"
+    else:
+        size = f"{abs(est):.1f} percentage points {'lower' if est < 0 else 'higher'}"
+    return f"{size} ({ci})"
+
+
+def describe_effect(effects: pd.DataFrame, outcome: str, main: str = "ipw") -> str:
+    """One sentence: the main adjusted estimate against the naive one, for ``outcome``."""
+    e = effects[effects["outcome"] == outcome].set_index("method")
+    if main not in e.index:
+        raise ValueError(f"no {main!r} row for {outcome!r}")
+    words = _OUTCOME_WORDS.get(outcome, outcome)
+    text = f"Adjusted ({main.upper() if main == 'ipw' else main}): {words} {_effect_phrase(e.loc[main])}"
+    if "naive" in e.index:
+        text += f"; the naive comparison says {_effect_phrase(e.loc['naive'])}"
+    return text
+
+
+def describe_balance(balance: pd.DataFrame, threshold: float = SMD_THRESHOLD) -> str:
+    """One sentence on covariate balance before and after adjustment."""
+    worst = balance["smd_before"].abs().max()
+    after = balance[["smd_after_ipw", "smd_after_matching"]].abs().max()
+    n_bad = int(balance["imbalanced"].sum()) if "imbalanced" in balance else 0
+    verdict = "every covariate is within" if n_bad == 0 else f"{n_bad} covariate levels remain above"
+    return (f"Largest imbalance {worst:.2f} SD before adjustment, {after['smd_after_ipw']:.2f} after "
+            f"weighting and {after['smd_after_matching']:.2f} after matching: {verdict} {threshold}")
+
+
+def describe_its(coefficients: pd.DataFrame, value_label: str = "bed days a month") -> str:
+    """One sentence on the interrupted time series: level change and effect by the last month."""
+    c = coefficients.set_index("term")
+    lev, last = c.loc["level_change"], c.loc["effect_last_month"]
+    return (f"Level change {lev['estimate']:+,.0f} {value_label} (95% CI {lev['ci_lower']:+,.0f} to "
+            f"{lev['ci_upper']:+,.0f}); by the last month {last['estimate']:+,.0f} "
+            f"({last['ci_lower']:+,.0f} to {last['ci_upper']:+,.0f}) against the pre-period trend")
+
+
+def describe_did(estimates: pd.DataFrame, value_label: str = "bed days a month") -> str:
+    """One sentence on the difference-in-differences estimate and the pre-trend check."""
+    e = estimates.set_index("term")
+    d, pre = e.loc["did"], e.loc["pre_trend_per_month"]
+    trend = "no clear" if pre["ci_lower"] <= 0 <= pre["ci_upper"] else "a"
+    return (f"Difference-in-differences {d['estimate']:+,.0f} {value_label} (95% CI {d['ci_lower']:+,.0f} to "
+            f"{d['ci_upper']:+,.0f}) against {int(d['n_comparators'])} providers without a virtual ward; "
+            f"{trend} pre-period trend in the gap")
+
+
+def before_after(series: pd.DataFrame, start: str | pd.Timestamp, months: int = 3,
+                 value: str = "bed_days") -> pd.DataFrame:
+    """The simple before-and-after comparison that boards are often shown.
+
+    Mean of ``value`` in the ``months`` months from the start month minus the
+    mean in the ``months`` months before it. No trend, no seasonality, no
+    comparator: it confuses the ward's effect with seasonal swings and with
+    regression to the mean (a ward launched after an unusually bad spell looks
+    good as things return to normal anyway; Barnett, van der Pols & Dobson
+    2005, Int J Epidemiol 34:215). Columns: months, before_mean, after_mean,
+    difference.
+    """
+    s = series.sort_values("month").reset_index(drop=True)
+    month = pd.to_datetime(s["month"])
+    start_m = pd.Timestamp(start).to_period("M").start_time
+    k0 = int(np.argmax((month >= start_m).to_numpy()))
+    if k0 < months or k0 + months > len(s):
+        raise ValueError(f"need {months} months either side of {start_m:%b %Y}")
+    before = s[value].iloc[k0 - months:k0].astype(float).mean()
+    after = s[value].iloc[k0:k0 + months].astype(float).mean()
+    return pd.DataFrame([{"months": months, "before_mean": before, "after_mean": after,
+                          "difference": after - before}])
