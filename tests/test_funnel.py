@@ -308,3 +308,25 @@ def test_ae_outlier_count_established_by_hand(ae_2018_19):
     # without any overdispersion allowance nearly every trust is "special": the reason to adjust
     naive = fn.funnel(d, "proportion", overdispersion="none")
     assert (naive.providers["outlier"] != "none").mean() > 0.9
+
+
+# --------------------------------------------------------------------------- the sample: simulator truths
+def test_sample_true_los_outliers_are_flagged_and_few_others():
+    import json
+
+    from helpers import SAMPLE_DIR, casemix, derive, io
+
+    if not (SAMPLE_DIR / "truth.json").exists():
+        pytest.skip("sample data not written yet (helpers.simulate)")
+    truth = json.loads((SAMPLE_DIR / "truth.json").read_text())
+    spells = casemix.add_casemix_bands(derive.add_spell_fields(io.load_table("spells")))
+    pop, _ = casemix.indicator_population(spells, "los")
+    model = casemix.fit_casemix(pop)
+    high, low = set(truth["los_outliers"]["high"]), set(truth["los_outliers"]["low"])
+    for method in ("dl", "robust"):
+        p = fn.funnel(model.providers, scale=model.dispersion, tau2_method=method).providers.set_index("provider_code")
+        assert set(p.index[p["outlier"] == "high"]) >= high
+        assert set(p.index[p["outlier"] == "low"]) >= low
+        # the simulator's other providers vary by exp(N(0, 0.04)): at most two false alarms at 99.8%
+        others = p[(p["outlier"] != "none") & ~p.index.isin(high | low)]
+        assert len(others) <= 2, others
