@@ -135,3 +135,16 @@ def test_two_years_of_data_give_a_yearly_opportunity():
     pd.testing.assert_series_equal(two.providers["opportunity_bed_days"], one.providers["opportunity_bed_days"] / 2)
     assert two.summary.loc[0, "beds_equivalent"] == pytest.approx(one.summary.loc[0, "beds_equivalent"] / 2)
     assert two.summary.loc[2, "opportunity_upper"] == pytest.approx(one.summary.loc[2, "opportunity_upper"] / 2)
+
+
+def test_describe_quotes_the_summary_numbers():
+    from helpers.opportunity import describe
+
+    rng = np.random.default_rng(21)
+    data, _ = _simulate(rng)
+    res = opportunity(funnel(data, min_expected=0), draws=200, seed=2, cost_per_bed_day=400.0, price_year="2024/25")
+    s = res.summary.set_index("estimate")
+    text = describe(res.summary)
+    assert finance.format_number(s.loc["naive", "bed_days"]) in text
+    assert finance.format_gbp(s.loc["naive", "capacity_released_gbp"]) in text
+    assert "2024/25 prices" in text and "not cash" in text

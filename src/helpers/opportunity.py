@@ -209,6 +209,7 @@ def opportunity(
     draws: int = 2000,
     seed: int = 2026,
     years: float = 1.0,
+    price_year: str | None = None,
 ) -> OpportunityResult:
     """Opportunity by provider and the ``opportunity_summary`` table.
 
@@ -254,7 +255,7 @@ def opportunity(
     per = np.nan if bed_days_per_unit is None else float(bed_days_per_unit)
     for c in ("", "_lower", "_upper"):
         summary[f"bed_days{c}"] = summary[f"opportunity{c}"] * per
-    money = finance.bed_days_value(summary["bed_days"].to_numpy(float), cost_per_bed_day, occupancy, marginal_cost_share)
+    money = finance.bed_days_value(summary["bed_days"].to_numpy(float), cost_per_bed_day, occupancy, marginal_cost_share, price_year)
     summary["beds_equivalent"] = money["beds_equivalent"].to_numpy()
     summary["capacity_released_gbp"] = money["capacity_released_gbp"].to_numpy()
     summary["cash_releasing_gbp"] = money["cash_releasing_gbp"].to_numpy()
@@ -266,3 +267,26 @@ def opportunity(
         f"95% interval (and median) of the total allowing for chance ({method.replace('_', ' ')}, {draws:,} draws).",
     ]
     return OpportunityResult(table, summary, bench)
+
+
+def describe(summary: pd.DataFrame, unit: str = "bed days", per: str = "a year") -> str:
+    """Plain-English sentences from an ``opportunity_summary`` table (numbers formatted, nothing computed anew)."""
+    s = summary.set_index("estimate")
+    naive, outl, interval = s.loc["naive"], s.loc["outliers_only"], s.loc["interval"]
+    has_days = pd.notna(naive["bed_days"])
+    col = "bed_days" if has_days else "opportunity"
+    text = (
+        f"If every provider worse than the benchmark matched it, {finance.format_number(naive[col])} {unit} {per} "
+        f"would be released ({int(naive['providers'])} providers): the naive figure the national packs report. "
+        f"Only {finance.format_number(outl[col])} of them come from the {int(outl['providers'])} providers beyond the funnel limit, "
+        f"and allowing for chance the total lies between {finance.format_number(interval[f'{col}_lower'])} and "
+        f"{finance.format_number(interval[f'{col}_upper'])}."
+    )
+    if has_days:
+        text += (
+            f" The naive figure is {finance.format_number(naive['beds_equivalent'], 1)} beds at the target occupancy and "
+            f"{finance.format_gbp(naive['capacity_released_gbp'])} of capacity at {naive['price_year']} prices. "
+            "That is capacity released, not cash: the money stays spent until beds and their staff are removed; "
+            f"the cash-releasing figure at the chosen marginal cost share is {finance.format_gbp(naive['cash_releasing_gbp'])}."
+        )
+    return text
