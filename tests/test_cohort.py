@@ -198,3 +198,17 @@ def test_sample_links_every_step_down_stay():
     assert ex.set_index("step").loc["step-down stays only", "rows_removed"] == truth["n_step_up"]
     res = build_cohort(spells, vw, starts=truth["providers"])
     assert set(res.periods["provider_code"]) == set(truth["providers"])
+
+
+def test_describe_cohort_and_pathway_spells(tables):
+    from helpers.cohort import describe_cohort, pathway_spells
+
+    spells, vw = tables
+    d = describe_cohort(build_cohort(spells, vw).spells).set_index("group")
+    # treated S1 (4 days) and S2 (4 days); controls S2R 3, S3 7, S4 2
+    assert d.loc["virtual ward", "mean_acute_los"] == pytest.approx(4.0)
+    assert d.loc["control", "mean_acute_los"] == pytest.approx(4.0)
+    assert d.loc["virtual ward", "mean_total_los"] == pytest.approx((11 + 6) / 2)
+    p = pathway_spells(spells)
+    # emergency adults in the pathways at any provider and month: all but S5, SEND, S10, S1R, S4R, S6
+    assert sorted(p["spell_id"]) == ["S1", "S2", "S2R", "S3", "S3R", "S4", "S7", "S8", "S9"]

@@ -339,3 +339,30 @@ def test_before_after_by_hand():
     assert out["before_mean"] == 25 and out["after_mean"] == 5 and out["difference"] == -20
     with pytest.raises(ValueError, match="3 months"):
         ev.before_after(s, "2024-03-01", months=3)
+
+
+def test_e_value_for_effect_converts_days_and_risk_differences():
+    cohort = pd.DataFrame({"treated": [1, 1, 0, 0, 0, 0], "acute_los": [2, 4, 3, 5, 7, 9],
+                           "readmission_30d": [0, 1, 0, 0, 1, 1]})
+    effects = pd.DataFrame([
+        {"outcome": "acute_los", "method": "ipw", "estimate": -2.0, "ci_lower": -3.0, "ci_upper": -1.0,
+         "se": 0.5, "unit": "days"},
+        {"outcome": "readmission_30d", "method": "ipw", "estimate": -25.0, "ci_lower": -40.0,
+         "ci_upper": 10.0, "se": 12.0, "unit": "percentage points"},
+    ])
+    days = ev.e_value_for_effect(effects, cohort, "acute_los").iloc[0]
+    sd = np.std([3, 5, 7, 9], ddof=1)  # controls' SD, 2.582
+    assert days["rr"] == pytest.approx(np.exp(0.91 * -2.0 / sd))
+    risk = ev.e_value_for_effect(effects, cohort, "readmission_30d").iloc[0]
+    # control risk 0.5; RD -0.25 -> RR 0.5 -> E-value 2 + sqrt(2); interval crosses 1 -> 1
+    assert risk["rr"] == pytest.approx(0.5) and risk["e_value"] == pytest.approx(2 + np.sqrt(2))
+    assert risk["e_value_ci"] == 1.0
+
+
+def test_finance_inputs_scale_vw_days_to_matched_spells():
+    cohort = pd.DataFrame({"treated": [1, 1, 1, 1, 0], "vw_days": [4, 6, 8, 2, 0]})
+    effects = pd.DataFrame([{"outcome": "acute_los", "method": "matching", "estimate": -1.0,
+                             "ci_lower": -2.0, "ci_upper": 0.0, "n_treated": 2}])
+    got = ev.finance_inputs(effects, cohort, method="matching")
+    assert got["treated_spells"] == 2 and got["vw_patient_days"] == pytest.approx(20 * 2 / 4)
+    assert got["effect_ci"] == (-2.0, 0.0)

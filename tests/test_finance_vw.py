@@ -26,6 +26,8 @@ def test_bed_days_value_and_net_by_hand():
     # 1.5 days x 1,000 spells = 1,500 bed days (1,000 to 2,000 from the interval)
     assert t.loc["bed_days_released", ["value", "ci_lower", "ci_upper"]].tolist() == [1500, 1000, 2000]
     assert t.loc["beds_equivalent", "value"] == pytest.approx(1500 / 365 / 0.92)
+    # over a two-year evaluation the same bed days free half as many beds on average
+    assert _table(period_days=730).loc["beds_equivalent", "value"] == pytest.approx(1500 / 730 / 0.92)
     # £300 x 1,500 = £450,000 capacity; cash 0 at the default marginal share
     assert t.loc["capacity_released_gbp", "value"] == pytest.approx(450_000)
     assert t.loc["cash_releasing_gbp", "value"] == 0

@@ -353,3 +353,40 @@ def readmission_destinations(cohort: pd.DataFrame) -> pd.DataFrame:
         rows.append({"group": label, "spells": len(g), "readmissions": r, "to_other_provider": o,
                      "share_other_provider": o / r if r else float("nan")})
     return pd.DataFrame(rows)
+
+
+def describe_cohort(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Who is in each group: one row per group (``virtual ward``, ``control``).
+
+    Columns: group, spells, mean_age, share_female, mean_frailty, mean_imd_decile,
+    mean_acute_los, mean_vw_days, mean_total_los, readmission_30d_rate,
+    death_30d_rate (rates as proportions). Unadjusted: it shows why a naive
+    comparison misleads.
+    """
+    rows = []
+    for label, flag in (("virtual ward", 1), ("control", 0)):
+        g = cohort[cohort["treated"] == flag]
+        rows.append({
+            "group": label, "spells": len(g), "mean_age": g["age"].mean(),
+            "share_female": (g["sex"].astype("str") == "2").mean(),
+            "mean_frailty": g["frailty_score"].mean() if "frailty_score" in g else float("nan"),
+            "mean_imd_decile": g["imd_decile"].mean() if "imd_decile" in g else float("nan"),
+            "mean_acute_los": g["acute_los"].mean(), "mean_vw_days": g["vw_days"].mean(),
+            "mean_total_los": g["total_los"].mean(), "readmission_30d_rate": g["readmission_30d"].mean(),
+            "death_30d_rate": g["death_30d"].mean(),
+        })
+    return pd.DataFrame(rows)
+
+
+def pathway_spells(spells: pd.DataFrame, pathways: dict[str, list[str]] | None = None,
+                   min_age: int = 18) -> pd.DataFrame:
+    """Emergency spells of adults in the pathways, at every provider and in every month.
+
+    The population a provider-level analysis (interrupted time series,
+    difference-in-differences) counts bed days for. Adds ``pathway``.
+    """
+    if "emergency" not in spells.columns:
+        spells = add_spell_fields(spells)
+    out = spells[spells["emergency"].astype(bool) & (spells["age"] >= min_age)].copy()
+    out["pathway"] = assign_pathway(out["primary_diagnosis"], pathways)
+    return out[out["pathway"].notna()].reset_index(drop=True)

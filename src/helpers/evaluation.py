@@ -255,7 +255,8 @@ def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str,
     return out
 
 
-def ipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95) -> dict:
+def ipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95,
+            propensity: np.ndarray | None = None) -> dict:
     """ATT by inverse probability weighting with a stacked sandwich variance.
 
     The propensity score is a logistic regression of ``t`` on ``X`` (with an
@@ -266,11 +267,14 @@ def ipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95) ->
     estimated propensity score is carried through (Lunceford & Davidian 2004;
     Reifeis & Hudgens 2022, Am J Epidemiol 191:1092): V = A^-1 B A^-T / n.
     The ratio is mu1/mu0 (rate ratio for LOS, risk ratio for binary outcomes).
+    ``propensity`` may pass scores already fitted by the same logistic model
+    of ``t`` on ``X`` (to fit once for several outcomes).
     """
     y, t, X = np.asarray(y, float), np.asarray(t, float), np.asarray(X, float)
     n, p = X.shape
-    fit = sm.GLM(t, X, family=sm.families.Binomial()).fit()
-    e = np.clip(fit.fittedvalues, 1e-10, 1 - 1e-10)
+    if propensity is None:
+        propensity = sm.GLM(t, X, family=sm.families.Binomial()).fit().fittedvalues
+    e = np.clip(np.asarray(propensity, float), 1e-10, 1 - 1e-10)
     odds = e / (1 - e)
     w0 = (1 - t) * odds
     mu1 = y[t == 1].mean()
@@ -446,7 +450,7 @@ def estimate_effects(cohort: pd.DataFrame, outcomes: list[str] | None = None,
                 note = ("negative binomial GLM" if kind == "count" else "logistic GLM") + \
                     "; difference by marginal standardisation over the treated"
             elif method == "ipw":
-                r = ipw_att(y, t, X, level)
+                r = ipw_att(y, t, X, level, propensity=ps.to_numpy())
                 r.pop("propensity")
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = n1, n0
@@ -847,3 +851,49 @@ def before_after(series: pd.DataFrame, start: str | pd.Timestamp, months: int = 
     after = s[value].iloc[k0:k0 + months].astype(float).mean()
     return pd.DataFrame([{"months": months, "before_mean": before, "after_mean": after,
                           "difference": after - before}])
+
+
+def e_value_for_effect(effects: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "acute_los",
+                       method: str = "ipw", treatment: str = "treated") -> pd.DataFrame:
+    """E-value of one row of ``effect_estimates``.
+
+    A difference in days is converted as VanderWeele & Ding (2017) give for a
+    difference in means: d = difference / SD of the outcome among the
+    controls, RR = exp(0.91 d) (Chinn 2000). A risk difference is turned into
+    a risk ratio using the control risk: RR = (p0 + RD) / p0, with the interval
+    limits treated the same way. Adds columns outcome, method and the
+    ``estimate`` it started from.
+    """
+    row = effects[(effects["outcome"] == outcome) & (effects["method"] == method)]
+    if row.empty:
+        raise ValueError(f"no {method!r} estimate for {outcome!r}")
+    r = row.iloc[0]
+    y0 = cohort.loc[cohort[treatment] == 0, outcome].astype(float)
+    if r["unit"] == "days":
+        out = e_value(r["estimate"], r["ci_lower"], r["ci_upper"], measure="difference",
+                      sd=float(y0.std(ddof=1)), se=float(r["se"]))
+    else:
+        p0 = float(y0.mean())
+        to_rr = lambda rd: max((p0 + rd / 100) / p0, 1e-9)  # noqa: E731
+        out = e_value(to_rr(r["estimate"]), to_rr(r["ci_lower"]), to_rr(r["ci_upper"]), measure="rr")
+    out.insert(0, "method", method)
+    out.insert(0, "outcome", outcome)
+    out.insert(2, "estimate", r["estimate"])
+    return out
+
+
+def finance_inputs(effects: pd.DataFrame, cohort: pd.DataFrame, method: str = "ipw",
+                   outcome: str = "acute_los", treatment: str = "treated") -> dict:
+    """The inputs of :func:`helpers.finance.vw_financial_impact` from the evaluation.
+
+    Returns effect_days and effect_ci (the ``method`` row for ``outcome``),
+    treated_spells (the treated spells that effect applies to: matched ones for
+    matching) and vw_patient_days (their virtual ward days, scaled to those
+    spells when matching kept only some).
+    """
+    row = effects[(effects["outcome"] == outcome) & (effects["method"] == method)].iloc[0]
+    treated = cohort[cohort[treatment] == 1]
+    n = int(row["n_treated"])
+    days = float(treated["vw_days"].sum()) * n / max(len(treated), 1)
+    return {"effect_days": float(row["estimate"]), "effect_ci": (float(row["ci_lower"]), float(row["ci_upper"])),
+            "treated_spells": n, "vw_patient_days": days}

@@ -198,6 +198,7 @@ def vw_financial_impact(
     admissions_avoided: float = 0.0,
     price_per_admission: float = 0.0,
     long_stay_payments_avoided: float = 0.0,
+    period_days: float = DAYS_PER_YEAR,
 ) -> pd.DataFrame:
     """The ``financial_impact`` table of a step-down virtual ward (METHODS.md 6).
 
@@ -205,7 +206,8 @@ def vw_financial_impact(
     shorter), with its 95% interval ``effect_ci``. Rows (``measure``):
 
     * ``bed_days_released`` = -effect x treated spells (interval from the
-      effect's), ``beds_equivalent`` (bed days / 365 / occupancy);
+      effect's), ``beds_equivalent`` (bed days / ``period_days`` / occupancy,
+      the beds freed on average over the period the spells cover);
     * ``capacity_released_gbp``: bed days x cost per bed day, the gross value,
       non-cash-releasing; ``cash_releasing_gbp``: x ``marginal_cost_share``
       (0 unless beds close);
@@ -280,8 +282,8 @@ def vw_financial_impact(
         row("effect_on_acute_los_days", [effect_days, lo_eff, hi_eff], "days per treated spell",
             note="negative means shorter acute stays"),
         row("bed_days_released", released, "bed days", note=days_note),
-        row("beds_equivalent", beds_equivalent(released, occupancy), "beds",
-            note=f"over one year at {occupancy:.0%} occupancy; a year of data gives beds, otherwise scale"),
+        row("beds_equivalent", beds_equivalent(released, occupancy, period_days), "beds",
+            note=f"on average over {period_days:,.0f} days at {occupancy:.0%} occupancy"),
         row("capacity_released_gbp", capacity, "£", bd_year, bd_source,
             "gross value of the bed days at the cost per bed day (non-cash-releasing)"),
         row("cash_releasing_gbp", cash, "£", bd_year, bd_source,
