@@ -319,17 +319,17 @@ def test_monthly_series_from_spells():
     from helpers.derive import add_spell_fields
 
     spells = pd.DataFrame({
-        "spell_id": ["s1", "s2", "s3", "s4", "s5"],
-        "patient_id": ["p1", "p2", "p3", "p1", "p4"],
-        "provider_code": ["RAA", "RAA", "RBB", "RAA", "RBB"],
-        "admission_date": pd.to_datetime(["2023-01-02", "2023-01-05", "2023-01-10", "2023-03-01", "2023-03-03"]),
-        "discharge_date": pd.to_datetime(["2023-01-06", "2023-01-05", "2023-01-13", "2023-03-04", "2023-03-10"]),
-        "admission_method": ["21", "11", "22", "21", "21"],
+        "spell_id": ["s1", "s2", "s3", "s4", "s5", "s6"],
+        "patient_id": ["p1", "p2", "p3", "p1", "p4", "p3"],
+        "provider_code": ["RAA", "RAA", "RBB", "RAA", "RBB", "RAA"],
+        "admission_date": pd.to_datetime(["2023-01-02", "2023-01-05", "2023-01-10", "2023-03-01", "2023-03-03", "2023-01-20"]),
+        "discharge_date": pd.to_datetime(["2023-01-06", "2023-01-05", "2023-01-13", "2023-03-04", "2023-03-10", "2023-01-22"]),
+        "admission_method": ["21", "11", "22", "21", "21", "21"],
     })
     derived = add_spell_fields(spells)
     bed_days = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0)
     got = bed_days.set_index(["group", "date"])["value"]
-    assert got[("RAA", pd.Timestamp("2023-01-01"))] == 4  # s1 only: the elective s2 does not count
+    assert got[("RAA", pd.Timestamp("2023-01-01"))] == 4 + 2  # s1 and s6: the elective s2 does not count
     assert got[("RBB", pd.Timestamp("2023-01-01"))] == 3
     assert got[("RAA", pd.Timestamp("2023-02-01"))] == 0  # an empty month is 0, not missing
     assert got[("RBB", pd.Timestamp("2023-03-01"))] == 7
@@ -341,6 +341,20 @@ def test_monthly_series_from_spells():
     with pytest.warns(spc.SPCWarning, match="Jan 2023"):
         default = spc.monthly_series(derived, "emergency_bed_days")
     assert sorted(default["date"].dt.month.unique()) == [2, 3]
+    # readmissions: follow-up ends at the last admission (3 March). January's
+    # windows (discharges on 5, 6, 13 and 22 January, + 29 days) all end by then;
+    # March's do not, so March is left out; February has no discharges at all.
+    with pytest.warns(spc.SPCWarning) as caught:
+        rate = spc.monthly_series(derived, "readmission_rate", lead_in_days=0)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "left out 1 discharge month(s) (Mar 2023)" in messages
+    assert "2 group-month(s) have no spell" in messages  # February, both providers
+    jan = rate[rate["date"] == "2023-01-01"].set_index("group")
+    # s1 (RAA, patient p1) is followed by an emergency admission on 1 March: 54 days, not within 30
+    assert jan.loc["RAA", "denominator"] == 3 and jan.loc["RAA", "numerator"] == 0
+    # s3 (RBB, patient p3, out 13 January) is readmitted on 20 January (s6, at RAA): counted at RBB
+    assert jan.loc["RBB", "denominator"] == 1 and jan.loc["RBB", "numerator"] == 1
+    assert sorted(rate["date"].dt.month.unique()) == [1]
 
 
 # --------------------------------------------------------------------------- real data

@@ -737,9 +737,10 @@ def monthly_series(
 
     Every group gets every month from the first to the last discharge month
     in the data; a month with no spells counts 0 for the count measures. For
-    ``readmission_rate`` a month with no eligible spell (at the end of the
-    extract, where the 30-day window is not yet over) has no proportion: it
-    is left out and a warning says how many group-months were.
+    ``readmission_rate`` the last months, in which some spells' 30-day window
+    runs past the end of the data, are left out with a warning (a part-month
+    denominator would hold only the month's earliest discharges); a
+    group-month with no eligible spell has no proportion and is left out too.
 
     Returns columns ``date``, ``group`` and either ``value`` (count measures)
     or ``numerator`` and ``denominator`` (``readmission_rate``).
@@ -780,6 +781,21 @@ def monthly_series(
         )
         months = months[months >= first_full]
         s = s[s["date"].isin(months)]
+    if measure == "readmission_rate":
+        # a month is complete when every spell in it whose patient left alive is
+        # eligible, i.e. its 30-day window ends within the data
+        died = spells["died"].fillna(False).astype(bool) if "died" in spells.columns else False
+        open_window = ~spells["readmission_eligible"].astype(bool) & ~died
+        late = months[months.isin(pd.to_datetime(spells.loc[open_window, "month"]).unique())]
+        if len(late):
+            warnings.warn(
+                f"readmission_rate: left out {len(late)} discharge month(s) "
+                f"({', '.join(f'{m:%b %Y}' for m in late)}) in which some spells' 30-day window "
+                "ends after the data do, so their readmissions are not yet known",
+                SPCWarning, stacklevel=2,
+            )
+            months = months[~months.isin(late)]
+            s = s[s["date"].isin(months)]
     grid = pd.MultiIndex.from_product([months, sorted(s["group"].unique())], names=["date", "group"])
     out = s.groupby(["date", "group"]).sum().reindex(grid, fill_value=0.0).reset_index()
     if measure == "readmission_rate":

@@ -159,7 +159,7 @@ def small_multiples(
     ylabel: str = "Value",
     ncols: int = 3,
     panel_width: float = 4.2,
-    panel_height: float = 3.0,
+    panel_height: float = 3.3,
 ) -> plt.Figure:
     """One small SPC chart per group (provider or measure), each with its badges.
 
@@ -191,8 +191,10 @@ def small_multiples(
     fig.legend(handles=_legend_handles(table, has_target), loc="lower center", ncol=4,
                frameon=False, fontsize=9)
     if title:
-        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
-    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))  # leave 0.8 inch for the legend
+        fig.suptitle(title, x=0.01, y=1 - 0.1 / fig.get_figheight(), ha="left", va="top", fontweight="bold")
+    height = fig.get_figheight()
+    top = 1 - (0.3 / height if title else 0)  # room for the title and for the legend (0.8 inch)
+    fig.tight_layout(rect=(0, 0.8 / height, 1, top))
     for ax, grp in zip(axes.flat, groups):
         _badges(ax, rows.get(grp), fontsize=7)
     return fig
