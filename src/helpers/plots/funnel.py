@@ -88,9 +88,10 @@ def funnel_plot(
             colour, marker, size = _style(flag, is_small, higher_is_better)
             ax.scatter(providers.loc[sel, x_col], providers.loc[sel, col] * scale, c=colour, marker=marker, s=size,
                        edgecolor=NHS["dark_grey"] if is_small else "white", linewidth=0.6, zorder=3)
-    for _, row in providers[providers["outlier"] != "none"].iterrows():
-        ax.annotate(str(row["provider_code"]), (row[x_col], row[col] * scale), xytext=(5, 4), textcoords="offset points",
-                    fontsize=9, color=NHS["black"])
+    flagged = providers[providers["outlier"] != "none"].sort_values(x_col)
+    for i, (_, row) in enumerate(flagged.iterrows()):
+        ax.annotate(str(row["provider_code"]), (row[x_col], row[col] * scale), xytext=(5, 5 if i % 2 == 0 else -12),
+                    textcoords="offset points", fontsize=9, color=NHS["black"])
     handles, labels = ax.get_legend_handles_labels()
     worse_word, better_word = ("lower", "higher") if higher_is_better else ("higher", "lower")
     extra = [
@@ -104,7 +105,8 @@ def funnel_plot(
     ax.legend(handles + extra, labels + [h.get_label() for h in extra], loc="best", fontsize=8, frameon=True)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label + (" (%)" if percent else ""))
-    ax.set_title(title or finding_title(providers))
+    what = "than their case mix explains" if col == "ratio" else "than the overall rate"
+    ax.set_title(title or finding_title(providers, what))
     fig.tight_layout()
     return fig
 
