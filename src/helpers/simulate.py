@@ -126,6 +126,13 @@ Keys of ``truth`` (``truth.json``)
     readmission itself in the data), ``n_cross_provider`` (of those, to another
     provider), ``n_across_year_end`` (index discharged in one financial year,
     readmitted in the next), ``n_deaths_in_hospital``.
+``readmission_model``, ``death_model``
+    the logit coefficients of readmission within 30 days of the end of care
+    and of death in hospital, with the diagnosis group terms, and the share of
+    readmissions to another provider.
+``day_case``
+    the day-case probability of each elective group at a provider with shift 0,
+    and each provider's shift on the log-odds scale.
 ``virtual_ward``
     ``providers`` {code: start date}; ``pathways`` {name: [ICD-10 prefixes]};
     ``n_treated`` (step-down stays linked to a spell in ``spells``);
@@ -137,7 +144,8 @@ Keys of ``truth`` (``truth.json``)
     of care with the ward minus without it); ``readmission_odds_ratio`` (the
     true odds ratio); ``naive_acute_los_difference_days`` (mean acute length
     of stay of the treated minus the eligible untreated: the biased answer);
-    ``los_reduction_fraction`` (0.20).
+    ``los_reduction_fraction`` (0.20); ``selection_model`` (logit
+    coefficients of referral, with the pathway terms).
 ``outcomes``
     ``pathways`` {name: {"mean_gain", "mean_cost", "n"}}: expected EQ-5D gain
     (after - before, bounded scale) and expected cost over the pathway's
@@ -163,6 +171,7 @@ PERIOD_START = "2023-04-01"
 PERIOD_END = "2025-03-31"
 BURN_IN_DAYS = 180
 READMISSION_WINDOW = 30
+CROSS_PROVIDER_READMISSION = 0.15
 
 # --------------------------------------------------------------------------
 # Providers: code, relative size, age shift (years), deprivation tilt (+ more
@@ -302,6 +311,27 @@ LOS_MODEL: dict[str, Any] = {
     "imd_per_decile_more_deprived": 0.02,
     "winter": 0.06,
     "nb_shape": {"emergency": 1.8, "elective": 4.0},
+}
+
+# Emergency readmission within 30 days of the end of care (logit scale);
+# frailty is capped at 30 points in every model.
+READMISSION_MODEL: dict[str, float] = {
+    "intercept": -2.6,
+    "age_per_year_over_60": 0.012,
+    "frailty_per_point": 0.04,
+    "imd_per_decile_more_deprived": 0.06,
+    "elective": -1.2,
+}
+# Death in hospital (logit = the group's term + these).
+DEATH_MODEL: dict[str, float] = {"age_per_year_over_75": 0.045, "frailty_per_point_over_5": 0.04}
+# Referral to a step-down virtual ward (logit scale).
+VW_SELECTION: dict[str, float] = {
+    "intercept": 0.05,
+    "age_per_year_over_78": 0.05,
+    "frailty_per_point_over_10": 0.09,
+    "imd_per_decile_less_deprived": 0.12,
+    "female": 0.15,
+    "winter": 0.4,
 }
 
 # Virtual ward selection and effects.
@@ -478,6 +508,14 @@ def _patients(rng: np.random.Generator, n: int, prov: dict[str, Any]) -> dict[st
     return {"home": home, "male": male, "age0": age0, "imd": imd, "frailty0": frailty, "rate": rate, "child": child}
 
 
+# storage types of the per-spell arrays (memory for national-size runs)
+_COMPACT = {
+    "provider": np.int16, "adm": np.int32, "los": np.int32, "method": np.int8, "group": np.int8, "icd": np.int16,
+    "hrg": np.int16, "age": np.int16, "imd": np.int8, "y0": np.int32, "vw_days": np.int16, "p_r1": np.float32,
+    "p_r0": np.float32, "mu": np.float32, "dc_p": np.float32, "end_care": np.int32,
+}
+
+
 def _simulate_chains(
     rng: np.random.Generator, pat: dict[str, np.ndarray], prov: dict[str, Any], tab: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -516,7 +554,7 @@ def _simulate_chains(
         is_re = readmit[i]
         # provider
         other = _categorical(rng, size_cum, n)
-        move_re = rng.random(n) < 0.15
+        move_re = rng.random(n) < CROSS_PROVIDER_READMISSION
         move_ix = rng.random(n) < 0.06
         base_prov = np.where(is_re, prev_prov[i], pat["home"][i])
         move = np.where(is_re, move_re, move_ix)
@@ -565,14 +603,20 @@ def _simulate_chains(
         day_case = ~emergency & (rng.random(n) < dc_p)
         y0 = np.where(day_case, 0, y0)
         # death in hospital
-        p_die = _logistic(tab["death_logit"][group] + 0.045 * (age - 75) + 0.04 * (np.minimum(frailty, 30) - 5))
+        frail30 = np.minimum(frailty, 30)
+        p_die = _logistic(
+            tab["death_logit"][group] + DEATH_MODEL["age_per_year_over_75"] * (age - 75)
+            + DEATH_MODEL["frailty_per_point_over_5"] * (frail30 - 5)
+        )
         died = rng.random(n) < p_die
         # virtual ward step-down
         eligible = vw_open & ~su & ~died
         path_term = np.array([VW_PATHWAY_TERM[k] for k in tab["vw_names"]])[np.maximum(vw_path, 0)]
+        sel = VW_SELECTION
         e_logit = (
-            0.05 + 0.05 * (age - 78) + 0.09 * (np.minimum(frailty, 30) - 10) + 0.12 * (imd - 5.5)
-            + 0.15 * ~male + path_term + 0.4 * winter
+            sel["intercept"] + sel["age_per_year_over_78"] * (age - 78)
+            + sel["frailty_per_point_over_10"] * (frail30 - 10) + sel["imd_per_decile_less_deprived"] * (imd - 5.5)
+            + sel["female"] * ~male + path_term + sel["winter"] * winter
         )
         treated = eligible & (rng.random(n) < _logistic(e_logit))
         los = np.where(treated, y0 - rng.binomial(y0, VW_LOS_REDUCTION), y0)
@@ -584,9 +628,10 @@ def _simulate_chains(
             * rng.gamma(8.0, 1 / 8.0, n)
         )
         # readmission from the end of care
+        rm = READMISSION_MODEL
         r_logit = (
-            -2.6 + 0.012 * (age - 60) + 0.04 * np.minimum(frailty, 30) + 0.06 * (5.5 - imd)
-            + tab["readmit_term"][group] - 1.2 * ~emergency
+            rm["intercept"] + rm["age_per_year_over_60"] * (age - 60) + rm["frailty_per_point"] * frail30
+            + rm["imd_per_decile_more_deprived"] * (5.5 - imd) + tab["readmit_term"][group] + rm["elective"] * ~emergency
         )
         p_r0 = _logistic(r_logit)
         p_r1 = _logistic(r_logit + math.log(VW_READMISSION_OR))
@@ -594,7 +639,7 @@ def _simulate_chains(
         re_next = ~died & ~su & (u < np.where(treated, p_r1, p_r0))
         end_care = np.where(su, a + vw_days, a + los + np.where(treated, vw_days, 0))
         # leaving the data (death at home, moving away) when not readmitted
-        q = _logistic(-4.6 + 0.06 * (age - 70) + 0.05 * np.minimum(frailty, 30))
+        q = _logistic(-4.6 + 0.06 * (age - 70) + 0.05 * frail30)
         leave = died | (~re_next & (rng.random(n) < q))
         gap_re = 1 + np.floor(28 * rng.random(n) ** 1.6).astype(np.int64)
         gap_ix = 31 + np.floor(rng.exponential(365.0 / pat["rate"][i])).astype(np.int64)
@@ -608,7 +653,7 @@ def _simulate_chains(
             ("eligible", eligible), ("y0", y0), ("vw_days", vw_days), ("p_r1", p_r1), ("p_r0", p_r0),
             ("readmit_next", re_next), ("mu", mu), ("dc_p", dc_p), ("end_care", end_care),
         ):
-            out[k].append(v[keep])
+            out[k].append(v[keep].astype(_COMPACT.get(k, v.dtype), copy=False))
         if su.any():
             step_up["patient"].append(i[su])
             step_up["provider"].append(p[su])
@@ -912,6 +957,13 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
             "n_across_year_end": int(across.sum()),
             "n_deaths_in_hospital": int(sp["died"].sum()),
         },
+        "readmission_model": {**READMISSION_MODEL, "group": {g[0]: g[7] for g in GROUPS},
+                              "cross_provider_share": CROSS_PROVIDER_READMISSION},
+        "death_model": {**DEATH_MODEL, "group": {g[0]: g[6] for g in GROUPS}},
+        "day_case": {
+            "probability_by_group": {g[0]: g[5] for g in GROUPS if not g[1]},
+            "provider_log_odds_shift": {c: round(float(x), 4) for c, x in zip(codes, prov["daycase_shift"])},
+        },
         "virtual_ward": {
             "providers": dict(VW_PROVIDERS),
             "pathways": {k: list(v) for k, v in VW_PATHWAYS.items()},
@@ -925,6 +977,7 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
             "naive_acute_los_difference_days": round(naive, 4),
             "naive_acute_los_difference_all_controls_days": round(naive_all, 4),
             "los_reduction_fraction": VW_LOS_REDUCTION,
+            "selection_model": {**VW_SELECTION, "pathway": dict(VW_PATHWAY_TERM)},
         },
         "outcomes": {
             "pathways": outcome_truth,
@@ -959,7 +1012,7 @@ def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000) 
 
 
 def write_spells_file(
-    path: str | Path, n_spells: int, seed: int = 2026, fmt: str = "parquet", chunk_spells: int = 2_000_000
+    path: str | Path, n_spells: int, seed: int = 2026, fmt: str = "parquet", chunk_spells: int = 1_000_000
 ) -> Path:
     """Write a national-size spells table of exactly ``n_spells`` rows (Parquet or CSV).
 
