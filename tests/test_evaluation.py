@@ -366,3 +366,11 @@ def test_finance_inputs_scale_vw_days_to_matched_spells():
     got = ev.finance_inputs(effects, cohort, method="matching")
     assert got["treated_spells"] == 2 and got["vw_patient_days"] == pytest.approx(20 * 2 / 4)
     assert got["effect_ci"] == (-2.0, 0.0)
+
+
+def test_balanced_provider_maximises_the_shorter_side():
+    monthly = pd.DataFrame({"month": pd.date_range("2023-04-01", periods=24, freq="MS")})
+    periods = pd.DataFrame({"provider_code": ["A", "B", "C"],
+                            "vw_start": pd.to_datetime(["2023-05-01", "2024-03-10", "2025-01-01"])})
+    # A: 1 month before; B: 11 before, 13 after; C: 21 before, 3 after
+    assert ev.balanced_provider(periods, monthly) == "B"

@@ -883,17 +883,42 @@ def e_value_for_effect(effects: pd.DataFrame, cohort: pd.DataFrame, outcome: str
 
 
 def finance_inputs(effects: pd.DataFrame, cohort: pd.DataFrame, method: str = "ipw",
-                   outcome: str = "acute_los", treatment: str = "treated") -> dict:
+                   outcome: str = "acute_los", treatment: str = "treated",
+                   periods: pd.DataFrame | None = None) -> dict:
     """The inputs of :func:`helpers.finance.vw_financial_impact` from the evaluation.
 
     Returns effect_days and effect_ci (the ``method`` row for ``outcome``),
     treated_spells (the treated spells that effect applies to: matched ones for
     matching) and vw_patient_days (their virtual ward days, scaled to those
-    spells when matching kept only some).
+    spells when matching kept only some); with ``periods`` (from
+    :func:`helpers.cohort.virtual_ward_periods`) also period_days, the
+    calendar days from the first ward's start month to the last one's end.
     """
     row = effects[(effects["outcome"] == outcome) & (effects["method"] == method)].iloc[0]
     treated = cohort[cohort[treatment] == 1]
     n = int(row["n_treated"])
     days = float(treated["vw_days"].sum()) * n / max(len(treated), 1)
-    return {"effect_days": float(row["estimate"]), "effect_ci": (float(row["ci_lower"]), float(row["ci_upper"])),
-            "treated_spells": n, "vw_patient_days": days}
+    out = {"effect_days": float(row["estimate"]), "effect_ci": (float(row["ci_lower"]), float(row["ci_upper"])),
+           "treated_spells": n, "vw_patient_days": days}
+    if periods is not None:
+        out["period_days"] = float((periods["period_end"].max() - periods["period_start"].min()).days + 1)
+    return out
+
+
+def balanced_provider(periods: pd.DataFrame, monthly: pd.DataFrame) -> str:
+    """The virtual ward provider whose start leaves the most months on its shorter side.
+
+    An interrupted time series needs months both before and after the start;
+    this picks the provider maximising min(months before, months after) in
+    ``monthly`` (ties: the earlier start).
+    """
+    months = pd.to_datetime(monthly["month"]).drop_duplicates().sort_values()
+    best, best_score = None, -1
+    for _, r in periods.sort_values("vw_start").iterrows():
+        start = pd.Timestamp(r["vw_start"]).to_period("M").start_time
+        score = min(int((months < start).sum()), int((months >= start).sum()))
+        if score > best_score:
+            best, best_score = str(r["provider_code"]), score
+    if best is None:
+        raise ValueError("no virtual ward providers in the periods table")
+    return best
