@@ -17,7 +17,9 @@ Result tables (the names a notebook publishes them under):
 ``provider_value`` the same by pathway and provider, with case-mix adjustment
 ``quadrant``       each provider placed on the quality-cost plane of its pathway
 ``equity``         outcome gain by deprivation (IMD) decile
+``deprivation_gradient`` change per IMD decile in the score before, or the gain
 ``three_es``       the NAO's economy, efficiency and effectiveness, and equity
+                   (economy from a small table of input prices, :func:`economy`)
 ``allocative``     what the same pound buys in each pathway, in QALYs
 ``incremental``    incremental cost-effectiveness of one group against another
 ``cip_summary``    a cost improvement plan totalled by class of saving
