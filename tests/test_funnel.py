@@ -330,3 +330,12 @@ def test_sample_true_los_outliers_are_flagged_and_few_others():
         # the simulator's other providers vary by exp(N(0, 0.04)): at most two false alarms at 99.8%
         others = p[(p["outlier"] != "none") & ~p.index.isin(high | low)]
         assert len(others) <= 2, others
+
+
+def test_two_providers_get_exact_limits_without_overdispersion():
+    data = pd.DataFrame({"provider_code": ["A", "B"], "observed": [15, 40], "expected": [15.0, 20.0]})
+    res = fn.funnel(data, overdispersion="none")
+    np.testing.assert_allclose(res.providers["lower_95"], [0.5596924, 0.6108260], atol=5e-7)
+    assert list(res.providers["outlier"]) == ["none", "high"]  # 40 against 20 expected is beyond 99.8%
+    with pytest.raises(ValueError, match="At least 3 providers"):
+        fn.funnel(data)

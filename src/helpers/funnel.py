@@ -296,6 +296,8 @@ def estimate_dispersion(
     ok = np.isfinite(y) & np.isfinite(s) & (s > 0)
     y, s = y[ok], s[ok]
     total = len(y)
+    if total < 3 and model == "none":
+        return Dispersion(model, tau2_method, float(trim), trim_method, float("nan"), 0.0, total, total)
     if total < 3:
         raise ValueError(f"At least 3 providers are needed to estimate overdispersion; got {total}.")
     if trim_method not in ("truncate", "winsorise"):
