@@ -320,3 +320,16 @@ def test_outcome_gains_and_costs_by_pathway_match_the_truth(sample):
     bad, good = truth["high_cost_low_gain"], truth["low_cost_high_gain"]
     assert by.loc[bad, "cost"] > by["cost"].median() * 1.1 and by.loc[bad, "gain"] < by["gain"].median()
     assert by.loc[good, "cost"] < by["cost"].median() and by.loc[good, "gain"] > by["gain"].median()
+
+
+def test_national_file_in_one_chunk_is_the_same_economy_as_simulate_economy(tmp_path):
+    # one chunk uses the same seeds, so the rows are the same (only the numbering differs)
+    path = tmp_path / "spells.parquet"
+    write_spells_file(path, n_spells=3_000, seed=9)
+    national = pd.read_parquet(path)
+    sample = simulate_economy(n_spells=3_000, seed=9)["spells"]
+    cols = ["provider_code", "admission_date", "discharge_date", "primary_diagnosis", "age", "spell_cost"]
+    dates = {"admission_date": "datetime64[s]", "discharge_date": "datetime64[s]"}
+    a = national[cols].astype(dates).sort_values(cols).reset_index(drop=True)
+    b = sample[cols].astype(dates).sort_values(cols).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
