@@ -769,7 +769,7 @@ def difference_in_differences(panel: pd.DataFrame, treated_unit: str, start: str
 # Sentences that state a finding (figure titles and notebook text)
 # ---------------------------------------------------------------------------
 
-_OUTCOME_WORDS: dict[str, str] = {
+OUTCOME_WORDS: dict[str, str] = {
     "acute_los": "acute stay",
     "total_los": "total stay (acute plus virtual ward)",
     "readmission_30d": "30-day readmission (from the end of care)",
@@ -793,7 +793,7 @@ def describe_effect(effects: pd.DataFrame, outcome: str, main: str = "ipw") -> s
     e = effects[effects["outcome"] == outcome].set_index("method")
     if main not in e.index:
         raise ValueError(f"no {main!r} row for {outcome!r}")
-    words = _OUTCOME_WORDS.get(outcome, outcome)
+    words = OUTCOME_WORDS.get(outcome, outcome)
     text = f"Adjusted ({main.upper() if main == 'ipw' else main}): {words} {_effect_phrase(e.loc[main])}"
     if "naive" in e.index:
         text += f"; the naive comparison says {_effect_phrase(e.loc['naive'])}"

@@ -54,7 +54,7 @@ def effects_plot(effects: pd.DataFrame, outcomes: list[str] | None = None, main:
             ax.legend(loc="lower right", fontsize=8, frameon=False)
         ax.set_yticks(y, [METHOD_LABELS.get(m, m) for m in t["method"]])
         ax.set_xlabel(f"Effect on the treated ({t['unit'].iloc[0]})")
-        ax.set_title(ev._OUTCOME_WORDS.get(outcome, outcome).capitalize(), fontsize=10)
+        ax.set_title(ev.OUTCOME_WORDS.get(outcome, outcome).capitalize(), fontsize=10)
         if ax is not axes[0][0]:
             ax.set_yticklabels([])
     fig.suptitle(_wrap(ev.describe_effect(effects, outcomes[0], main), 100), x=0.02, ha="left",
