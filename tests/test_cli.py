@@ -97,3 +97,50 @@ def test_template_map_round_trip(tmp_path):
     own = tmp_path / "own.csv"
     sample.rename(columns={"admission_date": "Date In"}).to_csv(own, index=False)
     assert len(load_table("spells", own, mapping)) == 20
+
+
+AE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ae_attendances.csv"
+needs_ae = pytest.mark.skipif(not AE.is_file(), reason=f"real A&E data not found at {AE} (it sits beside the repository)")
+
+
+def type1_2018_19() -> pd.DataFrame:
+    ae = pd.read_csv(AE, dtype={"type": str})
+    ae["period"] = pd.to_datetime(ae["period"])
+    return ae[(ae["type"] == "1") & ae["period"].between("2018-04-01", "2019-03-01")]
+
+
+@needs_ae
+def test_variation_on_an_aggregate_indicator_file_of_real_ae_data(tmp_path):
+    """The Model Health System shape: one row per provider (or per month) with numerator and denominator."""
+    ae = type1_2018_19()
+    src = tmp_path / "ae_type1_2018_19.csv"
+    ae[["org_code", "period", "breaches", "attendances"]].to_csv(src, index=False)  # monthly rows, summed by the notebook
+    out = tmp_path / "run"
+    result = handbook("run", "variation", "--data", f"indicator={src}", "--param",
+                      "column_map={org_code: provider_code, breaches: numerator, attendances: denominator}",
+                      "--param", "indicator=four_hour_breaches", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(out / "tables" / "provider_indicator.csv")
+    # every type 1 trust of 2018/19 appears once, and the pooled target is the hand-computed breach proportion
+    assert len(table) == ae["org_code"].nunique()
+    totals = ae.groupby("org_code")[["breaches", "attendances"]].sum()
+    assert table["denominator"].astype(float).sum() == pytest.approx(totals["attendances"].sum(), rel=1e-3)
+
+
+@needs_ae
+def test_spc_on_a_real_trust_series(tmp_path):
+    ae = pd.read_csv(AE, dtype={"type": str})
+    rf4 = ae[(ae["org_code"] == "RF4") & (ae["type"] == "1")][["period", "breaches"]].sort_values("period")
+    src = tmp_path / "rf4.csv"
+    rf4.rename(columns={"period": "date", "breaches": "value"}).to_csv(src, index=False)
+    out = tmp_path / "run"
+    result = handbook("run", "spc", "--data", f"series={src}", "--param", "better=decrease", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    spc_table = pd.read_csv(out / "tables" / "spc.csv")
+    values = rf4["breaches"].to_numpy()
+    mean = values.mean()
+    limit = 2.66 * abs(pd.Series(values).diff()).mean()
+    # the hand-computed XmR centre and limits (no screening, one period)
+    assert spc_table["mean"].iloc[0] == pytest.approx(mean, rel=1e-9)
+    assert spc_table["upper_limit"].iloc[0] == pytest.approx(mean + limit, rel=1e-9)
+    assert len(spc_table) == 36

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from helpers.io import InputError
 from scipy import stats
 
 from helpers import funnel as fn
@@ -210,7 +212,7 @@ def test_bad_input_names_column_and_rows():
     data = pd.DataFrame({"provider_code": ["A", "B"], "observed": [3, -1], "expected": [2.0, 4.0]})
     with pytest.raises(ValueError, match="observed.*'B'"):
         fn.funnel(data)
-    with pytest.raises(KeyError, match="expected"):
+    with pytest.raises(InputError, match="expected"):
         fn.funnel(data.drop(columns="expected"))
     with pytest.raises(ValueError, match="provider_code"):
         fn.funnel(pd.concat([data, data]).assign(observed=1))
@@ -225,7 +227,7 @@ def test_from_indicator_table_accepts_both_shapes_and_sums_repeated_rows():
     prop = pd.DataFrame({"provider_code": ["A", "B"], "numerator": [1, 2], "denominator": [10, 20]})
     frame, kind = fn.from_indicator_table(prop)
     assert kind == "proportion" and "observed" in frame.columns
-    with pytest.raises(KeyError, match="numerator and denominator"):
+    with pytest.raises(InputError, match="numerator and denominator"):
         fn.from_indicator_table(pd.DataFrame({"provider_code": ["A"], "x": [1]}))
 
 

@@ -29,7 +29,7 @@ curve for a binary outcome) and calibration by decile of predicted risk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 from typing import Literal, Sequence
 
 import numpy as np
@@ -77,6 +77,25 @@ INDICATORS: dict[str, IndicatorDefinition] = {
     "day_case": IndicatorDefinition("day_case", "day_case", "binomial", "elective admissions", True, "day cases", "day-case rate"),
     "mortality": IndicatorDefinition("mortality", "died", "binomial", "spells with a recorded discharge method", False, "deaths", "in-hospital mortality"),
 }
+
+
+def indicator_definition(name: str, aggregate: bool = False, higher_is_better: bool | None = None) -> IndicatorDefinition:
+    """The definition of an indicator by name.
+
+    From spells, only the :data:`INDICATORS` can be built. An aggregate
+    ``indicator`` file may carry any measure (four-hour breaches, say): it then
+    gets a plain definition named after it, lower being better unless
+    ``higher_is_better`` says otherwise.
+    """
+    if name in INDICATORS:
+        d = INDICATORS[name]
+        return d if higher_is_better is None else replace(d, higher_is_better=bool(higher_is_better))
+    if not aggregate:
+        from helpers.io import InputError
+
+        raise InputError(f"indicator must be one of {', '.join(INDICATORS)} when built from spells; got {name!r}.")
+    label = str(name).replace("_", " ")
+    return IndicatorDefinition(name, name, "binomial", "as supplied in the indicator file", bool(higher_is_better), "events", label)
 
 
 # --------------------------------------------------------------------------- preparing spells

@@ -52,6 +52,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from helpers.io import InputError
+
 IndicatorType = Literal["ratio", "proportion"]
 Overdispersion = Literal["none", "additive", "multiplicative"]
 Tau2Method = Literal["dl", "robust", "paule_mandel"]
@@ -432,13 +434,13 @@ class FunnelResult:
 def _check_columns(data: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in data.columns]
     if missing:
-        raise KeyError(f"{what}: column(s) {', '.join(missing)} not found; the table has {', '.join(map(str, data.columns))}.")
+        raise InputError(f"{what}: column(s) {', '.join(missing)} not found; the table has {', '.join(map(str, data.columns))}.")
 
 
 def _check_values(data: pd.DataFrame, column: str, rule: str, bad: pd.Series, provider: str) -> None:
     if bad.any():
         rows = data.loc[bad, [provider, column]].head(5).to_dict("records")
-        raise ValueError(f"Funnel input: column {column!r} must be {rule}; {int(bad.sum())} row(s) are not, for example {rows}.")
+        raise InputError(f"Funnel input: column {column!r} must be {rule}; {int(bad.sum())} row(s) are not, for example {rows}.")
 
 
 def funnel(
@@ -572,7 +574,7 @@ def from_indicator_table(table: pd.DataFrame, provider: str = "provider_code") -
         kind = "proportion"
         value_cols = ["numerator", "denominator"]
     else:
-        raise KeyError(
+        raise InputError(
             "Indicator table: needs provider_code with observed and expected, or with numerator and denominator; "
             f"it has {', '.join(map(str, table.columns))}."
         )

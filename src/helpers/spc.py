@@ -902,7 +902,8 @@ def read_series(
     Through :func:`helpers.io.load_frame`, so the reading rules and error
     messages are the loaders'. Required columns: ``date`` and ``value`` for
     xmr, c and run charts; ``date``, ``numerator`` and ``denominator`` for p,
-    p′ and u charts; ``group`` (text) when given.
+    p′ and u charts; ``group`` (text) is read when the file has it, and a
+    file without it is one series.
     """
     from helpers import io
 
@@ -910,6 +911,6 @@ def read_series(
         required = {date: "date", numerator: "number", denominator: "number"}
     else:
         required = {date: "date", value: "number"}
-    if group:
-        required[group] = "string"
-    return io.load_frame(path, required, "series")
+    optional = {group: "string"} if group else None
+    frame = io.load_frame(path, required, "series", optional_columns=optional)
+    return frame
