@@ -169,16 +169,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _execute(nb_path, executed, run_params, quiet=args.quiet)
         from helpers import report
 
-        report.write_html(executed, staging / "report.html", title=args.notebook)
+        import nbformat
+
+        title = report.notebook_title(nbformat.read(nb_path, as_version=4), args.notebook)
+        front = report.front_matter(args.notebook, inputs, params, title)
+        report.write_html(executed, staging / "report.html", title=args.notebook, front=front)
         elapsed = round(time.perf_counter() - started, 1)
-        front = {
-            "notebook": args.notebook,
-            "run at": dt.datetime.now().isoformat(timespec="seconds"),
-            "inputs": ", ".join(f"{k}: {v['file']}" for k, v in inputs.items()) or "sample data",
-            "parameters": ", ".join(f"{k}={v!r}" for k, v in params.items()) or "defaults",
-            "helpers version": __version__,
-            "note": "Counts of 1 to 7 are shown as * (HES analysis guide small-number rule).",
-        }
         sheets = report.write_workbook(tables, staging / "results.xlsx", front)
         report.write_run_json(
             staging / "run.json",
@@ -228,6 +224,8 @@ def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool)
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    from helpers import report
+
     try:
         pm.execute_notebook(
             str(nb_path),
@@ -237,6 +235,7 @@ def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool)
             progress_bar=not quiet,
             kernel_name="python3",
             log_output=False,
+            extra_arguments=report.KERNEL_ARGUMENTS,  # figures as PNG and SVG for figures/
         )
     except PapermillExecutionError as exc:
         if exc.ename == "InputError":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ def suppress(
     counts: Iterable[str] | None = None,
     derived: Mapping[str, Iterable[str]] | None = None,
     threshold: int = DEFAULT_THRESHOLD,
+    linked: bool = False,
 ) -> tuple[pd.DataFrame, int]:
     """Apply small-number suppression; return the safe table and cells suppressed.
 
@@ -60,6 +61,12 @@ def suppress(
     (default: every other numeric column depends on every count column of its
     row). The result holds ``*`` in suppressed cells, so its count columns are
     text where anything was suppressed.
+
+    ``linked=True`` is for tables whose rows are tied together by subtraction,
+    such as an exclusion flow (rows before − rows excluded = rows after, and
+    the next step starts where this one ended): there a starred count could be
+    recovered from the neighbouring rows, so when any count is suppressed every
+    other count in the whole table is rounded, not just those of its row.
     """
     counts = list(counts) if counts is not None else guess_count_columns(table)
     out = table.copy()
@@ -68,6 +75,8 @@ def suppress(
     values = out[counts].apply(pd.to_numeric, errors="coerce")
     small = (values >= 1) & (values <= threshold)
     row_hit = small.any(axis=1)
+    if linked:
+        row_hit = pd.Series(bool(small.to_numpy().any()), index=out.index)
     if derived is None:
         numeric = [c for c in out.columns if c not in counts and pd.api.types.is_numeric_dtype(out[c])]
         derived = {c: counts for c in numeric}
@@ -90,10 +99,34 @@ def suppress(
     return result, n_suppressed
 
 
+def suppress_counts(counts: Iterable[int], threshold: int = DEFAULT_THRESHOLD) -> list[int | str]:
+    """The small-number rule on a set of counts that add up to a shown total.
+
+    Counts from 1 to ``threshold`` become ``*``; when any does, the others are
+    rounded to the nearest :data:`ROUND_TO`, so the starred ones cannot be
+    worked out from the total (HES analysis guide). Used for the counts of each
+    code listed in a data quality table.
+    """
+    values = [int(c) for c in counts]
+    if threshold <= 0:
+        return list(values)
+    small = [1 <= v <= threshold for v in values]
+    if not any(small):
+        return list(values)
+    return [SUPPRESSED if s else int(round(v / ROUND_TO) * ROUND_TO) for v, s in zip(values, small)]
+
+
 # --------------------------------------------------------------------------- identifier scan
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{6,}")
 _NHS_NUMBER = re.compile(r"(?<![\d.])(\d{3}[ -]?\d{3}[ -]?\d{4})(?![\d.])")
-SCANNED_SUFFIXES = {".html", ".ipynb", ".csv", ".json", ".xlsx", ".txt", ".md"}
+SCANNED_SUFFIXES = {".html", ".ipynb", ".csv", ".json", ".xlsx", ".txt", ".md", ".svg"}
+# What a reader can see is scanned, not how a file draws it: embedded images
+# (base64) and SVG geometry are left out, because their digit runs could pass
+# for NHS numbers. Figure labels are still scanned: matplotlib writes each text
+# of an SVG figure as a comment beside its glyphs.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
+_SVG = re.compile(r"<svg\b.*?</svg>", re.S)
+_SVG_TEXT = re.compile(r"<!--(.*?)-->|>([^<]+)<", re.S)
 
 
 def is_valid_nhs_number(text: str) -> bool:
@@ -111,8 +144,15 @@ def is_valid_nhs_number(text: str) -> bool:
     return check != 10 and check == int(digits[9])
 
 
+def svg_text(svg: str) -> str:
+    """The readable text of an SVG drawing: its comments and the text between tags."""
+    return " ".join(a or b for a, b in _SVG_TEXT.findall(svg))
+
+
 def _output_text(path: Path) -> str:
-    if path.suffix == ".xlsx":
+    """The text of an output file that a reader could see, for the scan."""
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
         from openpyxl import load_workbook
 
         wb = load_workbook(path, read_only=True)
@@ -121,7 +161,30 @@ def _output_text(path: Path) -> str:
             for ws in wb.worksheets
             for row in ws.iter_rows(values_only=True)
         )
-    return path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if suffix == ".svg":
+        return svg_text(text)
+    if suffix == ".ipynb":
+        import json
+
+        nb = json.loads(text)
+        parts = [json.dumps(nb.get("metadata", {}))]
+        for cell in nb.get("cells", []):
+            parts.append(_joined(cell.get("source", "")))
+            for output in cell.get("outputs", []):
+                parts.append(_joined(output.get("text", "")))
+                parts.append(_joined(output.get("evalue", "")))
+                for mime, value in (output.get("data") or {}).items():
+                    if mime == "image/svg+xml":
+                        parts.append(svg_text(_joined(value)))
+                    elif not mime.startswith("image/"):
+                        parts.append(_joined(value) if isinstance(value, (str, list)) else json.dumps(value))
+        text = "\n".join(parts)
+    return _BASE64.sub(" ", _SVG.sub(lambda m: svg_text(m.group(0)), text))
+
+
+def _joined(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
 
 
 def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:

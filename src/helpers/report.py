@@ -2,12 +2,23 @@
 
 A notebook calls :func:`publish` for each result table. ``handbook run`` then
 turns the executed notebook and its tables into the files a user can send:
-``report.html`` (code hidden, figures embedded), ``results.xlsx`` (a front sheet
-and one sheet a table), ``tables/NAME.csv`` and ``run.json``.
+
+* ``report.html``: code, parameters and warnings hidden, figures embedded as
+  PNG, no script, style sheet or font fetched from the internet, so it opens
+  offline and in an email attachment (:func:`write_html`);
+* ``results.xlsx``: a front sheet (what was run, when, on which data, with
+  which parameters, under which small-number rule, and an index of the
+  sheets), then one sheet per table with formatted headers, £ and % formats
+  chosen from the column names, frozen panes and filters (:func:`write_workbook`);
+* ``figures/figure_NN.png`` and ``.svg`` (:func:`write_figures`; the kernel
+  draws both when started with :data:`KERNEL_ARGUMENTS`);
+* ``tables/NAME.csv`` (:func:`publish`) and ``run.json`` (:func:`write_run_json`).
 """
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -15,10 +26,26 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from helpers import disclosure
+from helpers import __version__, disclosure
 from helpers.io import identifier_columns
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+#: Extra arguments for the kernel that runs a notebook for a report: every
+#: figure is drawn as PNG and SVG, and the SVG carries no date, so the same
+#: run gives the same file (``svg.hashsalt`` is fixed by ``helpers.plots.set_theme``).
+KERNEL_ARGUMENTS = [
+    "--InlineBackend.figure_formats=['png', 'svg']",
+    "--InlineBackend.print_figure_kwargs={'bbox_inches': 'tight', 'metadata': {'Date': None}}",
+]
+
+#: The small-number rule as the front sheet states it.
+SUPPRESSION_RULE = (
+    f"Counts from 1 to {disclosure.DEFAULT_THRESHOLD} are shown as {disclosure.SUPPRESSED}; the other counts "
+    f"in the same row are rounded to the nearest {disclosure.ROUND_TO} so the hidden ones cannot be worked out, "
+    "and rates or means made from a hidden count are hidden too (HES analysis guide, small numbers). "
+    "No table holds a patient or record identifier."
+)
 
 
 def publish(
@@ -35,7 +62,10 @@ def publish(
     sets it). Refuses a table with a patient or record identifier column:
     result tables are aggregates. ``counts``/``derived``/``threshold`` are
     passed to :func:`helpers.disclosure.suppress`; ``threshold=0`` turns
-    suppression off (for national statistics already published).
+    suppression off (for national statistics already published). A table may
+    carry its own defaults in ``table.attrs["disclosure"]`` (``counts``,
+    ``derived``, ``linked``), as the tables of :mod:`helpers.quality` do;
+    arguments given here win.
     """
     if not TABLE_NAME.match(name):
         raise ValueError(f"Table name {name!r} must be lower_snake_case, at most 31 characters (an Excel sheet name).")
@@ -44,7 +74,14 @@ def publish(
         raise ValueError(
             f"Table {name!r} has identifier column(s) {', '.join(ids)}: result tables must be aggregates."
         )
-    safe, _ = disclosure.suppress(table, counts=counts, derived=derived, threshold=threshold)
+    own = dict(table.attrs.get("disclosure") or {})
+    safe, _ = disclosure.suppress(
+        table,
+        counts=counts if counts is not None else own.get("counts"),
+        derived=derived if derived is not None else own.get("derived"),
+        threshold=threshold,
+        linked=bool(own.get("linked", False)),
+    )
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -52,84 +89,309 @@ def publish(
     return safe
 
 
-def write_html(notebook_path: Path, html_path: Path, title: str) -> None:
-    """Write a self-contained HTML report of an executed notebook, code hidden."""
+# --------------------------------------------------------------------------- report.html
+#: nbconvert's "lab" page without the scripts it fetches from a CDN (require.js,
+#: MathJax, mermaid, widgets): the notebooks use none of them, and a report must
+#: open offline. The page's style sheets are inlined by the template itself.
+_OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+_HIDDEN_TAGS = {"parameters", "injected-parameters", "remove-output", "remove-cell"}
+
+
+def notebook_title(nb: Any, default: str) -> str:
+    """The first level-one heading of a notebook, or ``default``."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return default
+
+
+def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
+    """A copy of an executed notebook as the report shows it.
+
+    Outputs of the parameters cells and everything written to stderr
+    (warnings, progress) are removed; a figure drawn both as PNG and SVG keeps
+    the PNG only; ``front`` (see :func:`front_matter`) becomes a short note
+    under the title saying what was run, when and on which data.
+    """
     import nbformat
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & _HIDDEN_TAGS:
+            cell.outputs = []
+            continue
+        kept = []
+        for output in cell.outputs:
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                continue
+            data = output.get("data")
+            if data and "image/png" in data:
+                data.pop("image/svg+xml", None)
+            kept.append(output)
+        cell.outputs = kept
+    if front:
+        lines = [f"**{k}:** {_plain(v)}" for k, v in front.items() if k not in {"report"}]
+        note = nbformat.v4.new_markdown_cell("*About this report.* " + "  \n".join(lines))
+        first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+        nb.cells.insert(first + 1, note)
+    return nb
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k} = {v!r}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value)) or "none"
+    return str(value)
+
+
+def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[str, Any] | None = None) -> None:
+    """Write a self-contained HTML report of an executed notebook.
+
+    Code, input prompts, the parameters cells' outputs and stderr are hidden;
+    figures are embedded as PNG (``data:`` URIs); no script is loaded from
+    the internet (see :data:`_OFFLINE_TEMPLATE`), so the file opens offline.
+    """
+    import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(notebook_path, as_version=4)
-    # the injected parameters cell and the parameters cell are code: hide their outputs too
-    for cell in nb.cells:
-        tags = set(cell.get("metadata", {}).get("tags", []))
-        if cell.cell_type == "code" and tags & {"parameters", "injected-parameters", "remove-output", "remove-cell"}:
-            cell.outputs = []
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    nb = report_notebook(nbformat.read(notebook_path, as_version=4), front)
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[DictLoader({"offline_report.html.j2": _OFFLINE_TEMPLATE})],
+        template_file="offline_report.html.j2",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
     exporter.embed_images = True
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_title(nb, title)}})
     html_path.write_text(body, encoding="utf-8")
 
 
+# --------------------------------------------------------------------------- figures
 def write_figures(notebook_path: Path, folder: Path) -> list[Path]:
-    """Save every figure of an executed notebook as ``figure_NN.png``."""
+    """Save every figure of an executed notebook as ``figure_NN.png`` and, when drawn, ``figure_NN.svg``.
+
+    Figures are numbered in the order they appear. Returns the paths written.
+    """
     import base64
 
     import nbformat
 
     nb = nbformat.read(notebook_path, as_version=4)
-    written = []
+    written: list[Path] = []
+    number = 0
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            png = output.get("data", {}).get("image/png")
+            data = output.get("data", {})
+            png, svg = data.get("image/png"), data.get("image/svg+xml")
+            if not (png or svg):
+                continue
+            number += 1
+            folder.mkdir(parents=True, exist_ok=True)
             if png:
-                folder.mkdir(parents=True, exist_ok=True)
-                path = folder / f"figure_{len(written) + 1:02d}.png"
+                path = folder / f"figure_{number:02d}.png"
                 path.write_bytes(base64.b64decode(png))
+                written.append(path)
+            if svg:
+                path = folder / f"figure_{number:02d}.svg"
+                text = "".join(svg) if isinstance(svg, list) else svg
+                path.write_text(text, encoding="utf-8", newline="\n")
                 written.append(path)
     return written
 
 
+# --------------------------------------------------------------------------- results.xlsx
+NHS_BLUE = "005EB8"
+POUNDS = '"£"#,##0;-"£"#,##0'
+PERCENT = "0.0%"
+PERCENT_POINTS = '0.0"%"'
+P_VALUE = '[<0.0001]"<0.0001";0.0000'
+WHOLE = "#,##0"
+PLAIN_WHOLE = "0"
+DECIMAL = "#,##0.00"
+SMALL_DECIMAL = "0.000"
+DATE = "dd/mm/yyyy"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_POUND_WORDS = {"gbp", "cost", "cpug", "nmb", "icer"}
+_NOT_POUNDS = {"ratio", "share", "pct", "percent", "index", "position", "rate"}
+_SHARE_WORDS = {"share", "proportion", "rate"}
+_LABEL_NUMBERS = {"year", "years", "decile", "period", "lags", "month", "months"}
+
+
+def number_format(column: str, values: Iterable[Any]) -> str | None:
+    """The Excel number format of a result column, chosen from its name and values.
+
+    * money (a name with ``gbp``, ``cost``, ``cpug`` (cost per unit of gain),
+      ``nmb`` (net monetary benefit) or ``icer``, and not a ratio or share):
+      ``£`` with thousands separators, whole pounds;
+    * ``pct``/``percent``: already in per cent, shown with one decimal and %;
+    * ``share``, ``proportion``, ``rate`` (a fraction from 0 to 1): per cent;
+    * ``p_value``: four decimals, ``<0.0001`` below that;
+    * other whole numbers: thousands separators (plain for years, deciles,
+      periods); other decimals: two places, or three below 10.
+    Returns ``None`` (Excel's General) for text and for tiny decimals.
+    """
+    tokens = set(re.split(r"[^a-z0-9]+", column.lower())) - {""}
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers:
+        return None
+    if tokens & _POUND_WORDS and not tokens & _NOT_POUNDS:
+        return POUNDS
+    if tokens & {"pct", "percent"}:
+        return PERCENT_POINTS
+    if tokens & _SHARE_WORDS and "ratio" not in tokens:
+        return PERCENT
+    if column.lower() == "p_value" or column.lower().endswith("_p_value"):
+        return P_VALUE
+    if all(float(v).is_integer() for v in numbers):
+        return PLAIN_WHOLE if tokens & _LABEL_NUMBERS else WHOLE
+    biggest = max(abs(float(v)) for v in numbers)
+    if biggest >= 10:
+        return DECIMAL
+    if biggest >= 0.01:
+        return SMALL_DECIMAL
+    return None
+
+
+def front_matter(
+    notebook: str,
+    inputs: Mapping[str, Mapping[str, Any]],
+    parameters: Mapping[str, Any],
+    title: str | None = None,
+    when: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """What the front sheet and the report's note say about a run.
+
+    ``inputs`` as ``handbook run`` records them (``file``, ``rows``,
+    ``sha256``); an empty mapping means the simulated sample data.
+    """
+    when = when or dt.datetime.now()
+    data = [
+        f"{name}: {spec['file']}"
+        + (f", {spec['rows']:,} rows" if spec.get("rows") is not None else "")
+        + (f", SHA-256 {spec['sha256'][:12]}…" if spec.get("sha256") else "")
+        for name, spec in inputs.items()
+    ]
+    return {
+        "report": title or notebook,
+        "notebook": notebook,
+        "run at": when.isoformat(timespec="seconds"),
+        "data": data or ["the simulated sample data shipped with the handbook"],
+        "parameters": dict(parameters) or "the notebook's defaults",
+        "small numbers": SUPPRESSION_RULE,
+        "helpers version": __version__,
+    }
+
+
 def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) -> list[str]:
-    """Write ``results.xlsx``: a front sheet, then one formatted sheet a table."""
+    """Write ``results.xlsx``: a front sheet, then one formatted sheet a table.
+
+    The front sheet ("about") lists ``front`` (lists and mappings one item a
+    row) and an index of the table sheets with their row counts, each linked
+    to its sheet. Each table sheet: a bold white-on-blue header that wraps,
+    frozen below the header and right of the first column, a filter on every
+    column, numbers as numbers with the format :func:`number_format` picks,
+    ISO dates as dates, suppressed cells (``*``) aligned with the numbers.
+    Returns the sheet names of the tables, in order.
+    """
     from openpyxl import Workbook
-    from openpyxl.styles import Font, PatternFill
+    from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     wb = Workbook()
     ws = wb.active
     ws.title = "about"
-    ws["A1"] = "NHS value handbook: results"
-    ws["A1"].font = Font(bold=True, size=14)
+    ws["A1"] = f"NHS value handbook: {front.get('report', 'results')}"
+    ws["A1"].font = Font(bold=True, size=14, color=NHS_BLUE)
     row = 3
+    wrap = Alignment(wrap_text=True, vertical="top")
     for key, value in front.items():
+        if key == "report":
+            continue
         ws.cell(row=row, column=1, value=str(key)).font = Font(bold=True)
-        ws.cell(row=row, column=2, value=value if isinstance(value, (int, float)) else str(value))
-        row += 1
-    ws.column_dimensions["A"].width = 24
-    ws.column_dimensions["B"].width = 90
-    header_fill = PatternFill("solid", fgColor="005EB8")
+        items = (
+            [f"{k} = {v!r}" for k, v in value.items()] if isinstance(value, Mapping)
+            else list(value) if isinstance(value, (list, tuple)) else [value]
+        )
+        for item in items or ["none"]:
+            cell = ws.cell(row=row, column=2, value=item if isinstance(item, (int, float)) else str(item))
+            cell.alignment = wrap
+            row += 1
+    row += 1
+    ws.cell(row=row, column=1, value="tables").font = Font(bold=True)
+    index_row = row
+    ws.column_dimensions["A"].width = 18
+    ws.column_dimensions["B"].width = 100
+
+    header_fill = PatternFill("solid", fgColor=NHS_BLUE)
+    header_font = Font(bold=True, color="FFFFFF")
+    header_align = Alignment(wrap_text=True, vertical="center")
+    right = Alignment(horizontal="right")
     names = []
     for csv in sorted(tables_dir.glob("*.csv")):
         df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        sheet = wb.create_sheet(csv.stem[:31])
+        name = csv.stem[:31]
+        sheet = wb.create_sheet(name)
         names.append(csv.stem)
         sheet.append(list(df.columns))
         for cell in sheet[1]:
-            cell.font = Font(bold=True, color="FFFFFF")
-            cell.fill = header_fill
-        for record in df.itertuples(index=False):
-            sheet.append([_typed(v) for v in record])
-        for j, col in enumerate(df.columns, start=1):
-            width = max([len(str(col))] + [len(str(v)) for v in df[col].head(200)]) + 2
-            sheet.column_dimensions[get_column_letter(j)].width = min(width, 40)
-            fmt = _number_format(str(col))
-            if fmt:
-                for cell in sheet.iter_cols(min_col=j, max_col=j, min_row=2):
-                    for c in cell:
-                        if isinstance(c.value, (int, float)):
-                            c.number_format = fmt
+            cell.font, cell.fill, cell.alignment = header_font, header_fill, header_align
+        columns = []
+        for col in df.columns:
+            text = df[col].tolist()
+            dates = [v for v in text if v not in ("", disclosure.SUPPRESSED)]
+            if dates and all(_ISO_DATE.match(v) for v in dates):
+                columns.append([dt.datetime.strptime(v, "%Y-%m-%d") if _ISO_DATE.match(v) else _typed(v) for v in text])
+            else:
+                columns.append([_typed(v) for v in text])
+        for record in zip(*columns) if columns else []:
+            sheet.append(list(record))
+        for j, (col, values) in enumerate(zip(df.columns, columns), start=1):
+            is_date = any(isinstance(v, dt.datetime) for v in values)
+            fmt = DATE if is_date else number_format(str(col), values)
+            numeric = is_date or any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            for cell in next(sheet.iter_cols(min_col=j, max_col=j, min_row=2), ()):
+                if fmt and isinstance(cell.value, (int, float, dt.datetime)):
+                    cell.number_format = fmt
+                elif numeric and cell.value == disclosure.SUPPRESSED:
+                    cell.alignment = right
+            width = max([len(str(col)) * 0.8] + [len(_shown(v)) for v in values[:500]]) + 2
+            sheet.column_dimensions[get_column_letter(j)].width = max(8, min(width, 45))
+        sheet.row_dimensions[1].height = 30
         sheet.freeze_panes = "B2"
+        if len(df.columns):
+            sheet.auto_filter.ref = f"A1:{get_column_letter(len(df.columns))}{len(df) + 1}"
+        row += 1
+        link = ws.cell(row=row, column=2, value=f"{name} ({len(df):,} row{'' if len(df) == 1 else 's'})")
+        link.hyperlink = f"#'{name}'!A1"
+        link.font = Font(color=NHS_BLUE, underline="single")
+    if not names:
+        ws.cell(row=index_row, column=2, value="none")
     wb.save(xlsx_path)
     return names
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dt.datetime):
+        return "00/00/0000"
+    return "" if value is None else str(value)
 
 
 def _typed(value: str) -> Any:
@@ -139,18 +401,9 @@ def _typed(value: str) -> Any:
         number = float(value)
     except ValueError:
         return value
-    return int(number) if number.is_integer() and "." not in value else number
-
-
-def _number_format(column: str) -> str | None:
-    name = column.lower()
-    if "gbp" in name or name.endswith("_cost") or name.startswith("cost"):
-        return '"£"#,##0'
-    if name.endswith("_pct") or name.endswith("_percent"):
-        return "0.0"
-    if name.endswith(("_rate", "_proportion")):
-        return "0.0%"
-    return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
 
 
 def write_run_json(path: Path, record: Mapping[str, Any]) -> None:
