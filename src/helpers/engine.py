@@ -1,0 +1,1042 @@
+"""Spell-level work at national scale: DuckDB on one machine, Spark beyond it.
+
+The pandas path (:func:`helpers.io.load_table`, :func:`helpers.derive.add_spell_fields`,
+:func:`helpers.casemix.fit_casemix`) holds every spell in memory as Python
+objects; that is fine for a trust's extract and too much for a year of HES
+(about 16 million spells). Here the same spell-level work is written once as
+SQL and run by an engine that streams the file:
+
+* **validation** of every rule of ``data/data_dictionary.yaml`` (counts of
+  offending rows and up to five examples with their spreadsheet row numbers,
+  reported through :class:`helpers.io.Problem` and the message of
+  :class:`helpers.io.InputError`, so a user sees the same text whichever
+  engine read the file);
+* the **derived fields** of :mod:`helpers.derive` (length of stay, emergency,
+  elective, day case, died, the 30-day emergency readmission linked by patient
+  across providers - the next emergency admission 0 to 29 days after
+  discharge, not the spell itself - its eligibility, and the financial year);
+* **aggregation** to the case-mix cells that :mod:`helpers.casemix` fits on.
+
+Only the aggregated cells (a few thousand rows) reach pandas, where
+:func:`fit_cells` fits the indirectly standardised model exactly as
+:func:`helpers.casemix.fit_casemix` does on rows (the cell totals are the
+sufficient statistics of the binomial and Poisson likelihoods; METHODS.md
+section 1).
+
+Engines. ``"duckdb"`` (embedded, no server) reads CSV and Parquet.
+``"spark"`` runs the same SQL on Apache Spark: the queries are written in
+DuckDB's dialect and transpiled to Spark SQL by sqlglot (an existing
+transpiler, not an engine of our own). ``"pandas"`` is the in-memory path of
+the other modules, unchanged. The results on the sample data are the same
+whichever engine ran them (``tests/test_engine.py``).
+
+Spark session: :func:`spark_session` uses the active session if there is one;
+otherwise ``SPARK_REMOTE`` (a Spark Connect URL, ``sc://host:15002``) or
+``HANDBOOK_SPARK_MASTER`` (a master URL such as ``spark://host:7077`` or
+``yarn``; default ``local[*]``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from helpers import casemix, derive, io
+from helpers.casemix import (
+    DEFAULT_TERMS, DEPRIVATION_TERM, INDICATORS, MIN_LEVEL_SPELLS, MISSING, OTHER, CasemixModel, Family,
+)
+
+Engine = Literal["pandas", "duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
+#: Environment variables read by :func:`spark_session`.
+SPARK_MASTER_ENV = "HANDBOOK_SPARK_MASTER"
+SPARK_REMOTE_ENV = "SPARK_REMOTE"
+#: Memory DuckDB may use before it spills to a temporary folder (env HANDBOOK_DUCKDB_MEMORY).
+DUCKDB_MEMORY_LIMIT = "3GB"
+
+# The date forms helpers.io.parse_dates accepts, as regular expressions both engines read
+# (ISO yyyy-mm-dd, optionally with a midnight time; UK dd/mm/yyyy, optionally with midnight).
+_ISO_SQL = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]00:00(:00)?([.]0+)?)?$"
+_UK_SQL = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( 00:00(:00)?)?$"
+_BLANK_WORDS = ("NA", "NULL", "NAN", "NONE")
+_NUMERIC = re.compile(r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UBIGINT|UINTEGER|USMALLINT|UTINYINT|INT|LONG|SHORT|BYTE)", re.I)
+_FLOATING = re.compile(r"(FLOAT|DOUBLE|DECIMAL|REAL|NUMERIC)", re.I)
+
+
+def _q(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _lit(value: Any) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _kind(sql_type: str) -> str:
+    """Classify an engine's column type: text, date, timestamp, integer, float or other."""
+    t = sql_type.upper()
+    if t.startswith(("VARCHAR", "STRING", "TEXT", "CHAR")) or t == "STRINGTYPE()":
+        return "text"
+    if t.startswith("DATE"):
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "timestamp"
+    if _FLOATING.search(t):
+        return "float"
+    if _NUMERIC.search(t):
+        return "integer"
+    return "other"
+
+
+# --------------------------------------------------------------------------- engines
+class _Backend:
+    """What the SQL needs from an engine: read a file as a view, run a query, keep a table."""
+
+    name = "base"
+
+    def register(self, path: Path | str, view: str) -> tuple[list[str], dict[str, str], str]:
+        """Create ``view`` over the file; return its column names, their kinds and the source kind."""
+        raise NotImplementedError
+
+    def query(self, sql: str) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def materialise(self, name: str, sql: str) -> None:
+        raise NotImplementedError
+
+    def numbered(self, view: str, numbered: str) -> None:
+        """Create ``numbered``: ``view`` plus ``_rownum``, the 0-based position of each row in the file."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _DuckDB(_Backend):
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        self._duckdb = duckdb
+        self._tmp = tempfile.TemporaryDirectory(prefix="handbook-duckdb-")
+        self.con = duckdb.connect(config={"preserve_insertion_order": True})
+        limit = memory_limit or os.environ.get("HANDBOOK_DUCKDB_MEMORY", DUCKDB_MEMORY_LIMIT)
+        self.con.execute(f"SET memory_limit = {_lit(limit)}")
+        self.con.execute(f"SET temp_directory = {_lit(self._tmp.name)}")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self._sources: dict[str, str] = {}
+
+    def register(self, path: Path | str, view: str) -> tuple[list[str], dict[str, str], str]:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in {".parquet", ".pq"}:
+            source = f"read_parquet({_lit(str(path))})"
+            kind = "parquet"
+            try:
+                self.con.execute(f"CREATE OR REPLACE VIEW {_q(view)} AS SELECT * FROM {source}")
+            except self._duckdb.Error as exc:
+                raise io.InputError(f"Cannot read {path.name} as Parquet: {exc}\nFile: {path}") from None
+        elif suffix in {".xlsx", ".xlsm", ".xls"}:
+            frame = io.read_raw(path)  # a workbook is never national-size: read it as helpers.io does
+            self.con.register(f"{view}_frame", frame)
+            self.con.execute(f"CREATE OR REPLACE VIEW {_q(view)} AS SELECT * FROM {_q(view + '_frame')}")
+            kind = "excel"
+        else:
+            kind = "csv"
+            source = self._csv_source(path)
+            self.con.execute(f"CREATE OR REPLACE VIEW {_q(view)} AS SELECT * FROM {source}")
+        desc = self.con.execute(f"DESCRIBE SELECT * FROM {_q(view)}").fetchall()
+        names = [r[0] for r in desc]
+        return names, {r[0]: _kind(r[1]) for r in desc}, kind
+
+    def _csv_source(self, path: Path) -> str:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+        if b"\x00" in head:
+            raise io.InputError(
+                f"Cannot use {path.name}: it is not a text file (it contains binary data). "
+                "Save it as CSV, or give an .xlsx or .parquet file with its own extension."
+                f"\nFile: {path}"
+            )
+        target = path
+        if not _is_utf8(path):
+            target = Path(self._tmp.name) / (path.stem + ".utf8.csv")
+            try:
+                _transcode(path, target, "cp1252")
+            except UnicodeDecodeError:
+                raise io.InputError(
+                    f"Cannot read {path.name}: it is neither UTF-8 nor Windows (cp1252) text.\nFile: {path}"
+                ) from None
+        source = (f"read_csv({_lit(str(target))}, header = true, all_varchar = true, delim = ',', "
+                  "quote = '\"', escape = '\"', null_padding = false)")
+        try:
+            self.con.execute(f"SELECT * FROM {source} LIMIT 1").fetchall()
+        except self._duckdb.Error as exc:
+            raise io.InputError(f"Cannot read {path.name} as CSV: {_first_line(exc)}\nFile: {path}") from None
+        return source
+
+    def query(self, sql: str) -> pd.DataFrame:
+        try:
+            cur = self.con.execute(sql)
+        except self._duckdb.InvalidInputException as exc:
+            raise io.InputError(f"Cannot read the file: {_first_line(exc)}") from None
+        names = [d[0] for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=names, dtype=object)
+
+    def arrow(self, sql: str) -> Any:
+        return self.con.sql(sql).to_arrow_table()
+
+    def materialise(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(name)} AS {sql}")
+
+    def numbered(self, view: str, numbered: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(numbered + '_t')} AS SELECT * FROM {_q(view)}")
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW {_q(numbered)} AS SELECT *, rowid AS _rownum FROM {_q(numbered + '_t')}")
+
+    def close(self) -> None:
+        self.con.close()
+        self._tmp.cleanup()
+
+
+class _Spark(_Backend):
+    name = "spark"
+
+    def __init__(self, session: Any | None = None) -> None:
+        import sqlglot
+
+        self._sqlglot = sqlglot
+        self.spark = session or spark_session()
+        self._frames: dict[str, Any] = {}
+
+    def to_spark(self, sql: str) -> str:
+        """DuckDB SQL transpiled to Spark SQL by sqlglot."""
+        return self._sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+
+    def register(self, path: Path | str, view: str) -> tuple[list[str], dict[str, str], str]:
+        text = str(path)
+        suffix = Path(text).suffix.lower()
+        local = "://" not in text
+        if local and not Path(text).exists():
+            raise io.InputError(f"Cannot find the file: {text}")
+        if suffix in {".parquet", ".pq"}:
+            df = self.spark.read.parquet(text)
+            kind = "parquet"
+        elif suffix in {".xlsx", ".xlsm", ".xls"}:
+            df = self.spark.createDataFrame(io.read_raw(Path(text)).fillna(""))
+            kind = "excel"
+        else:
+            df = (self.spark.read.option("header", True).option("inferSchema", False).option("escape", '"')
+                  .option("encoding", "UTF-8").csv(text))
+            kind = "csv"
+        df.createOrReplaceTempView(view)
+        self._frames[view] = df
+        names = list(df.columns)
+        kinds = {f.name: _kind(f.dataType.simpleString()) for f in df.schema.fields}
+        return names, kinds, kind
+
+    def query(self, sql: str) -> pd.DataFrame:
+        rows = self.spark.sql(self.to_spark(sql)).collect()
+        if not rows:
+            return pd.DataFrame(columns=self.spark.sql(self.to_spark(sql)).columns, dtype=object)
+        return pd.DataFrame([tuple(r) for r in rows], columns=list(rows[0].__fields__), dtype=object)
+
+    def materialise(self, name: str, sql: str) -> None:
+        df = self.spark.sql(self.to_spark(sql)).cache()
+        df.createOrReplaceTempView(name)
+        self._frames[name] = df
+
+    def numbered(self, view: str, numbered: str) -> None:
+        from pyspark.sql import functions as F
+
+        df = self._frames[view].withColumn("_mid", F.monotonically_increasing_id())
+        df.createOrReplaceTempView(numbered + "_m")
+        self.spark.sql(f"SELECT *, ROW_NUMBER() OVER (ORDER BY _mid) - 1 AS _rownum FROM `{numbered}_m`") \
+            .createOrReplaceTempView(numbered)
+
+    def close(self) -> None:
+        for df in self._frames.values():
+            try:
+                df.unpersist()
+            except Exception:  # noqa: BLE001 - a view that was never cached
+                pass
+        self._frames.clear()
+
+
+def spark_session(app_name: str = "nhs-value-handbook") -> Any:
+    """The Spark session to run on: the active one, else one built from the environment.
+
+    ``SPARK_REMOTE`` (Spark Connect, e.g. ``sc://host:15002``) wins over
+    ``HANDBOOK_SPARK_MASTER`` (a master URL: ``local[*]`` by default,
+    ``spark://host:7077``, ``yarn``, ``k8s://...``).
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:  # pragma: no cover - depends on the machine
+        raise RuntimeError("The spark engine needs pyspark (pip install pyspark) and Java 17 or later.") from None
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    remote = os.environ.get(SPARK_REMOTE_ENV)
+    if remote:
+        return SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+    master = os.environ.get(SPARK_MASTER_ENV, "local[*]")
+    return (SparkSession.builder.master(master).appName(app_name)
+            .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", os.environ.get("HANDBOOK_SPARK_PARTITIONS", "8"))
+            .getOrCreate())
+
+
+def _backend(engine: str, spark: Any | None = None, threads: int | None = None) -> _Backend:
+    if engine == "duckdb":
+        return _DuckDB(threads=threads)
+    if engine == "spark":
+        return _Spark(spark)
+    raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _is_utf8(path: Path, block: int = 1 << 24) -> bool:
+    """Whether the whole file decodes as UTF-8 (read in blocks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as f:
+        try:
+            while chunk := f.read(block):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _transcode(src: Path, dst: Path, encoding: str, block: int = 1 << 24) -> None:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(src, "rb") as f, open(dst, "w", encoding="utf-8", newline="") as out:
+        while chunk := f.read(block):
+            out.write(decoder.decode(chunk))
+        out.write(decoder.decode(b"", final=True))
+
+
+# --------------------------------------------------------------------------- validation
+@dataclass
+class _Rule:
+    """One rule of the contract as SQL: the rows that break it and how io words it."""
+
+    column: str
+    expected: str
+    condition: str | None  # SQL over the typed view; None: a whole-column problem with no rows
+    show: list[str]  # contract columns whose raw values the examples show
+    unique: bool = False
+
+
+@dataclass
+class TableSource:
+    """A contract table read by an engine: the typed view and how it was built."""
+
+    table: str
+    path: Path | str
+    backend: _Backend
+    raw_view: str
+    typed_sql: str
+    typed: Any
+    present: list[str]
+    kinds: dict[str, str]
+    file_kind: str
+    mapping: dict[str, str]
+    leftover: list[str]
+    rows: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _text_expr(raw: str, kind: str) -> str:
+    """Trimmed text of a column, blank (empty, NA, NULL, NaN, None) as NULL: helpers.io's first step."""
+    if kind == "float":
+        base = f"CASE WHEN isnan({raw}) THEN NULL ELSE CAST({raw} AS VARCHAR) END"
+    else:
+        base = f"CAST({raw} AS VARCHAR)"
+    t = f"TRIM({base})"
+    words = ", ".join(_lit(w) for w in _BLANK_WORDS)
+    return f"CASE WHEN {t} = '' OR UPPER({t}) IN ({words}) THEN NULL ELSE {t} END"
+
+
+def _date_from_text(t: str) -> str:
+    """helpers.io.parse_dates in SQL: ISO or UK form, and a real calendar date, else NULL."""
+    iso = f"SUBSTRING({t}, 1, 10)"
+    uk = f"SPLIT_PART({t}, ' ', 1)"
+
+    def parts(text: str, pattern: str, order: tuple[int, int, int]) -> tuple[str, str, str]:
+        return tuple(f"CAST(REGEXP_EXTRACT({text}, {_lit(pattern)}, {g}) AS INTEGER)" for g in order)  # type: ignore[return-value]
+
+    iso_full = "^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$"
+    uk_full = "^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$"
+
+    def make(text: str, pattern: str, order: tuple[int, int, int]) -> str:
+        y, m, d = parts(text, pattern, order)
+        leap = f"(({y}) % 4 = 0 AND (({y}) % 100 <> 0 OR ({y}) % 400 = 0))"
+        last = (f"CASE WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END "
+                f"WHEN {m} IN (4, 6, 9, 11) THEN 30 ELSE 31 END")
+        ok = f"REGEXP_MATCHES({text}, {_lit(pattern)}) AND {y} >= 1 AND {m} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {last}"
+        return f"CASE WHEN {ok} THEN MAKE_DATE({y}, {m}, {d}) END"
+
+    return (f"CASE WHEN REGEXP_MATCHES({t}, {_lit(_ISO_SQL)}) THEN {make(iso, iso_full, (1, 2, 3))} "
+            f"WHEN REGEXP_MATCHES({t}, {_lit(_UK_SQL)}) THEN {make(uk, uk_full, (3, 2, 1))} END")
+
+
+def _column_sql(name: str, spec: Mapping[str, Any], kind: str) -> tuple[str, str, list[_Rule]]:
+    """Text and value expressions of one contract column, and its coercion rules in io's order.
+
+    The expressions refer to ``r_<name>`` (the raw column) and, for the
+    value, ``t_<name>`` (the text). Rules refer to ``t_`` and ``v_`` columns.
+    """
+    r, t, v = _q(f"r_{name}"), _q(f"t_{name}"), _q(f"v_{name}")
+    text = _text_expr(r, kind)
+    rules: list[_Rule] = []
+    ctype = spec["type"]
+    if ctype == "string":
+        value = t
+        if "allowed" in spec or "recode" in spec:
+            allowed = [str(a) for a in spec.get("allowed", [])]
+            lookup = {a.upper(): a for a in allowed}
+            lookup |= {str(k).upper(): str(val) for k, val in (spec.get("recode") or {}).items()}
+            cases = " ".join(f"WHEN {_lit(k)} THEN {_lit(val)}" for k, val in lookup.items())
+            mapped = f"CASE UPPER({t}) {cases} END"
+            if allowed:
+                rules.append(_Rule(name, "one of " + ", ".join(allowed), f"{t} IS NOT NULL AND ({mapped}) IS NULL", [name]))
+            value = f"COALESCE({mapped}, {t})"
+        if "pattern" in spec:
+            patt = spec["pattern"] if spec["pattern"].startswith("^") else "^(" + spec["pattern"] + ")"
+            upper = f"REPLACE(UPPER({value}), '.', '')"
+            rules.append(_Rule(name, f"a code matching {spec['pattern']}",
+                               f"{t} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({upper}, {_lit(patt)}), FALSE)", [name]))
+            value = f"CASE WHEN {t} IS NOT NULL THEN {upper} END"
+        return text, value, rules
+    if ctype in {"integer", "number"}:
+        if kind in {"integer", "float"}:
+            num = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r} AS DOUBLE) END"
+        else:
+            cleaned = f"REPLACE(REPLACE({t}, ',', ''), '£', '')"
+            num = f"TRY_CAST({cleaned} AS DOUBLE)"
+            rules.append(_Rule(name, "a number", f"{t} IS NOT NULL AND ({num}) IS NULL", [name]))
+        if ctype == "integer":
+            rules.append(_Rule(name, "a whole number", f"({num}) IS NOT NULL AND ({num}) <> FLOOR({num})", [name]))
+            num = f"CASE WHEN ({num}) = FLOOR({num}) THEN {num} END"
+            value = f"CAST(ROUND({num}) AS BIGINT)"
+        else:
+            value = num
+        lo, hi = spec.get("min"), spec.get("max")
+        if lo is not None or hi is not None:
+            conds = ([f"({num}) < {lo}"] if lo is not None else []) + ([f"({num}) > {hi}"] if hi is not None else [])
+            rng = (f"between {lo} and {hi}" if lo is not None and hi is not None
+                   else (f"at least {lo}" if lo is not None else f"at most {hi}"))
+            rules.append(_Rule(name, f"a value {rng}", " OR ".join(conds), [name]))
+        # the rules are written on the text; rewrite them on the value columns' inputs
+        return text, value, rules
+    if ctype == "date":
+        if kind == "date":
+            value = f"CAST({r} AS DATE)"
+        elif kind == "timestamp":
+            value = f"CAST({r} AS DATE)"
+        else:
+            value = _date_from_text(t)
+            rules.append(_Rule(name, "a date as yyyy-mm-dd or dd/mm/yyyy", f"{t} IS NOT NULL AND ({value}) IS NULL", [name]))
+        return text, value, rules
+    raise KeyError(f"Unknown type {ctype!r} for column {name!r} in the data dictionary")
+
+
+def open_table(
+    table: str,
+    path: str | Path | None,
+    column_map: Mapping[str, str] | None = None,
+    engine: str = "duckdb",
+    *,
+    backend: _Backend | None = None,
+    spark: Any | None = None,
+) -> TableSource:
+    """Read one contract table with an engine and validate it; raise :class:`helpers.io.InputError`.
+
+    The checks and their wording are those of :func:`helpers.io.load_table`.
+    Returns a :class:`TableSource` whose ``typed_sql`` selects the contract
+    columns, typed, one row per input row.
+    """
+    spec = io.table_columns(table)
+    path = io.sample_path(table) if path is None else path
+    if "://" not in str(path):
+        path = Path(path)
+        if not path.exists():
+            raise io.InputError(f"Cannot find the file for {path.name}: {path}")
+        if path.is_dir():
+            raise io.InputError(f"Expected a file for {path.name} but {path} is a folder.")
+        if path.stat().st_size == 0:
+            raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
+    be = backend or _backend(engine, spark)
+    raw_view = f"raw_{table}"
+    names, kinds, file_kind = be.register(path, raw_view)
+    clean = {str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip(): c for c in names}
+    mapping, leftover = io.map_columns(list(clean), spec, column_map)
+    problems: list[io.Problem] = []
+    missing = [c for c, s in spec.items() if s.get("required") and c not in mapping.values()]
+    for col in missing:
+        aliases = spec[col].get("aliases", [])
+        hint = io._suggest(col, aliases, leftover)
+        known = f" (or one of {', '.join(aliases)})" if aliases else ""
+        problems.append(io.Problem(col, f"a column named {col}{known}; none found.{hint}"))
+    if problems:
+        found = ", ".join(list(clean)[:30])
+        problems.append(io.Problem("(header)", f"the contract's columns; the file has: {found}"))
+        io._raise(path, problems, table)
+
+    by_target = {target: clean[src] for src, target in mapping.items()}
+    present = [c for c in spec if c in by_target]
+    src_kind = {c: kinds[by_target[c]] for c in present}
+    texts, values, rules = {}, {}, []
+    for c in present:
+        texts[c], values[c], col_rules = _column_sql(c, spec[c], src_kind[c])
+        rules += col_rules
+    # second pass, as io: required, unique, not_before, required_when
+    for c in present:
+        cs = spec[c]
+        raw_blank = f"({_q('r_' + c)} IS NULL OR TRIM(CAST({_q('r_' + c)} AS VARCHAR)) = '')"
+        if cs.get("required"):
+            rules.append(_Rule(c, "a value in every row (it is required)", f"{_q(c)} IS NULL AND {raw_blank}", [c]))
+        if cs.get("unique"):
+            rules.append(_Rule(c, "each value only once (it identifies a row)", None, [c], unique=True))
+        other = cs.get("not_before")
+        if other and other in present:
+            rules.append(_Rule(c, f"a date not before {other}", f"{_q(c)} < {_q(other)}", [other, c]))
+        when = cs.get("required_when")
+        if when:
+            (wcol, wval), = when.items()
+            if wcol in present:
+                rules.append(_Rule(c, f"a value where {wcol} is {wval}", f"{_q(wcol)} = {_lit(wval)} AND {_q(c)} IS NULL", [wcol, c]))
+    for c, cs in spec.items():
+        when = cs.get("required_when")
+        if when and c not in present:
+            (wcol, wval), = when.items()
+            if wcol in present:
+                rules.append(_Rule(c, f"a column {c}, needed because some rows have {wcol} = {wval}",
+                                   f"{_q(wcol)} = {_lit(wval)}", [], unique=False))
+    raw_cols = ", ".join(f"{_q(by_target[c])} AS {_q('r_' + c)}" for c in present)
+    text_cols = ", ".join(f"{texts[c]} AS {_q('t_' + c)}" for c in present)
+    value_cols = ", ".join(f"{values[c]} AS {_q(c)}" for c in present)
+
+    def typed(source: str, extra: str = "") -> str:
+        return (f"SELECT *, {value_cols} FROM (SELECT *, {text_cols} FROM "
+                f"(SELECT {raw_cols}{extra} FROM {source}) AS r) AS t")
+
+    src = TableSource(table, path, be, raw_view, typed(_q(raw_view)), typed, present, src_kind, file_kind, mapping,
+                      leftover)
+    try:
+        _validate(src, rules)
+    except BaseException:
+        if backend is None:
+            be.close()
+        raise
+    return src
+
+
+def _validate(src: TableSource, rules: list[_Rule]) -> None:
+    be = src.backend
+    checks = [r for r in rules if not r.unique and r.condition is not None]
+    counts = [f"SUM(CASE WHEN {r.condition} THEN 1 ELSE 0 END) AS c{i}" for i, r in enumerate(checks)]
+    stats = ["COUNT(*) AS n_rows"]
+    if "patient_classification" in src.present:
+        stats.append(f"COUNT({_q('patient_classification')}) AS n_classpat")
+    if "admission_date" in src.present:
+        stats.append(f"MAX({_q('admission_date')}) AS max_admission")
+    row = be.query(f"SELECT {', '.join(stats + counts)} FROM ({src.typed_sql}) AS v").iloc[0]
+    src.rows = int(row["n_rows"])
+    src.stats = {k: row[k] for k in row.index if not k.startswith("c")}
+    if src.rows == 0:
+        raise io.InputError(f"Cannot use {Path(str(src.path)).name}: it has a header but no rows of data.\nFile: {src.path}")
+    n_bad = {id(r): int(row[f"c{i}"] or 0) for i, r in enumerate(checks)}
+    for r in rules:
+        if r.unique:
+            c = _q(r.column)
+            dup = be.query(f"SELECT SUM(k) AS n FROM (SELECT COUNT(*) AS k FROM ({src.typed_sql}) AS v "
+                           f"WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1) AS d").iloc[0]["n"]
+            n_bad[id(r)] = int(dup or 0)
+            r.condition = (f"{c} IN (SELECT {c} FROM ({src.typed_sql}) AS v2 WHERE {c} IS NOT NULL "
+                           f"GROUP BY {c} HAVING COUNT(*) > 1)")
+    broken = [r for r in rules if n_bad.get(id(r), 0) > 0]
+    if not broken:
+        return
+    # examples with their row numbers, from a numbered copy of the file (the error path only)
+    be.numbered(src.raw_view, f"{src.raw_view}_numbered")
+    numbered = src.typed(_q(f"{src.raw_view}_numbered"), ", _rownum")
+    problems = []
+    for r in broken:
+        if not r.show:  # a missing column needed by some rows: no examples (as io)
+            problems.append(io.Problem(r.column, r.expected))
+            continue
+        cols = ", ".join(_q("r_" + c) for c in r.show)
+        ex = be.query(f"SELECT _rownum, {cols} FROM ({numbered}) AS v WHERE {r.condition} "
+                      f"ORDER BY _rownum LIMIT {io.MAX_ROWS_SHOWN}")
+        lines = []
+        for _, e in ex.iterrows():
+            values = ", ".join(f"{c}={io._show(_raw_value(e['r_' + c], src, c))}" for c in r.show)
+            lines.append(f"row {int(e['_rownum']) + 1 + io.HEADER_ROWS}: {values}")
+        problems.append(io.Problem(r.column, r.expected, lines, n_bad[id(r)]))
+    io._raise(src.path, problems, src.table)
+
+
+def _raw_value(value: Any, src: TableSource, column: str) -> Any:
+    """A raw value as helpers.io shows it: CSV cells are text ('' when empty), others as text too."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "" if src.file_kind == "csv" else None
+    if src.kinds.get(column) == "date" or hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat()[:10]
+    return str(value) if not isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- derived fields
+def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readmission: bool,
+                 typed_sql: str | None = None, carry: Sequence[str] = ()) -> str:
+    """SQL of the spells with helpers.derive's fields; the readmission linkage only if asked."""
+    cols = ", ".join([_q(c) for c in src.present] + [_q(c) for c in carry])
+    typed_sql = typed_sql or src.typed_sql
+    em = ", ".join(_lit(c) for c in sorted(derive.EMERGENCY_CODES))
+    el = ", ".join(_lit(c) for c in sorted(derive.ELECTIVE_CODES))
+    if "patient_classification" in src.present and int(src.stats.get("n_classpat") or 0) > 0:
+        day_case = "COALESCE(patient_classification = '2', FALSE)"
+    else:
+        day_case = f"(admission_method IN ({el}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"
+    died = "(discharge_method = '4')" if "discharge_method" in src.present else "CAST(NULL AS BOOLEAN)"
+    end = pd.Timestamp(follow_up_end) if follow_up_end is not None else pd.Timestamp(src.stats["max_admission"])
+    end_day = int((end.normalize() - pd.Timestamp("1970-01-01")).days)
+    epoch = "DATE '1970-01-01'"
+    base = (
+        f"SELECT {cols}, DATE_DIFF('day', admission_date, discharge_date) AS los_days, "
+        f"admission_method IN ({em}) AS emergency, admission_method IN ({el}) AS elective, "
+        f"{day_case} AS day_case, {died} AS died, "
+        f"DATE_DIFF('day', {epoch}, admission_date) AS _adm_day, DATE_DIFF('day', {epoch}, discharge_date) AS _dis_day, "
+        f"YEAR(discharge_date) - CASE WHEN MONTH(discharge_date) < 4 THEN 1 ELSE 0 END AS _fy "
+        f"FROM ({typed_sql}) AS v"
+    )
+    fy = "CAST(_fy AS VARCHAR) || '/' || LPAD(CAST((_fy + 1) % 100 AS VARCHAR), 2, '0')"
+    eligible = f"(NOT COALESCE(died, FALSE) AND _dis_day + {window - 1} <= {end_day})"
+    if not readmission:
+        return (f"SELECT *, CAST(NULL AS BIGINT) AS readmission_days, FALSE AS readmit_30d, "
+                f"{eligible} AS readmission_eligible, {fy} AS financial_year FROM ({base}) AS b")
+    # The next emergency admission on or after discharge, other than the spell itself
+    # (helpers.derive.next_emergency_gap): one sorted pass over discharges and emergency
+    # admissions per patient. Another emergency admission on the discharge day gives 0;
+    # otherwise the first one on a later day.
+    events = (
+        f"SELECT spell_id, patient_id, _dis_day AS day, 1 AS is_dis, "
+        f"CASE WHEN emergency AND _adm_day = _dis_day THEN 1 ELSE 0 END AS self_today FROM ({base}) AS b "
+        f"UNION ALL SELECT spell_id, patient_id, _adm_day AS day, 0 AS is_dis, 0 AS self_today "
+        f"FROM ({base}) AS b WHERE emergency"
+    )
+    windowed = (
+        f"SELECT spell_id, is_dis, day, self_today, "
+        f"MIN(CASE WHEN is_dis = 0 THEN day END) OVER (PARTITION BY patient_id ORDER BY day "
+        f"RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_later, "
+        f"SUM(1 - is_dis) OVER (PARTITION BY patient_id ORDER BY day "
+        f"RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS adm_today FROM ({events}) AS e"
+    )
+    gaps = (f"SELECT spell_id AS _gap_spell, CASE WHEN adm_today - self_today > 0 THEN 0 "
+            f"ELSE next_later - day END AS readmission_days FROM ({windowed}) AS w WHERE is_dis = 1")
+    return (
+        f"SELECT b.*, g.readmission_days, "
+        f"COALESCE(g.readmission_days < {int(window)}, FALSE) AS readmit_30d, "
+        f"{eligible} AS readmission_eligible, {fy} AS financial_year "
+        f"FROM ({base}) AS b JOIN ({gaps}) AS g ON b.spell_id = g._gap_spell"
+    )
+
+
+_SPELL_DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
+
+
+def load_spells(
+    path: str | Path | None = None,
+    column_map: Mapping[str, str] | None = None,
+    engine: str = "duckdb",
+    readmission_window_days: int = 30,
+    follow_up_end: Any | None = None,
+    *,
+    spark: Any | None = None,
+) -> pd.DataFrame:
+    """Spells with the derived fields, read, validated and derived by an engine.
+
+    The same frame as ``derive.add_spell_fields(io.load_table("spells", path,
+    column_map), readmission_window_days, follow_up_end)`` - same columns,
+    order, dtypes and values - for patient-level analyses (the virtual ward
+    evaluation) on files too big for the pandas reader. ``engine="pandas"``
+    runs exactly that.
+    """
+    if engine == "pandas":
+        return derive.add_spell_fields(io.load_table("spells", path, column_map), readmission_window_days, follow_up_end)
+    src = open_table("spells", path, column_map, engine, spark=spark)
+    try:
+        be = src.backend
+        be.numbered(src.raw_view, f"{src.raw_view}_rows")
+        typed_rows = src.typed(_q(f"{src.raw_view}_rows"), ", _rownum")
+        sql = _derived_sql(src, int(readmission_window_days), follow_up_end, readmission=True,
+                           typed_sql=typed_rows, carry=["_rownum"])
+        month = "DATE_TRUNC('month', discharge_date) AS month"
+        keep = ", ".join(_q(c) for c in src.present)
+        derived = ("los_days, emergency, elective, day_case, died, readmission_days, readmit_30d, "
+                   "readmission_eligible, financial_year")
+        final = f"SELECT {keep}, {derived}, {month} FROM ({sql}) AS d ORDER BY _rownum"
+        frame = be.arrow(final).to_pandas() if isinstance(be, _DuckDB) else be.query(final)
+    finally:
+        src.backend.close()
+    spec = io.table_columns("spells")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for c in src.present:
+        out[c] = _as_dtype(frame[c], _SPELL_DTYPES[spec[c]["type"]])
+    out["los_days"] = frame["los_days"].astype("int64").to_numpy()
+    for c in ("emergency", "elective", "day_case"):
+        out[c] = frame[c].astype(bool).to_numpy()
+    out["died"] = pd.array(frame["died"].to_numpy(), dtype="boolean")
+    out["readmission_days"] = pd.array(frame["readmission_days"].to_numpy(), dtype="Int64")
+    out["readmit_30d"] = pd.array(frame["readmit_30d"].astype(bool).to_numpy(), dtype="boolean")
+    out["readmission_eligible"] = frame["readmission_eligible"].astype(bool).to_numpy()
+    out["financial_year"] = frame["financial_year"].astype("str").to_numpy()
+    out["month"] = pd.to_datetime(frame["month"]).astype("datetime64[us]").to_numpy()
+    out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
+                                 "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
+                                 "columns_ignored": src.leftover, "engine": engine}
+    return out
+
+
+def _as_dtype(values: pd.Series, dtype: str) -> pd.Series | np.ndarray:
+    if dtype == "str":
+        return pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+                        dtype="str")
+    if dtype == "datetime64[us]":
+        return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
+    if dtype == "Int64":
+        return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64").astype("Int64")
+    return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64")
+
+
+# --------------------------------------------------------------------------- case-mix cells
+#: Why each indicator's population leaves spells out (the words of helpers.casemix.indicator_population).
+_POPULATION: dict[str, tuple[str, str, str]] = {
+    # indicator: (SQL condition for the population, SQL outcome, reason for the excluded rows)
+    "los": ("NOT day_case", "los_days", "day cases (planned same-day care) are not part of length of stay"),
+    "readmission_30d": ("readmission_eligible", "CASE WHEN readmit_30d THEN 1 ELSE 0 END",
+                        "died in hospital, or discharged too late for 30 days of follow-up"),
+    "day_case": ("elective", "CASE WHEN day_case THEN 1 ELSE 0 END", "not an elective admission"),
+    "mortality": ("died IS NOT NULL", "CASE WHEN died THEN 1 ELSE 0 END", "discharge method not recorded"),
+}
+
+
+def _term_sql(term: str, present: Sequence[str]) -> str:
+    """A case-mix term as text (NULL when missing), as helpers.casemix.add_casemix_bands and _prepare_terms."""
+    if term == "age_band" and "age" in present:
+        edges = list(zip(casemix.AGE_BREAKS[1:-1], casemix.AGE_LABELS[:-1]))
+        whens = " ".join(f"WHEN age < {int(b)} THEN {_lit(lab)}" for b, lab in edges)
+        return f"CASE WHEN age IS NULL THEN NULL {whens} ELSE {_lit(casemix.AGE_LABELS[-1])} END"
+    if term == "frailty_band" and "frailty_score" in present:
+        lo, mid = casemix.FRAILTY_BREAKS[1], casemix.FRAILTY_BREAKS[2]
+        a, b, c = casemix.FRAILTY_LABELS
+        return (f"CASE WHEN frailty_score IS NULL THEN {_lit(MISSING)} WHEN frailty_score < {lo!r} THEN {_lit(a)} "
+                f"WHEN frailty_score < {mid!r} THEN {_lit(b)} ELSE {_lit(c)} END")
+    if term in present:
+        return f"CAST({_q(term)} AS VARCHAR)"
+    bands = [b for b, need in (("age_band", "age"), ("frailty_band", "frailty_score")) if need in present]
+    raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join([*present, *bands])}.")
+
+
+@dataclass
+class VariationInput:
+    """What the variation notebook needs from the spells, whichever engine read them.
+
+    ``model``: the fitted :class:`helpers.casemix.CasemixModel`; ``exclusions``:
+    step, rows_before, rows_excluded, rows_after, reason (the financial year,
+    then the indicator's population); ``years``: financial years covered;
+    ``bed_days_per_event``: see :func:`helpers.casemix.bed_days_per_event`;
+    ``spells_read``: rows in the file; ``engine``: which engine ran.
+    """
+
+    model: CasemixModel
+    exclusions: pd.DataFrame
+    years: int
+    bed_days_per_event: float | None
+    spells_read: int
+    engine: str
+
+
+def prepare_variation(
+    data_spells: str | Path | None = None,
+    indicator: str = "los",
+    case_mix: Sequence[str] = DEFAULT_TERMS,
+    include_deprivation: bool = False,
+    financial_year: str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    engine: str = "pandas",
+    *,
+    min_level_spells: int = MIN_LEVEL_SPELLS,
+    spark: Any | None = None,
+) -> VariationInput:
+    """Read the spells, derive, restrict, and fit the case-mix model of one indicator.
+
+    ``engine="pandas"`` runs :func:`helpers.io.load_table`,
+    :func:`helpers.derive.add_spell_fields`, :func:`helpers.casemix.restrict_to_year`,
+    :func:`helpers.casemix.indicator_population` and
+    :func:`helpers.casemix.fit_casemix`. ``"duckdb"`` and ``"spark"`` do the
+    spell-level steps in SQL and fit on the aggregated cells with
+    :func:`fit_cells`: the same numbers, without holding the spells in memory.
+    """
+    if indicator not in INDICATORS:
+        raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
+    definition = INDICATORS[indicator]
+    if engine == "pandas":
+        spells = casemix.add_casemix_bands(derive.add_spell_fields(io.load_table("spells", data_spells, column_map or None)))
+        rows = int(spells.attrs.get("load_summary", {}).get("rows_read", len(spells)))
+        spells, years, year_exclusions = casemix.restrict_to_year(spells, financial_year)
+        population, exclusions = casemix.indicator_population(spells, indicator)
+        model = casemix.fit_casemix(population, case_mix, definition.family, include_deprivation=include_deprivation,
+                                    min_level_spells=min_level_spells)
+        per_event = casemix.bed_days_per_event(spells, indicator)
+        return VariationInput(model, pd.concat([year_exclusions, exclusions], ignore_index=True), years, per_event,
+                              rows, engine)
+    src = open_table("spells", data_spells, column_map or None, engine, spark=spark)
+    try:
+        return _variation_sql(src, definition, case_mix, include_deprivation, financial_year, min_level_spells, engine)
+    finally:
+        src.backend.close()
+
+
+def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, case_mix: Sequence[str],
+                   include_deprivation: bool, financial_year: str | None, min_level_spells: int,
+                   engine: str) -> VariationInput:
+    be = src.backend
+    terms = _terms(case_mix, include_deprivation)
+    term_sql = [_term_sql(t, src.present) for t in terms]
+    cond, outcome, reason = _POPULATION[definition.name]
+    derived = _derived_sql(src, 30, None, readmission=definition.name == "readmission_30d")
+    in_year = "TRUE" if financial_year is None else f"financial_year = {_lit(financial_year)}"
+    term_cols = ", ".join(f"{sql} AS _t{i}" for i, sql in enumerate(term_sql))
+    be.materialise(
+        "variation_base",
+        f"SELECT provider_code, financial_year, emergency, elective, day_case, los_days, "
+        f"({in_year}) AS _in_year, ({cond}) AS _in_pop, CAST({outcome} AS BIGINT) AS _y, {term_cols} "
+        f"FROM ({derived}) AS d",
+    )
+    c = be.query(
+        "SELECT COUNT(*) AS n_all, SUM(CASE WHEN _in_year THEN 1 ELSE 0 END) AS n_year, "
+        "SUM(CASE WHEN _in_year AND _in_pop THEN 1 ELSE 0 END) AS n_pop, "
+        "COUNT(DISTINCT CASE WHEN _in_year THEN financial_year END) AS n_years, "
+        "AVG(CASE WHEN _in_year AND emergency THEN los_days END) AS los_emergency, "
+        "AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective "
+        "FROM variation_base").iloc[0]
+    n_all, n_year, n_pop = int(c["n_all"]), int(c["n_year"] or 0), int(c["n_pop"] or 0)
+    if financial_year is not None and n_year == 0:
+        years = be.query("SELECT DISTINCT financial_year FROM variation_base WHERE financial_year IS NOT NULL")
+        listed = ", ".join(sorted(years["financial_year"].astype(str)))
+        raise ValueError(f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {listed}.")
+    year_ex = pd.DataFrame({
+        "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
+        "rows_before": [n_all], "rows_excluded": [n_all - n_year], "rows_after": [n_year],
+        "reason": ["discharged in another financial year" if financial_year else "none excluded"],
+    })
+    pop_ex = pd.DataFrame({
+        "step": [f"{definition.name}: {definition.population}"], "rows_before": [n_year],
+        "rows_excluded": [n_year - n_pop], "rows_after": [n_pop], "reason": [reason],
+    })
+    groups = ", ".join(f"_t{i}" for i in range(len(terms)))
+    pcells = be.query(f"SELECT {groups}, provider_code, COUNT(*) AS n, SUM(_y) AS events FROM variation_base "
+                      f"WHERE _in_year AND _in_pop GROUP BY {groups}, provider_code")
+    vcells = None
+    if definition.family != "binomial":
+        vcells = be.query(f"SELECT {groups}, _y, COUNT(*) AS w FROM variation_base "
+                          f"WHERE _in_year AND _in_pop GROUP BY {groups}, _y")
+    names = {f"_t{i}": t for i, t in enumerate(terms)}
+    pcells = pcells.rename(columns=names)
+    if vcells is not None:
+        vcells = vcells.rename(columns=names)
+    model = fit_cells(pcells, terms, definition.family, vcells=vcells, include_deprivation=include_deprivation,
+                      min_level_spells=min_level_spells)
+    per_event = {"los": 1.0, "readmission_30d": c["los_emergency"], "day_case": c["los_ordinary_elective"],
+                 "mortality": None}[definition.name]
+    per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
+    return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), int(c["n_years"] or 0),
+                          per_event, src.rows, engine)
+
+
+def _terms(terms: Sequence[str], include_deprivation: bool) -> list[str]:
+    """The model's terms, with the deprivation term added or removed (as helpers.casemix.fit_casemix)."""
+    terms = list(dict.fromkeys(terms))
+    if include_deprivation and DEPRIVATION_TERM not in terms:
+        terms.append(DEPRIVATION_TERM)
+    if not include_deprivation and DEPRIVATION_TERM in terms:
+        terms.remove(DEPRIVATION_TERM)
+    return terms
+
+
+def _level_text(values: pd.Series) -> pd.Series:
+    """Term values as text, missing as ``"missing"`` (helpers.casemix._prepare_terms)."""
+    return pd.Series([MISSING if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+                      for v in values], index=values.index, dtype="str")
+
+
+def fit_cells(
+    pcells: pd.DataFrame,
+    terms: Sequence[str] = DEFAULT_TERMS,
+    family: Family = "poisson",
+    *,
+    vcells: pd.DataFrame | None = None,
+    include_deprivation: bool = False,
+    min_level_spells: int = MIN_LEVEL_SPELLS,
+    provider: str = "provider_code",
+) -> CasemixModel:
+    """Fit the case-mix model from aggregated cells: :func:`helpers.casemix.fit_casemix` without the rows.
+
+    ``pcells``: one row per case-mix cell and provider with the ``terms``
+    (text, missing as null), ``provider``, ``n`` (spells) and ``events`` (sum
+    of the outcome). ``vcells`` (needed for the Poisson and negative binomial
+    families): one row per case-mix cell and outcome value, with ``_y`` (the
+    value) and ``w`` (spells). The steps and the result are those of
+    ``fit_casemix``: rare levels (under ``min_level_spells`` spells) pooled
+    into "other", missing kept as a level, the GLM fitted on cell totals
+    (binomial on events and non-events; Poisson with log(spells) offset;
+    negative binomial on (cell, value) counts), and O and E by provider.
+    """
+    terms = _terms(terms, include_deprivation)
+    if family not in ("binomial", "poisson", "negative_binomial"):
+        raise ValueError(f"family must be 'binomial', 'poisson' or 'negative_binomial'; got {family!r}.")
+    count_outcome = family != "binomial"
+    if count_outcome and vcells is None:
+        raise ValueError(f"The {family} family needs vcells (spells by case-mix cell and outcome value).")
+    for term in terms:
+        if term not in pcells.columns:
+            raise KeyError(f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}.")
+    pc = pcells.copy()
+    pc["n"] = pc["n"].astype("int64")
+    pc["events"] = pc["events"].astype("float64")
+    vc = None
+    if vcells is not None:
+        vc = vcells.copy()
+        vc["_y"] = vc["_y"].astype("float64")
+        vc["w"] = vc["w"].astype("int64")
+    log = []
+    for term in terms:
+        col = _level_text(pc[term])
+        missing = pc[term].isna()
+        counts = pc.groupby(col, sort=False)["n"].sum()
+        rare = counts[counts < min_level_spells]
+        if len(rare) and len(rare) < len(counts):
+            col = col.where(~col.isin(rare.index), OTHER)
+            log.append({"term": term, "levels_pooled": len(rare), "spells_pooled": int(rare.sum()),
+                        "levels_kept": int(len(counts) - len(rare))})
+        n_missing = int(pc.loc[missing, "n"].sum())
+        if n_missing:
+            log.append({"term": term, "levels_pooled": 0, "spells_pooled": 0, "levels_kept": int(col.nunique()),
+                        "missing_as_level": n_missing})
+        if vc is not None:
+            vcol = _level_text(vc[term])
+            if len(rare) and len(rare) < len(counts):
+                vcol = vcol.where(~vcol.isin(rare.index), OTHER)
+            vc[term] = vcol
+        pc[term] = col
+    pooled = pd.DataFrame(log)
+    pc[provider] = pc[provider].astype("str")
+    pcells = pc.groupby(terms + [provider], sort=False)[["n", "events"]].sum().reset_index()
+    cells = pcells.groupby(terms, observed=True, sort=True)[["n", "events"]].sum().reset_index()
+    X, names, refs = casemix._design(cells, terms)
+    n = cells["n"].to_numpy(float)
+    ev = cells["events"].to_numpy(float)
+    total = int(pcells["n"].sum())
+    alpha = np.nan
+    if family == "binomial":
+        res = casemix._irls(X, ev, "binomial", trials=n)
+        mu = 1 / (1 + np.exp(-(X @ res.params)))
+    elif family == "poisson":
+        res = casemix._irls(X, ev, "poisson", offset=np.log(n))
+        mu = np.exp(X @ res.params)
+    else:
+        vcell = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
+        idx = cells[terms].reset_index().merge(vcell, on=terms, how="right")
+        res, alpha = casemix._fit_negative_binomial(X[idx["index"].to_numpy()], idx["_y"].to_numpy(float),
+                                                    idx["w"].to_numpy(float))
+        mu = np.exp(X @ res.params)
+    cells["mu"] = mu
+    if count_outcome:
+        v = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
+        v = v.merge(cells[terms + ["mu"]], on=terms, how="left")
+        c_stat = casemix.concordance(v["mu"].to_numpy(), v["_y"].to_numpy(), v["w"].to_numpy())
+        pearson = float((v["w"] * (v["_y"] - v["mu"]) ** 2 / v["mu"]).sum())
+        dispersion = pearson / max(total - len(names), 1)
+    else:
+        c_stat = casemix.concordance(np.concatenate([mu, mu]), np.concatenate([np.ones(len(mu)), np.zeros(len(mu))]),
+                                     np.concatenate([ev, n - ev]))
+        dispersion = 1.0
+    calibration = casemix.calibration_by_decile(mu, ev, n)
+    pcells = pcells.merge(cells[terms + ["mu"]], on=terms, how="left")
+    pcells["expected"] = pcells["mu"] * pcells["n"]
+    prov = pcells.groupby(provider, sort=True).agg(denominator=("n", "sum"), observed=("events", "sum"),
+                                                   expected=("expected", "sum")).reset_index()
+    prov = prov.rename(columns={provider: "provider_code"})
+    prov["observed_mean"] = prov["observed"] / prov["denominator"]
+    prov["expected_mean"] = prov["expected"] / prov["denominator"]
+    prov["denominator"] = prov["denominator"].astype("int64")
+    diagnostics = pd.DataFrame({
+        "outcome": ["outcome"], "family": [family], "terms": [", ".join(terms)],
+        "spells": [total], "cells": [int(len(cells))], "parameters": [len(names)], "c_statistic": [c_stat],
+        "pearson_dispersion": [dispersion], "nb_alpha": [alpha], "converged": [res.converged],
+    })
+    coefficients = pd.DataFrame({"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)})
+    coefficients["reference"] = [""] + [refs[nm.split("[")[0]] for nm in names[1:]]
+    return CasemixModel(prov, diagnostics, calibration, coefficients, pooled, terms, family)
+
+
+# --------------------------------------------------------------------------- for the handbook command
+def validate_table(table: str, path: str | Path | None, column_map: Mapping[str, str] | None = None,
+                   engine: str = "duckdb", *, spark: Any | None = None) -> int:
+    """Check one contract input with an engine; return its number of rows or raise InputError."""
+    if engine == "pandas":
+        return int(len(io.load_table(table, path, column_map)))
+    src = open_table(table, path, column_map, engine, spark=spark)
+    src.backend.close()
+    return src.rows
+
+
+def identifiers_in_outputs(folder: str | Path, inputs: Mapping[str, str | Path | None],
+                           column_map: Mapping[str, str] | None = None) -> set[str]:
+    """Identifier values of the inputs that appear as words in the files a run wrote.
+
+    For :func:`helpers.disclosure.scan_outputs` on inputs too big to hold
+    their identifiers in memory: the words of the (small) outputs are looked
+    up in the inputs' identifier columns by DuckDB, so only the matches come back.
+    """
+    from helpers import disclosure
+
+    words: set[str] = set()
+    for p in Path(folder).rglob("*"):
+        if p.is_file() and p.suffix.lower() in disclosure.SCANNED_SUFFIXES:
+            words |= set(disclosure._TOKEN.findall(disclosure._output_text(p)))
+    words = {w for w in words if len(w) >= 6}
+    if not words:
+        return set()
+    found: set[str] = set()
+    id_columns = io.identifier_columns()
+    for table, path in inputs.items():
+        src = open_table(table, path, column_map, "duckdb")
+        try:
+            be = src.backend
+            assert isinstance(be, _DuckDB)
+            be.con.register("_words", pd.DataFrame({"w": sorted(words)}))
+            for col in [c for c in src.present if c in id_columns]:
+                hit = be.query(f"SELECT DISTINCT CAST({_q(col)} AS VARCHAR) AS v FROM ({src.typed_sql}) AS t "
+                               f"WHERE CAST({_q(col)} AS VARCHAR) IN (SELECT w FROM _words)")
+                found |= set(hit["v"].astype(str))
+        finally:
+            src.backend.close()
+    return found
