@@ -89,11 +89,14 @@ def _codes(series: pd.Series, missing: pd.Series, n_missing: int, threshold: int
     return "; ".join(parts), missing_shown
 
 
-def data_quality(frame: pd.DataFrame, threshold: int = disclosure.DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """The data quality table of one loaded input.
+def data_quality(
+    frame: pd.DataFrame | Mapping[str, pd.DataFrame], threshold: int = disclosure.DEFAULT_THRESHOLD
+) -> pd.DataFrame:
+    """The data quality table of one loaded input (or of several, one after another).
 
     ``frame`` is a table as returned by :func:`helpers.io.load_table` (or
-    :func:`helpers.io.load_frame`), possibly with derived fields added; its
+    :func:`helpers.io.load_frame`), possibly with derived fields added, or a
+    mapping of such tables (``{"spells": ..., "virtual_ward": ...}``); its
     ``attrs["load_summary"]`` says which file it came from and how its columns
     were mapped. For a contract table every contract column is listed, in the
     contract's order, including optional columns the file did not have;
@@ -115,6 +118,10 @@ def data_quality(frame: pd.DataFrame, threshold: int = disclosure.DEFAULT_THRESH
     (:func:`helpers.disclosure.suppress_counts`); ``pct_complete`` is then
     computed from the rounded count, or starred with it.
     """
+    if isinstance(frame, Mapping):
+        out = pd.concat([data_quality(f, threshold) for f in frame.values()], ignore_index=True)
+        out.attrs["disclosure"] = {"counts": []}
+        return out
     summary = _summary(frame)
     table = str(summary["table"])
     spec = _contract(table)
