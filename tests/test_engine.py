@@ -1,0 +1,248 @@
+"""Tests of helpers.engine: DuckDB and Spark give the pandas path's numbers and messages.
+
+The truth here is the pandas path itself (helpers.io, helpers.derive,
+helpers.casemix, helpers.funnel, helpers.opportunity), which its own tests
+check against hand calculations and the simulator's truths: on the sample
+data every engine must give the same tables, and the same InputError text
+for a bad file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import casemix, derive, engine, funnel, io, opportunity
+
+SAMPLE = io.sample_path("spells")
+RTOL = 1e-10
+
+
+def provider_indicator(prepared: engine.VariationInput, indicator: str) -> pd.DataFrame:
+    """The variation notebook's provider_indicator table from a prepared input (its cells 11 and 13)."""
+    definition = casemix.INDICATORS[indicator]
+    model = prepared.model
+    result = funnel.funnel(model.providers, "ratio", levels=[95, 99.8], overdispersion="additive", tau2_method="dl",
+                           min_expected=10, scale=model.dispersion)
+    opp = opportunity.opportunity(result, "median", definition.higher_is_better, prepared.bed_days_per_event,
+                                  344.60, 0.92, 0.0, seed=2026, years=prepared.years, price_year="2020/21")
+    columns = ["provider_code", "denominator", "observed", "expected", result.value_column, "z"]
+    columns += [c for c in opp.providers.columns if c.startswith(("lower_", "upper_"))]
+    columns += ["outlier", "small", "ci_lower", "ci_upper", "opportunity", "opportunity_bed_days", "opportunity_gbp"]
+    return opp.providers[columns]
+
+
+@pytest.fixture(scope="module")
+def pandas_results() -> dict[str, engine.VariationInput]:
+    return {ind: engine.prepare_variation(None, ind, engine="pandas") for ind in ("los", "readmission_30d")}
+
+
+def bad_spells(tmp_path: Path) -> pd.DataFrame:
+    """300 sample spells with one broken rule per row, and some rows that are valid in unusual forms."""
+    b = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(300)
+    b.loc[3, "admission_date"] = "2024-02-30"  # no such day
+    b.loc[4, "discharge_date"] = "01/01/2020"  # UK form, before admission
+    b.loc[5, "admission_method"] = "99"
+    b.loc[6, "age"] = "130"
+    b.loc[7, "age"] = "abc"
+    b.loc[8, "age"] = "4.5"
+    b.loc[9, "sex"] = "Q"
+    b.loc[10, "sex"] = "m"  # valid: recoded to 1
+    b.loc[11, "spell_id"] = b.loc[12, "spell_id"]
+    b.loc[13, "patient_id"] = ""
+    b.loc[14, "primary_diagnosis"] = "123"
+    b.loc[15, "frailty_score"] = "-1"
+    b.loc[16, "spell_cost"] = "£1,234.50"  # valid
+    b.loc[17, "admission_date"] = "05/06/2023"  # valid form, after its discharge
+    b.loc[18, "imd_decile"] = "NA"  # valid: blank
+    for k in range(20, 30):  # more than five rows: the message says how many more
+        b.loc[k, "discharge_date"] = "2020-1-1"
+    return b
+
+
+# --------------------------------------------------------------------------- DuckDB
+@pytest.mark.parametrize("indicator", ["los", "readmission_30d"])
+def test_duckdb_provider_indicator_is_the_pandas_table(pandas_results, indicator):
+    duck = engine.prepare_variation(None, indicator, engine="duckdb")
+    expected = provider_indicator(pandas_results[indicator], indicator)
+    pd.testing.assert_frame_equal(provider_indicator(duck, indicator), expected, rtol=RTOL)
+    pd.testing.assert_frame_equal(duck.exclusions, pandas_results[indicator].exclusions)
+    assert duck.years == pandas_results[indicator].years == 2
+    assert duck.bed_days_per_event == pytest.approx(pandas_results[indicator].bed_days_per_event, rel=1e-15)
+    for table in ("diagnostics", "calibration", "coefficients", "pooled_levels"):
+        pd.testing.assert_frame_equal(getattr(duck.model, table), getattr(pandas_results[indicator].model, table),
+                                      rtol=RTOL)
+
+
+@pytest.mark.parametrize("indicator", ["day_case", "mortality"])
+def test_duckdb_binomial_indicators_and_one_year(indicator):
+    a = engine.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas")
+    b = engine.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb")
+    pd.testing.assert_frame_equal(b.model.providers, a.model.providers, rtol=RTOL)
+    pd.testing.assert_frame_equal(b.model.coefficients, a.model.coefficients, rtol=RTOL)
+    pd.testing.assert_frame_equal(b.exclusions, a.exclusions)
+    assert b.exclusions.loc[0, "rows_excluded"] > 0  # 2023/24 left out, and counted
+    assert b.years == a.years == 1
+
+
+def test_fit_cells_negative_binomial_and_rare_levels_match_fit_casemix():
+    spells = casemix.add_casemix_bands(derive.add_spell_fields(io.load_table("spells")))
+    population, _ = casemix.indicator_population(spells, "los")
+    population = population.iloc[:4000]
+    terms = ["age_band", "sex", "hrg"]  # many HRGs have fewer than 30 spells here: pooled into "other"
+    rows = casemix.fit_casemix(population, terms, "negative_binomial")
+    cells_in = population.assign(**{t: population[t].astype("str").where(population[t].notna(), None) for t in terms})
+    pcells = cells_in.groupby(terms + ["provider_code"], dropna=False).agg(n=("outcome", "size"),
+                                                                           events=("outcome", "sum")).reset_index()
+    vcells = cells_in.assign(_y=cells_in["outcome"]).groupby(terms + ["_y"], dropna=False).size().rename("w").reset_index()
+    cells = engine.fit_cells(pcells, terms, "negative_binomial", vcells=vcells)
+    assert rows.pooled_levels.loc[rows.pooled_levels["term"] == "hrg", "levels_pooled"].iloc[0] > 0
+    pd.testing.assert_frame_equal(cells.pooled_levels, rows.pooled_levels)
+    pd.testing.assert_frame_equal(cells.providers, rows.providers, rtol=1e-7)
+    assert cells.diagnostics.loc[0, "nb_alpha"] == pytest.approx(rows.diagnostics.loc[0, "nb_alpha"], rel=1e-6)
+
+
+def test_duckdb_spells_frame_is_the_pandas_frame():
+    expected = derive.add_spell_fields(io.load_table("spells"))
+    got = engine.load_spells(None, engine="duckdb")
+    pd.testing.assert_frame_equal(got, expected)
+    # the linkage found readmissions to another provider, the definition's point
+    readmitted = got[got["readmit_30d"].fillna(False)]
+    assert len(readmitted) > 100
+
+
+def test_readmission_linkage_by_hand(tmp_path):
+    """Four spells of one patient and one of another, gaps worked out by hand (helpers.derive's definition)."""
+    rows = [
+        # spell, patient, provider, admitted, discharged, method
+        ("S1", "P1", "A", "2024-01-01", "2024-01-05", "21"),  # next emergency: S3 on 2024-01-05, gap 0
+        ("S2", "P1", "A", "2024-01-03", "2024-01-04", "11"),  # elective; next emergency on/after 01-04: S3, gap 1
+        ("S3", "P1", "B", "2024-01-05", "2024-01-05", "22"),  # same-day emergency: not itself; next S4, gap 34
+        ("S4", "P1", "B", "2024-02-08", "2024-02-10", "21"),  # none after: missing
+        ("S5", "P2", "A", "2024-01-06", "2024-01-06", "21"),  # other patient: missing
+    ]
+    frame = pd.DataFrame(rows, columns=["spell_id", "patient_id", "provider_code", "admission_date",
+                                        "discharge_date", "admission_method"]).assign(age="70", sex="1", discharge_method="1")
+    path = tmp_path / "five.csv"
+    frame.to_csv(path, index=False)
+    got = engine.load_spells(path, engine="duckdb")
+    assert got["readmission_days"].tolist() == [0, 1, 34, pd.NA, pd.NA]
+    assert got["readmit_30d"].tolist() == [True, True, False, False, False]
+    pd.testing.assert_frame_equal(got, derive.add_spell_fields(io.load_table("spells", path)))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "cp1252.csv", "parquet"])
+def test_duckdb_bad_file_gives_the_pandas_message(tmp_path, suffix):
+    bad = bad_spells(tmp_path)
+    path = tmp_path / f"bad.{suffix}"
+    if suffix == "parquet":
+        bad.to_parquet(path)
+    else:
+        bad.to_csv(path, index=False, encoding="cp1252" if suffix.startswith("cp") else "utf-8")
+    with pytest.raises(io.InputError) as pandas_error:
+        io.load_table("spells", path)
+    with pytest.raises(io.InputError) as duck_error:
+        engine.validate_table("spells", path, engine="duckdb")
+    assert str(duck_error.value) == str(pandas_error.value)
+    message = str(duck_error.value)
+    assert "11 problems found" in message
+    assert "row 5: admission_date=2024-02-30" in message  # header is row 1, data row 4 (0-based 3)
+    assert "(12 rows)" in message and "... and 7 more" in message
+
+
+def test_duckdb_missing_column_message_matches(tmp_path):
+    frame = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(20).rename(columns={"admission_date": "ADMDATE"})
+    path = tmp_path / "renamed.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(io.InputError) as pandas_error:
+        io.load_table("spells", path)
+    with pytest.raises(io.InputError) as duck_error:
+        engine.validate_table("spells", path, engine="duckdb")
+    assert str(duck_error.value) == str(pandas_error.value)
+    assert "Did you mean 'ADMDATE'?" in str(duck_error.value)
+    # and the column map fixes it, with the same rows as pandas
+    assert engine.validate_table("spells", path, {"ADMDATE": "admission_date"}, engine="duckdb") == 20
+
+
+def test_virtual_ward_table_rules(tmp_path):
+    vw = pd.read_csv(io.sample_path("virtual_ward"), dtype=str, keep_default_na=False).head(50)
+    vw.loc[2, "route"] = "step-down"  # recoded
+    vw.loc[3, "route"] = "sideways"
+    step_down = vw.index[vw["route"] == "step_down"][0]
+    vw.loc[step_down, "linked_spell_id"] = ""
+    path = tmp_path / "vw.csv"
+    vw.to_csv(path, index=False)
+    with pytest.raises(io.InputError) as pandas_error:
+        io.load_table("virtual_ward", path)
+    with pytest.raises(io.InputError) as duck_error:
+        engine.validate_table("virtual_ward", path, engine="duckdb")
+    assert str(duck_error.value) == str(pandas_error.value)
+    assert "a value where route is step_down" in str(duck_error.value)
+
+
+def test_unknown_term_and_year_are_clear_errors():
+    with pytest.raises(KeyError, match="Case-mix term 'ethnicity'"):
+        engine.prepare_variation(None, "los", ["age_band", "ethnicity"], engine="duckdb")
+    with pytest.raises(ValueError, match="the data cover 2023/24, 2024/25"):
+        engine.prepare_variation(None, "los", financial_year="2019/20", engine="duckdb")
+
+
+def test_identifiers_in_outputs_finds_only_input_identifiers(tmp_path):
+    spells = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, usecols=["patient_id", "spell_id"])
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "table.csv").write_text(f"provider_code,note\nT01,{spells.loc[7, 'patient_id']}\nT02,P9999999x\n")
+    found = engine.identifiers_in_outputs(out, {"spells": None})
+    assert found == {spells.loc[7, "patient_id"]}
+
+
+# --------------------------------------------------------------------------- Spark
+def _spark_or_skip():
+    pytest.importorskip("pyspark", reason="pyspark is not installed: the Spark engine is not tested")
+    pytest.importorskip("sqlglot", reason="sqlglot is not installed: the Spark engine is not tested")
+    if shutil.which("java") is None:
+        pytest.skip("Java is not installed: the Spark engine is not tested")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    _spark_or_skip()
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("test_engine")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def test_spark_provider_indicator_is_the_pandas_table(pandas_results, spark):
+    for indicator in ("los", "readmission_30d"):
+        got = engine.prepare_variation(None, indicator, engine="spark", spark=spark)
+        expected = provider_indicator(pandas_results[indicator], indicator)
+        pd.testing.assert_frame_equal(provider_indicator(got, indicator), expected, rtol=RTOL)
+        pd.testing.assert_frame_equal(got.exclusions, pandas_results[indicator].exclusions)
+        assert got.bed_days_per_event == pytest.approx(pandas_results[indicator].bed_days_per_event, rel=1e-15)
+
+
+def test_spark_bad_file_gives_the_pandas_message(tmp_path, spark):
+    path = tmp_path / "bad.parquet"
+    bad_spells(tmp_path).to_parquet(path)
+    with pytest.raises(io.InputError) as pandas_error:
+        io.load_table("spells", path)
+    with pytest.raises(io.InputError) as spark_error:
+        engine.validate_table("spells", path, engine="spark", spark=spark)
+    assert str(spark_error.value) == str(pandas_error.value)
+
+
+def test_spark_sql_is_transpiled_not_handwritten(spark):
+    backend = engine._Spark(spark)
+    sql = backend.to_spark("SELECT DATE_DIFF('day', DATE '2024-01-01', DATE '2024-03-01') AS d, "
+                           "REGEXP_MATCHES('J44', '^[A-Z][0-9]{2}') AS ok")
+    row = spark.sql(sql).collect()[0]
+    assert (row["d"], row["ok"]) == (60, True)  # 31 days of January + 29 of February 2024
