@@ -1,0 +1,192 @@
+"""Time the variation and virtual ward analyses at national scale, with peak memory.
+
+    .venv/bin/python benchmarks/run.py                                  # 100k, 1M and 10M spells
+    .venv/bin/python benchmarks/run.py --sizes 100000 --engines duckdb pandas
+    .venv/bin/python benchmarks/run.py --workdir /big/disk --keep       # keep the simulated files
+
+For each size the simulator writes the economy (spells, virtual ward stays)
+once into ``--workdir``, and the spells again as Parquet. Each measurement
+runs in a child process of its own, so its peak memory is that child's
+maximum resident set size (``os.wait4``), not the benchmark's:
+
+* ``scan``: a bare DuckDB scan reading every column of the spells file (the floor);
+* ``variation``: what the variation notebook computes from the spells -
+  read and validate, derived fields, case-mix cells, the model, the funnel
+  and the opportunity with its 2,000-draw interval
+  (:func:`helpers.engine.prepare_variation`, :func:`helpers.funnel.funnel`,
+  :func:`helpers.opportunity.opportunity`);
+* ``virtual_ward``: what the virtual ward notebook computes for its effect
+  table - spells with derived fields (:func:`helpers.engine.load_spells`),
+  the stays, the cohort and the four estimators for six outcomes.
+
+Prints a Markdown table (and writes it with ``--out``). Not a test: the
+numbers depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
+OUTCOMES = ["acute_los", "total_los", "readmission_30d", "death_30d", "readmission_30d_from_acute_discharge",
+            "readmission_or_death_30d"]
+COVARIATES = ["age", "sex", "frailty_score", "imd_decile", "pathway", "month"]
+
+
+# --------------------------------------------------------------------------- the child's work
+def child(task: str, path: str, engine: str, extra: dict) -> dict:
+    """Run one measurement in this (child) process; return what it found, for the table."""
+    if task == "scan":
+        import duckdb
+
+        reader = "read_parquet" if path.endswith(".parquet") else "read_csv"
+        row = duckdb.connect().execute(f"SELECT COUNT(*) AS n, MIN(COLUMNS(*)) FROM {reader}('{path}')").fetchone()
+        return {"rows": int(row[0])}
+    if task == "variation":
+        from helpers import casemix, engine as eng, funnel, opportunity
+
+        indicator = extra.get("indicator", "los")
+        definition = casemix.INDICATORS[indicator]
+        prepared = eng.prepare_variation(path, indicator, engine=engine)
+        result = funnel.funnel(prepared.model.providers, "ratio", scale=prepared.model.dispersion)
+        opp = opportunity.opportunity(result, "median", definition.higher_is_better, prepared.bed_days_per_event,
+                                      seed=2026, years=prepared.years)
+        return {"rows": prepared.spells_read, "cells": int(prepared.model.diagnostics.loc[0, "cells"]),
+                "outliers": int((result.providers["outlier"] != "none").sum()),
+                "naive_opportunity": float(opp.summary.loc[0, "opportunity"])}
+    if task == "virtual_ward":
+        from helpers import cohort as co, engine as eng, evaluation as ev, io
+
+        spells = eng.load_spells(path, engine=engine)
+        stays = io.load_table("virtual_ward", extra["virtual_ward"])
+        built = co.build_cohort(spells, stays, covariates=COVARIATES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            results = ev.estimate_effects(built.spells, OUTCOMES, COVARIATES, seed=2026)
+        effects = results.effects
+        main = effects[(effects["outcome"] == "acute_los") & (effects["method"] == "ipw")]
+        return {"rows": int(len(spells)), "cohort": int(len(built.spells)),
+                "acute_los_ipw": float(main["estimate"].iloc[0]) if len(main) else float("nan")}
+    raise ValueError(f"unknown task {task!r}")
+
+
+# --------------------------------------------------------------------------- the parent
+def measure(task: str, path: Path, engine: str, extra: dict, timeout: float) -> dict:
+    """Run ``child`` in a fresh interpreter; wall time and the child's peak RSS (MiB)."""
+    cmd = [sys.executable, __file__, "--child", task, str(path), engine, json.dumps(extra)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = started + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            proc.kill()
+            pid, status, usage = os.wait4(proc.pid, 0)
+            return {"seconds": timeout, "peak_mib": usage.ru_maxrss / 1024, "error": f"over {timeout:.0f} s"}
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    out, err = proc.stdout.read(), proc.stderr.read()
+    result = {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024}  # Linux reports KiB
+    if os.waitstatus_to_exitcode(status) != 0:
+        result["error"] = (err.strip().splitlines() or ["failed"])[-1][:200]
+    else:
+        result.update(json.loads(out.strip().splitlines()[-1]))
+    return result
+
+
+def make_data(size: int, workdir: Path) -> dict[str, Path]:
+    """The simulated economy of ``size`` spells (CSV), and its spells as Parquet; reused if present."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from helpers import simulate
+
+    folder = workdir / f"spells_{size}"
+    csv, parquet, vw = folder / "spells.csv", folder / "spells.parquet", folder / "virtual_ward.csv"
+    if not (csv.exists() and vw.exists()):
+        t = time.perf_counter()
+        simulate.write_sample(folder, n_spells=size)
+        print(f"simulated {size:,} spells in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if not parquet.exists():
+        text = ["spell_id", "patient_id", "provider_code", "admission_method", "patient_classification", "sex",
+                "primary_diagnosis", "hrg", "discharge_method"]
+        reader = pacsv.open_csv(csv, convert_options=pacsv.ConvertOptions(column_types={c: "string" for c in text}))
+        with pq.ParquetWriter(parquet, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+    return {"csv": csv, "parquet": parquet, "virtual_ward": vw}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        task, path, engine, extra = argv[1:5]
+        print(json.dumps(child(task, path, engine, json.loads(extra))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--engines", nargs="+", default=["duckdb", "pandas"], choices=["duckdb", "pandas", "spark"])
+    parser.add_argument("--tasks", nargs="+", default=["scan", "variation", "virtual_ward"])
+    parser.add_argument("--indicators", nargs="+", default=["los", "readmission_30d"])
+    parser.add_argument("--formats", nargs="+", default=["parquet", "csv"], choices=["parquet", "csv"])
+    parser.add_argument("--pandas-max", type=int, default=1_000_000, help="largest size to run the pandas engine on")
+    parser.add_argument("--vw-max", type=int, default=1_000_000, help="largest size to run the virtual ward on")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--workdir", type=Path, help="where the simulated files go (default: a temporary folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the simulated files")
+    parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
+    args = parser.parse_args(argv)
+
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="handbook-bench-")
+        args.workdir = Path(tmp.name)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    header = "| spells | file | task | engine | seconds | peak memory (MiB) | notes |\n|---:|---|---|---|---:|---:|---|"
+    print(header)
+    try:
+        for size in args.sizes:
+            files = make_data(size, args.workdir)
+            for fmt in args.formats:
+                path = files[fmt]
+                plan = []
+                if "scan" in args.tasks:
+                    plan.append(("scan", "duckdb", {}))
+                for engine in args.engines:
+                    if engine == "pandas" and size > args.pandas_max:
+                        continue
+                    if "variation" in args.tasks:
+                        plan += [("variation", engine, {"indicator": ind}) for ind in args.indicators]
+                    if "virtual_ward" in args.tasks and size <= args.vw_max:
+                        plan.append(("virtual_ward", engine, {"virtual_ward": str(files["virtual_ward"])}))
+                for task, engine, extra in plan:
+                    r = measure(task, path, engine, extra, args.timeout)
+                    label = task + (f" ({extra['indicator']})" if "indicator" in extra else "")
+                    notes = r.get("error") or ", ".join(
+                        f"{k} {v:,.0f}" if isinstance(v, (int, float)) else f"{k} {v}"
+                        for k, v in r.items() if k in ("cells", "cohort", "outliers"))
+                    line = (f"| {size:,} | {fmt} | {label} | {engine if task != 'scan' else 'DuckDB (floor)'} | "
+                            f"{r['seconds']:.1f} | {r['peak_mib']:,.0f} | {notes} |")
+                    print(line, flush=True)
+                    rows.append(line)
+    finally:
+        if tmp is not None and not args.keep:
+            tmp.cleanup()
+    if args.out:
+        args.out.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
