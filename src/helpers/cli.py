@@ -121,6 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = {k: parse_value(v) for k, v in parse_assignments(args.param, "--param").items()}
     if args.map:
         params["column_map"] = _read_map(Path(args.map))
+    if getattr(args, "engine", None):
+        params["engine"] = args.engine  # checked below like any parameter: the notebook must declare it
 
     for name in data:
         if f"data_{name}" not in declared:
@@ -143,9 +145,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs: dict[str, dict[str, Any]] = {}
     identifiers: set[str] = set()
     id_columns = identifier_columns()
+    streamed: dict[str, Path | None] = {}  # inputs checked by DuckDB; their identifiers are looked up after the run
     for name in [k[5:] for k in declared if k.startswith("data_")]:
         path = data.get(name)
-        if name in CONTRACT_TABLES:
+        if name in CONTRACT_TABLES and params.get("engine", "pandas") != "pandas":
+            from helpers import engine as engines
+
+            rows = engines.validate_table(name, path, column_map if path is not None else None, "duckdb")
+            streamed[name] = path
+        elif name in CONTRACT_TABLES:
             # check every contract input (the sample too) before anything runs; raises InputError
             frame = load_table(name, path, column_map if path is not None else None)
             for col in id_columns & set(frame.columns):
@@ -189,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             },
         )
         report.write_figures(executed, staging / "figures")
+        if streamed:
+            identifiers |= engines.identifiers_in_outputs(staging, streamed, column_map or None)
         findings = disclosure.scan_outputs(staging, identifiers)
         if findings:
             raise RuntimeError(
@@ -304,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
     p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.add_argument("--engine", choices=["pandas", "duckdb", "spark"],
+                       help="what reads the spells: pandas (default), duckdb (large files), spark (a cluster)")
     p_run.set_defaults(func=cmd_run)
 
     p_tpl = sub.add_parser("template", help="write a commented column-map file to fill in")
