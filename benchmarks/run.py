@@ -19,7 +19,8 @@ maximum resident set size (``os.wait4``), not the benchmark's:
   table - spells with derived fields (:func:`helpers.engine.load_spells`),
   the stays, the cohort and the four estimators for six outcomes.
 
-Prints a Markdown table (and writes it with ``--out``). Not a test: the
+The parent process imports nothing heavy (a child inherits its parent's
+peak at the fork). Prints a Markdown table (and writes it with ``--out``). Not a test: the
 numbers depend on the machine and on what else runs on it.
 """
 
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         task, path, engine, extra = argv[1:5]
         print(json.dumps(child(task, path, engine, json.loads(extra))))
         return 0
+    if argv and argv[0] == "--make":
+        print(json.dumps({k: str(v) for k, v in make_data(int(argv[1]), Path(argv[2])).items()}))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
     parser.add_argument("--engines", nargs="+", default=["duckdb", "pandas"], choices=["duckdb", "pandas", "spark"])
@@ -157,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     try:
         for size in args.sizes:
-            files = make_data(size, args.workdir)
+            # in a child too: the parent stays small, so it adds nothing to a child's peak memory
+            made = subprocess.run([sys.executable, __file__, "--make", str(size), str(args.workdir)],
+                                  check=True, capture_output=True, text=True)
+            files = {k: Path(v) for k, v in json.loads(made.stdout.strip().splitlines()[-1]).items()}
             for fmt in args.formats:
                 path = files[fmt]
                 plan = []
