@@ -126,7 +126,7 @@ SCANNED_SUFFIXES = {".html", ".ipynb", ".csv", ".json", ".xlsx", ".txt", ".md", 
 # of an SVG figure as a comment beside its glyphs.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
 _SVG = re.compile(r"<svg\b.*?</svg>", re.S)
-_SVG_TEXT = re.compile(r"<!--(.*?)-->|>([^<]+)<", re.S)
+_SVG_TEXT = re.compile(r"<!--(.*?)-->|(?<=>)([^<]+)(?=<)", re.S)
 
 
 def is_valid_nhs_number(text: str) -> bool:

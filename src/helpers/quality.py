@@ -167,8 +167,6 @@ def data_quality(
             disclosure.SUPPRESSED if n_missing == disclosure.SUPPRESSED
             else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0)
         )
-        if source.get(name, name) != name:
-            record["note"] = (record["note"] + "; " if record["note"] else "") + f"renamed from {source[name]}"
         records.append(record)
     out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
     # already suppressed above, as one set per column: nothing more for publish to do
@@ -282,6 +280,11 @@ def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str =
     ])
 
 
+def _renamed(source: str, name: str) -> bool:
+    """True when a file's column name differs from the contract's by more than case and spaces."""
+    return str(source).strip().lower().replace(" ", "_") != name
+
+
 def _long_date(text: str) -> str:
     d = pd.Timestamp(text)
     return f"{d.day} {d:%B %Y}"
@@ -302,7 +305,7 @@ def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
         if len(frame) != int(summary["rows_read"]):
             text += f" ({len(frame):,} of them profiled below, after the steps before this point)"
         text += f"; {len(present)} of {len(quality)} columns present"
-        mapped = summary.get("columns_mapped") or {}
+        mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if _renamed(k, v)}
         if mapped:
             text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
         ignored = summary.get("columns_ignored") or []

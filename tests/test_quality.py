@@ -1,0 +1,145 @@
+"""The data quality table and the exclusion flow (helpers.quality), checked by hand counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import casemix, derive, io, quality
+from helpers import cohort as co
+from helpers.report import publish
+
+# 20 spells written with HES names, UK dates and one optional column left out (spell_cost).
+N = 20
+HES = pd.DataFrame(
+    {
+        "SPELL_ID": [f"S{i:03d}" for i in range(N)],
+        "PATIENT_ID": [f"P{i % 15:03d}" for i in range(N)],
+        "PROCODE3": ["T01"] * 12 + ["T02"] * 8,
+        "ADMIDATE": ["03/04/2024"] * 10 + ["15/01/2025"] * 10,
+        "DISDATE": ["05/04/2024"] * 10 + ["20/01/2025"] * 9 + ["02/02/2025"],
+        "ADMIMETH": ["21"] * 16 + ["11"] * 4,
+        "STARTAGE": ["70"] * N,
+        "SEX": ["1"] * 13 + ["2"] * 7,
+        "DISMETH": ["1"] * 10 + [""] * 10,
+        "HFRS": ["3.5"] * 18 + ["", ""],
+        "Ward": ["A"] * N,
+    }
+)
+
+
+@pytest.fixture()
+def spells(tmp_path: Path) -> pd.DataFrame:
+    path = tmp_path / "extract.csv"
+    HES.to_csv(path, index=False)
+    return io.load_table("spells", path)
+
+
+def test_data_quality_by_hand(spells):
+    dq = quality.data_quality(spells).set_index("column")
+    assert list(dq.index) == list(io.table_columns("spells"))  # every contract column, in order
+    assert (dq["rows"] == N).all()
+    assert dq.loc["admission_date", "source_column"] == "ADMIDATE"
+    assert (dq.loc["admission_date", "first"], dq.loc["admission_date", "last"]) == ("2024-04-03", "2025-01-15")
+    assert (dq.loc["discharge_date", "first"], dq.loc["discharge_date", "last"]) == ("2024-04-05", "2025-02-02")
+    # 10 of 20 discharge methods blank: 50.0% complete; the code list is 1: 10 (nothing small)
+    assert dq.loc["discharge_method", "n_missing"] == 10 and dq.loc["discharge_method", "pct_complete"] == 50.0
+    assert dq.loc["discharge_method", "values_seen"] == "1: 10"
+    # sex 13 and 7: the 7 is starred and 13 rounded to 15, so 7 cannot be found from the 20 rows
+    assert dq.loc["sex", "values_seen"] == "1: 15; 2: *"
+    # providers found, with counts 12 and 8 (neither small)
+    assert dq.loc["provider_code", "values_seen"] == "T01: 12; T02: 8" and dq.loc["provider_code", "distinct_values"] == 2
+    # two blank frailty scores: a count of 2 is starred, and the % complete made from it too
+    assert dq.loc["frailty_score", "n_missing"] == "*" and dq.loc["frailty_score", "pct_complete"] == "*"
+    # an optional column the file lacks is listed, not hidden
+    assert dq.loc["spell_cost", "n_missing"] == N and dq.loc["spell_cost", "pct_complete"] == 0.0
+    assert dq.loc["spell_cost", "note"] == "not in the file (optional)" and dq.loc["spell_cost", "source_column"] == ""
+    # identifiers: counted, never listed
+    assert dq.loc["patient_id", "distinct_values"] == 15 and dq.loc["patient_id", "values_seen"] == ""
+
+
+def test_data_quality_publishes_without_further_suppression(spells, tmp_path):
+    published = publish(quality.data_quality(spells), "data_quality", tmp_path)
+    text = (tmp_path / "data_quality.csv").read_text()
+    assert "spells,sex,SEX,string,yes,20,0,100.0,,,2,1: 15; 2: *," in text
+    assert published.set_index("column").loc["discharge_method", "n_missing"] == 10  # not starred a second time
+
+
+def test_derived_fields_are_not_profiled_and_describe_says_what_was_read(spells):
+    dq = quality.data_quality(derive.add_spell_fields(spells))
+    assert "los_days" not in set(dq["column"])
+    text = quality.describe(spells)
+    assert text.startswith("spells: 20 rows read from extract.csv; 10 of 15 columns present; renamed: PROCODE3 → provider_code, ")
+    assert "PROCODE3 → provider_code" in text and "1 column(s) not used: Ward" in text
+    assert "admission_date: 3 April 2024 to 15 January 2025." in text and "2 providers." in text
+
+
+def test_a_notebooks_own_input_without_contract():
+    series = pd.DataFrame({"date": pd.to_datetime(["2024-04-01", "2024-05-01", None]),
+                           "value": [3.0, None, 5.0], "group": ["A", "A", "B"]})
+    series.attrs["load_summary"] = {"table": "series", "file": "s.csv", "rows_read": 3, "columns_ignored": []}
+    dq = quality.data_quality(series, threshold=0).set_index("column")
+    assert dq.loc["date", "type"] == "date" and dq.loc["date", "last"] == "2024-05-01"
+    assert dq.loc["value", "n_missing"] == 1 and dq.loc["value", "pct_complete"] == pytest.approx(66.7)
+    assert dq.loc["group", "values_seen"] == "A: 2; B: 1" and dq.loc["group", "required"] == ""
+
+
+# --------------------------------------------------------------------------- the flow
+def test_flow_joins_the_notebooks_steps_from_rows_read_to_rows_analysed(spells):
+    s = casemix.add_casemix_bands(derive.add_spell_fields(spells))
+    s, _, year_ex = casemix.restrict_to_year(s, "2024/25")  # the 10 April spells are 2024/25, January 2025 too
+    population, pop_ex = casemix.indicator_population(s, "day_case")  # elective only: 4 of 20
+    flow = quality.exclusion_flow(s, pd.concat([year_ex, pop_ex], ignore_index=True))
+    assert flow["step"].tolist() == ["read from extract.csv", "financial year 2024/25",
+                                     "day_case: elective admissions", "analysed"]
+    assert flow["rows_excluded"].tolist() == [0, 0, 16, 0]
+    assert flow["rows_after"].tolist() == [20, 20, 4, 4]
+    assert flow["rows_after"].iloc[-1] == len(population)
+
+
+def test_flow_refuses_steps_that_do_not_add_up(spells):
+    gap = pd.DataFrame({"step": ["a", "b"], "rows_before": [20, 15], "rows_excluded": [3, 1], "rows_after": [17, 14]})
+    with pytest.raises(ValueError, match=r"step 'b' .* 15 rows, excludes 1 and keeps 14, but 17 rows reached it"):
+        quality.exclusion_flow(spells, gap)
+    wrong = pd.DataFrame({"step": ["a"], "rows_before": [20], "rows_excluded": [3], "rows_after": [16]})
+    with pytest.raises(ValueError, match="does not add up"):
+        quality.exclusion_flow(spells, wrong)
+    with pytest.raises(ValueError, match="not given"):
+        quality.exclusion_flow(spells, gap.assign(table="virtual_ward"))
+
+
+def test_small_exclusions_are_starred_and_the_whole_flow_rounded(spells, tmp_path):
+    # 3 of 20 excluded: "*"; the flow's rows are linked by subtraction, so every other count is rounded to 5
+    step = pd.DataFrame({"step": ["under 18"], "rows_before": [20], "rows_removed": [3], "rows_after": [17]})
+    safe = publish(quality.exclusion_flow(spells, step), "exclusions", tmp_path)
+    assert safe["rows_excluded"].tolist() == [0, "*", 0]
+    assert safe["rows_after"].tolist() == [20, 15, 15]  # 17 -> 15 everywhere, or 20 - 17 would give the 3 back
+    assert safe["rows_before"].tolist() == [20, 20, 15]
+
+
+def test_cohort_exclusions_of_two_tables_become_one_flow_each():
+    spells = derive.add_spell_fields(io.load_table("spells"))
+    stays = io.load_table("virtual_ward")
+    built = co.build_cohort(spells, stays)
+    flow = quality.exclusion_flow({"spells": spells, "virtual_ward": stays}, built.exclusions)
+    analysed = flow[flow["step"] == "analysed"].set_index("table")["rows_after"]
+    assert analysed["spells"] == len(built.spells)
+    assert analysed["virtual_ward"] == int(built.spells["treated"].sum())  # every linked stay in the cohort is one treated spell
+    read = flow[flow["step"].str.startswith("read from")].set_index("table")["rows_after"]
+    assert (read["spells"], read["virtual_ward"]) == (len(spells), len(stays))
+
+
+def test_monthly_series_steps_by_hand():
+    months = pd.to_datetime(["2024-04-01"] * 3 + ["2024-05-01"] * 4 + ["2024-06-01"] * 3)
+    spells = pd.DataFrame({"month": months,
+                           "emergency": [True, False, True, True, True, False, False, True, True, True],
+                           "readmission_eligible": [True] * 7 + [False] * 3})
+    counts = pd.DataFrame({"date": pd.to_datetime(["2024-05-01", "2024-06-01"]), "value": [1.0, 2.0]})
+    steps = quality.monthly_series_steps(spells, counts)  # April left out; 2 of the 7 spells left are not emergencies
+    assert steps["rows_excluded"].tolist() == [3, 2] and steps["rows_after"].tolist() == [7, 5]
+    rates = pd.DataFrame({"date": pd.to_datetime(["2024-04-01", "2024-05-01"]), "numerator": [0, 1], "denominator": [3, 4]})
+    steps = quality.monthly_series_steps(spells, rates)  # June left out (open windows); all 7 left are eligible
+    assert steps["step"].tolist() == ["discharged in a month on the chart", "eligible for readmission follow-up"]
+    assert steps["rows_excluded"].tolist() == [3, 0]
