@@ -33,10 +33,12 @@ TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
 #: Extra arguments for the kernel that runs a notebook for a report: every
 #: figure is drawn as PNG and SVG, and the SVG carries no date, so the same
-#: run gives the same file (``svg.hashsalt`` is fixed by ``helpers.plots.set_theme``).
+#: run gives the same file (``svg.hashsalt`` is fixed by ``helpers.plots.set_theme``);
+#: the kernel's own log keeps to errors, so ``--quiet`` is quiet.
 KERNEL_ARGUMENTS = [
     "--InlineBackend.figure_formats=['png', 'svg']",
     "--InlineBackend.print_figure_kwargs={'bbox_inches': 'tight', 'metadata': {'Date': None}}",
+    "--IPKernelApp.log_level=ERROR",  # not the kernel's notice about its local connection
 ]
 
 #: The small-number rule as the front sheet states it.
