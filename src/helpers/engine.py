@@ -716,8 +716,7 @@ def load_spells(
 
 def _as_dtype(values: pd.Series, dtype: str) -> pd.Series | np.ndarray:
     if dtype == "str":
-        return pd.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
-                        dtype="str")
+        return values.astype("str").to_numpy()
     if dtype == "datetime64[us]":
         return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
     if dtype == "Int64":
@@ -762,7 +761,12 @@ class VariationInput:
     step, rows_before, rows_excluded, rows_after, reason (the financial year,
     then the indicator's population); ``years``: financial years covered;
     ``bed_days_per_event``: see :func:`helpers.casemix.bed_days_per_event`;
-    ``spells_read``: rows in the file; ``engine``: which engine ran.
+    ``spells_read``: rows in the file; ``engine``: which engine ran;
+    ``spells``: the spells of the financial year with their derived fields
+    (pandas), or, from DuckDB and Spark, a frame with no rows whose attrs
+    carry the load summary and the data quality profile computed in SQL, for
+    :func:`data_quality`, :func:`describe` and
+    :func:`helpers.quality.exclusion_flow`.
     """
 
     model: CasemixModel
@@ -771,6 +775,7 @@ class VariationInput:
     bed_days_per_event: float | None
     spells_read: int
     engine: str
+    spells: pd.DataFrame | None = None
 
 
 def prepare_variation(
@@ -806,7 +811,7 @@ def prepare_variation(
                                     min_level_spells=min_level_spells)
         per_event = casemix.bed_days_per_event(spells, indicator)
         return VariationInput(model, pd.concat([year_exclusions, exclusions], ignore_index=True), years, per_event,
-                              rows, engine)
+                              rows, engine, spells)
     src = open_table("spells", data_spells, column_map or None, engine, spark=spark)
     try:
         return _variation_sql(src, definition, case_mix, include_deprivation, financial_year, min_level_spells, engine)
@@ -817,6 +822,9 @@ def prepare_variation(
 def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, case_mix: Sequence[str],
                    include_deprivation: bool, financial_year: str | None, min_level_spells: int,
                    engine: str) -> VariationInput:
+    from helpers import disclosure
+
+    threshold = disclosure.DEFAULT_THRESHOLD
     be = src.backend
     terms = _terms(case_mix, include_deprivation)
     term_sql = [_term_sql(t, src.present) for t in terms]
@@ -867,8 +875,9 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
     per_event = {"los": 1.0, "readmission_30d": c["los_emergency"], "day_case": c["los_ordinary_elective"],
                  "mortality": None}[definition.name]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
+    profile = _profile_sql(src, in_year, derived, threshold)
     return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), int(c["n_years"] or 0),
-                          per_event, src.rows, engine)
+                          per_event, src.rows, engine, _stand_in(src, n_year, profile))
 
 
 def _terms(terms: Sequence[str], include_deprivation: bool) -> list[str]:
@@ -1040,3 +1049,126 @@ def identifiers_in_outputs(folder: str | Path, inputs: Mapping[str, str | Path |
         finally:
             src.backend.close()
     return found
+
+
+# --------------------------------------------------------------------------- data quality without the rows
+def _profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> pd.DataFrame:
+    """helpers.quality.data_quality computed in SQL over the spells that pass ``where``.
+
+    Same columns, same rules (missing values, distinct values, first and last
+    dates, the codes of coded columns with their counts, suppressed together
+    with the missing count by :func:`helpers.disclosure.suppress_counts`).
+    """
+    from helpers import disclosure, quality
+
+    spec = io.table_columns(src.table)
+    be = src.backend
+    ids = io.identifier_columns()
+    source = {v: k for k, v in src.mapping.items()}
+    base = f"SELECT * FROM ({derived}) AS d WHERE {where}"
+    aggs = ["COUNT(*) AS n_rows"]
+    for i, c in enumerate(src.present):
+        aggs += [f"COUNT({_q(c)}) AS n{i}", f"COUNT(DISTINCT {_q(c)}) AS d{i}"]
+        if spec[c]["type"] == "date":
+            aggs += [f"MIN({_q(c)}) AS lo{i}", f"MAX({_q(c)}) AS hi{i}"]
+    stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
+    rows = int(stats["n_rows"])
+    records = []
+    for name, col_spec in spec.items():
+        record: dict[str, Any] = {
+            "table": src.table, "column": name, "source_column": "", "type": col_spec.get("type", ""),
+            "required": "yes" if col_spec.get("required") else "no", "rows": rows, "n_missing": rows,
+            "pct_complete": 0.0, "first": "", "last": "", "distinct_values": 0, "values_seen": "", "note": "",
+        }
+        if name not in src.present:
+            record["note"] = "not in the file" + (" (optional)" if not col_spec.get("required") else "")
+            records.append(record)
+            continue
+        i = src.present.index(name)
+        record["source_column"] = str(source.get(name, name)).strip()
+        n_missing: int | str = rows - int(stats[f"n{i}"])
+        record["distinct_values"] = int(stats[f"d{i}"])
+        if record["type"] == "date" and stats[f"lo{i}"] is not None:
+            record["first"], record["last"] = (f"{pd.Timestamp(stats[k]):%Y-%m-%d}" for k in (f"lo{i}", f"hi{i}"))
+        listed = "allowed" in col_spec or name in quality.LISTED_COLUMNS
+        if name in ids:
+            record["note"] = "identifier: values never shown"
+            listed = False
+        if listed:
+            counts = be.query(f"SELECT CAST({_q(name)} AS VARCHAR) AS v, COUNT(*) AS k FROM ({base}) AS b "
+                              f"WHERE {_q(name)} IS NOT NULL GROUP BY 1")
+            counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
+            shown = disclosure.suppress_counts([int(n_missing), *counts["k"].astype(int).tolist()], threshold)
+            n_missing, code_counts = shown[0], shown[1:]
+            parts = [f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}" for code, n in zip(counts["v"], code_counts)]
+            if len(parts) > quality.MAX_CODES:
+                parts = parts[:quality.MAX_CODES] + [f"… and {len(parts) - quality.MAX_CODES:,} more"]
+            record["values_seen"] = "; ".join(parts)
+        elif threshold > 0 and 1 <= int(n_missing) <= threshold:
+            n_missing = disclosure.SUPPRESSED
+        record["n_missing"] = n_missing
+        record["pct_complete"] = (disclosure.SUPPRESSED if n_missing == disclosure.SUPPRESSED
+                                  else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0))
+        records.append(record)
+    out = pd.DataFrame(records, columns=quality.QUALITY_COLUMNS)
+    out.attrs["disclosure"] = {"counts": []}
+    return out
+
+
+def _stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.DataFrame:
+    """A frame with no rows that carries what the quality functions read from a loaded table."""
+    frame = pd.DataFrame(columns=src.present)
+    frame.attrs["load_summary"] = {"table": src.table, "file": Path(str(src.path)).name, "rows_read": src.rows,
+                                   "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
+                                   "columns_ignored": src.leftover}
+    frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
+    return frame
+
+
+def data_quality(loaded: pd.DataFrame | Mapping[str, pd.DataFrame], threshold: int | None = None) -> pd.DataFrame:
+    """:func:`helpers.quality.data_quality` of a loaded table, or the engine's profile of one it did not load."""
+    from helpers import disclosure, quality
+
+    threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
+    if isinstance(loaded, Mapping):
+        out = pd.concat([data_quality(f, threshold) for f in loaded.values()], ignore_index=True)
+        out.attrs["disclosure"] = {"counts": []}
+        return out
+    profile = loaded.attrs.get("engine_profile")
+    return quality.data_quality(loaded, threshold) if profile is None else profile["data_quality"]
+
+
+def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
+    """:func:`helpers.quality.describe` of a loaded table, or of the engine's profile of one it did not load."""
+    from helpers import quality
+
+    frames = dict(loaded) if isinstance(loaded, Mapping) else {quality._summary(loaded)["table"]: loaded}
+    if not any("engine_profile" in f.attrs for f in frames.values()):
+        return quality.describe(loaded)
+    lines = []
+    for name, frame in frames.items():
+        if "engine_profile" not in frame.attrs:
+            lines.append(quality.describe(frame))
+            continue
+        summary = quality._summary(frame)
+        table = frame.attrs["engine_profile"]["data_quality"]
+        profiled = int(frame.attrs["engine_profile"]["rows"])
+        present = table[table["source_column"] != ""]
+        text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
+        if profiled != int(summary["rows_read"]):
+            text += f" ({profiled:,} of them profiled below, after the steps before this point)"
+        text += f"; {len(present)} of {len(table)} columns present"
+        mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if quality._renamed(k, v)}
+        if mapped:
+            text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
+        ignored = summary.get("columns_ignored") or []
+        if ignored:
+            text += f"; {len(ignored)} column(s) not used: " + ", ".join(map(str, ignored[:10]))
+        text += "."
+        for row in table[table["first"] != ""].itertuples():
+            text += f" {row.column}: {quality._long_date(row.first)} to {quality._long_date(row.last)}."
+        providers = table[table["column"] == "provider_code"]
+        if len(providers) and providers["distinct_values"].iloc[0]:
+            text += f" {providers['distinct_values'].iloc[0]:,} providers."
+        lines.append(text)
+    return "\n".join(lines)
