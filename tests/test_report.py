@@ -47,7 +47,8 @@ def executed_notebook(path: Path) -> Path:
     ]
     plot = nbformat.v4.new_code_cell("fig = plot(table)", metadata={"tags": ["hide-input"]})
     plot.outputs = [nbformat.v4.new_output("display_data", data=figure_outputs())]
-    nb.cells = [nbformat.v4.new_markdown_cell("# Where are stays longest?\n\nIntro."), params, table, plot,
+    nb.cells = [nbformat.v4.new_markdown_cell("# Where are stays longest?\n\nRead {doc}`../book/spc` first."),
+                params, table, plot,
                 nbformat.v4.new_markdown_cell("## Summary")]
     nbformat.write(nb, path)
     return path
@@ -72,6 +73,15 @@ def test_report_html_is_self_contained_with_code_and_stray_output_hidden(tmp_pat
     assert "<title>Where are stays longest?</title>" in html
     assert "sus.csv, 400,000 rows, SHA-256 abababababab" in html and "2025-04-01T09:30:00" in html
     assert "Counts from 1 to 7 are shown as *" in html
+    assert "{doc}" not in html and "<em>Statistical process control: is this month different?</em>" in html
+
+
+def test_book_cross_references_become_plain_text():
+    text = "See {doc}`../book/value/index`, {cite}`willan1996` and {cite}`twosides2014,hes_guide`; a {term}`QALY`."
+    # titles from the chapters' first headings; authors and years from book/references.bib
+    assert report.plain_roles(text) == (
+        "See *What value means*, (Willan and O'Brien 1996) and (Academy of Medical Royal Colleges et al. 2014; "
+        "NHS Digital 2023); a QALY.")
 
 
 def test_figures_written_as_png_and_svg(tmp_path):

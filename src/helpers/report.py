@@ -119,13 +119,16 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
 
     Outputs of the parameters cells and everything written to stderr
     (warnings, progress) are removed; a figure drawn both as PNG and SVG keeps
-    the PNG only; ``front`` (see :func:`front_matter`) becomes a short note
+    the PNG only; the book's cross-references become plain text
+    (:func:`plain_roles`); ``front`` (see :func:`front_matter`) becomes a short note
     under the title saying what was run, when and on which data.
     """
     import nbformat
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = plain_roles(cell.source)
         if cell.cell_type != "code":
             continue
         tags = set(cell.get("metadata", {}).get("tags", []))
@@ -147,6 +150,80 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
         first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
         nb.cells.insert(first + 1, note)
     return nb
+
+
+_ROLE = re.compile(r"\{(doc|cite|cite:p|cite:t|term|ref|numref)\}`([^`]*)`")
+_LABELLED = re.compile(r"^(.*?)\s*<([^>]+)>$", re.S)
+
+
+def plain_roles(text: str, notebooks_dir: Path | None = None) -> str:
+    """MyST roles as a reader outside the book should see them.
+
+    ``{doc}`` becomes the chapter's title in italics (read from its first
+    heading), ``{cite}`` the authors and year in brackets (from
+    ``book/references.bib``), ``{term}`` and ``{ref}`` their text. The
+    report of a run is a single page: the book's cross-references cannot
+    be links there.
+    """
+    from helpers import REPO_ROOT
+
+    base = notebooks_dir or REPO_ROOT / "notebooks"
+
+    def one(match: re.Match) -> str:
+        role, body = match.group(1), match.group(2).strip()
+        labelled = _LABELLED.match(body)
+        label, target = (labelled.group(1).strip(), labelled.group(2).strip()) if labelled else ("", body)
+        if role == "doc":
+            return f"*{label or _chapter_title(base, target)}*"
+        if role.startswith("cite"):
+            return "(" + "; ".join(_citation(k.strip()) for k in target.split(",")) + ")"
+        return label or target
+
+    return _ROLE.sub(one, text)
+
+
+def _chapter_title(base: Path, target: str) -> str:
+    path = (base / target).with_suffix(".md")
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+    return target.removeprefix("../").removeprefix("book/")
+
+
+def _citation(key: str) -> str:
+    entry = _bibliography().get(key)
+    if not entry:
+        return key
+    authors = [a.strip() for a in entry["author"].split(" and ") if a.strip()]
+    names = [a.strip("{}") if a.startswith("{") else a.split(",")[0].strip() for a in authors]
+    others = "others" in names
+    names = [n for n in names if n != "others"]
+    if len(names) > 2 or others:
+        who = f"{names[0]} et al."
+    else:
+        who = " and ".join(names)
+    return f"{who} {entry['year']}".strip()
+
+
+def _bibliography() -> dict[str, dict[str, str]]:
+    from helpers import REPO_ROOT
+
+    path = REPO_ROOT / "book" / "references.bib"
+    entries: dict[str, dict[str, str]] = {}
+    if not path.is_file():
+        return entries
+    key = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        start = re.match(r"\s*@\w+\{([^,\s]+),", line)
+        if start:
+            key = start.group(1)
+            entries[key] = {"author": "", "year": ""}
+            continue
+        field = re.match(r"\s*(author|year)\s*=\s*[{\"]?(.*?)[}\"]?,?\s*$", line)
+        if key and field:
+            entries[key][field.group(1)] = field.group(2)
+    return entries
 
 
 def _plain(value: Any) -> str:
