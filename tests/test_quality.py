@@ -80,10 +80,13 @@ def test_a_notebooks_own_input_without_contract():
     series = pd.DataFrame({"date": pd.to_datetime(["2024-04-01", "2024-05-01", None]),
                            "value": [3.0, None, 5.0], "group": ["A", "A", "B"]})
     series.attrs["load_summary"] = {"table": "series", "file": "s.csv", "rows_read": 3, "columns_ignored": []}
-    dq = quality.data_quality(series, threshold=0).set_index("column")
+    # an aggregate file (rows are months, not people): small counts are shown as they are
+    dq = publish(quality.data_quality(series), "data_quality").set_index("column")
     assert dq.loc["date", "type"] == "date" and dq.loc["date", "last"] == "2024-05-01"
     assert dq.loc["value", "n_missing"] == 1 and dq.loc["value", "pct_complete"] == pytest.approx(66.7)
     assert dq.loc["group", "values_seen"] == "A: 2; B: 1" and dq.loc["group", "required"] == ""
+    flow = publish(quality.exclusion_flow(series), "exclusions")
+    assert flow["rows_after"].tolist() == [3, 3]
 
 
 # --------------------------------------------------------------------------- the flow

@@ -116,7 +116,9 @@ def data_quality(
     one set that adds up to ``rows``; counts from 1 to ``threshold`` are shown
     as ``*`` and, when any is, the others in the set are rounded to 5
     (:func:`helpers.disclosure.suppress_counts`); ``pct_complete`` is then
-    computed from the rounded count, or starred with it.
+    computed from the rounded count, or starred with it. A notebook's own
+    input (an indicator or series file) is aggregate already, one row per
+    provider or month, so its counts are shown as they are.
     """
     if isinstance(frame, Mapping):
         out = pd.concat([data_quality(f, threshold) for f in frame.values()], ignore_index=True)
@@ -125,6 +127,8 @@ def data_quality(
     summary = _summary(frame)
     table = str(summary["table"])
     spec = _contract(table)
+    if spec is None:
+        threshold = 0  # a notebook's own input is already aggregate: its rows are not people
     source = {v: k for k, v in (summary.get("columns_mapped") or {}).items()}
     ids = identifier_columns()
     names = list(spec) if spec is not None else list(frame.columns)
@@ -206,9 +210,12 @@ def exclusion_flow(
     Returns columns ``table, step, rows_before, rows_excluded, rows_after,
     reason``: a first row ``read from FILE`` for each table (the loader drops
     nothing: a row that breaks the contract stops the run), the steps, and a
-    last row ``analysed``. Raises ``ValueError`` when the steps do not add up
-    (``rows_before − rows_excluded ≠ rows_after``, or a step does not start
-    where the previous one of its table ended): rows would be lost unseen.
+    last row ``analysed``. Published, its counts follow the small-number rule
+    across the whole table (the rows are linked by subtraction), unless every
+    input is a notebook's own aggregate file. Raises ``ValueError`` when the
+    steps do not add up (``rows_before − rows_excluded ≠ rows_after``, or a
+    step does not start where the previous one of its table ended): rows
+    would be lost unseen.
     """
     frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
     default = next(iter(frames))
@@ -237,7 +244,9 @@ def exclusion_flow(
         rows.append({"table": name, "step": "analysed", "rows_before": remaining, "rows_excluded": 0,
                      "rows_after": remaining, "reason": ""})
     out = pd.DataFrame(rows, columns=FLOW_COLUMNS)
-    out.attrs["disclosure"] = {"counts": ["rows_before", "rows_excluded", "rows_after"], "linked": True}
+    patient_level = any(_contract(str(_summary(f)["table"])) is not None for f in frames.values())
+    counts = ["rows_before", "rows_excluded", "rows_after"] if patient_level else []
+    out.attrs["disclosure"] = {"counts": counts, "linked": True}
     return out
 
 
