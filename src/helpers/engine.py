@@ -60,7 +60,7 @@ ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
 SPARK_MASTER_ENV = "HANDBOOK_SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
 #: Memory DuckDB may use before it spills to a temporary folder (env HANDBOOK_DUCKDB_MEMORY).
-DUCKDB_MEMORY_LIMIT = "3GB"
+DUCKDB_MEMORY_LIMIT = "2GB"
 
 # The date forms helpers.io.parse_dates accepts, as regular expressions both engines read
 # (ISO yyyy-mm-dd, optionally with a midnight time; UK dd/mm/yyyy, optionally with midnight).
@@ -113,8 +113,16 @@ class _Backend:
     def materialise(self, name: str, sql: str) -> None:
         raise NotImplementedError
 
-    def numbered(self, view: str, numbered: str) -> None:
-        """Create ``numbered``: ``view`` plus ``_rownum``, the 0-based position of each row in the file."""
+    def order_column(self) -> str | None:
+        """A column of the raw view that orders its rows as in the file (None: the engine keeps the order)."""
+        return None
+
+    def typed_select(self, name: str) -> str:
+        """SELECT of a materialised table with ``_rownum``, which sorts rows in file order."""
+        raise NotImplementedError
+
+    def raw_rows(self, view: str, rownums: list[Any], columns: list[str]) -> list[tuple[int, list[Any]]]:
+        """(0-based position in the file, raw values) of the rows with these ``_rownum``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -200,10 +208,21 @@ class _DuckDB(_Backend):
     def materialise(self, name: str, sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(name)} AS {sql}")
 
-    def numbered(self, view: str, numbered: str) -> None:
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(numbered + '_t')} AS SELECT * FROM {_q(view)}")
-        self.con.execute(
-            f"CREATE OR REPLACE VIEW {_q(numbered)} AS SELECT *, rowid AS _rownum FROM {_q(numbered + '_t')}")
+    def typed_select(self, name: str) -> str:
+        # a table created from one ordered scan numbers its rows in that order (preserve_insertion_order)
+        return f"SELECT *, rowid AS _rownum FROM {_q(name)}"
+
+    def raw_rows(self, view: str, rownums: list[Any], columns: list[str]) -> list[tuple[int, list[Any]]]:
+        numbered = f"{view}_numbered"
+        if numbered not in self._sources:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_q(numbered)} AS SELECT * FROM {_q(view)}")
+            self._sources[numbered] = numbered
+        if not rownums:
+            return []
+        wanted = ", ".join(str(int(r)) for r in rownums)
+        cols = ", ".join(_q(c) for c in columns)
+        rows = self.con.execute(f"SELECT rowid, {cols} FROM {_q(numbered)} WHERE rowid IN ({wanted}) ORDER BY rowid").fetchall()
+        return [(int(r[0]), list(r[1:])) for r in rows]
 
     def close(self) -> None:
         self.con.close()
@@ -240,10 +259,14 @@ class _Spark(_Backend):
             df = (self.spark.read.option("header", True).option("inferSchema", False).option("escape", '"')
                   .option("encoding", "UTF-8").csv(text))
             kind = "csv"
-        df.createOrReplaceTempView(view)
-        self._frames[view] = df
         names = list(df.columns)
         kinds = {f.name: _kind(f.dataType.simpleString()) for f in df.schema.fields}
+        from pyspark.sql import functions as F
+
+        # increasing with the partition and the position in it: the file's order, for one file
+        df = df.withColumn("_mid", F.monotonically_increasing_id())
+        df.createOrReplaceTempView(view)
+        self._frames[view] = df
         return names, kinds, kind
 
     def query(self, sql: str) -> pd.DataFrame:
@@ -257,13 +280,21 @@ class _Spark(_Backend):
         df.createOrReplaceTempView(name)
         self._frames[name] = df
 
-    def numbered(self, view: str, numbered: str) -> None:
-        from pyspark.sql import functions as F
+    def order_column(self) -> str | None:
+        return "_mid"
 
-        df = self._frames[view].withColumn("_mid", F.monotonically_increasing_id())
-        df.createOrReplaceTempView(numbered + "_m")
-        self.spark.sql(f"SELECT *, ROW_NUMBER() OVER (ORDER BY _mid) - 1 AS _rownum FROM `{numbered}_m`") \
-            .createOrReplaceTempView(numbered)
+    def typed_select(self, name: str) -> str:
+        return f"SELECT *, _mid AS _rownum FROM {_q(name)}"
+
+    def raw_rows(self, view: str, rownums: list[Any], columns: list[str]) -> list[tuple[int, list[Any]]]:
+        if not rownums:
+            return []
+        wanted = ", ".join(str(int(r)) for r in rownums)
+        cols = ", ".join(f"a.{_q(c)}" for c in columns)
+        sql = (f"SELECT a._mid, COUNT(b._mid) AS pos, {cols} FROM (SELECT * FROM {_q(view)} WHERE _mid IN ({wanted})) AS a "
+               f"LEFT JOIN (SELECT _mid FROM {_q(view)}) AS b ON b._mid < a._mid GROUP BY a._mid, {cols} ORDER BY a._mid")
+        rows = self.query(sql)
+        return [(int(r["pos"]), [r.iloc[2 + k] for k in range(len(columns))]) for _, r in rows.iterrows()]
 
     def close(self) -> None:
         for df in self._frames.values():
@@ -352,7 +383,7 @@ class TableSource:
     backend: _Backend
     raw_view: str
     typed_sql: str
-    typed: Any
+    raw_names: dict[str, str]
     present: list[str]
     kinds: dict[str, str]
     file_kind: str
@@ -396,64 +427,61 @@ def _date_from_text(t: str) -> str:
             f"WHEN REGEXP_MATCHES({t}, {_lit(_UK_SQL)}) THEN {make(uk, uk_full, (3, 2, 1))} END")
 
 
-def _column_sql(name: str, spec: Mapping[str, Any], kind: str) -> tuple[str, str, list[_Rule]]:
-    """Text and value expressions of one contract column, and its coercion rules in io's order.
+def _column_sql(name: str, spec: Mapping[str, Any], kind: str) -> tuple[str, str | None, str, list[_Rule]]:
+    """SQL of one contract column: its text, an intermediate, its value, and its rules in io's order.
 
-    The expressions refer to ``r_<name>`` (the raw column) and, for the
-    value, ``t_<name>`` (the text). Rules refer to ``t_`` and ``v_`` columns.
+    Layers (each evaluated once per row): ``r_<name>`` is the raw column;
+    the text ``t_<name>`` is trimmed with blanks as NULL; the intermediate
+    ``p_<name>`` is the code looked up (coded strings), the number (numbers)
+    or the parsed date (dates); the value is the contract column itself.
+    Rule conditions refer to those columns by name.
     """
-    r, t, v = _q(f"r_{name}"), _q(f"t_{name}"), _q(f"v_{name}")
+    r, t, p, v = _q(f"r_{name}"), _q(f"t_{name}"), _q(f"p_{name}"), _q(name)
     text = _text_expr(r, kind)
     rules: list[_Rule] = []
     ctype = spec["type"]
     if ctype == "string":
-        value = t
+        pre, value = None, t
         if "allowed" in spec or "recode" in spec:
             allowed = [str(a) for a in spec.get("allowed", [])]
             lookup = {a.upper(): a for a in allowed}
             lookup |= {str(k).upper(): str(val) for k, val in (spec.get("recode") or {}).items()}
             cases = " ".join(f"WHEN {_lit(k)} THEN {_lit(val)}" for k, val in lookup.items())
-            mapped = f"CASE UPPER({t}) {cases} END"
+            pre = f"CASE UPPER({t}) {cases} END"
             if allowed:
-                rules.append(_Rule(name, "one of " + ", ".join(allowed), f"{t} IS NOT NULL AND ({mapped}) IS NULL", [name]))
-            value = f"COALESCE({mapped}, {t})"
+                rules.append(_Rule(name, "one of " + ", ".join(allowed), f"{t} IS NOT NULL AND {p} IS NULL", [name]))
+            value = f"COALESCE({p}, {t})"
         if "pattern" in spec:
             patt = spec["pattern"] if spec["pattern"].startswith("^") else "^(" + spec["pattern"] + ")"
-            upper = f"REPLACE(UPPER({value}), '.', '')"
+            value = f"CASE WHEN {t} IS NOT NULL THEN REPLACE(UPPER({value}), '.', '') END"
             rules.append(_Rule(name, f"a code matching {spec['pattern']}",
-                               f"{t} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({upper}, {_lit(patt)}), FALSE)", [name]))
-            value = f"CASE WHEN {t} IS NOT NULL THEN {upper} END"
-        return text, value, rules
+                               f"{t} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({v}, {_lit(patt)}), FALSE)", [name]))
+        return text, pre, value, rules
     if ctype in {"integer", "number"}:
         if kind in {"integer", "float"}:
-            num = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r} AS DOUBLE) END"
+            pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r} AS DOUBLE) END"
         else:
-            cleaned = f"REPLACE(REPLACE({t}, ',', ''), '£', '')"
-            num = f"TRY_CAST({cleaned} AS DOUBLE)"
-            rules.append(_Rule(name, "a number", f"{t} IS NOT NULL AND ({num}) IS NULL", [name]))
+            pre = f"TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE)"
+            rules.append(_Rule(name, "a number", f"{t} IS NOT NULL AND {p} IS NULL", [name]))
+        num = p
         if ctype == "integer":
-            rules.append(_Rule(name, "a whole number", f"({num}) IS NOT NULL AND ({num}) <> FLOOR({num})", [name]))
-            num = f"CASE WHEN ({num}) = FLOOR({num}) THEN {num} END"
+            rules.append(_Rule(name, "a whole number", f"{p} IS NOT NULL AND {p} <> FLOOR({p})", [name]))
+            num = f"(CASE WHEN {p} = FLOOR({p}) THEN {p} END)"
             value = f"CAST(ROUND({num}) AS BIGINT)"
         else:
-            value = num
+            value = p
         lo, hi = spec.get("min"), spec.get("max")
         if lo is not None or hi is not None:
-            conds = ([f"({num}) < {lo}"] if lo is not None else []) + ([f"({num}) > {hi}"] if hi is not None else [])
+            conds = ([f"{num} < {lo}"] if lo is not None else []) + ([f"{num} > {hi}"] if hi is not None else [])
             rng = (f"between {lo} and {hi}" if lo is not None and hi is not None
                    else (f"at least {lo}" if lo is not None else f"at most {hi}"))
             rules.append(_Rule(name, f"a value {rng}", " OR ".join(conds), [name]))
-        # the rules are written on the text; rewrite them on the value columns' inputs
-        return text, value, rules
+        return text, pre, value, rules
     if ctype == "date":
-        if kind == "date":
-            value = f"CAST({r} AS DATE)"
-        elif kind == "timestamp":
-            value = f"CAST({r} AS DATE)"
-        else:
-            value = _date_from_text(t)
-            rules.append(_Rule(name, "a date as yyyy-mm-dd or dd/mm/yyyy", f"{t} IS NOT NULL AND ({value}) IS NULL", [name]))
-        return text, value, rules
+        if kind in {"date", "timestamp"}:
+            return text, None, f"CAST({r} AS DATE)", rules
+        rules.append(_Rule(name, "a date as yyyy-mm-dd or dd/mm/yyyy", f"{t} IS NOT NULL AND {p} IS NULL", [name]))
+        return text, _date_from_text(t), p, rules
     raise KeyError(f"Unknown type {ctype!r} for column {name!r} in the data dictionary")
 
 
@@ -469,8 +497,10 @@ def open_table(
     """Read one contract table with an engine and validate it; raise :class:`helpers.io.InputError`.
 
     The checks and their wording are those of :func:`helpers.io.load_table`.
-    Returns a :class:`TableSource` whose ``typed_sql`` selects the contract
-    columns, typed, one row per input row.
+    The file is read once into a typed table (DuckDB: a temporary table that
+    spills to disk; Spark: a cached view) holding the contract columns, one
+    flag per rule and ``_rownum`` (the order of the rows in the file).
+    Returns a :class:`TableSource` whose ``typed_sql`` selects from it.
     """
     spec = io.table_columns(table)
     path = io.sample_path(table) if path is None else path
@@ -483,6 +513,16 @@ def open_table(
         if path.stat().st_size == 0:
             raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
     be = backend or _backend(engine, spark)
+    try:
+        return _open(table, spec, path, column_map, be)
+    except BaseException:
+        if backend is None:
+            be.close()
+        raise
+
+
+def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Mapping[str, str] | None,
+          be: _Backend) -> TableSource:
     raw_view = f"raw_{table}"
     names, kinds, file_kind = be.register(path, raw_view)
     clean = {str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip(): c for c in names}
@@ -502,11 +542,11 @@ def open_table(
     by_target = {target: clean[src] for src, target in mapping.items()}
     present = [c for c in spec if c in by_target]
     src_kind = {c: kinds[by_target[c]] for c in present}
-    texts, values, rules = {}, {}, []
+    texts, pres, values, rules = {}, {}, {}, []
     for c in present:
-        texts[c], values[c], col_rules = _column_sql(c, spec[c], src_kind[c])
+        texts[c], pres[c], values[c], col_rules = _column_sql(c, spec[c], src_kind[c])
         rules += col_rules
-    # second pass, as io: required, unique, not_before, required_when
+    # second pass, as io: required, unique, not_before, required_when; then columns some rows need
     for c in present:
         cs = spec[c]
         raw_blank = f"({_q('r_' + c)} IS NULL OR TRIM(CAST({_q('r_' + c)} AS VARCHAR)) = '')"
@@ -521,36 +561,39 @@ def open_table(
         if when:
             (wcol, wval), = when.items()
             if wcol in present:
-                rules.append(_Rule(c, f"a value where {wcol} is {wval}", f"{_q(wcol)} = {_lit(wval)} AND {_q(c)} IS NULL", [wcol, c]))
+                rules.append(_Rule(c, f"a value where {wcol} is {wval}", f"{_q(wcol)} = {_lit(wval)} AND {_q(c)} IS NULL",
+                                   [wcol, c]))
     for c, cs in spec.items():
         when = cs.get("required_when")
         if when and c not in present:
             (wcol, wval), = when.items()
             if wcol in present:
                 rules.append(_Rule(c, f"a column {c}, needed because some rows have {wcol} = {wval}",
-                                   f"{_q(wcol)} = {_lit(wval)}", [], unique=False))
+                                   f"{_q(wcol)} = {_lit(wval)}", []))
+    flagged = [r for r in rules if not r.unique]
     raw_cols = ", ".join(f"{_q(by_target[c])} AS {_q('r_' + c)}" for c in present)
     text_cols = ", ".join(f"{texts[c]} AS {_q('t_' + c)}" for c in present)
+    pre_cols = "".join(f", {pres[c]} AS {_q('p_' + c)}" for c in present if pres[c] is not None)
     value_cols = ", ".join(f"{values[c]} AS {_q(c)}" for c in present)
-
-    def typed(source: str, extra: str = "") -> str:
-        return (f"SELECT *, {value_cols} FROM (SELECT *, {text_cols} FROM "
-                f"(SELECT {raw_cols}{extra} FROM {source}) AS r) AS t")
-
-    src = TableSource(table, path, be, raw_view, typed(_q(raw_view)), typed, present, src_kind, file_kind, mapping,
-                      leftover)
-    try:
-        _validate(src, rules)
-    except BaseException:
-        if backend is None:
-            be.close()
-        raise
+    flag_cols = "".join(f", COALESCE({r.condition}, FALSE) AS _bad{i}" for i, r in enumerate(flagged))
+    keep = ", ".join(_q(c) for c in present)
+    order = be.order_column()
+    select = (f"SELECT {keep}{', ' + order if order else ''}{flag_cols} FROM (SELECT *, {value_cols} FROM "
+              f"(SELECT *{pre_cols} FROM (SELECT *, {text_cols} FROM (SELECT {raw_cols}{', ' + order if order else ''} "
+              f"FROM {_q(raw_view)}) AS r) AS t) AS p) AS v")
+    typed_name = f"{table}_typed"
+    be.materialise(typed_name, select)
+    typed_sql = be.typed_select(typed_name)
+    src = TableSource(table, path, be, raw_view, typed_sql, clean, present, src_kind, file_kind, mapping, leftover)
+    for i, r in enumerate(flagged):
+        r.condition = f"_bad{i}"
+    _validate(src, rules)
     return src
 
 
 def _validate(src: TableSource, rules: list[_Rule]) -> None:
     be = src.backend
-    checks = [r for r in rules if not r.unique and r.condition is not None]
+    checks = [r for r in rules if not r.unique]
     counts = [f"SUM(CASE WHEN {r.condition} THEN 1 ELSE 0 END) AS c{i}" for i, r in enumerate(checks)]
     stats = ["COUNT(*) AS n_rows"]
     if "patient_classification" in src.present:
@@ -574,23 +617,29 @@ def _validate(src: TableSource, rules: list[_Rule]) -> None:
     broken = [r for r in rules if n_bad.get(id(r), 0) > 0]
     if not broken:
         return
-    # examples with their row numbers, from a numbered copy of the file (the error path only)
-    be.numbered(src.raw_view, f"{src.raw_view}_numbered")
-    numbered = src.typed(_q(f"{src.raw_view}_numbered"), ", _rownum")
+    # the error path: examples with their spreadsheet row numbers and the values as written in the file
     problems = []
     for r in broken:
-        if not r.show:  # a missing column needed by some rows: no examples (as io)
+        if not r.show:  # a column some rows need is missing: no examples (as io)
             problems.append(io.Problem(r.column, r.expected))
             continue
-        cols = ", ".join(_q("r_" + c) for c in r.show)
-        ex = be.query(f"SELECT _rownum, {cols} FROM ({numbered}) AS v WHERE {r.condition} "
-                      f"ORDER BY _rownum LIMIT {io.MAX_ROWS_SHOWN}")
+        found = be.query(f"SELECT _rownum FROM ({src.typed_sql}) AS v WHERE {r.condition} "
+                         f"ORDER BY _rownum LIMIT {io.MAX_ROWS_SHOWN}")["_rownum"].tolist()
+        raw = be.raw_rows(src.raw_view, found, [_source_name(src, c) for c in r.show])
         lines = []
-        for _, e in ex.iterrows():
-            values = ", ".join(f"{c}={io._show(_raw_value(e['r_' + c], src, c))}" for c in r.show)
-            lines.append(f"row {int(e['_rownum']) + 1 + io.HEADER_ROWS}: {values}")
+        for position, values in raw:
+            shown = ", ".join(f"{c}={io._show(_raw_value(v, src, c))}" for c, v in zip(r.show, values))
+            lines.append(f"row {position + 1 + io.HEADER_ROWS}: {shown}")
         problems.append(io.Problem(r.column, r.expected, lines, n_bad[id(r)]))
     io._raise(src.path, problems, src.table)
+
+
+def _source_name(src: TableSource, column: str) -> str:
+    """The file's own name of a contract column."""
+    for source, target in src.mapping.items():
+        if target == column:
+            return src.raw_names[source]
+    raise KeyError(column)
 
 
 def _raw_value(value: Any, src: TableSource, column: str) -> Any:
@@ -683,10 +732,7 @@ def load_spells(
     src = open_table("spells", path, column_map, engine, spark=spark)
     try:
         be = src.backend
-        be.numbered(src.raw_view, f"{src.raw_view}_rows")
-        typed_rows = src.typed(_q(f"{src.raw_view}_rows"), ", _rownum")
-        sql = _derived_sql(src, int(readmission_window_days), follow_up_end, readmission=True,
-                           typed_sql=typed_rows, carry=["_rownum"])
+        sql = _derived_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"])
         month = "DATE_TRUNC('month', discharge_date) AS month"
         keep = ", ".join(_q(c) for c in src.present)
         derived = ("los_days, emergency, elective, day_case, died, readmission_days, readmit_30d, "
@@ -875,7 +921,7 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
     per_event = {"los": 1.0, "readmission_30d": c["los_emergency"], "day_case": c["los_ordinary_elective"],
                  "mortality": None}[definition.name]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
-    profile = _profile_sql(src, in_year, derived, threshold)
+    profile = _profile_sql(src, in_year, _derived_sql(src, 30, None, readmission=False), threshold)
     return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), int(c["n_years"] or 0),
                           per_event, src.rows, engine, _stand_in(src, n_year, profile))
 
@@ -1073,6 +1119,12 @@ def _profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> 
             aggs += [f"MIN({_q(c)}) AS lo{i}", f"MAX({_q(c)}) AS hi{i}"]
     stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
     rows = int(stats["n_rows"])
+    listed_columns = [c for c in src.present if ("allowed" in spec[c] or c in quality.LISTED_COLUMNS) and c not in ids]
+    codes = pd.DataFrame(columns=["c", "v", "k"])
+    if listed_columns:
+        codes = be.query(" UNION ALL ".join(
+            f"SELECT {_lit(c)} AS c, CAST({_q(c)} AS VARCHAR) AS v, COUNT(*) AS k FROM ({base}) AS b "
+            f"WHERE {_q(c)} IS NOT NULL GROUP BY {_q(c)}" for c in listed_columns))
     records = []
     for name, col_spec in spec.items():
         record: dict[str, Any] = {
@@ -1095,8 +1147,7 @@ def _profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> 
             record["note"] = "identifier: values never shown"
             listed = False
         if listed:
-            counts = be.query(f"SELECT CAST({_q(name)} AS VARCHAR) AS v, COUNT(*) AS k FROM ({base}) AS b "
-                              f"WHERE {_q(name)} IS NOT NULL GROUP BY 1")
+            counts = codes[codes["c"] == name]
             counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
             shown = disclosure.suppress_counts([int(n_missing), *counts["k"].astype(int).tolist()], threshold)
             n_missing, code_counts = shown[0], shown[1:]
