@@ -19,7 +19,7 @@ import pytest
 from helpers import casemix, derive, engine, funnel, io, opportunity
 
 SAMPLE = io.sample_path("spells")
-RTOL = 1e-10
+EXACT = {"check_exact": True}  # the engines add up in the rows' order: the same numbers to the last bit
 
 
 def provider_indicator(prepared: engine.VariationInput, indicator: str) -> pd.DataFrame:
@@ -69,21 +69,24 @@ def bad_spells(tmp_path: Path) -> pd.DataFrame:
 def test_duckdb_provider_indicator_is_the_pandas_table(pandas_results, indicator):
     duck = engine.prepare_variation(None, indicator, engine="duckdb")
     expected = provider_indicator(pandas_results[indicator], indicator)
-    pd.testing.assert_frame_equal(provider_indicator(duck, indicator), expected, rtol=RTOL)
+    pd.testing.assert_frame_equal(provider_indicator(duck, indicator), expected, **EXACT)
     pd.testing.assert_frame_equal(duck.exclusions, pandas_results[indicator].exclusions)
     assert duck.years == pandas_results[indicator].years == 2
-    assert duck.bed_days_per_event == pytest.approx(pandas_results[indicator].bed_days_per_event, rel=1e-15)
+    assert duck.bed_days_per_event == pandas_results[indicator].bed_days_per_event
     for table in ("diagnostics", "calibration", "coefficients", "pooled_levels"):
         pd.testing.assert_frame_equal(getattr(duck.model, table), getattr(pandas_results[indicator].model, table),
-                                      rtol=RTOL)
+                                      **EXACT)
+    # the data quality profile computed in SQL is the table helpers.quality makes from the rows
+    pd.testing.assert_frame_equal(engine.data_quality(duck.spells), engine.data_quality(pandas_results[indicator].spells))
+    assert engine.describe(duck.spells) == engine.describe(pandas_results[indicator].spells)
 
 
 @pytest.mark.parametrize("indicator", ["day_case", "mortality"])
 def test_duckdb_binomial_indicators_and_one_year(indicator):
     a = engine.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas")
     b = engine.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb")
-    pd.testing.assert_frame_equal(b.model.providers, a.model.providers, rtol=RTOL)
-    pd.testing.assert_frame_equal(b.model.coefficients, a.model.coefficients, rtol=RTOL)
+    pd.testing.assert_frame_equal(b.model.providers, a.model.providers, **EXACT)
+    pd.testing.assert_frame_equal(b.model.coefficients, a.model.coefficients, **EXACT)
     pd.testing.assert_frame_equal(b.exclusions, a.exclusions)
     assert b.exclusions.loc[0, "rows_excluded"] > 0  # 2023/24 left out, and counted
     assert b.years == a.years == 1
@@ -191,6 +194,20 @@ def test_unknown_term_and_year_are_clear_errors():
         engine.prepare_variation(None, "los", financial_year="2019/20", engine="duckdb")
 
 
+def test_handbook_run_engine_duckdb_writes_the_pandas_tables(tmp_path):
+    from helpers import cli
+
+    assert cli.main(["run", "variation", "--out", str(tmp_path / "pandas"), "--quiet"]) == 0
+    assert cli.main(["run", "variation", "--engine", "duckdb", "--out", str(tmp_path / "duckdb"), "--quiet"]) == 0
+    tables = sorted(p.name for p in (tmp_path / "pandas" / "tables").glob("*.csv"))
+    assert "provider_indicator.csv" in tables
+    assert tables == sorted(p.name for p in (tmp_path / "duckdb" / "tables").glob("*.csv"))
+    for name in tables:
+        assert (tmp_path / "duckdb" / "tables" / name).read_bytes() == (tmp_path / "pandas" / "tables" / name).read_bytes(), name
+    # a notebook without the parameter refuses the option instead of ignoring it
+    assert cli.main(["run", "spc", "--engine", "duckdb", "--out", str(tmp_path / "spc"), "--quiet"]) == 2
+
+
 def test_identifiers_in_outputs_finds_only_input_identifiers(tmp_path):
     spells = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, usecols=["patient_id", "spell_id"])
     out = tmp_path / "run"
@@ -225,9 +242,9 @@ def test_spark_provider_indicator_is_the_pandas_table(pandas_results, spark):
     for indicator in ("los", "readmission_30d"):
         got = engine.prepare_variation(None, indicator, engine="spark", spark=spark)
         expected = provider_indicator(pandas_results[indicator], indicator)
-        pd.testing.assert_frame_equal(provider_indicator(got, indicator), expected, rtol=RTOL)
+        pd.testing.assert_frame_equal(provider_indicator(got, indicator), expected, **EXACT)
         pd.testing.assert_frame_equal(got.exclusions, pandas_results[indicator].exclusions)
-        assert got.bed_days_per_event == pytest.approx(pandas_results[indicator].bed_days_per_event, rel=1e-15)
+        assert got.bed_days_per_event == pandas_results[indicator].bed_days_per_event
 
 
 def test_spark_bad_file_gives_the_pandas_message(tmp_path, spark):

@@ -875,12 +875,12 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
     terms = _terms(case_mix, include_deprivation)
     term_sql = [_term_sql(t, src.present) for t in terms]
     cond, outcome, reason = _POPULATION[definition.name]
-    derived = _derived_sql(src, 30, None, readmission=definition.name == "readmission_30d")
+    derived = _derived_sql(src, 30, None, readmission=definition.name == "readmission_30d", carry=["_rownum"])
     in_year = "TRUE" if financial_year is None else f"financial_year = {_lit(financial_year)}"
     term_cols = ", ".join(f"{sql} AS _t{i}" for i, sql in enumerate(term_sql))
     be.materialise(
         "variation_base",
-        f"SELECT provider_code, financial_year, emergency, elective, day_case, los_days, "
+        f"SELECT _rownum, provider_code, financial_year, emergency, elective, day_case, los_days, "
         f"({in_year}) AS _in_year, ({cond}) AS _in_pop, CAST({outcome} AS BIGINT) AS _y, {term_cols} "
         f"FROM ({derived}) AS d",
     )
@@ -906,11 +906,13 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
         "rows_excluded": [n_year - n_pop], "rows_after": [n_pop], "reason": [reason],
     })
     groups = ", ".join(f"_t{i}" for i in range(len(terms)))
-    pcells = be.query(f"SELECT {groups}, provider_code, COUNT(*) AS n, SUM(_y) AS events FROM variation_base "
+    # _first (the cell's first row in the file) lets fit_cells add up in the order the rows would be
+    pcells = be.query(f"SELECT {groups}, provider_code, COUNT(*) AS n, SUM(_y) AS events, MIN(_rownum) AS _first "
+                      f"FROM variation_base "
                       f"WHERE _in_year AND _in_pop GROUP BY {groups}, provider_code")
     vcells = None
     if definition.family != "binomial":
-        vcells = be.query(f"SELECT {groups}, _y, COUNT(*) AS w FROM variation_base "
+        vcells = be.query(f"SELECT {groups}, _y, COUNT(*) AS w, MIN(_rownum) AS _first FROM variation_base "
                           f"WHERE _in_year AND _in_pop GROUP BY {groups}, _y")
     names = {f"_t{i}": t for i, t in enumerate(terms)}
     pcells = pcells.rename(columns=names)
@@ -958,7 +960,9 @@ def fit_cells(
     (text, missing as null), ``provider``, ``n`` (spells) and ``events`` (sum
     of the outcome). ``vcells`` (needed for the Poisson and negative binomial
     families): one row per case-mix cell and outcome value, with ``_y`` (the
-    value) and ``w`` (spells). The steps and the result are those of
+    value) and ``w`` (spells). An optional ``_first`` column (the position of
+    the cell's first spell in the file) orders the sums as a row-level fit
+    would, so the result is the same to the last bit. The steps and the result are those of
     ``fit_casemix``: rare levels (under ``min_level_spells`` spells) pooled
     into "other", missing kept as a level, the GLM fitted on cell totals
     (binomial on events and non-events; Poisson with log(spells) offset;
@@ -973,12 +977,13 @@ def fit_cells(
     for term in terms:
         if term not in pcells.columns:
             raise KeyError(f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}.")
-    pc = pcells.copy()
+    # in the order of the cells' first rows, when known: sums then run as over the rows (bit for bit)
+    pc = pcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in pcells else pcells.copy()
     pc["n"] = pc["n"].astype("int64")
     pc["events"] = pc["events"].astype("float64")
     vc = None
     if vcells is not None:
-        vc = vcells.copy()
+        vc = vcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in vcells else vcells.copy()
         vc["_y"] = vc["_y"].astype("float64")
         vc["w"] = vc["w"].astype("int64")
     log = []
