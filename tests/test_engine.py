@@ -138,6 +138,26 @@ def test_readmission_linkage_by_hand(tmp_path):
     pd.testing.assert_frame_equal(got, derive.add_spell_fields(io.load_table("spells", path)))
 
 
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_duckdb_reads_a_hes_style_extract_as_pandas_does(tmp_path, suffix):
+    """Byte-order mark, dd/mm/yyyy dates, HES names in other cases and spaces, an extra column."""
+    raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(1500)
+    for c in ["admission_date", "discharge_date"]:
+        raw[c] = pd.to_datetime(raw[c]).dt.strftime("%d/%m/%Y")
+    raw = raw.rename(columns={"provider_code": "PROCODE3", "admission_date": "admidate", "discharge_date": "DISDATE",
+                              "age": "STARTAGE", "sex": "Gender ", "hrg": "SUSHRG"}).assign(extra="x")
+    path = tmp_path / f"extract.{suffix}"
+    if suffix == "csv":
+        raw.to_csv(path, index=False, encoding="utf-8-sig")
+    else:
+        raw.to_excel(path, index=False)
+    expected = derive.add_spell_fields(io.load_table("spells", path))
+    got = engine.load_spells(path, engine="duckdb")
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.attrs["load_summary"]["columns_mapped"] == expected.attrs["load_summary"]["columns_mapped"]
+    assert got.attrs["load_summary"]["columns_ignored"] == ["extra"]
+
+
 @pytest.mark.parametrize("suffix", ["csv", "cp1252.csv", "parquet"])
 def test_duckdb_bad_file_gives_the_pandas_message(tmp_path, suffix):
     bad = bad_spells(tmp_path)
