@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import difflib
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -169,6 +170,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the results folder follows the user's umask
     try:
         tables = staging / "tables"
         tables.mkdir()
@@ -191,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "parameters": params,
                 "inputs": inputs,
                 "tables": {s: _count_rows(tables / f"{s}.csv") for s in sheets},
+                "exclusions": _read_records(tables / "exclusions.csv"),
                 "package_versions": package_versions(),
                 "seconds": elapsed,
                 "finished": dt.datetime.now().isoformat(timespec="seconds"),
@@ -214,6 +219,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Wrote {out}: report.html, results.xlsx, tables/ ({len(sheets)} tables), run.json "
               f"in {elapsed:.0f} s")
     return 0
+
+
+def _read_records(csv: Path) -> list[dict[str, str]]:
+    """Rows of a (small, suppressed) result table as records, for run.json."""
+    if not csv.is_file():
+        return []
+    import pandas as pd
+
+    return pd.read_csv(csv, dtype=str, keep_default_na=False).to_dict("records")
 
 
 def _count_rows(csv: Path) -> int:
