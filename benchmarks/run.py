@@ -80,6 +80,28 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
     raise ValueError(f"unknown task {task!r}")
 
 
+def stop_spark() -> None:
+    """Stop a Spark session this child started and wait for its JVM, so the JVM's peak counts in the child's."""
+    try:
+        from pyspark import SparkContext
+    except ImportError:
+        return
+    gateway = SparkContext._gateway
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    if gateway is not None:
+        gateway.shutdown()
+        proc = getattr(gateway, "proc", None)
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the gateway JVM exits when its standard input closes
+            try:
+                proc.wait(timeout=60)
+            except Exception:  # noqa: BLE001 - do not leave it running
+                proc.kill()
+                proc.wait()
+
+
 # --------------------------------------------------------------------------- the parent
 def measure(task: str, path: Path, engine: str, extra: dict, timeout: float) -> dict:
     """Run ``child`` in a fresh interpreter; wall time and the child's peak RSS (MiB)."""
@@ -133,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
         task, path, engine, extra = argv[1:5]
-        print(json.dumps(child(task, path, engine, json.loads(extra))))
+        result = child(task, path, engine, json.loads(extra))
+        if engine == "spark":
+            stop_spark()
+        print(json.dumps(result))
         return 0
     if argv and argv[0] == "--make":
         print(json.dumps({k: str(v) for k, v in make_data(int(argv[1]), Path(argv[2])).items()}))
