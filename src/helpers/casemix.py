@@ -203,26 +203,47 @@ def bed_days_per_event(spells: pd.DataFrame, indicator: str) -> float | None:
     raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
 
 
-def _prepare_terms(frame: pd.DataFrame, terms: Sequence[str], min_level_spells: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Terms as text with missing -> 'missing' and rare levels -> 'other'; log of the pooling."""
-    out = pd.DataFrame(index=frame.index)
-    log = []
-    for term in terms:
-        if term not in frame.columns:
-            raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join(map(str, frame.columns))}.")
-        col = frame[term].astype("str").where(frame[term].notna(), MISSING)
-        counts = col.value_counts()
-        rare = counts[counts < min_level_spells]
-        if len(rare) and len(rare) < len(counts):
-            col = col.where(~col.isin(rare.index), OTHER)
-            log.append({"term": term, "levels_pooled": len(rare), "spells_pooled": int(rare.sum()),
-                        "levels_kept": int(len(counts) - len(rare))})
-        n_missing = int(frame[term].isna().sum())
-        if n_missing:
-            log.append({"term": term, "levels_pooled": 0, "spells_pooled": 0, "levels_kept": int(col.nunique()),
-                        "missing_as_level": n_missing})
-        out[term] = col
-    return out, pd.DataFrame(log)
+def model_terms(terms: Sequence[str], include_deprivation: bool = False) -> list[str]:
+    """The model's terms: ``terms`` without repeats, with :data:`DEPRIVATION_TERM` added or removed."""
+    terms = list(dict.fromkeys(terms))
+    if include_deprivation and DEPRIVATION_TERM not in terms:
+        terms.append(DEPRIVATION_TERM)
+    if not include_deprivation and DEPRIVATION_TERM in terms:
+        terms.remove(DEPRIVATION_TERM)
+    return terms
+
+
+#: Why an indicator's population can be empty, in plain words (see :func:`empty_population_message`).
+_EMPTY_BECAUSE: dict[str, str] = {
+    "los": "every spell is a day case (planned same-day care), and day cases are not part of length of stay",
+    "readmission_30d": (
+        "no spell has a full 30-day follow-up inside the extract: a spell counts only if the patient left "
+        "hospital alive at least 30 days before the last admission date in the file, so a short extract "
+        "(a few thousand rows, or a few weeks of discharges) may have none"
+    ),
+    "day_case": "the spells include no elective admission",
+    "mortality": "no spell has a recorded discharge method",
+}
+
+
+def empty_population_message(indicator: str | None = None) -> str:
+    """The message of the :class:`helpers.io.InputError` raised when an indicator's population is empty."""
+    if indicator in INDICATORS:
+        d = INDICATORS[indicator]
+        return (f"Cannot fit the case-mix model for {d.label} ({d.name}): the indicator's population "
+                f"({d.population}) is empty, so there is no spell to compare providers on. This happens when "
+                f"{_EMPTY_BECAUSE[d.name]}; or when the financial year chosen has no spells of that kind. "
+                "Use a longer extract, another financial year, or another indicator.")
+    return ("Cannot fit the case-mix model: the indicator's population is empty, so there is no spell to compare "
+            "providers on. This happens when no spell meets the indicator's definition in the extract - for "
+            "emergency readmission within 30 days, when no spell has a full 30-day follow-up inside the extract. "
+            "Use a longer extract, another financial year, or another indicator.")
+
+
+def _level_text(values: pd.Series) -> pd.Series:
+    """Term values as text, missing as ``"missing"``."""
+    return pd.Series([MISSING if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+                      for v in values], index=values.index, dtype="str")
 
 
 def _design(cells: pd.DataFrame, terms: Sequence[str]) -> tuple[np.ndarray, list[str], dict[str, str]]:
@@ -432,6 +453,137 @@ def _fit_negative_binomial(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple
     return _irls(X, y, "negative_binomial", weights=w, alpha=alpha), alpha
 
 
+def fit_cells(
+    pcells: pd.DataFrame,
+    terms: Sequence[str] = DEFAULT_TERMS,
+    family: Family = "poisson",
+    *,
+    vcells: pd.DataFrame | None = None,
+    include_deprivation: bool = False,
+    min_level_spells: int = MIN_LEVEL_SPELLS,
+    provider: str = "provider_code",
+    outcome: str = "outcome",
+    indicator: str | None = None,
+) -> CasemixModel:
+    """Fit the case-mix model on aggregated cells and return O and E by provider.
+
+    The one implementation of the fit: :func:`fit_casemix` builds the cells
+    from rows and calls it; :mod:`helpers.engine` builds them in SQL.
+
+    ``pcells``: one row per case-mix cell and provider with the ``terms``
+    (text, missing as null), ``provider``, ``n`` (spells) and ``events`` (sum
+    of the outcome). ``vcells`` (needed for the Poisson and negative binomial
+    families): one row per case-mix cell and outcome value, with ``_y`` (the
+    value) and ``w`` (spells). An optional ``_first`` column (the position of
+    the cell's first spell in the rows) orders the sums as a row-level fit
+    would, so the result is the same to the last bit whoever made the cells.
+
+    Steps (module docstring; METHODS.md section 1): levels with fewer than
+    ``min_level_spells`` spells pooled into "other", missing kept as a level
+    "missing"; the GLM fitted on cell totals - binomial on events and
+    non-events, Poisson with log(spells) as offset, negative binomial on
+    (cell, value) counts with frequency weights (McCullagh & Nelder 1989,
+    section 2.5); then O (sum of the outcome) and E (sum of the predictions)
+    by provider. ``outcome`` names the outcome in the diagnostics table;
+    ``indicator`` (a key of :data:`INDICATORS`) words the error raised when
+    there are no spells. Raises :class:`helpers.io.InputError` when the cells
+    hold no spell (an empty population).
+    """
+    terms = model_terms(terms, include_deprivation)
+    if family not in ("binomial", "poisson", "negative_binomial"):
+        raise ValueError(f"family must be 'binomial', 'poisson' or 'negative_binomial'; got {family!r}.")
+    count_outcome = family != "binomial"
+    if count_outcome and vcells is None:
+        raise ValueError(f"The {family} family needs vcells (spells by case-mix cell and outcome value).")
+    for term in terms:
+        if term not in pcells.columns:
+            raise KeyError(f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}.")
+    if len(pcells) == 0 or int(pd.to_numeric(pcells["n"]).sum()) == 0:
+        from helpers.io import InputError
+
+        raise InputError(empty_population_message(indicator))
+    # in the order of the cells' first rows, when known: sums then run as over the rows (bit for bit)
+    pc = pcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in pcells else pcells.copy()
+    pc["n"] = pc["n"].astype("int64")
+    pc["events"] = pc["events"].astype("float64")
+    vc = None
+    if vcells is not None:
+        vc = vcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in vcells else vcells.copy()
+        vc["_y"] = vc["_y"].astype("float64")
+        vc["w"] = vc["w"].astype("int64")
+    log = []
+    for term in terms:
+        col = _level_text(pc[term])
+        missing = pc[term].isna()
+        counts = pc.groupby(col, sort=False)["n"].sum()
+        rare = counts[counts < min_level_spells]
+        if len(rare) and len(rare) < len(counts):
+            col = col.where(~col.isin(rare.index), OTHER)
+            log.append({"term": term, "levels_pooled": len(rare), "spells_pooled": int(rare.sum()),
+                        "levels_kept": int(len(counts) - len(rare))})
+        n_missing = int(pc.loc[missing, "n"].sum())
+        if n_missing:
+            log.append({"term": term, "levels_pooled": 0, "spells_pooled": 0, "levels_kept": int(col.nunique()),
+                        "missing_as_level": n_missing})
+        if vc is not None:
+            vcol = _level_text(vc[term])
+            if len(rare) and len(rare) < len(counts):
+                vcol = vcol.where(~vcol.isin(rare.index), OTHER)
+            vc[term] = vcol
+        pc[term] = col
+    pooled = pd.DataFrame(log)
+    pc[provider] = pc[provider].astype("str")
+    pcells = pc.groupby(terms + [provider], sort=False)[["n", "events"]].sum().reset_index()
+    cells = pcells.groupby(terms, observed=True, sort=True)[["n", "events"]].sum().reset_index()
+    X, names, refs = _design(cells, terms)
+    n = cells["n"].to_numpy(float)
+    ev = cells["events"].to_numpy(float)
+    total = int(pcells["n"].sum())
+    alpha = np.nan
+    if family == "binomial":
+        res = _irls(X, ev, "binomial", trials=n)
+        mu = 1 / (1 + np.exp(-(X @ res.params)))  # probability per spell
+    elif family == "poisson":
+        res = _irls(X, ev, "poisson", offset=np.log(n))
+        mu = np.exp(X @ res.params)  # mean per spell
+    else:
+        vcell = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
+        idx = cells[terms].reset_index().merge(vcell, on=terms, how="right")
+        res, alpha = _fit_negative_binomial(X[idx["index"].to_numpy()], idx["_y"].to_numpy(float), idx["w"].to_numpy(float))
+        mu = np.exp(X @ res.params)
+    cells["mu"] = mu
+
+    # diagnostics from (cell, outcome value) counts
+    if count_outcome:
+        v = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
+        v = v.merge(cells[terms + ["mu"]], on=terms, how="left")
+        c_stat = concordance(v["mu"].to_numpy(), v["_y"].to_numpy(), v["w"].to_numpy())
+        pearson = float((v["w"] * (v["_y"] - v["mu"]) ** 2 / v["mu"]).sum())
+        dispersion = pearson / max(total - len(names), 1)
+    else:
+        c_stat = concordance(np.concatenate([mu, mu]), np.concatenate([np.ones(len(mu)), np.zeros(len(mu))]),
+                             np.concatenate([ev, n - ev]))
+        dispersion = 1.0
+    calibration = calibration_by_decile(mu, ev, n)
+
+    pcells = pcells.merge(cells[terms + ["mu"]], on=terms, how="left")
+    pcells["expected"] = pcells["mu"] * pcells["n"]
+    prov = pcells.groupby(provider, sort=True).agg(denominator=("n", "sum"), observed=("events", "sum"),
+                                                   expected=("expected", "sum")).reset_index()
+    prov = prov.rename(columns={provider: "provider_code"})
+    prov["observed_mean"] = prov["observed"] / prov["denominator"]
+    prov["expected_mean"] = prov["expected"] / prov["denominator"]
+    prov["denominator"] = prov["denominator"].astype("int64")
+    diagnostics = pd.DataFrame({
+        "outcome": [outcome], "family": [family], "terms": [", ".join(terms)],
+        "spells": [total], "cells": [int(len(cells))], "parameters": [len(names)], "c_statistic": [c_stat],
+        "pearson_dispersion": [dispersion], "nb_alpha": [alpha], "converged": [res.converged],
+    })
+    coefficients = pd.DataFrame({"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)})
+    coefficients["reference"] = [""] + [refs[nm.split("[")[0]] for nm in names[1:]]
+    return CasemixModel(prov, diagnostics, calibration, coefficients, pooled, terms, family)
+
+
 def fit_casemix(
     frame: pd.DataFrame,
     terms: Sequence[str] = DEFAULT_TERMS,
@@ -441,6 +593,7 @@ def fit_casemix(
     provider: str = "provider_code",
     include_deprivation: bool = False,
     min_level_spells: int = MIN_LEVEL_SPELLS,
+    indicator: str | None = None,
 ) -> CasemixModel:
     """Fit the case-mix model on aggregated cells and return O and E by provider.
 
@@ -448,16 +601,19 @@ def fit_casemix(
     count such as length of stay for Poisson / negative binomial), the
     ``terms`` and the provider. ``include_deprivation`` adds
     :data:`DEPRIVATION_TERM`. Rows with a missing outcome are an error, not
-    dropped.
+    dropped. The rows are grouped into cells (case mix by provider, and for
+    count outcomes case mix by outcome value) and fitted by :func:`fit_cells`.
+    An empty ``frame`` (an indicator whose population has no spells) raises
+    :class:`helpers.io.InputError`, worded for ``indicator`` when given.
     """
-    terms = list(dict.fromkeys(terms))
-    if include_deprivation and DEPRIVATION_TERM not in terms:
-        terms.append(DEPRIVATION_TERM)
-    if not include_deprivation and DEPRIVATION_TERM in terms:
-        terms.remove(DEPRIVATION_TERM)
+    terms = model_terms(terms, include_deprivation)
     for col in (outcome, provider):
         if col not in frame.columns:
             raise KeyError(f"Case-mix model: column {col!r} not found.")
+    if len(frame) == 0:
+        from helpers.io import InputError
+
+        raise InputError(empty_population_message(indicator))
     y_all = pd.to_numeric(frame[outcome], errors="coerce")
     bad = y_all.isna() | (y_all < 0)
     if family == "binomial":
@@ -468,70 +624,20 @@ def fit_casemix(
                          f"{int(bad.sum())} row(s) are not, for example {rows}.")
     if family not in ("binomial", "poisson", "negative_binomial"):
         raise ValueError(f"family must be 'binomial', 'poisson' or 'negative_binomial'; got {family!r}.")
-    X_terms, pooled = _prepare_terms(frame, terms, min_level_spells)
-    X_terms["_y"] = y_all.to_numpy(float)
-    X_terms["_prov"] = frame[provider].astype("str").to_numpy()
-    count_outcome = family != "binomial"
-
-    # cells: case mix x provider (for O and E), then case mix alone (for the fit)
-    X_terms["_y2"] = X_terms["_y"] ** 2
-    pcells = X_terms.groupby(terms + ["_prov"], observed=True, sort=False).agg(
-        n=("_y", "size"), events=("_y", "sum")).reset_index()
-    cells = pcells.groupby(terms, observed=True, sort=True)[["n", "events"]].sum().reset_index()
-    X, names, refs = _design(cells, terms)
-    n = cells["n"].to_numpy(float)
-    ev = cells["events"].to_numpy(float)
-    alpha = np.nan
-    if family == "binomial":
-        res = _irls(X, ev, "binomial", trials=n)
-        mu = 1 / (1 + np.exp(-(X @ res.params)))  # probability per spell
-    elif family == "poisson":
-        res = _irls(X, ev, "poisson", offset=np.log(n))
-        mu = np.exp(X @ res.params)  # mean per spell
-    else:
-        vcell = X_terms.groupby(terms + ["_y"], observed=True, sort=False).size().rename("w").reset_index()
-        idx = cells[terms].reset_index().merge(vcell, on=terms, how="right")
-        res, alpha = _fit_negative_binomial(X[idx["index"].to_numpy()], idx["_y"].to_numpy(float), idx["w"].to_numpy(float))
-        mu = np.exp(X @ res.params)
-    cells["mu"] = mu
-
-    # diagnostics from (cell, outcome value) counts
-    if count_outcome:
-        vc = X_terms.groupby(terms + ["_y"], observed=True, sort=False).size().rename("w").reset_index()
-        vc = vc.merge(cells[terms + ["mu"]], on=terms, how="left")
-        c_stat = concordance(vc["mu"].to_numpy(), vc["_y"].to_numpy(), vc["w"].to_numpy())
-        pearson = float((vc["w"] * (vc["_y"] - vc["mu"]) ** 2 / vc["mu"]).sum())
-        dispersion = pearson / max(len(frame) - len(names), 1)
-    else:
-        score = np.concatenate([mu, mu])
-        yy = np.concatenate([np.ones(len(mu)), np.zeros(len(mu))])
-        ww = np.concatenate([ev, n - ev])
-        c_stat = concordance(score, yy, ww)
-        dispersion = 1.0
-    calibration = calibration_by_decile(mu, ev, n)
-
-    pcells = pcells.merge(cells[terms + ["mu"]], on=terms, how="left")
-    pcells["expected"] = pcells["mu"] * pcells["n"]
-    prov = pcells.groupby("_prov", sort=True).agg(denominator=("n", "sum"), observed=("events", "sum"), expected=("expected", "sum")).reset_index()
-    prov = prov.rename(columns={"_prov": "provider_code"})
-    prov["observed_mean"] = prov["observed"] / prov["denominator"]
-    prov["expected_mean"] = prov["expected"] / prov["denominator"]
-    prov["denominator"] = prov["denominator"].astype("int64")
-
-    diagnostics = pd.DataFrame(
-        {
-            "outcome": [outcome],
-            "family": [family],
-            "terms": [", ".join(terms)],
-            "spells": [int(len(frame))],
-            "cells": [int(len(cells))],
-            "parameters": [len(names)],
-            "c_statistic": [c_stat],
-            "pearson_dispersion": [dispersion],
-            "nb_alpha": [alpha],
-            "converged": [res.converged],
-        }
-    )
-    coefficients = pd.DataFrame({"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)})
-    coefficients["reference"] = [""] + [refs[nm.split("[")[0]] for nm in names[1:]]
-    return CasemixModel(prov, diagnostics, calibration, coefficients, pooled, terms, family)
+    for term in terms:
+        if term not in frame.columns:
+            raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join(map(str, frame.columns))}.")
+    # the terms as text (missing stays missing: fit_cells keeps it as a level); rows numbered in order
+    rows = pd.DataFrame({term: frame[term].astype("str").where(frame[term].notna(), None).to_numpy() for term in terms})
+    rows["_prov"] = frame[provider].astype("str").to_numpy()
+    rows["_y"] = y_all.to_numpy(float)
+    rows["_pos"] = np.arange(len(rows))
+    pcells = rows.groupby(terms + ["_prov"], sort=False, dropna=False).agg(
+        n=("_y", "size"), events=("_y", "sum"), _first=("_pos", "min")).reset_index()
+    vcells = None
+    if family != "binomial":
+        vcells = rows.groupby(terms + ["_y"], sort=False, dropna=False).agg(
+            w=("_pos", "size"), _first=("_pos", "min")).reset_index()
+    return fit_cells(pcells, terms, family, vcells=vcells, include_deprivation=include_deprivation,
+                     min_level_spells=min_level_spells, provider="_prov",
+                     outcome=outcome, indicator=indicator)

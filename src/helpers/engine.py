@@ -18,10 +18,11 @@ SQL and run by an engine that streams the file:
 * **aggregation** to the case-mix cells that :mod:`helpers.casemix` fits on.
 
 Only the aggregated cells (a few thousand rows) reach pandas, where
-:func:`fit_cells` fits the indirectly standardised model exactly as
-:func:`helpers.casemix.fit_casemix` does on rows (the cell totals are the
-sufficient statistics of the binomial and Poisson likelihoods; METHODS.md
-section 1).
+:func:`helpers.casemix.fit_cells` - the same function
+:func:`helpers.casemix.fit_casemix` calls on cells it builds from rows - fits
+the indirectly standardised model (the cell totals are the sufficient
+statistics of the binomial and Poisson likelihoods; METHODS.md section 1).
+``helpers.engine.fit_cells`` is that function, imported.
 
 Engines. ``"duckdb"`` (embedded, no server) reads CSV and Parquet.
 ``"spark"`` runs the same SQL on Apache Spark: the queries are written in
@@ -50,9 +51,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import casemix, derive, io
-from helpers.casemix import (
-    DEFAULT_TERMS, DEPRIVATION_TERM, INDICATORS, MIN_LEVEL_SPELLS, MISSING, OTHER, CasemixModel, Family,
-)
+from helpers.casemix import DEFAULT_TERMS, INDICATORS, MIN_LEVEL_SPELLS, MISSING, CasemixModel, fit_cells
 
 Engine = Literal["pandas", "duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
@@ -783,7 +782,7 @@ _POPULATION: dict[str, tuple[str, str, str]] = {
 
 
 def _term_sql(term: str, present: Sequence[str]) -> str:
-    """A case-mix term as text (NULL when missing), as helpers.casemix.add_casemix_bands and _prepare_terms."""
+    """A case-mix term as text (NULL when missing), as helpers.casemix.add_casemix_bands and fit_casemix."""
     if term == "age_band" and "age" in present:
         edges = list(zip(casemix.AGE_BREAKS[1:-1], casemix.AGE_LABELS[:-1]))
         whens = " ".join(f"WHEN age < {int(b)} THEN {_lit(lab)}" for b, lab in edges)
@@ -843,7 +842,9 @@ def prepare_variation(
     :func:`helpers.casemix.indicator_population` and
     :func:`helpers.casemix.fit_casemix`. ``"duckdb"`` and ``"spark"`` do the
     spell-level steps in SQL and fit on the aggregated cells with
-    :func:`fit_cells`: the same numbers, without holding the spells in memory.
+    :func:`helpers.casemix.fit_cells`: the same numbers, without holding the spells in memory.
+    An indicator whose population is empty raises :class:`helpers.io.InputError`
+    (:func:`helpers.casemix.empty_population_message`) whichever engine ran.
     """
     if indicator not in INDICATORS:
         raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
@@ -854,7 +855,7 @@ def prepare_variation(
         spells, years, year_exclusions = casemix.restrict_to_year(spells, financial_year)
         population, exclusions = casemix.indicator_population(spells, indicator)
         model = casemix.fit_casemix(population, case_mix, definition.family, include_deprivation=include_deprivation,
-                                    min_level_spells=min_level_spells)
+                                    min_level_spells=min_level_spells, indicator=indicator)
         per_event = casemix.bed_days_per_event(spells, indicator)
         return VariationInput(model, pd.concat([year_exclusions, exclusions], ignore_index=True), years, per_event,
                               rows, engine, spells)
@@ -872,7 +873,7 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
 
     threshold = disclosure.DEFAULT_THRESHOLD
     be = src.backend
-    terms = _terms(case_mix, include_deprivation)
+    terms = casemix.model_terms(case_mix, include_deprivation)
     term_sql = [_term_sql(t, src.present) for t in terms]
     cond, outcome, reason = _POPULATION[definition.name]
     derived = _derived_sql(src, 30, None, readmission=definition.name == "readmission_30d", carry=["_rownum"])
@@ -919,142 +920,13 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
     if vcells is not None:
         vcells = vcells.rename(columns=names)
     model = fit_cells(pcells, terms, definition.family, vcells=vcells, include_deprivation=include_deprivation,
-                      min_level_spells=min_level_spells)
+                      min_level_spells=min_level_spells, indicator=definition.name)
     per_event = {"los": 1.0, "readmission_30d": c["los_emergency"], "day_case": c["los_ordinary_elective"],
                  "mortality": None}[definition.name]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
     profile = _profile_sql(src, in_year, _derived_sql(src, 30, None, readmission=False), threshold)
     return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), int(c["n_years"] or 0),
                           per_event, src.rows, engine, _stand_in(src, n_year, profile))
-
-
-def _terms(terms: Sequence[str], include_deprivation: bool) -> list[str]:
-    """The model's terms, with the deprivation term added or removed (as helpers.casemix.fit_casemix)."""
-    terms = list(dict.fromkeys(terms))
-    if include_deprivation and DEPRIVATION_TERM not in terms:
-        terms.append(DEPRIVATION_TERM)
-    if not include_deprivation and DEPRIVATION_TERM in terms:
-        terms.remove(DEPRIVATION_TERM)
-    return terms
-
-
-def _level_text(values: pd.Series) -> pd.Series:
-    """Term values as text, missing as ``"missing"`` (helpers.casemix._prepare_terms)."""
-    return pd.Series([MISSING if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
-                      for v in values], index=values.index, dtype="str")
-
-
-def fit_cells(
-    pcells: pd.DataFrame,
-    terms: Sequence[str] = DEFAULT_TERMS,
-    family: Family = "poisson",
-    *,
-    vcells: pd.DataFrame | None = None,
-    include_deprivation: bool = False,
-    min_level_spells: int = MIN_LEVEL_SPELLS,
-    provider: str = "provider_code",
-) -> CasemixModel:
-    """Fit the case-mix model from aggregated cells: :func:`helpers.casemix.fit_casemix` without the rows.
-
-    ``pcells``: one row per case-mix cell and provider with the ``terms``
-    (text, missing as null), ``provider``, ``n`` (spells) and ``events`` (sum
-    of the outcome). ``vcells`` (needed for the Poisson and negative binomial
-    families): one row per case-mix cell and outcome value, with ``_y`` (the
-    value) and ``w`` (spells). An optional ``_first`` column (the position of
-    the cell's first spell in the file) orders the sums as a row-level fit
-    would, so the result is the same to the last bit. The steps and the result are those of
-    ``fit_casemix``: rare levels (under ``min_level_spells`` spells) pooled
-    into "other", missing kept as a level, the GLM fitted on cell totals
-    (binomial on events and non-events; Poisson with log(spells) offset;
-    negative binomial on (cell, value) counts), and O and E by provider.
-    """
-    terms = _terms(terms, include_deprivation)
-    if family not in ("binomial", "poisson", "negative_binomial"):
-        raise ValueError(f"family must be 'binomial', 'poisson' or 'negative_binomial'; got {family!r}.")
-    count_outcome = family != "binomial"
-    if count_outcome and vcells is None:
-        raise ValueError(f"The {family} family needs vcells (spells by case-mix cell and outcome value).")
-    for term in terms:
-        if term not in pcells.columns:
-            raise KeyError(f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}.")
-    # in the order of the cells' first rows, when known: sums then run as over the rows (bit for bit)
-    pc = pcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in pcells else pcells.copy()
-    pc["n"] = pc["n"].astype("int64")
-    pc["events"] = pc["events"].astype("float64")
-    vc = None
-    if vcells is not None:
-        vc = vcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in vcells else vcells.copy()
-        vc["_y"] = vc["_y"].astype("float64")
-        vc["w"] = vc["w"].astype("int64")
-    log = []
-    for term in terms:
-        col = _level_text(pc[term])
-        missing = pc[term].isna()
-        counts = pc.groupby(col, sort=False)["n"].sum()
-        rare = counts[counts < min_level_spells]
-        if len(rare) and len(rare) < len(counts):
-            col = col.where(~col.isin(rare.index), OTHER)
-            log.append({"term": term, "levels_pooled": len(rare), "spells_pooled": int(rare.sum()),
-                        "levels_kept": int(len(counts) - len(rare))})
-        n_missing = int(pc.loc[missing, "n"].sum())
-        if n_missing:
-            log.append({"term": term, "levels_pooled": 0, "spells_pooled": 0, "levels_kept": int(col.nunique()),
-                        "missing_as_level": n_missing})
-        if vc is not None:
-            vcol = _level_text(vc[term])
-            if len(rare) and len(rare) < len(counts):
-                vcol = vcol.where(~vcol.isin(rare.index), OTHER)
-            vc[term] = vcol
-        pc[term] = col
-    pooled = pd.DataFrame(log)
-    pc[provider] = pc[provider].astype("str")
-    pcells = pc.groupby(terms + [provider], sort=False)[["n", "events"]].sum().reset_index()
-    cells = pcells.groupby(terms, observed=True, sort=True)[["n", "events"]].sum().reset_index()
-    X, names, refs = casemix._design(cells, terms)
-    n = cells["n"].to_numpy(float)
-    ev = cells["events"].to_numpy(float)
-    total = int(pcells["n"].sum())
-    alpha = np.nan
-    if family == "binomial":
-        res = casemix._irls(X, ev, "binomial", trials=n)
-        mu = 1 / (1 + np.exp(-(X @ res.params)))
-    elif family == "poisson":
-        res = casemix._irls(X, ev, "poisson", offset=np.log(n))
-        mu = np.exp(X @ res.params)
-    else:
-        vcell = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
-        idx = cells[terms].reset_index().merge(vcell, on=terms, how="right")
-        res, alpha = casemix._fit_negative_binomial(X[idx["index"].to_numpy()], idx["_y"].to_numpy(float),
-                                                    idx["w"].to_numpy(float))
-        mu = np.exp(X @ res.params)
-    cells["mu"] = mu
-    if count_outcome:
-        v = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
-        v = v.merge(cells[terms + ["mu"]], on=terms, how="left")
-        c_stat = casemix.concordance(v["mu"].to_numpy(), v["_y"].to_numpy(), v["w"].to_numpy())
-        pearson = float((v["w"] * (v["_y"] - v["mu"]) ** 2 / v["mu"]).sum())
-        dispersion = pearson / max(total - len(names), 1)
-    else:
-        c_stat = casemix.concordance(np.concatenate([mu, mu]), np.concatenate([np.ones(len(mu)), np.zeros(len(mu))]),
-                                     np.concatenate([ev, n - ev]))
-        dispersion = 1.0
-    calibration = casemix.calibration_by_decile(mu, ev, n)
-    pcells = pcells.merge(cells[terms + ["mu"]], on=terms, how="left")
-    pcells["expected"] = pcells["mu"] * pcells["n"]
-    prov = pcells.groupby(provider, sort=True).agg(denominator=("n", "sum"), observed=("events", "sum"),
-                                                   expected=("expected", "sum")).reset_index()
-    prov = prov.rename(columns={provider: "provider_code"})
-    prov["observed_mean"] = prov["observed"] / prov["denominator"]
-    prov["expected_mean"] = prov["expected"] / prov["denominator"]
-    prov["denominator"] = prov["denominator"].astype("int64")
-    diagnostics = pd.DataFrame({
-        "outcome": ["outcome"], "family": [family], "terms": [", ".join(terms)],
-        "spells": [total], "cells": [int(len(cells))], "parameters": [len(names)], "c_statistic": [c_stat],
-        "pearson_dispersion": [dispersion], "nb_alpha": [alpha], "converged": [res.converged],
-    })
-    coefficients = pd.DataFrame({"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)})
-    coefficients["reference"] = [""] + [refs[nm.split("[")[0]] for nm in names[1:]]
-    return CasemixModel(prov, diagnostics, calibration, coefficients, pooled, terms, family)
 
 
 # --------------------------------------------------------------------------- for the handbook command
