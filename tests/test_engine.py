@@ -9,6 +9,7 @@ for a bad file.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def bad_spells(tmp_path: Path) -> pd.DataFrame:
     b.loc[16, "spell_cost"] = "£1,234.50"  # valid
     b.loc[17, "admission_date"] = "05/06/2023"  # valid form, after its discharge
     b.loc[18, "imd_decile"] = "NA"  # valid: blank
+    b.loc[19, "patient_id"] = " null "  # NA-like text in a required column: missing, reported like row 13's blank
     for k in range(20, 30):  # more than five rows: the message says how many more
         b.loc[k, "discharge_date"] = "2020-1-1"
     return b
@@ -175,6 +177,30 @@ def test_duckdb_bad_file_gives_the_pandas_message(tmp_path, suffix):
     assert "11 problems found" in message
     assert "row 5: admission_date=2024-02-30" in message  # header is row 1, data row 4 (0-based 3)
     assert "(12 rows)" in message and "... and 7 more" in message
+    assert re.search(r"column 'patient_id': expected a value in every row \(it is required\) \(2 rows\)\n"
+                     r"\s+row 15: patient_id=''\n\s+row 21: patient_id=' null '\n", message)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_duckdb_na_like_text_in_required_columns_gives_the_pandas_message(tmp_path, suffix):
+    frame = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(30)
+    frame.loc[2, "provider_code"] = "NA"
+    frame.loc[7, "provider_code"] = "None"
+    frame.loc[4, "admission_date"] = "NULL"
+    frame.loc[5, "spell_id"] = "nan"
+    path = tmp_path / f"na.{suffix}"
+    frame.to_parquet(path) if suffix == "parquet" else frame.to_csv(path, index=False)
+    with pytest.raises(io.InputError) as pandas_error:
+        io.load_table("spells", path)
+    with pytest.raises(io.InputError) as duck_error:
+        engine.validate_table("spells", path, engine="duckdb")
+    assert str(duck_error.value) == str(pandas_error.value)
+    message = str(duck_error.value)
+    assert "3 problems found" in message
+    assert re.search(r"column 'provider_code': expected a value in every row \(it is required\) \(2 rows\)\n"
+                     r"\s+row 4: provider_code=NA\n\s+row 9: provider_code=None\n", message)
+    assert "column 'admission_date': expected a value in every row (it is required) (1 row)\n      row 6: admission_date=NULL" in message
+    assert "column 'spell_id': expected a value in every row (it is required) (1 row)\n      row 7: spell_id=nan" in message
 
 
 def test_duckdb_missing_column_message_matches(tmp_path):

@@ -257,3 +257,30 @@ def test_load_frame_for_a_notebook_input(tmp_path):
     with pytest.raises(InputError) as info:
         load_frame(path, {"date": "date", "value": "number"}, "series")
     assert re.search(r"column 'value': expected a number \(1 row\)\n\s+row 3: value=x", str(info.value))
+
+
+def test_na_like_text_in_a_required_column_is_reported_like_a_blank(tmp_path):
+    bad = GOOD.copy()
+    bad.loc[1, "provider_code"] = "NA"
+    bad.loc[4, "provider_code"] = " na "  # any case, spaces around
+    bad.loc[3, "admission_date"] = "NULL"
+    msg = load_error(tmp_path, bad)
+    assert "2 problems found" in msg
+    assert re.search(r"column 'provider_code': expected a value in every row \(it is required\) \(2 rows\)\n"
+                     r"\s+row 3: provider_code=NA\n\s+row 6: provider_code=' na '\n", msg)
+    assert re.search(r"column 'admission_date': expected a value in every row \(it is required\) \(1 row\)\n"
+                     r"\s+row 5: admission_date=NULL\n", msg)
+    # in an optional column the same text is simply a missing value
+    ok = GOOD.copy()
+    ok.loc[2, "imd_decile"] = "None"
+    assert load_table("spells", write_csv(tmp_path, ok, "ok.csv"))["imd_decile"].isna().tolist() == [False, False, True, False, False, False]
+
+
+def test_load_frame_reports_na_like_text_in_a_required_column(tmp_path):
+    path = tmp_path / "series.csv"
+    pd.DataFrame({"date": ["2024-04-01", "NaN", "2024-06-01"], "value": ["3", "4", "NULL"]}).to_csv(path, index=False)
+    with pytest.raises(InputError) as info:
+        load_frame(path, {"date": "date", "value": "number"}, "series")
+    message = str(info.value)
+    assert re.search(r"column 'date': expected a value in every row \(it is required\) \(1 row\)\n\s+row 3: date=NaN", message)
+    assert re.search(r"column 'value': expected a value in every row \(it is required\) \(1 row\)\n\s+row 4: value=NULL", message)

@@ -65,7 +65,6 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 # (ISO yyyy-mm-dd, optionally with a midnight time; UK dd/mm/yyyy, optionally with midnight).
 _ISO_SQL = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]00:00(:00)?([.]0+)?)?$"
 _UK_SQL = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( 00:00(:00)?)?$"
-_BLANK_WORDS = ("NA", "NULL", "NAN", "NONE")
 _NUMERIC = re.compile(r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UBIGINT|UINTEGER|USMALLINT|UTINYINT|INT|LONG|SHORT|BYTE)", re.I)
 _FLOATING = re.compile(r"(FLOAT|DOUBLE|DECIMAL|REAL|NUMERIC)", re.I)
 
@@ -399,7 +398,7 @@ def _text_expr(raw: str, kind: str) -> str:
     else:
         base = f"CAST({raw} AS VARCHAR)"
     t = f"TRIM({base})"
-    words = ", ".join(_lit(w) for w in _BLANK_WORDS)
+    words = ", ".join(_lit(w) for w in io.BLANK_WORDS)
     return f"CASE WHEN {t} = '' OR UPPER({t}) IN ({words}) THEN NULL ELSE {t} END"
 
 
@@ -548,9 +547,9 @@ def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Map
     # second pass, as io: required, unique, not_before, required_when; then columns some rows need
     for c in present:
         cs = spec[c]
-        raw_blank = f"({_q('r_' + c)} IS NULL OR TRIM(CAST({_q('r_' + c)} AS VARCHAR)) = '')"
-        if cs.get("required"):
-            rules.append(_Rule(c, "a value in every row (it is required)", f"{_q(c)} IS NULL AND {raw_blank}", [c]))
+        if cs.get("required"):  # missing because blank (t_ is NULL: empty or NA-like text), as io
+            rules.append(_Rule(c, "a value in every row (it is required)", f"{_q(c)} IS NULL AND {_q('t_' + c)} IS NULL",
+                               [c]))
         if cs.get("unique"):
             rules.append(_Rule(c, "each value only once (it identifies a row)", None, [c], unique=True))
         other = cs.get("not_before")

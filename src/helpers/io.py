@@ -222,6 +222,9 @@ def _suggest(name: str, aliases: list[str], leftover: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- coercion
+#: Text read as a missing value (any case, surrounding spaces ignored), as is an empty cell.
+BLANK_WORDS: tuple[str, ...] = ("NA", "NULL", "NAN", "NONE")
+
 _ISO = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]00:00(:00)?(\.0+)?)?$")
 _UK = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}( 00:00(:00)?)?$")
 
@@ -239,6 +242,12 @@ def parse_dates(text: pd.Series) -> pd.Series:
             text[uk].str.split(" ").str[0], format="%d/%m/%Y", errors="coerce"
         )
     return out
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    """Whether each raw value is missing: absent, empty, only spaces, or one of :data:`BLANK_WORDS`."""
+    text = values.astype("str").str.strip()
+    return (text.isna() | (text == "") | text.str.upper().isin(BLANK_WORDS)).astype(bool)
 
 
 def _examples(
@@ -267,7 +276,7 @@ def _coerce_column(
 ) -> pd.Series:
     kind = col_spec["type"]
     text = text.astype("str").str.strip()
-    blank = text.isna() | (text == "") | text.str.upper().isin(["NA", "NULL", "NAN", "NONE"])
+    blank = _blank(text)
     text = text.where(~blank, None)
     if kind == "string":
         values = text
@@ -377,7 +386,9 @@ def load_table(
         if col not in out.columns:
             continue
         if col_spec.get("required"):
-            empty = out[col].isna() & ~renamed[col].astype("str").str.strip().fillna("").ne("")
+            # missing after coercion because the cell was blank (empty or NA-like text); a value that
+            # failed to coerce is missing too, but its own rule has reported it already
+            empty = out[col].isna() & _blank(renamed[col])
             if empty.any():
                 problems.append(Problem(col, "a value in every row (it is required)", _examples(renamed, empty, [col]), int(empty.sum())))
         if col_spec.get("unique"):
@@ -426,7 +437,8 @@ def load_frame(
 
     ``required_columns`` and ``optional_columns`` map column name to type
     (``string``, ``integer``, ``number``, ``date``). Same reading rules and
-    messages as :func:`load_table`; missing values in required columns are errors.
+    messages as :func:`load_table`; missing values in required columns (blank, or
+    text such as NA or NULL) are errors.
     """
     spec: dict[str, dict[str, Any]] = {}
     for col, kind in required_columns.items():
@@ -449,9 +461,10 @@ def load_frame(
         if col in renamed.columns:
             out[col] = _coerce_column(col, renamed[col], spec[col], problems, renamed)
             if spec[col]["required"]:
-                empty = out[col].isna() & renamed[col].astype("str").str.strip().fillna("").eq("")
+                empty = out[col].isna() & _blank(renamed[col])
                 if empty.any():
-                    problems.append(Problem(col, "a value in every row", _examples(renamed, empty, [col]), int(empty.sum())))
+                    problems.append(Problem(col, "a value in every row (it is required)", _examples(renamed, empty, [col]),
+                                            int(empty.sum())))
     if problems:
         _raise(path, problems, name)
     out.attrs["load_summary"] = {"table": name, "file": path.name, "rows_read": int(len(raw)), "columns_ignored": leftover}
