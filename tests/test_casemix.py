@@ -210,3 +210,24 @@ def test_sample_year_restriction_and_bed_days_per_event(sample):
     ordinary = spells["elective"] & ~spells["day_case"]
     assert casemix.bed_days_per_event(spells, "day_case") == pytest.approx(spells.loc[ordinary, "los_days"].mean())
     assert casemix.bed_days_per_event(spells, "mortality") is None
+
+
+def test_empty_population_is_a_plain_input_error_before_any_fitting():
+    from helpers.io import InputError
+
+    d = _rows(200, 9, "binary")
+    with pytest.raises(InputError, match="population is empty") as generic:
+        casemix.fit_casemix(d.iloc[:0], ["a", "b"], "binomial")
+    assert "full 30-day follow-up" in str(generic.value)
+    with pytest.raises(InputError) as named:
+        casemix.fit_casemix(d.iloc[:0], ["a", "b"], "poisson", indicator="readmission_30d")
+    message = str(named.value)
+    assert message == casemix.empty_population_message("readmission_30d")
+    assert "emergency readmission within 30 days" in message and "no spell has a full 30-day follow-up inside the extract" in message
+    # the cell-level fit (the engines' path) says the same
+    pcells = pd.DataFrame({"a": pd.Series([], dtype="str"), "b": pd.Series([], dtype="str"),
+                           "provider_code": pd.Series([], dtype="str"), "n": pd.Series([], dtype="int64"),
+                           "events": pd.Series([], dtype="float64")})
+    with pytest.raises(InputError) as cells:
+        casemix.fit_cells(pcells, ["a", "b"], "binomial", indicator="readmission_30d")
+    assert str(cells.value) == message

@@ -233,6 +233,25 @@ def test_virtual_ward_table_rules(tmp_path):
     assert "a value where route is step_down" in str(duck_error.value)
 
 
+def test_empty_indicator_population_is_the_same_input_error_in_every_engine(tmp_path):
+    """A short extract (three weeks of admissions): no spell has 30 days of follow-up inside it."""
+    raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False)
+    first = pd.to_datetime(raw["admission_date"]).min()
+    short = raw[pd.to_datetime(raw["admission_date"]) < first + pd.Timedelta(days=21)]
+    assert 500 < len(short) < len(raw)
+    path = tmp_path / "short.csv"
+    short.to_csv(path, index=False)
+    messages = []
+    for name in ("pandas", "duckdb"):
+        with pytest.raises(io.InputError) as info:
+            engine.prepare_variation(path, "readmission_30d", engine=name)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] == casemix.empty_population_message("readmission_30d")
+    assert "no spell has a full 30-day follow-up inside the extract" in messages[0]
+    # the other indicators still fit on the same extract
+    assert engine.prepare_variation(path, "los", engine="duckdb").model.providers["denominator"].sum() > 0
+
+
 def test_unknown_term_and_year_are_clear_errors():
     with pytest.raises(KeyError, match="Case-mix term 'ethnicity'"):
         engine.prepare_variation(None, "los", ["age_band", "ethnicity"], engine="duckdb")

@@ -218,8 +218,8 @@ _EMPTY_BECAUSE: dict[str, str] = {
     "los": "every spell is a day case (planned same-day care), and day cases are not part of length of stay",
     "readmission_30d": (
         "no spell has a full 30-day follow-up inside the extract: a spell counts only if the patient left "
-        "hospital alive at least 30 days before the last admission date in the file, so a short extract "
-        "(a few thousand rows, or a few weeks of discharges) may have none"
+        "hospital alive and the 30 days from discharge end by the last admission date in the file, so a short "
+        "extract (a few thousand rows, or a few weeks of admissions) may have none"
     ),
     "day_case": "the spells include no elective admission",
     "mortality": "no spell has a recorded discharge method",
@@ -230,14 +230,14 @@ def empty_population_message(indicator: str | None = None) -> str:
     """The message of the :class:`helpers.io.InputError` raised when an indicator's population is empty."""
     if indicator in INDICATORS:
         d = INDICATORS[indicator]
-        return (f"Cannot fit the case-mix model for {d.label} ({d.name}): the indicator's population "
-                f"({d.population}) is empty, so there is no spell to compare providers on. This happens when "
-                f"{_EMPTY_BECAUSE[d.name]}; or when the financial year chosen has no spells of that kind. "
-                "Use a longer extract, another financial year, or another indicator.")
+        return (f"Cannot fit the case-mix model for {d.label} ({d.name}): the indicator's population is empty - "
+                f"there are no {d.population} - so there is no spell to compare providers on. This can happen when "
+                f"{_EMPTY_BECAUSE[d.name]}; or when the financial year chosen has none. "
+                "Use a longer extract, another financial year or another indicator.")
     return ("Cannot fit the case-mix model: the indicator's population is empty, so there is no spell to compare "
-            "providers on. This happens when no spell meets the indicator's definition in the extract - for "
+            "providers on. This can happen when no spell in the extract meets the indicator's definition - for "
             "emergency readmission within 30 days, when no spell has a full 30-day follow-up inside the extract. "
-            "Use a longer extract, another financial year, or another indicator.")
+            "Use a longer extract, another financial year or another indicator.")
 
 
 def _level_text(values: pd.Series) -> pd.Series:
