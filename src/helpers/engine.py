@@ -1077,25 +1077,6 @@ def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
         if "engine_profile" not in frame.attrs:
             lines.append(quality.describe(frame))
             continue
-        summary = quality._summary(frame)
-        table = frame.attrs["engine_profile"]["data_quality"]
-        profiled = int(frame.attrs["engine_profile"]["rows"])
-        present = table[table["source_column"] != ""]
-        text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
-        if profiled != int(summary["rows_read"]):
-            text += f" ({profiled:,} of them profiled below, after the steps before this point)"
-        text += f"; {len(present)} of {len(table)} columns present"
-        mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if quality._renamed(k, v)}
-        if mapped:
-            text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
-        ignored = summary.get("columns_ignored") or []
-        if ignored:
-            text += f"; {len(ignored)} column(s) not used: " + ", ".join(map(str, ignored[:10]))
-        text += "."
-        for row in table[table["first"] != ""].itertuples():
-            text += f" {row.column}: {quality._long_date(row.first)} to {quality._long_date(row.last)}."
-        providers = table[table["column"] == "provider_code"]
-        if len(providers) and providers["distinct_values"].iloc[0]:
-            text += f" {providers['distinct_values'].iloc[0]:,} providers."
-        lines.append(text)
+        profile = frame.attrs["engine_profile"]
+        lines.append(quality.describe_profile(name, quality._summary(frame), profile["data_quality"], profile["rows"]))
     return "\n".join(lines)

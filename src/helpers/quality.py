@@ -305,26 +305,29 @@ def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
     For the top of a report, next to the :func:`data_quality` table.
     """
     frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
-    lines = []
-    for name, frame in frames.items():
-        summary = _summary(frame)
-        quality = data_quality(frame)
-        present = quality[quality["source_column"] != ""]
-        text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
-        if len(frame) != int(summary["rows_read"]):
-            text += f" ({len(frame):,} of them profiled below, after the steps before this point)"
-        text += f"; {len(present)} of {len(quality)} columns present"
-        mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if _renamed(k, v)}
-        if mapped:
-            text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
-        ignored = summary.get("columns_ignored") or []
-        if ignored:
-            text += f"; {len(ignored)} column(s) not used: " + ", ".join(map(str, ignored[:10]))
-        text += "."
-        for row in quality[quality["first"] != ""].itertuples():
-            text += f" {row.column}: {_long_date(row.first)} to {_long_date(row.last)}."
-        providers = quality[quality["column"] == "provider_code"]
-        if len(providers) and providers["distinct_values"].iloc[0]:
-            text += f" {providers['distinct_values'].iloc[0]:,} providers."
-        lines.append(text)
-    return "\n".join(lines)
+    return "\n".join(describe_profile(name, _summary(f), data_quality(f), len(f)) for name, f in frames.items())
+
+
+def describe_profile(name: str, summary: Mapping, profile: pd.DataFrame, profiled_rows: int) -> str:
+    """The sentences of :func:`describe` for one table, from its load summary and its data quality profile.
+
+    Shared by the pandas path and :mod:`helpers.engine`, which profiles in SQL.
+    """
+    present = profile[profile["source_column"] != ""]
+    text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
+    if int(profiled_rows) != int(summary["rows_read"]):
+        text += f" ({int(profiled_rows):,} of them profiled below, after the steps before this point)"
+    text += f"; {len(present)} of {len(profile)} columns present"
+    mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if _renamed(k, v)}
+    if mapped:
+        text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
+    ignored = summary.get("columns_ignored") or []
+    if ignored:
+        text += f"; {len(ignored)} column(s) not used: " + ", ".join(map(str, ignored[:10]))
+    text += "."
+    for row in profile[profile["first"] != ""].itertuples():
+        text += f" {row.column}: {_long_date(row.first)} to {_long_date(row.last)}."
+    providers = profile[profile["column"] == "provider_code"]
+    if len(providers) and providers["distinct_values"].iloc[0]:
+        text += f" {providers['distinct_values'].iloc[0]:,} providers."
+    return text
