@@ -116,22 +116,6 @@ def _t(conf: float, n: np.ndarray | pd.Series) -> np.ndarray:
         return np.where(n >= 2, stats.t.ppf(0.5 + conf / 2, np.maximum(n - 1, 1)), np.nan)
 
 
-def mean_ci(values: Sequence[float] | np.ndarray | pd.Series, conf: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval ``mean ± t(n-1) * sd / sqrt(n)``.
-
-    The textbook interval for a mean (e.g. Altman, *Practical Statistics for
-    Medical Research*, 1991, 8.4). Returns ``(mean, lower, upper)``; the interval
-    is NaN for fewer than two values.
-    """
-    x = np.asarray(values, dtype="float64")
-    n = x.size
-    m = float(x.mean()) if n else np.nan
-    if n < 2:
-        return m, np.nan, np.nan
-    half = float(_t(conf, n)) * float(x.std(ddof=1)) / np.sqrt(n)
-    return m, m - half, m + half
-
-
 def fieller_ci(
     mean_num: float, mean_den: float, var_num: float, var_den: float, cov: float, n: int, conf: float = 0.95
 ) -> tuple[float, float]:

@@ -7,12 +7,7 @@ table and return a matplotlib ``Figure``; they compute nothing new.
 
 from __future__ import annotations
 
-import matplotlib
-
-
-
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+import seaborn as sns
 
 #: NHS identity colours (https://www.england.nhs.uk/nhsidentity/identity-guidelines/colours/)
 NHS: dict[str, str] = {
@@ -61,9 +56,3 @@ def set_theme(font_scale: float = 1.0) -> None:
         },
     )
 
-
-def new_figure(width: float = 8, height: float = 5) -> tuple[plt.Figure, plt.Axes]:
-    """A figure and axes in the handbook's theme."""
-    set_theme()
-    fig, ax = plt.subplots(figsize=(width, height))
-    return fig, ax
