@@ -327,12 +327,7 @@ def estimate_dispersion(
         def excess(t2: float) -> float:
             return _trimmed_mean_sq((y - theta) / np.sqrt(s**2 + t2), trim, trim_method)[0] - c
 
-        tau2 = 0.0
-        if excess(0.0) > 0:
-            hi_t = float(np.var(y - theta)) + float(np.max(s**2))
-            while excess(hi_t) > 0:
-                hi_t *= 4
-            tau2 = float(optimize.brentq(excess, 0.0, hi_t, xtol=1e-14, rtol=1e-10))
+        tau2 = _decreasing_root(excess, float(np.var(y - theta)) + float(np.max(s**2)))
     elif tau2_method == "paule_mandel":
         n_used = total
         phi = float(np.sum(z**2) / (total - 1))
@@ -340,12 +335,7 @@ def estimate_dispersion(
         def q(t2: float) -> float:
             return float(np.sum((y - theta) ** 2 / (s**2 + t2)) - (total - 1))
 
-        tau2 = 0.0
-        if q(0.0) > 0:
-            hi_t = float(np.var(y - theta)) + float(np.max(s**2))
-            while q(hi_t) > 0:
-                hi_t *= 4
-            tau2 = float(optimize.brentq(q, 0.0, hi_t, xtol=1e-14, rtol=1e-10))
+        tau2 = _decreasing_root(q, float(np.var(y - theta)) + float(np.max(s**2)))
     else:
         raise ValueError(f"tau2_method must be 'dl', 'robust' or 'paule_mandel'; got {tau2_method!r}.")
     if model != "additive":
@@ -441,6 +431,21 @@ def _check_values(data: pd.DataFrame, column: str, rule: str, bad: pd.Series, pr
     if bad.any():
         rows = data.loc[bad, [provider, column]].head(5).to_dict("records")
         raise InputError(f"Funnel input: column {column!r} must be {rule}; {int(bad.sum())} row(s) are not, for example {rows}.")
+
+
+def _decreasing_root(f, start: float) -> float:
+    """The tau^2 >= 0 where a decreasing estimating equation ``f`` crosses zero.
+
+    0 when ``f(0) <= 0`` (no excess variation); otherwise the upper bracket
+    starts at ``start`` and grows fourfold until ``f`` is negative, then Brent's
+    method finds the root.
+    """
+    if f(0.0) <= 0:
+        return 0.0
+    hi = start
+    while f(hi) > 0:
+        hi *= 4
+    return float(optimize.brentq(f, 0.0, hi, xtol=1e-14, rtol=1e-10))
 
 
 def funnel(
