@@ -10,7 +10,14 @@ refusals, which stop before the notebook starts.
 from __future__ import annotations
 
 import csv
+import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +30,7 @@ from helpers.cli import main
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.csv"
 FORMULAS = ['=HYPERLINK("http://example.org/x","x")', "+cmd|' /C calc'!A0", "@SUM(1)", "-2+3"]
 SCRIPT_LABEL = "<script>alert(2)</script> spells"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "spells.csv"
 
 
 def months(n: int, start: str = "2022-04-01") -> list[str]:
@@ -39,12 +47,12 @@ def hostile_series() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory):
+def hostile_run(tmp_path_factory, small_spells):
     folder = tmp_path_factory.mktemp("hostile")
     src = folder / HOSTILE_NAME
     hostile_series().to_csv(src, index=False)
     out = folder / "run"
-    status = main(["run", "spc", "--data", f"series={src}", "--param", "chart=c", "--param", "better=increase",
+    status = main(["run", "spc", "--data", f"series={src}", "--data", small_spells, "--param", "chart=c", "--param", "better=increase",
                    "--param", f"measure_label={SCRIPT_LABEL}", "--out", str(out), "--quiet"])
     assert status == 0
     return out
@@ -92,3 +100,181 @@ def test_report_escapes_the_file_name_and_parameters_and_forbids_scripts(hostile
     assert "data:image/png;base64," in html
     # every resource the page refers to is embedded
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+# --------------------------------------------------------------------------- quick runs
+@pytest.fixture
+def quick_run(monkeypatch, hostile_run):
+    """``handbook run`` with the notebook's execution replaced by the hostile run's executed notebook and tables.
+
+    Everything else a run does (checks, report, workbook, run.json, scan, the final move) is real.
+    """
+    from helpers import cli
+
+    def execute(nb_path, executed, params, quiet):
+        shutil.copy(hostile_run / "spc.ipynb", executed)
+        for table in (hostile_run / "tables").glob("*.csv"):
+            shutil.copy(table, Path(params["output_dir"]) / table.name)
+
+    monkeypatch.setattr(cli, "_execute", execute)
+    return execute
+
+
+@pytest.fixture(scope="module")
+def small_spells(tmp_path_factory) -> str:
+    """``--data spells=`` a 300-row extract: the checks before a quick run then take a moment."""
+    path = tmp_path_factory.mktemp("small") / "spells.csv"
+    pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, nrows=300).to_csv(path, index=False)
+    return f"spells={path}"
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden staging or set-aside folders a run left beside its results."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------- D1, D8, D10, D11 --out
+def test_force_never_deletes_a_folder_that_is_not_a_previous_run(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "extracts"
+    folder.mkdir()
+    spells = folder / "spells.csv"
+    shutil.copy(SAMPLE, spells)
+    (folder / "notes.txt").write_text("my notes")
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(["run", "spc", "--data", f"spells={spells}", "--out", str(folder), "--force", "--quiet"]) == 2
+    assert "holds the input spells.csv; write the results to another folder" in capsys.readouterr().err
+    monkeypatch.chdir(folder)
+    assert main(["run", "spc", "--data", "spells=spells.csv", "--out", ".", "--force", "--quiet"]) == 2
+    assert "holds the input spells.csv" in capsys.readouterr().err
+    assert main(["run", "spc", "--out", "/", "--force", "--quiet"]) == 2
+    assert "holds files that are not a previous run (no run.json)" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == before and (folder / "notes.txt").read_text() == "my notes"
+
+
+def test_force_replaces_only_a_previous_run_atomically(tmp_path, small_spells, quick_run, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 0
+    first = (out / "run.json").read_bytes()
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 2
+    assert "holds a previous run; use --force to replace it" in capsys.readouterr().err
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--force", "--quiet"]) == 0
+    assert (out / "run.json").read_bytes() != first  # replaced (its time differs)
+    assert leftovers(tmp_path) == []
+    # a previous run folder into which the user has put the input is not replaced
+    shutil.copy(SAMPLE, out / "spells.csv")
+    assert main(["run", "spc", "--data", f"spells={out / 'spells.csv'}", "--out", str(out), "--force", "--quiet"]) == 2
+    assert "holds the input spells.csv" in capsys.readouterr().err and (out / "spells.csv").is_file()
+
+
+def test_a_second_run_to_the_same_folder_does_not_overwrite_the_first(tmp_path, small_spells, quick_run, monkeypatch, capsys):
+    """Two runs started together both find --out free; the one that finishes second must fail, not replace."""
+    out = tmp_path / "run"
+    write_run_json = report.write_run_json
+
+    def meanwhile(path, record):  # the other run finishes while this one is writing
+        out.mkdir(exist_ok=True)
+        (out / "run.json").write_text('{"notebook": "theirs"}')
+        write_run_json(path, record)
+
+    monkeypatch.setattr(report, "write_run_json", meanwhile)
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "was written by someone else while this run was going; nothing was replaced" in err
+    assert (out / "run.json").read_text() == '{"notebook": "theirs"}' and leftovers(tmp_path) == []
+    # with --force, a previous run that changes while this one works is put back untouched
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--force", "--quiet"]) == 1
+    assert "written by someone else" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"] and leftovers(tmp_path) == []
+
+
+def test_out_a_file_an_unwritable_folder_a_full_disk_and_an_alias_bomb_give_messages(tmp_path, small_spells, quick_run, monkeypatch,
+                                                                                     capsys):
+    target = tmp_path / "report.txt"
+    target.write_text("mine")
+    assert main(["run", "spc", "--data", small_spells, "--out", str(target), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; give the name of a folder" in err and target.read_text() == "mine"
+    assert main(["run", "spc", "--data", small_spells, "--out", "/proc/handbook_results", "--quiet"]) == 2  # unwritable even by root
+    err = capsys.readouterr().err
+    assert "Cannot write in /proc" in err and "Traceback" not in err
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.xlsx"))
+
+    monkeypatch.setattr(report, "write_workbook", full)
+    assert main(["run", "spc", "--data", small_spells, "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Could not write the results (No space left on device" in err and "nothing was written" in err
+    assert not (tmp_path / "run").exists() and leftovers(tmp_path) == []
+
+    bomb = tmp_path / "map.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)))
+    assert main(["run", "spc", "--data", small_spells, "--map", str(bomb), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "uses YAML anchors or aliases" in capsys.readouterr().err
+
+
+def test_sigterm_removes_the_staging_folder_like_ctrl_c(tmp_path, small_spells):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "spc", "--data", small_spells, "--out", str(out), "--quiet"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert leftovers(tmp_path), "the run never started its staging folder"
+    time.sleep(1.0)  # into the notebook
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped (SIGTERM); nothing was written" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- S2, D13 every input through one path
+def test_a_data_parameter_is_an_input_checked_hashed_scanned_and_recorded(tmp_path, small_spells, quick_run, capsys):
+    series = hostile_series()
+    plain = tmp_path / "series.csv"
+    series.to_csv(plain, index=False)
+    out = tmp_path / "run"
+    assert main(["run", "spc", "--data", small_spells, "--param", f"data_series={plain}", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["inputs"]["series"]["file"] == "series.csv" and record["inputs"]["series"]["rows"] == len(series)
+    assert "data_series" not in record["parameters"]
+    about = [c.value for c in next(load_workbook(out / "results.xlsx")["about"].iter_cols(min_col=2, max_col=2))]
+    assert any(str(v).startswith("series: series.csv, 96 rows, SHA-256") for v in about), about
+    # the same file given twice, and a file that is not there
+    assert main(["run", "spc", "--data", small_spells, "--data", f"series={plain}", "--param", f"data_series={plain}",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "is given twice" in capsys.readouterr().err
+    assert main(["run", "spc", "--data", small_spells, "--param", f"data_series={tmp_path / 'nope.csv'}", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+    assert "Cannot find the file for series" in capsys.readouterr().err
+    # a patient id in that file is looked for in the outputs: here the (stand-in) notebook writes it
+    leaky = tmp_path / "leaky.csv"
+    series.assign(patient_id=["P" + "7" * 7] + ["P0000001"] * (len(series) - 1)).to_csv(leaky, index=False)
+    execute = quick_run
+
+    def leak(nb_path, executed, params, quiet):
+        execute(nb_path, executed, params, quiet)
+        (Path(params["output_dir"]) / "leak.csv").write_text("provider_code,who\nT01,P7777777\n")
+
+    from helpers import cli
+
+    cli._execute = leak
+    assert main(["run", "spc", "--data", small_spells, "--param", f"data_series={leaky}", "--out", str(tmp_path / "y"), "--quiet"]) == 1
+    assert "tables/leak.csv: 1 input identifier value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("param,phrase", [
+    ("seed=abc", "--param seed=abc: expected a number, like the notebook's default 2026"),
+    ("include_deprivation=maybe", "expected true or false"),
+    ("case_mix=age_band", "expected a list such as [a, b]"),
+    ("column_map=[a]", "expected a mapping such as {a: b}"),
+])
+def test_parameter_types_are_checked_before_the_run(param, phrase, tmp_path, capsys):
+    assert main(["run", "variation", "--param", param, "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
