@@ -278,3 +278,54 @@ def test_parameter_types_are_checked_before_the_run(param, phrase, tmp_path, cap
     err = capsys.readouterr().err
     assert phrase in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- D17 the identifier scan
+HASH_WITH_A_VALID_NUMBER = "284de502c9847342318c17d474733ef468fbdbe252cddf6e4b4be0676706d9d0"  # holds 9847342318
+
+
+def plant(quick_run, monkeypatch, table: str, printed: str, figure_text: str) -> None:
+    """Make the stand-in notebook write ``table`` as tables/planted.csv, print ``printed`` and label a figure."""
+    import nbformat
+
+    from helpers import cli
+
+    def execute(nb_path, executed, params, quiet):
+        quick_run(nb_path, executed, params, quiet)
+        (Path(params["output_dir"]) / "planted.csv").write_text(table, encoding="utf-8")
+        nb = nbformat.read(executed, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+        code[-1].outputs.append(nbformat.v4.new_output("stream", name="stdout", text=printed + "\n"))
+        svg_output = next(o for c in code for o in c.outputs if "image/svg+xml" in o.get("data", {}))
+        svg = svg_output["data"]["image/svg+xml"]
+        svg_output["data"]["image/svg+xml"] = svg.replace("</svg>", f"<!-- {figure_text} --></svg>")
+        nbformat.write(nb, executed)
+
+    monkeypatch.setattr(cli, "_execute", execute)
+
+
+def test_counts_hashes_and_pounds_side_by_side_are_not_nhs_numbers(tmp_path, small_spells, quick_run, monkeypatch, capsys):
+    from helpers.disclosure import is_valid_nhs_number
+
+    assert is_valid_nhs_number("2259651917") and is_valid_nhs_number("9847342318")  # both would pass if joined
+    table = ("step,rows_before,rows_excluded,input_sha256,cost_gbp,rate\n"
+             f"all spells,225965,1917,{HASH_WITH_A_VALID_NUMBER},\"£1,234,567,890\",0.9434765919\n")
+    plant(quick_run, monkeypatch, table, f"225965 1917 spells; SHA-256 {HASH_WITH_A_VALID_NUMBER}; £943,476,591",
+          "225965 1917")
+    out = tmp_path / "run"
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert "225965" in (out / "tables" / "planted.csv").read_text()
+
+
+def test_a_planted_nhs_number_stops_the_run_whichever_output_holds_it(tmp_path, small_spells, quick_run, monkeypatch,
+                                                                      capsys):
+    table = "provider_code,note\nT01,patient 943 476 5919\n"
+    plant(quick_run, monkeypatch, table, "looked at 4010232137 today", "9434765919")
+    out = tmp_path / "run"
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Nothing was written: the outputs would contain identifiers." in err
+    for where in ["tables/planted.csv: 1 valid", "results.xlsx: 1 valid", "report.html: 1 valid", "spc.ipynb: 2 valid",
+                  "figure_01.svg: 1 valid"]:
+        assert where in err, (where, err)
+    assert not out.exists() and leftovers(tmp_path) == []
