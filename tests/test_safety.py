@@ -329,3 +329,46 @@ def test_a_planted_nhs_number_stops_the_run_whichever_output_holds_it(tmp_path, 
                   "figure_01.svg: 1 valid"]:
         assert where in err, (where, err)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- D2 small counts in SPC series
+def test_small_counts_of_an_spc_series_are_hidden_in_tables_and_workbook(hostile_run):
+    spc_csv = pd.read_csv(hostile_run / "tables" / "spc.csv", dtype=str, keep_default_na=False)
+    small, large = spc_csv[spc_csv["group"] == "'" + FORMULAS[0]], spc_csv[spc_csv["group"] != "'" + FORMULAS[0]]
+    assert len(small) == 24 and set(small["value"]) == {"*"}  # counts of 1 to 7 every month
+    assert set(small["moving_range"]) <= {"*", ""}  # a difference of two counts would give them back
+    assert "*" not in set(large["value"]) and pd.to_numeric(large["value"]).min() >= 40
+    summary = pd.read_csv(hostile_run / "tables" / "spc_summary.csv", dtype=str, keep_default_na=False)
+    assert summary.set_index("group").loc["'" + FORMULAS[0], "latest_value"] == "*"
+    wb = load_workbook(hostile_run / "results.xlsx", read_only=True)
+    rows = list(wb["spc"].iter_rows(values_only=True))
+    header = rows[0]
+    shown = [r[header.index("value")] for r in rows[1:] if r[header.index("group")] == "'" + FORMULAS[0]]
+    assert shown == ["*"] * 24
+
+
+def test_a_hidden_point_is_a_gap_on_the_charts():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers import spc
+    from helpers.plots import spc as spc_plots
+
+    series = hostile_series()
+    table = spc.spc(series, chart="c", group="group", better="increase")
+    table, summary = spc.suppress_small_counts(table, spc.summarise(table, better="increase"))
+    multiples = spc_plots.small_multiples(table, summary)
+    chart = spc_plots.spc_chart(table, summary, group=FORMULAS[0])
+    panel = multiples.axes[sorted(FORMULAS).index(FORMULAS[0])]  # one panel a group, in order
+    for ax in [panel, chart.axes[0]]:
+        drawn = [y for line in ax.get_lines() if line.get_linestyle() == "-" for y in line.get_ydata()]
+        drawn += [float(y) for c in ax.collections for _, y in c.get_offsets().filled(float("nan"))]
+        assert drawn, "nothing drawn"
+        points = [y for y in drawn if not pd.isna(y) and float(y).is_integer() and 1 <= y <= 7]
+        assert points == []
+    # the p-chart of a small numerator: its proportion is hidden too
+    p = pd.DataFrame({"date": pd.to_datetime(months(15)), "numerator": [30] * 14 + [3], "denominator": [400] * 15})
+    p_table = spc.spc(p, chart="p", numerator="numerator", denominator="denominator")
+    table, summary = spc.suppress_small_counts(p_table, spc.summarise(p_table))
+    assert table["value"].iloc[-1] == "*" and summary["latest_value"].iloc[0] == "*"
+    assert table["value"].iloc[0] != "*"
