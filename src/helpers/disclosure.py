@@ -99,6 +99,24 @@ def suppress(
     return result, n_suppressed
 
 
+def drawable(
+    table: pd.DataFrame, counts: Iterable[str] | None = None, threshold: int = DEFAULT_THRESHOLD
+) -> pd.DataFrame:
+    """The rows of a table that a figure may draw.
+
+    A row with a count of 1 to ``threshold`` in any count column (``counts``,
+    by default :func:`guess_count_columns`) is left out whole: its position
+    on a funnel, caterpillar or quadrant plot, a bar or a label in an SVG would
+    give back the count, or the rate or mean starred beside it in the table.
+    """
+    counts = [c for c in (list(counts) if counts is not None else guess_count_columns(table)) if c in table.columns]
+    if not counts or threshold <= 0:
+        return table
+    values = table[counts].apply(pd.to_numeric, errors="coerce")
+    small = ((values >= 1) & (values <= threshold)).any(axis=1)
+    return table[~small.to_numpy()]
+
+
 def suppress_counts(counts: Iterable[int], threshold: int = DEFAULT_THRESHOLD) -> list[int | str]:
     """The small-number rule on a set of counts that add up to a shown total.
 

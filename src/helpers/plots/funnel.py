@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from helpers import disclosure
 from helpers.plots import NHS, set_theme
 
 _LINESTYLES = ["--", "-", ":", "-."]
@@ -65,6 +66,7 @@ def funnel_plot(
     Providers beyond the outer limits are labelled with their code; small
     providers are pale grey. ``percent`` shows a proportion as a percentage.
     """
+    providers = disclosure.drawable(providers)  # a provider with a count of 1 to 7 is not drawn
     set_theme()
     col = _value_column(providers)
     x_col = "expected" if col == "ratio" else "denominator"
@@ -127,6 +129,7 @@ def caterpillar_plot(
     necessarily flagged. This is not a league table: neighbouring ranks are
     not distinguishable.
     """
+    providers = disclosure.drawable(providers)  # a provider with a count of 1 to 7 is not drawn
     set_theme()
     col = _value_column(providers)
     scale = 100.0 if percent else 1.0
@@ -178,6 +181,7 @@ def opportunity_plot(
     ``opportunity_summary`` table. Bars for providers beyond the funnel limit
     are orange, the rest grey: most of the naive total sits in grey bars.
     """
+    providers = disclosure.drawable(providers)  # a provider with a count of 1 to 7 is not drawn
     set_theme()
     value = "opportunity_bed_days" if providers["opportunity_bed_days"].notna().any() else "opportunity"
     d = providers[providers[value] > 0].sort_values(value)
