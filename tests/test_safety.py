@@ -372,3 +372,122 @@ def test_a_hidden_point_is_a_gap_on_the_charts():
     table, summary = spc.suppress_small_counts(p_table, spc.summarise(p_table))
     assert table["value"].iloc[-1] == "*" and summary["latest_value"].iloc[0] == "*"
     assert table["value"].iloc[0] != "*"
+
+
+# --------------------------------------------------------------------------- D4-D7, D9, D12, D14 reading rules
+def extract(n: int = 60) -> pd.DataFrame:
+    return pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, nrows=n)
+
+
+def refused(tmp_path: Path, capsys, data: Path | str, *extra: str, notebook: str = "spc") -> str:
+    """Run ``handbook run`` on a bad input: it must exit 2, write nothing and leave the input as it was."""
+    data = Path(data)
+    before = data.read_bytes() if data.is_file() else None
+    out = tmp_path / "out"
+    status = main(["run", notebook, "--data", f"spells={data}", *extra, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err and not out.exists() and leftovers(tmp_path) == []
+    if before is not None:
+        assert data.read_bytes() == before
+    return err
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_a_comma_is_only_a_thousands_separator(engine, tmp_path, capsys):
+    df = extract()
+    df.loc[4, "age"] = "4,5"
+    df.loc[6, "spell_cost"] = "12,5"
+    df.loc[7, "spell_cost"] = "1,234.50"  # fine
+    path = tmp_path / "extract.csv"
+    df.to_csv(path, index=False)
+    err = refused(tmp_path, capsys, path, "--engine", engine, notebook="variation")
+    assert "column 'age': expected a number with commas only between thousands" in err and "row 6: age=4,5" in err
+    assert "row 8: spell_cost=12,5" in err and "1,234.50" not in err
+    if engine == "pandas":
+        from helpers import io
+
+        df.loc[4, "age"], df.loc[6, "spell_cost"] = "45", "12.5"
+        df.to_csv(path, index=False)
+        assert io.load_table("spells", path)["spell_cost"].iloc[7] == 1234.5
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_dates_outside_the_plausible_window_are_errors(engine, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HANDBOOK_DATES", "")  # restored after the test: --dates below sets it
+    df = extract()
+    df.loc[2, "admission_date"] = "1901-05-01"
+    df.loc[9, "discharge_date"] = "2099-01-01"
+    path = tmp_path / "extract.csv"
+    df.to_csv(path, index=False)
+    err = refused(tmp_path, capsys, path, "--engine", engine, notebook="variation")
+    assert "column 'admission_date': expected a date from 1990-01-01 to " in err and "row 4: admission_date=1901-05-01" in err
+    assert "column 'discharge_date': expected a date from 1990-01-01" in err and "row 11: discharge_date=2099-01-01" in err
+    # the window is a parameter: a wider one lets 1901 through, and a malformed one is refused
+    err = refused(tmp_path, capsys, path, "--engine", engine, "--dates", "1900-01-01:2050-12-31", notebook="variation")
+    assert "admission_date" not in err and "row 11: discharge_date=2099-01-01" in err and "2050-12-31" in err
+    err = refused(tmp_path, capsys, path, "--dates", "2030:1990", notebook="variation")
+    assert "--dates expects FROM:TO as two ISO dates" in err
+
+
+def test_repeated_column_names_are_refused_not_resolved(tmp_path, capsys):
+    df = extract()
+    path = tmp_path / "extract.csv"
+    text = df.to_csv(index=False).splitlines()
+    # age twice, and age beside "age " (a trailing space)
+    for header, name in [(text[0] + ",age", "'age' (column A"), (text[0] + ",age ", "'age ' (column")]:
+        path.write_text("\n".join([header] + [line + ",50" for line in text[1:]]) + "\n")
+        err = refused(tmp_path, capsys, path)
+        assert "appear more than once (ignoring case and spaces)" in err and "'age'" in err and name.split(" (")[0] in err
+
+
+def test_limits_before_reading_a_huge_header(tmp_path, capsys):
+    path = tmp_path / "wide.csv"
+    path.write_text("a" + "," * 400_000 + "\n1\n")  # about 400 KB of header
+    assert "its first line (the header) is longer than 256 KB" in refused(tmp_path, capsys, path)
+    path.write_text(",".join(f"c{i}" for i in range(3000)) + "\n" + ",".join("1" * 3000) + "\n")
+    assert "it has 3,000 columns; an extract has at most 2,000" in refused(tmp_path, capsys, path)
+
+
+def test_utf16_semicolons_and_a_pipe_get_their_own_messages(tmp_path, capsys):
+    df = extract(10)
+    path = tmp_path / "extract.csv"
+    path.write_bytes(df.to_csv(index=False).encode("utf-16"))
+    err = refused(tmp_path, capsys, path)
+    assert "it is UTF-16 text" in err and "Save it as CSV UTF-8" in err
+    path.write_text(df.to_csv(index=False, sep=";"))
+    assert "separated by semicolons (;)" in refused(tmp_path, capsys, path)
+    path.unlink()
+    os.mkfifo(path)
+    assert "it is not an ordinary file (a pipe" in refused(tmp_path, capsys, path)
+
+
+def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
+    from openpyxl import Workbook
+
+    from helpers import engine, io
+
+    df = extract(30)
+    wb = Workbook()
+    hidden = wb.active
+    hidden.title = "old export"
+    hidden.append(["nothing", "here"])
+    hidden.sheet_state = "hidden"
+    sheet = wb.create_sheet("spells")
+    sheet.append(list(df.columns))
+    for row in df.itertuples(index=False):
+        sheet.append(list(row))
+    wb.active = 1
+    path = tmp_path / "extract.xlsx"
+    wb.save(path)
+    loaded = io.load_table("spells", path)
+    assert len(loaded) == 30 and loaded.attrs["load_summary"]["sheet"] == "spells"
+    # codes saved by pandas as floats (a nullable integer column written to Parquet)
+    floats = df.assign(admission_method=df["admission_method"].astype(float), sex=df["sex"].astype(float),
+                       age=df["age"].astype(float))
+    floats.to_parquet(tmp_path / "extract.parquet")
+    df.to_csv(tmp_path / "x.csv", index=False)
+    reference = io.load_table("spells", tmp_path / "x.csv")
+    parquet = io.load_table("spells", tmp_path / "extract.parquet")
+    pd.testing.assert_series_equal(parquet["admission_method"], reference["admission_method"])
+    assert engine.validate_table("spells", tmp_path / "extract.parquet", None, "duckdb") == 30

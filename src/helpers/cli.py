@@ -160,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 + " `handbook list` shows the parameters."
             )
     params = checked_parameter_types(params, declared, raw_params)
+    dates = set_date_window(getattr(args, "dates", None))
 
     out = Path(args.out).expanduser().resolve()
     previous_run = check_out_folder(out, [*data.values(), *([Path(args.map)] if args.map else [])], args.force)
@@ -194,6 +195,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             rows = None
         if path is not None:
             inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
+            if path.suffix.lower() in {".xlsx", ".xlsm"}:
+                from helpers.io import excel_sheet
+
+                inputs[name]["sheet"] = excel_sheet(path)  # the active visible sheet, the one read
 
     started = time.perf_counter()
     try:
@@ -226,6 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "notebook": args.notebook,
                 "parameters": params,
                 "inputs": inputs,
+                "date_window": dates,
                 "tables": {s: _count_rows(tables / f"{s}.csv") for s in sheets},
                 "exclusions": _read_records(tables / "exclusions.csv"),
                 "package_versions": package_versions(),
@@ -254,6 +260,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Wrote {out}: report.html, results.xlsx, tables/ ({len(sheets)} tables), run.json "
               f"in {elapsed:.0f} s")
     return 0
+
+
+def set_date_window(text: str | None) -> str:
+    """Set the plausible window for dates (``--dates FROM:TO``) for the checks and the notebook's kernel.
+
+    Returns the window in force, as ``FROM:TO``.
+    """
+    from helpers import io
+
+    if text:
+        first, sep, last = text.partition(":")
+        try:
+            start, end = dt.date.fromisoformat(first.strip()), dt.date.fromisoformat(last.strip())
+        except ValueError:
+            start = end = None
+        if not sep or start is None or end is None or start >= end:
+            raise UsageError(f"--dates expects FROM:TO as two ISO dates, the first earlier, e.g. 1980-01-01:2030-12-31; got {text!r}")
+        os.environ[io.DATE_WINDOW_VARIABLE] = f"{start}:{end}"  # the kernel inherits it
+    first, last = io.date_window()
+    return f"{first:%Y-%m-%d}:{last:%Y-%m-%d}"
 
 
 def data_parameters(raw_params: dict[str, str], data: dict[str, Path]) -> dict[str, Path]:
@@ -542,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
     p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.add_argument("--dates", metavar="FROM:TO",
+                       help="plausible dates in the inputs (default 1990-01-01 to tomorrow); others are errors")
     p_run.add_argument("--engine", choices=["pandas", "duckdb", "spark"],
                        help="what reads the spells: pandas (default), duckdb (large files), spark (a cluster)")
     p_run.set_defaults(func=cmd_run)

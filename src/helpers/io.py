@@ -244,6 +244,9 @@ def check_header(path: Path) -> None:
     if len(names) > MAX_COLUMNS:
         raise InputError(f"Cannot use {path.name}: it has {len(names):,} columns; an extract has at most "
                          f"{MAX_COLUMNS:,}.\nFile: {path}")
+    if len(names) == 1 and names[0].count(";") >= 2:
+        raise InputError(f"Cannot use {path.name}: it has one column, {names[0][:60]!r}.{_semicolon_hint(path)}"
+                         f"\nFile: {path}")
     seen: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         if name:
@@ -584,6 +587,7 @@ def load_table(
     out.attrs["load_summary"] = {
         "table": table,
         "file": path.name,
+        **({"sheet": raw.attrs["sheet"]} if "sheet" in raw.attrs else {}),
         "rows_read": int(len(raw)),
         "columns_mapped": {k: v for k, v in mapping.items() if k != v},
         "columns_ignored": leftover,

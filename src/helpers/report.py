@@ -441,6 +441,7 @@ def front_matter(
     when = when or dt.datetime.now()
     data = [
         f"{name}: {spec['file']}"
+        + (f", sheet {spec['sheet']!r}" if spec.get("sheet") is not None else "")
         + (f", {spec['rows']:,} rows" if spec.get("rows") is not None else "")
         + (f", SHA-256 {spec['sha256'][:12]}…" if spec.get("sha256") else "")
         for name, spec in inputs.items()
