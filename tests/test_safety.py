@@ -491,3 +491,50 @@ def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
     parquet = io.load_table("spells", tmp_path / "extract.parquet")
     pd.testing.assert_series_equal(parquet["admission_method"], reference["admission_method"])
     assert engine.validate_table("spells", tmp_path / "extract.parquet", None, "duckdb") == 30
+
+
+# --------------------------------------------------------------------------- D3 small providers in figures
+def test_providers_starred_in_the_tables_are_not_drawn(tmp_path):
+    """Funnel, caterpillar and opportunity figures of an indicator file with two providers of 1 to 7 events."""
+    rng = __import__("random").Random(1)
+    rows = []
+    for i in range(20):
+        d = rng.randint(800, 1500)
+        rows.append({"provider_code": f"R{i:02d}", "numerator": int(d * rng.uniform(0.08, 0.14)), "denominator": d})
+    rows += [{"provider_code": "SMALLA", "numerator": 2, "denominator": 5},  # 5 cases
+             {"provider_code": "SMALLB", "numerator": 3, "denominator": 900}]  # 3 events
+    src = tmp_path / "indicator.csv"
+    pd.DataFrame(rows).to_csv(src, index=False)
+    out = tmp_path / "run"
+    assert main(["run", "variation", "--data", f"indicator={src}", "--param", "indicator=breaches",
+                 "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out / "tables" / "provider_indicator.csv", dtype=str).set_index("provider_code")
+    assert table.loc["SMALLA", "denominator"] == "*" and table.loc["SMALLB", "observed"] == "*"
+    svgs = {p.name: p.read_text() for p in sorted((out / "figures").glob("*.svg"))}
+    assert len(svgs) >= 2
+    from helpers.disclosure import svg_text
+
+    texts = {name: svg_text(svg) for name, svg in svgs.items()}
+    assert any("R00" in t for t in texts.values())  # the caterpillar names every provider it draws
+    assert not any("SMALL" in t for t in texts.values())
+    html = (out / "report.html").read_text()
+    assert "SMALLA" in html  # listed in the table, starred, but drawn nowhere
+
+
+def test_the_quadrant_leaves_out_a_provider_of_1_to_7_patients():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers import value as hv
+    from helpers.plots import value as pv
+
+    rows = [("A", 100, 0.30, 5000), ("B", 100, 0.40, 6000), ("C", 100, 0.35, 7000), ("E", 5, 0.90, 100)]
+    table = pd.DataFrame([{
+        "pathway": "hip", "provider_code": p, "n": n,
+        "adjusted_gain": g, "adjusted_gain_ci_lower": g - 0.01, "adjusted_gain_ci_upper": g + 0.01,
+        "adjusted_cost": c, "adjusted_cost_ci_lower": c - 50, "adjusted_cost_ci_upper": c + 50,
+    } for p, n, g, c in rows])
+    fig = pv.quadrant_plot(hv.quadrant(table, min_patients=30), "hip")
+    ax = fig.axes[0]
+    assert len(ax.containers) == 3  # A, B and C; E's mean gain and cost come from 5 patients
+    assert "E" not in {t.get_text() for t in ax.texts}
