@@ -494,7 +494,7 @@ def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
 
 
 # --------------------------------------------------------------------------- D3 small providers in figures
-def test_providers_starred_in_the_tables_are_not_drawn(tmp_path):
+def test_providers_starred_in_the_tables_are_not_drawn(tmp_path, capfd):
     """Funnel, caterpillar and opportunity figures of an indicator file with two providers of 1 to 7 events."""
     rng = __import__("random").Random(1)
     rows = []
@@ -508,6 +508,8 @@ def test_providers_starred_in_the_tables_are_not_drawn(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "variation", "--data", f"indicator={src}", "--param", "indicator=breaches",
                  "--out", str(out), "--quiet"]) == 0
+    quiet = capfd.readouterr()
+    assert quiet.out == "" and quiet.err == ""  # --quiet: nothing from papermill, the kernel or the run
     table = pd.read_csv(out / "tables" / "provider_indicator.csv", dtype=str).set_index("provider_code")
     assert table.loc["SMALLA", "denominator"] == "*" and table.loc["SMALLB", "observed"] == "*"
     svgs = {p.name: p.read_text() for p in sorted((out / "figures").glob("*.svg"))}
@@ -538,3 +540,14 @@ def test_the_quadrant_leaves_out_a_provider_of_1_to_7_patients():
     ax = fig.axes[0]
     assert len(ax.containers) == 3  # A, B and C; E's mean gain and cost come from 5 patients
     assert "E" not in {t.get_text() for t in ax.texts}
+
+
+# --------------------------------------------------------------------------- D16 reproducible report
+def test_two_runs_give_the_same_report_but_for_the_time(tmp_path, small_spells, quick_run):
+    pages = []
+    for name in ["a", "b"]:
+        assert main(["run", "spc", "--data", small_spells, "--out", str(tmp_path / name), "--quiet"]) == 0
+        html = (tmp_path / name / "report.html").read_text(encoding="utf-8")
+        pages.append(re.sub(r"run at:</strong> [0-9T:-]+", "", html))
+    assert pages[0] == pages[1]
+    assert re.findall(r'id="cell-id=([^"]+)"', pages[0])[:3] == ["cell-000", "cell-001", "cell-002"]

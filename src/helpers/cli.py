@@ -484,6 +484,18 @@ def _read_map(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in mapping.items() if v}
 
 
+def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:
+    """The kernel's arguments; with ``--quiet`` its log keeps to CRITICAL.
+
+    jupyter_client interrupts (SIGINT) every kernel it shuts down, and
+    ipykernel logs "KeyboardInterrupt caught in kernel" at ERROR level when the
+    interrupt lands while it is busy, after a run that went well.
+    """
+    if not quiet:
+        return list(arguments)
+    return [a for a in arguments if not a.startswith("--IPKernelApp.log_level")] + ["--IPKernelApp.log_level=CRITICAL"]
+
+
 def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -499,7 +511,7 @@ def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool)
             progress_bar=not quiet,
             kernel_name="python3",
             log_output=False,
-            extra_arguments=report.KERNEL_ARGUMENTS,  # figures as PNG and SVG for figures/
+            extra_arguments=kernel_arguments(report.KERNEL_ARGUMENTS, quiet),  # figures as PNG and SVG
         )
     except PapermillExecutionError as exc:
         if exc.ename == "InputError":
