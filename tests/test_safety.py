@@ -551,3 +551,14 @@ def test_two_runs_give_the_same_report_but_for_the_time(tmp_path, small_spells, 
         pages.append(re.sub(r"run at:</strong> [0-9T:-]+", "", html))
     assert pages[0] == pages[1]
     assert re.findall(r'id="cell-id=([^"]+)"', pages[0])[:3] == ["cell-000", "cell-001", "cell-002"]
+
+
+def test_an_indicator_file_of_one_provider_is_a_message_not_a_failure(tmp_path, capsys):
+    src = tmp_path / "indicator.csv"
+    src.write_text("provider_code,numerator,denominator\nR01,40,400\n")
+    out = tmp_path / "run"
+    assert main(["run", "variation", "--data", f"indicator={src}", "--param", "indicator=breaches",
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "At least 3 providers are needed to estimate overdispersion; got 1" in err and "Traceback" not in err
+    assert not out.exists() and leftovers(tmp_path) == []
