@@ -422,3 +422,17 @@ def test_two_providers_get_exact_limits_without_overdispersion():
     assert list(res.providers["outlier"]) == ["none", "high"]  # 40 against 20 expected is beyond 99.8%
     with pytest.raises(ValueError, match="At least 3 providers"):
         fn.funnel(data)
+
+
+def test_compare_flags_lists_every_provider_flagged_by_either_method():
+    frames = _null_simulation(reps=1, providers=150, tau=0.1, seed=20260401)
+    data = frames[0]
+    table = fn.compare_flags(data, "ratio", min_expected=0, levels=[95, 99.8], outlier_level=95)
+    robust = fn.funnel(data, min_expected=0, outlier_level=95).providers
+    shmi = fn.funnel(data, tau2_method="shmi", min_expected=0, outlier_level=95).providers
+    either = set(robust.loc[robust["outlier"] != "none", "provider_code"]) | set(shmi.loc[shmi["outlier"] != "none", "provider_code"])
+    assert set(table["provider_code"]) == either
+    # SHMI's trimmed tau2 is smaller, so it flags everything robust flags and more
+    assert (table["outlier_shmi"] != "none").sum() > (table["outlier_robust"] != "none").sum()
+    assert list(table.columns) == ["provider_code", "ratio", "outlier_robust", "outlier_shmi", "agree"]
+    assert (table["agree"] == (table["outlier_robust"] == table["outlier_shmi"])).all()

@@ -696,3 +696,30 @@ def from_indicator_table(table: pd.DataFrame, provider: str = "provider_code") -
     out["rows"] = grouped.size().to_numpy()
     out = out.rename(columns={provider: "provider_code", "numerator": "observed"})
     return out, kind
+
+
+def compare_flags(
+    data: pd.DataFrame,
+    indicator_type: IndicatorType = "ratio",
+    methods: Sequence[str] = (DEFAULT_TAU2_METHOD, "shmi"),
+    **kwargs,
+) -> pd.DataFrame:
+    """Which providers each tau^2 method flags, side by side.
+
+    Runs :func:`funnel` once per method with the same other arguments and
+    returns the ``flag_comparison`` table: provider_code, the indicator
+    value (ratio or rate) and ``outlier_<method>`` ("high", "low" or
+    "none" at the outlier level) for every provider flagged by at least one
+    method, in input order; ``agree`` says whether the methods agree. An
+    analyst who must match NHS Digital's SHMI reads the ``outlier_shmi``
+    column.
+    """
+    results = {m: funnel(data, indicator_type, tau2_method=m, **kwargs) for m in methods}
+    first = results[methods[0]]
+    col = first.value_column
+    out = first.providers[["provider_code", col]].copy()
+    for m, res in results.items():
+        out[f"outlier_{m}"] = res.providers["outlier"].to_numpy()
+    flags = out[[f"outlier_{m}" for m in methods]]
+    out["agree"] = flags.nunique(axis=1).eq(1).to_numpy()
+    return out[flags.ne("none").any(axis=1).to_numpy()].reset_index(drop=True)
