@@ -265,7 +265,7 @@ def answers_session3(p: dict) -> dict[str, str]:
 
 def answers_session4(p: dict) -> dict[str, str]:
     _, years, _ = los_model()
-    result = los_funnel()
+    result = los_funnel(outlier_level=float(p["outlier_level"]))
 
     def run(benchmark, share=p["marginal_cost_share"]):
         return opportunity.opportunity(result, benchmark, False, 1.0, p["cost_per_bed_day"], p["occupancy"], share,
@@ -275,7 +275,8 @@ def answers_session4(p: dict) -> dict[str, str]:
     s = median.summary.set_index("estimate")
     q = quartile.summary.set_index("estimate")
     holby = median.providers.set_index("provider_code").loc[p["holby"]]
-    assert bool(holby["worse_than_95"])
+    assert holby["outlier"] == "high", "the page prints that Holby is beyond the limit"
+    assert s.loc["naive", "bed_days"] > s.loc["interval", "bed_days_upper"], "the solution says naive lies above the interval"
     money = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"],
                                    p["marginal_cost_share"], p["price_year"]).iloc[0]
     cash20 = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"], 0.2).iloc[0]
