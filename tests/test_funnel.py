@@ -410,6 +410,12 @@ def test_sample_true_los_outliers_are_flagged_and_few_others():
         # the simulator's other providers vary by exp(N(0, 0.04)): at most two false alarms at 99.8%
         others = p[(p["outlier"] != "none") & ~p.index.isin(high | low)]
         assert len(others) <= 2, others
+    # the chapter's statements: the default flags exactly the simulated four; Paule-Mandel, inflated
+    # by them, flags none of them
+    default = fn.funnel(model.providers, scale=model.dispersion).providers.set_index("provider_code")
+    assert set(default.index[default["outlier"] != "none"]) == high | low
+    pm = fn.funnel(model.providers, scale=model.dispersion, tau2_method="paule_mandel").providers
+    assert not set(pm.loc[pm["outlier"] != "none", "provider_code"]) & (high | low)
 
 
 def test_two_providers_get_exact_limits_without_overdispersion():
