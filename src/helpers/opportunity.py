@@ -307,8 +307,8 @@ def describe(summary: pd.DataFrame, unit: str = "bed days", per: str = "a year")
     if "small_providers" in s.index and int(s.loc["small_providers", "providers"]) > 0:
         small = s.loc["small_providers"]
         text += (
-            f" A further {finance.format_number(small[col])} {unit} come from {int(small['providers'])} providers too small "
-            "to be flagged; they are left out of every total."
+            f" A further {finance.format_number(small[col])} {unit} come from {int(small['providers'])} "
+            f"provider{'s' if int(small['providers']) != 1 else ''} too small to be flagged, left out of every total."
         )
     if has_days:
         text += (

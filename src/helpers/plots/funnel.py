@@ -194,7 +194,8 @@ def opportunity_plot(
     bed days do not apply) and the ``worse_than_<L>`` flag of
     :func:`helpers.opportunity.opportunity`; ``summary`` is the
     ``opportunity_summary`` table. Bars for providers beyond the funnel limit
-    are orange, the rest grey: most of the naive total sits in grey bars.
+    are orange, the rest grey; providers too small to be flagged are pale
+    grey (they are in no total of the summary).
     ``outlier_column`` defaults to the table's one ``worse_than_<L>`` column,
     whose level the legend states.
     """
@@ -207,7 +208,8 @@ def opportunity_plot(
     d = providers[providers[value] > 0].sort_values(value)
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(d) + 1.8)))
     flag = d[outlier_column].to_numpy(bool) if outlier_column in d.columns else np.zeros(len(d), bool)
-    colours = [NHS["orange"] if f else NHS["mid_grey"] for f in flag]
+    small = d["small"].to_numpy(bool) if "small" in d.columns else np.zeros(len(d), bool)
+    colours = [NHS["orange"] if f else (NHS["pale_grey"] if sm else NHS["mid_grey"]) for f, sm in zip(flag, small)]
     ax.barh(d["provider_code"], d[value], color=colours, hatch=None)
     for i, f in enumerate(flag):
         if f:
@@ -223,6 +225,9 @@ def opportunity_plot(
         plt.Rectangle((0, 0), 1, 1, color=NHS["orange"], hatch="//", label=f"Beyond the {level_text} funnel limit"),
         plt.Rectangle((0, 0), 1, 1, color=NHS["mid_grey"], label="Worse than benchmark, within limits"),
     ]
+    if small.any():
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=NHS["pale_grey"], edgecolor=NHS["dark_grey"],
+                                     label="Too small to be flagged (in no total)"))
     ax.legend(handles=handles, loc="lower right", fontsize=8)
     if title is None:
         k = int(flag.sum())
