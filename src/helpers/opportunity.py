@@ -161,7 +161,10 @@ def opportunity_draws(
     col = _value_column(p)
     base = _base(p, col)
     y, s, theta = transform(spec.indicator_type, p["observed"].to_numpy(float), base, spec.target, spec.transform, spec.scale)
-    disp = estimate_dispersion(y, s, theta, "additive", tau2_method, spec.dispersion.trim, spec.dispersion.trim_method)
+    if tau2_method == spec.dispersion.tau2_method and spec.dispersion.model == "additive":
+        disp = spec.dispersion  # the funnel's own estimate
+    else:
+        disp = estimate_dispersion(y, s, theta, "additive", tau2_method, spec.dispersion.trim, spec.dispersion.trim_method)
     rng = np.random.default_rng(seed)
     if method == "empirical_bayes":
         # tau^2 is itself uncertain: draw it from its large-sample distribution,
