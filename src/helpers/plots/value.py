@@ -115,6 +115,8 @@ def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
         Line2D([], [], color=NHS["dark_grey"], linestyle="--", label="median provider"),
         Line2D([], [], marker="o", linestyle="", color=NHS["mid_grey"], markeredgecolor=NHS["black"],
                label="interval clear of both medians"),
+        Line2D([], [], marker="o", linestyle="", color=QUADRANT_COLOURS[hv.NOT_DISTINGUISHABLE], alpha=0.55,
+               label=hv.NOT_DISTINGUISHABLE),
     ]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
     ax.set_title(_wrap(hv.describe_quadrant(quadrant_table, pathway)))
