@@ -428,6 +428,21 @@ def test_no_icer_between_two_pathways():
     )
 
 
+def test_compare_options_defaults_and_refusals():
+    df = _two_arms(n=60)
+    df = pd.concat([df, outcomes_frame([("hip", "C", 0.3, 0.6, 6000.0)] * 30)], ignore_index=True)
+    allocative = hv.allocative(hv.pathway_value(df), duration_years=10)
+    # no names: the two providers of the pathway with most patients (A and B, 60 each; C has 30), by name on a tie
+    row = hv.compare_options(df, allocative, [], "hip", adjust_for_case_mix=False, n_bootstrap=200).iloc[0]
+    assert (row["comparator"], row["intervention"]) == ("A", "B")
+    with pytest.raises(InputError, match="give two names"):
+        hv.compare_options(df, allocative, ["A"], "hip")
+    with pytest.raises(InputError, match="name the pathway"):
+        hv.compare_options(df, allocative, ["A", "B"])
+    with pytest.raises(InputError, match="no ICER between"):
+        hv.incremental_within(df.assign(provider_code="X"), "hip", "hip", "knee", by="pathway")
+
+
 def _two_arms(n: int = 400, seed: int = 11) -> pd.DataFrame:
     """One pathway, two providers; costs and gains drawn with known means (no case mix)."""
     rng = np.random.default_rng(seed)
