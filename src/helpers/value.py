@@ -678,7 +678,7 @@ def annuity_factor(
     discounts year t by t years, as HM Treasury's Green Book tables do (the
     discount factor of year 0 is 1): over 10 years at 3.5% the factor is 8.608.
     ``first_discounted_year=0`` discounts every year, year 0 included, by one
-    year more (8.317 over 10 years, 3.5% less). With ``r = 0`` the factor is the
+    year more (8.317 over 10 years; the default is 1 + r times this). With ``r = 0`` the factor is the
     duration itself. The rate follows the NICE reference case (PMG36, 2022,
     4.5.1: 3.5% a year).
     """
