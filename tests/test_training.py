@@ -144,31 +144,49 @@ def truth_outliers() -> tuple[set[str], set[str]]:
 # --------------------------------------------------------------------------- the answers, page by page
 def answers_session1(p: dict) -> dict[str, str]:
     target = p["turnover_gbp"] * p["cip_share"]
-    summary = hv.cip_summary(p["plan"], target)
-    total = summary.iloc[-1]
-    by_class = summary.set_index("cip_class")
-    recurrent_cash = by_class.loc["cash-releasing, recurrent", "value_gbp"]
-    changed = [dict(s, qia_status="approved") if s["scheme"] == "Ward skill-mix review" else s
-               for s in p["plan"] if s["scheme"] != "Corporate vacancy freeze"]
-    changed_total = hv.cip_summary(changed, target).iloc[-1]
-    flags = hv.cip_plan(changed)
-    # the solution says the skill-mix review is still flagged, as a high risk
-    assert flags.set_index("scheme").loc["Ward skill-mix review", "flag"].startswith("high quality risk")
+    summary = hv.cip_summary(p["plan"], target).set_index("cip_class")
+    total = summary.loc["plan total"]
     checked = hv.cip_plan(p["plan"])
+    listed = checked.loc[checked["qia_status"] != "rejected", "value_gbp"].sum()
+    # the solution says the schemes on the list are the counted plan plus those awaiting assessment
+    assert listed == pytest.approx(total["value_gbp"] + total["awaiting_qia_gbp"])
+    # ... and that the list falls short by exactly the workshop's 20%
+    assert target - listed == pytest.approx(target * p["behind_plan"])
+    recurrent_cash = summary.loc["cash-releasing, recurrent", "value_gbp"]
+    assert total["recurrent_cash_gbp"] == recurrent_cash
+    awaiting = checked[checked["qia_status"].isin(hv.QIA_AWAITING)]
+    assert set(awaiting["scheme"]) == {"Ward skill-mix review", "Corporate vacancy freeze", "Step-down virtual ward"}
+    agency = checked.set_index("scheme").loc["Agency nursing to substantive posts"]
+    assert agency["start_month"] == 4  # July is the fourth month of the financial year
+    changed = [dict(s, qia_status="approved") if s["scheme"] == "Ward skill-mix review"
+               else dict(s, qia_status="rejected") if s["scheme"] == "Corporate vacancy freeze" else s
+               for s in p["plan"]]
+    changed_summary = hv.cip_summary(changed, target).set_index("cip_class")
+    flags = hv.cip_plan(changed).set_index("scheme")
+    # the solution says the skill-mix review is still flagged, as a high risk, and only the virtual ward awaits
+    assert flags.loc["Ward skill-mix review", "flag"].startswith("high quality risk")
+    assert list(flags.index[flags["qia_status"].isin(hv.QIA_AWAITING)]) == ["Step-down virtual ward"]
     small = checked[checked["value_gbp"] <= 1_000_000]
     assert "Ward skill-mix review" in set(small["scheme"])
     knee = hv.pathway_value(outcomes()).set_index("pathway").loc["knee replacement"]
     return {
         "s1_target": gbp(target),
-        "s1_plan_total": gbp(total["value_gbp"]),
-        "s1_gap": gbp(total["gap_to_target_gbp"]),
+        "s1_listed_total": gbp(listed),
+        "s1_listed_gap": gbp(target - listed),
         "s1_behind_gbp": gbp(target * p["behind_plan"]),
         "s1_behind_share_of_deficit": pct(target * p["behind_plan"] / p["deficit_gbp"]),
+        "s1_plan_total": gbp(total["value_gbp"]),
+        "s1_awaiting": gbp(total["awaiting_qia_gbp"]),
         "s1_recurrent_cash": gbp(recurrent_cash),
         "s1_recurrent_cash_share": pct(recurrent_cash / target),
-        "s1_not_approved": gbp(total["value_not_approved"]),
-        "s1_change_gap": gbp(changed_total["gap_to_target_gbp"]),
-        "s1_change_not_approved": gbp(changed_total["value_not_approved"]),
+        "s1_gap": gbp(total["gap_to_target_gbp"]),
+        "s1_other": gbp(total["other_savings_gbp"]),
+        "s1_agency_fye": gbp(agency["full_year_effect_gbp"]),
+        "s1_change_plan_total": gbp(changed_summary.loc["plan total", "value_gbp"]),
+        "s1_change_gap": gbp(changed_summary.loc["plan total", "gap_to_target_gbp"]),
+        "s1_change_skillmix_fye": gbp(flags.loc["Ward skill-mix review", "full_year_effect_gbp"]),
+        "s1_change_awaiting": gbp(changed_summary.loc["plan total", "awaiting_qia_gbp"]),
+        "s1_change_rejected": gbp(changed_summary.loc["rejected (not counted)", "value_gbp"]),
         "s1_small_count": WORDS[len(small)],
         "s1_small_schemes": listing(small["scheme"]),
         "s1_small_total": gbp(small["value_gbp"].sum()),
@@ -186,7 +204,11 @@ def answers_session2(p: dict) -> dict[str, str]:
     clear = focus["gain_clear"] & focus["cost_clear"]
     worse = focus[(focus["quadrant"] == worse_label) & clear]
     better = focus[(focus["quadrant"] == hv.QUADRANTS[("higher", "lower")]) & clear]
-    label_only = focus[(focus["quadrant"] == worse_label) & ~clear]
+    label_only = focus[(focus["point_quadrant"] == worse_label) & ~clear]
+    assert (label_only["quadrant"] == hv.NOT_DISTINGUISHABLE).all()
+    not_distinguishable = int((focus["quadrant"] == hv.NOT_DISTINGUISHABLE).sum())
+    counts = hv.quadrant_counts(quadrant).set_index("pathway").loc[p["focus_pathway"]]
+    assert counts[hv.NOT_DISTINGUISHABLE] == not_distinguishable
     economy = hv.economy(pd.DataFrame(p["input_costs"])).set_index("provider_code")
     t08 = economy.loc["T08"]
     saving = (t08["unit_cost"] - t08["median_unit_cost"]) * t08["quantity"]
@@ -197,8 +219,10 @@ def answers_session2(p: dict) -> dict[str, str]:
                  for r in p["input_costs"]]
     index_at_median = hv.economy(pd.DataFrame(at_median)).set_index("provider_code").loc["T08", "economy_index"]
     value_table = hv.pathway_value(outcomes())
-    long = hv.allocative(value_table, p["qaly_duration_years"], p["discount_rate"]).set_index("pathway")["verdict"]
-    short = hv.allocative(value_table, 1, p["discount_rate"]).set_index("pathway")["verdict"]
+    long = hv.allocative(value_table, p["qaly_duration_years"], p["discount_rate"],
+                         first_discounted_year=p["first_discounted_year"]).set_index("pathway")["verdict"]
+    short = hv.allocative(value_table, 1, p["discount_rate"],
+                          first_discounted_year=p["first_discounted_year"]).set_index("pathway")["verdict"]
     assert long.str.startswith("below").all()  # "at 10 years every pathway is far below the range"
     moved = [name for name in short.index if short[name].startswith("within")]
     assert all(short[name].startswith("below") for name in short.index if name not in moved)  # "the other two stay below"
@@ -208,6 +232,7 @@ def answers_session2(p: dict) -> dict[str, str]:
         "s2_clear_worse": listing(worse["provider_code"]),
         "s2_clear_better": listing(better["provider_code"]),
         "s2_label_only": listing(label_only["provider_code"]),
+        "s2_not_distinguishable": num(not_distinguishable),
         "s2_t08_price": gbp(t08["unit_cost"]),
         "s2_median_price": gbp(t08["median_unit_cost"]),
         "s2_t08_index": f"{t08['economy_index']:.2f}",
@@ -590,8 +615,9 @@ def test_session_one_runs_top_to_bottom_on_the_sample():
     printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                       for out in cell.get("outputs", []))
     answers = computed("session1_value.md")
-    for key in ("s1_target", "s1_plan_total", "s1_gap", "s1_recurrent_cash", "s1_recurrent_cash_share",
-                "s1_not_approved", "s1_change_gap", "s1_change_not_approved", "s1_small_total", "s1_dorothy_cpug"):
+    for key in ("s1_target", "s1_listed_total", "s1_plan_total", "s1_awaiting", "s1_gap", "s1_other",
+                "s1_recurrent_cash", "s1_recurrent_cash_share", "s1_agency_fye", "s1_change_plan_total",
+                "s1_change_gap", "s1_change_awaiting", "s1_change_rejected", "s1_small_total", "s1_dorothy_cpug"):
         assert answers[key] in printed, f"session 1's cells do not print {key} = {answers[key]}"
 
 
