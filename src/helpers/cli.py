@@ -360,7 +360,11 @@ def check_out_folder(out: Path, inputs: Sequence[Path], force: bool) -> dict[str
         resolved = Path(path).expanduser().resolve()
         if resolved == out or out in resolved.parents:
             raise UsageError(f"--out {out} holds the input {resolved.name}; write the results to another folder.")
-    if not out.exists() or not any(out.iterdir()):
+    try:
+        empty = not out.exists() or not any(out.iterdir())
+    except OSError as exc:
+        raise UsageError(f"Cannot look inside --out {out}: {exc.strerror or exc}.") from None
+    if empty:
         if not os.access(_existing_parent(out.parent), os.W_OK):
             raise UsageError(f"Cannot write in {_existing_parent(out.parent)}: permission denied. Choose a folder you can write to.")
         return None
