@@ -562,3 +562,28 @@ def test_an_indicator_file_of_one_provider_is_a_message_not_a_failure(tmp_path, 
     err = capsys.readouterr().err
     assert "At least 3 providers are needed to estimate overdispersion; got 1" in err and "Traceback" not in err
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_named_excel_sheet_is_read_and_a_wrong_name_is_a_message(tmp_path, capsys, monkeypatch):
+    from openpyxl import Workbook
+
+    from helpers import io
+
+    monkeypatch.setenv("HANDBOOK_EXCEL_SHEETS", "")  # restored after the test: --sheet below sets it
+    df = extract(20)
+    wb = Workbook()
+    wb.active.title = "notes"
+    wb.active.append(["read me"])
+    for title, rows in [("2023-24", df.head(8)), ("2024-25", df)]:
+        sheet = wb.create_sheet(title)
+        sheet.append(list(df.columns))
+        for row in rows.itertuples(index=False):
+            sheet.append(list(row))
+    path = tmp_path / "extract.xlsx"
+    wb.save(path)
+    err = refused(tmp_path, capsys, path, "--sheet", "spells=2025-26")
+    assert "it has no sheet called '2025-26'; its sheets are 'notes', '2023-24', '2024-25'" in err
+    assert "--sheet spells=x: there is no Excel input" in refused(tmp_path, capsys, SAMPLE, "--sheet", "spells=x")
+    monkeypatch.setenv("HANDBOOK_EXCEL_SHEETS", json.dumps({str(path.resolve()): "2023-24"}))
+    loaded = io.load_table("spells", path)
+    assert len(loaded) == 8 and loaded.attrs["load_summary"]["sheet"] == "2023-24"

@@ -161,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
     params = checked_parameter_types(params, declared, raw_params)
     dates = set_date_window(getattr(args, "dates", None))
+    set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
     out = Path(args.out).expanduser().resolve()
     previous_run = check_out_folder(out, [*data.values(), *([Path(args.map)] if args.map else [])], args.force)
@@ -260,6 +261,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Wrote {out}: report.html, results.xlsx, tables/ ({len(sheets)} tables), run.json "
               f"in {elapsed:.0f} s")
     return 0
+
+
+def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
+    """Name the sheet to read for Excel inputs (``--sheet NAME=SHEET``), for the checks and the notebook's kernel."""
+    import json
+
+    from helpers import io
+
+    if not sheets:
+        return
+    chosen = json.loads(os.environ.get(io.EXCEL_SHEETS_VARIABLE) or "{}")
+    for name, sheet in sheets.items():
+        if name not in data or data[name].suffix.lower() not in {".xlsx", ".xlsm", ".xls"}:
+            raise UsageError(f"--sheet {name}={sheet}: there is no Excel input {name!r} (give it with --data {name}=FILE.xlsx).")
+        chosen[str(data[name])] = sheet
+    os.environ[io.EXCEL_SHEETS_VARIABLE] = json.dumps(chosen)  # the kernel inherits it
 
 
 def set_date_window(text: str | None) -> str:
@@ -584,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
     p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.add_argument("--sheet", action="append", metavar="NAME=SHEET",
+                       help="the sheet to read from an Excel input (default: the active visible sheet)")
     p_run.add_argument("--dates", metavar="FROM:TO",
                        help="plausible dates in the inputs (default 1990-01-01 to tomorrow); others are errors")
     p_run.add_argument("--engine", choices=["pandas", "duckdb", "spark"],

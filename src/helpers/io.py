@@ -41,6 +41,8 @@ MAX_HEADER_BYTES = 256 * 1024
 #: The plausible window for dates, as ``FROM:TO`` (ISO dates) in this environment variable;
 #: by default 1 January 1990 to tomorrow. ``handbook run --dates`` sets it.
 DATE_WINDOW_VARIABLE = "HANDBOOK_DATES"
+#: Sheets the user named for Excel inputs, as JSON ``{"/full/path.xlsx": "sheet"}`` (``handbook run --sheet``).
+EXCEL_SHEETS_VARIABLE = "HANDBOOK_EXCEL_SHEETS"
 #: Row numbers in messages count the header as row 1, as a spreadsheet does.
 HEADER_ROWS = 1
 
@@ -155,13 +157,19 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
 
 
 def excel_sheet(path: Path) -> str | int:
-    """The sheet of a workbook to read: the active sheet, or the first visible one if that is hidden.
+    """The sheet of a workbook to read: the one the user named, else the active sheet, or the
+    first visible one if that is hidden.
 
-    (``pd.read_excel`` reads the first sheet, which may be a hidden one.)
-    Old ``.xls`` files: the first sheet.
+    (``pd.read_excel`` reads the first sheet, which may be a hidden one.) A
+    named sheet comes from ``$HANDBOOK_EXCEL_SHEETS`` (``handbook run --sheet``).
+    Old ``.xls`` files: the named sheet or the first.
     """
+    import json
+    import os
+
+    named = json.loads(os.environ.get(EXCEL_SHEETS_VARIABLE) or "{}").get(str(Path(path).resolve()))
     if path.suffix.lower() == ".xls":
-        return 0
+        return named if named is not None else 0
     from openpyxl import load_workbook
 
     try:
@@ -169,6 +177,11 @@ def excel_sheet(path: Path) -> str | int:
     except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
         raise InputError(f"Cannot read {path.name} as Excel: {exc}\nFile: {path}") from None
     try:
+        if named is not None:
+            if named not in wb.sheetnames:
+                raise InputError(f"Cannot use {path.name}: it has no sheet called {named!r}; its sheets are "
+                                 f"{', '.join(map(repr, wb.sheetnames))}.\nFile: {path}")
+            return named
         visible = [ws for ws in wb.worksheets if ws.sheet_state == "visible"]
         if not visible:
             raise InputError(f"Cannot use {path.name}: every sheet of the workbook is hidden.\nFile: {path}")
