@@ -221,7 +221,8 @@ def diagnosis_columns(columns: Iterable[str]) -> tuple[list[str], str | None]:
     Only one family of wide columns is used: the first of :data:`WIDE_PATTERNS`
     that matches (DIAG_4_nn before DIAG_3_nn, so a HES extract carrying both is
     not counted twice). A primary-diagnosis column (:data:`PRIMARY_NAMES`) is
-    put first when the wide family has no position 1.
+    put first when the wide family has no position 1 or numbers the secondary
+    diagnoses only (``Secondary_Diagnosis_Code_1`` ...).
     """
     columns = [str(c) for c in columns]
     wide: list[str] = []
@@ -229,7 +230,7 @@ def diagnosis_columns(columns: Iterable[str]) -> tuple[list[str], str | None]:
         found = sorted(((int(m.group(1)), c) for c in columns if (m := pattern.match(c.strip()))), key=lambda t: t[0])
         if found:
             wide = [c for _, c in found]
-            if found[0][0] != 1:
+            if found[0][0] != 1 or pattern is WIDE_PATTERNS[-1]:  # no position 1, or secondary positions only
                 primary = [c for c in columns if c.strip().upper() in PRIMARY_NAMES]
                 wide = primary[:1] + wide
             break
