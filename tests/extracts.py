@@ -107,3 +107,35 @@ def hes_episodes(spells: pd.DataFrame, seed: int = 16) -> tuple[pd.DataFrame, pd
     hes = pd.DataFrame(episodes)
     by_hand = pd.DataFrame(truth)
     return hes, by_hand
+
+
+def sus_spells(hes: pd.DataFrame, by_hand: pd.DataFrame) -> pd.DataFrame:
+    """The spells of :func:`hes_episodes` as a SUS+ / NCDR APCS extract: its own names, no --map needed.
+
+    ``Der_Diagnosis_All`` concatenates every episode's codes (``||`` between
+    episodes, ``,`` between codes, as in NCDR); dates come as SQL Server
+    writes them (``yyyy-mm-dd 00:00:00.000``); no IMD column.
+    """
+    ep = hes.copy()
+    ep["_order"] = ep["EPIORDER"].astype(int)
+    ep = ep.sort_values(["PROVSPNO", "_order"])
+    diag_cols = [c for c in ep.columns if c.startswith("DIAG_4_")]
+    ep["_codes"] = ep[diag_cols].apply(lambda r: " ,".join(c for c in r if isinstance(c, str) and c), axis=1)
+    joined = ep.groupby("PROVSPNO", sort=False)["_codes"].apply(lambda s: "||" + "||".join(s))
+    spells = by_hand.reset_index(drop=True)
+    when = lambda iso: pd.to_datetime(iso).dt.strftime("%Y-%m-%d 00:00:00.000")  # noqa: E731
+    return pd.DataFrame({
+        "APCS_Ident": [f"{480000000000 + 7919 * i}" for i in range(len(spells))],  # bigints, as NCDR
+        "Der_Pseudo_NHS_Number": spells["patient_id"],
+        "Der_Provider_Code": spells["provider_code"],
+        "Admission_Date": when(spells["admission_date"]),
+        "Discharge_Date": when(spells["discharge_date"]),
+        "Admission_Method": spells["admission_method"],
+        "Patient_Classification": spells["patient_classification"],
+        "Der_Age_at_CDS_Activity_Date": spells["age"],
+        "Sex": spells["sex"],
+        "Der_Primary_Diagnosis_Code": spells["primary_diagnosis"],
+        "Spell_Core_HRG": spells["hrg"],
+        "Discharge_Method": spells["discharge_method"],
+        "Der_Diagnosis_All": joined.loc[[f"SP{i:06d}" for i in range(len(spells))]].to_numpy(),
+    })
