@@ -152,3 +152,19 @@ def test_epikey_alone_is_not_a_spell_id(tmp_path):
     spells.to_csv(path, index=False)
     with pytest.raises(io.InputError, match="spell_id"):
         io.load_table("spells", path)
+
+
+def test_duckdb_engine_builds_spells_from_episodes_too(tmp_path):
+    from extracts import hes_episodes, sample_spells
+
+    from helpers import engine
+
+    hes, _ = hes_episodes(sample_spells(3000))
+    path = tmp_path / "hes_apc.csv"
+    hes.to_csv(path, index=False)
+    by_pandas = engine.prepare_variation(str(path), "los", engine="pandas")
+    by_duckdb = engine.prepare_variation(str(path), "los", engine="duckdb")
+    pd.testing.assert_frame_equal(by_pandas.model.providers, by_duckdb.model.providers, rtol=1e-9)
+    flows = [quality.exclusion_flow(p.spells, p.exclusions) for p in (by_pandas, by_duckdb)]
+    pd.testing.assert_frame_equal(*flows)
+    assert flows[0].iloc[0]["rows_after"] == len(hes)

@@ -389,6 +389,7 @@ class TableSource:
     leftover: list[str]
     rows: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)  # an episode-level file built into spells first
 
 
 def _text_expr(raw: str, kind: str) -> str:
@@ -510,9 +511,18 @@ def open_table(
             raise io.InputError(f"Expected a file for {path.name} but {path} is a folder.")
         if path.stat().st_size == 0:
             raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
+    origin: dict[str, Any] = {}
+    if table == "spells" and "://" not in str(path):
+        from helpers import episodes
+
+        built = episodes.spells_file_for_engine(path, column_map)  # episodes, or diagnoses to score
+        if built is not None:
+            path, origin = built
     be = backend or _backend(engine, spark)
     try:
-        return _open(table, spec, path, column_map, be)
+        src = _open(table, spec, path, column_map, be)
+        src.origin = origin
+        return src
     except BaseException:
         if backend is None:
             be.close()
@@ -754,7 +764,7 @@ def load_spells(
     out["month"] = pd.to_datetime(frame["month"]).astype("datetime64[us]").to_numpy()
     out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
                                  "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
-                                 "columns_ignored": src.leftover, "engine": engine}
+                                 "columns_ignored": src.leftover, "engine": engine, **src.origin}
     return out
 
 
@@ -1063,7 +1073,7 @@ def _stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.D
     frame = pd.DataFrame(columns=src.present)
     frame.attrs["load_summary"] = {"table": src.table, "file": Path(str(src.path)).name, "rows_read": src.rows,
                                    "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
-                                   "columns_ignored": src.leftover}
+                                   "columns_ignored": src.leftover, **src.origin}
     frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
     return frame
 

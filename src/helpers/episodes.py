@@ -260,3 +260,63 @@ def add_diagnosis_scores(spells: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFram
         out["charlson_index"] = pd.array(scored["charlson_index"].to_numpy(), dtype="Int64")
     out.attrs = dict(spells.attrs)
     return out
+
+
+# --------------------------------------------------------------------------- for the SQL engines
+def _header(path: Path) -> list[str]:
+    """The column names of a file, read without its rows (Excel: the first sheet's header)."""
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    if suffix in {".xlsx", ".xlsm", ".xls"}:
+        return [str(c) for c in pd.read_excel(path, nrows=0).columns]
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return [str(c).strip() for c in pd.read_csv(path, nrows=0, encoding=encoding).columns]
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue
+    return []
+
+
+def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | None = None
+                           ) -> tuple[Path, dict[str, Any]] | None:
+    """For the DuckDB and Spark engines: an episode-level file, or one with diagnoses, as a spells file.
+
+    The engines read spells with SQL; building spells from episodes and
+    scoring diagnoses is done here, with pandas (:func:`helpers.io.load_table`),
+    and the result written as a Parquet file of text in a private temporary
+    folder (removed at exit) for the engine to read. Returns that file and
+    what the load summary should say of the original (file, rows read, steps),
+    or None when the file is already plain spells.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    columns = _header(path)
+    wide, concatenated = comorbidity.diagnosis_columns(columns)
+    scores_absent = not {"FRAILTY_SCORE", "HFRS"} & {c.strip().upper() for c in columns}
+    if not is_episode_level(columns, column_map) and not ((wide or concatenated) and scores_absent):
+        return None
+    import atexit
+    import shutil
+    import tempfile
+
+    spells = io.load_table("spells", path, column_map)
+    folder = Path(tempfile.mkdtemp(prefix="handbook-spells-"))
+    atexit.register(shutil.rmtree, folder, True)
+    text = pd.DataFrame(index=spells.index)
+    for col in spells.columns:
+        values = spells[col]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            text[col] = values.dt.strftime("%Y-%m-%d").where(values.notna(), None)
+        else:
+            text[col] = values.astype("str").where(values.notna(), None)
+    target = folder / f"{path.stem}.parquet"
+    text.to_parquet(target, index=False)
+    summary = spells.attrs.get("load_summary", {})
+    origin = {"file": path.name, "rows_read": int(summary.get("rows_read", len(spells)))}
+    if summary.get("load_steps"):
+        origin["load_steps"] = summary["load_steps"]
+    return target, origin
