@@ -220,7 +220,8 @@ def diagnosis_columns(columns: Iterable[str]) -> tuple[list[str], str | None]:
 
     Only one family of wide columns is used: the first of :data:`WIDE_PATTERNS`
     that matches (DIAG_4_nn before DIAG_3_nn, so a HES extract carrying both is
-    not counted twice). A primary-diagnosis column (:data:`PRIMARY_NAMES`) is
+    not counted twice), when it has secondary positions: a primary diagnosis
+    alone gives no score. A primary-diagnosis column (:data:`PRIMARY_NAMES`) is
     put first when the wide family has no position 1 or numbers the secondary
     diagnoses only (``Secondary_Diagnosis_Code_1`` ...).
     """
@@ -234,6 +235,8 @@ def diagnosis_columns(columns: Iterable[str]) -> tuple[list[str], str | None]:
                 primary = [c for c in columns if c.strip().upper() in PRIMARY_NAMES]
                 wide = primary[:1] + wide
             break
+    if len(wide) < 2:  # a primary diagnosis alone is not a record of comorbidity: no score from it
+        wide = []
     concatenated = next((c for c in columns if c.strip().upper() in CONCATENATED_NAMES), None)
     return wide, concatenated
 
