@@ -170,3 +170,25 @@ def test_duckdb_engine_builds_spells_from_episodes_too(tmp_path):
     flows = [quality.exclusion_flow(p.spells, p.exclusions) for p in (by_pandas, by_duckdb)]
     pd.testing.assert_frame_equal(*flows)
     assert flows[0].iloc[0]["rows_after"] == len(hes)
+
+
+def test_hes_infant_ages_and_null_dates(tmp_path):
+    rows = [list(r) for r in ROWS]
+    rows[1][9] = rows[2][9] = "01/01/1800"  # HES "not applicable" date on P1's episodes before the last
+    rows[5][9] = "1801-01-01"  # P3's open spell: "not known"
+    rows[3][14] = "7002"  # P2 under one year old (HES STARTAGE 7001-7007)
+    spells = io.load_table("spells", extract(rows, tmp_path)).set_index("patient_id")
+    expected = io.load_table("spells", extract(ROWS, tmp_path, "plain.csv")).set_index("patient_id")
+    assert spells.loc["P2", "age"] == 0
+    assert spells.loc["P1", "discharge_date"] == pd.Timestamp("2024-01-09")
+    assert "P3" not in spells.index  # a null-coded discharge date is no discharge
+    pd.testing.assert_frame_equal(spells.drop(columns="age"), expected.drop(columns="age"))
+
+
+def test_without_a_discharge_date_column_the_last_episode_ends_the_spell(tmp_path):
+    rows = [r[:9] + r[10:] for r in ROWS if r[5] == "3" and r[1] != "P3"]
+    path = tmp_path / "no_disdate.csv"
+    pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "DISDATE"]).to_csv(path, index=False)
+    spells = io.load_table("spells", path).set_index("spell_id")
+    assert spells.loc["RA1/100", "discharge_date"] == pd.Timestamp("2024-01-09")
+    assert len(spells) == 6

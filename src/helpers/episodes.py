@@ -19,7 +19,9 @@ the same rules as the HES "spell" derivations):
    its discharge details (discharge date, method and destination, HRG) from
    its last;
 4. a spell whose last episode has no discharge date has not ended (the
-   patient was in hospital when the extract was taken) and is counted out.
+   patient was in hospital when the extract was taken) and is counted out;
+   an extract with no discharge date column at all takes the end of the last
+   finished episode.
 
 *Primary diagnosis.* ``primary_diagnosis_rule="first"`` (the default) takes
 the primary diagnosis of the first episode, as HES spell-level statistics
@@ -127,6 +129,8 @@ def spells_from_episodes(
     for col in _LAST:
         if col in ep.columns:
             spells[col] = last[col]
+    if "discharge_date" not in ep.columns and "episode_end" in ep.columns:
+        spells["discharge_date"] = last["episode_end"]  # no DISDATE column: the last episode's end
     spells["spell_id"] = first["provider_code"].astype("str") + "/" + first["provider_spell_number"].astype("str")
     spells["_episodes"] = ep.groupby("_spell", sort=True).size()
     spells["_last_row"] = last["_row"]
@@ -197,6 +201,42 @@ def link_continuous_spells(spells: pd.DataFrame, max_gap_days: int = MAX_TRANSFE
 
 
 # --------------------------------------------------------------------------- reading a file
+#: HES codes for an age under one year (STARTAGE, ENDAGE, ADMIAGE 7001-7007: under a day to under a year).
+HES_INFANT_AGES = frozenset({"7001", "7002", "7003", "7004", "7005", "7006", "7007"})
+HES_AGE_COLUMNS = frozenset({"STARTAGE", "ADMIAGE", "ENDAGE", "STARTAGE_CALC"})
+#: HES null dates: 1800-01-01 "not applicable", 1801-01-01 "not known" (and the 1582-10-15 and 1600-01-01 of some
+#: extracts); read as blank.
+HES_NULL_DATES = frozenset({"1800-01-01", "1801-01-01", "1582-10-15", "1600-01-01",
+                            "01/01/1800", "01/01/1801", "15/10/1582", "01/01/1600"})
+
+
+def read_hes_codes(raw: pd.DataFrame) -> pd.DataFrame:
+    """A file read as text with two HES conventions undone: infant age codes and null dates.
+
+    HES records an age under one year as 7001-7007 in STARTAGE (and ENDAGE,
+    ADMIAGE); these become 0. HES fills a missing date with 1800-01-01 (not
+    applicable) or 1801-01-01 (not known); these become blank, so that a spell
+    without a discharge date is not read as discharged in 1801. Other columns,
+    and a file without these names, are returned as they are (a copy is made
+    only when something changes; the file itself is never touched).
+    """
+    out = raw
+    for col in raw.columns:
+        name = str(col).strip().upper()
+        values = raw[col].astype("str").str.strip()
+        if name in HES_AGE_COLUMNS:
+            infant = values.isin(HES_INFANT_AGES)
+            if infant.any():
+                out = out.copy() if out is raw else out
+                out[col] = raw[col].where(~infant, "0")
+        elif name.endswith("DATE") or name in {"EPISTART", "EPIEND", "ADMIDATE", "DISDATE", "ELECDATE"}:
+            null = values.str.slice(0, 10).isin(HES_NULL_DATES)
+            if null.any():
+                out = out.copy() if out is raw else out
+                out[col] = raw[col].where(~null, "")
+    return out
+
+
 def load_spells(
     raw: pd.DataFrame,
     path: str | Path,

@@ -372,6 +372,7 @@ def load_table(
     if table == "spells":
         from helpers import episodes
 
+        raw = episodes.read_hes_codes(raw)  # HES infant ages (7001-7007) and null dates (1800-01-01)
         if episodes.is_episode_level(raw.columns, column_map):
             return episodes.load_spells(raw, path, column_map)
     mapping, leftover = map_columns(raw.columns, spec, column_map)
