@@ -223,13 +223,16 @@ def read_hes_codes(raw: pd.DataFrame) -> pd.DataFrame:
     out = raw
     for col in raw.columns:
         name = str(col).strip().upper()
+        is_date = name.endswith("DATE") or name in {"EPISTART", "EPIEND", "ADMIDATE", "DISDATE", "ELECDATE"}
+        if name not in HES_AGE_COLUMNS and not is_date:
+            continue
         values = raw[col].astype("str").str.strip()
         if name in HES_AGE_COLUMNS:
             infant = values.isin(HES_INFANT_AGES)
             if infant.any():
                 out = out.copy() if out is raw else out
                 out[col] = raw[col].where(~infant, "0")
-        elif name.endswith("DATE") or name in {"EPISTART", "EPIEND", "ADMIDATE", "DISDATE", "ELECDATE"}:
+        else:
             null = values.str.slice(0, 10).isin(HES_NULL_DATES)
             if null.any():
                 out = out.copy() if out is raw else out
