@@ -138,7 +138,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     nb_path = notebooks[args.notebook]
     declared = notebook_parameters(nb_path)
-    data = {k: Path(v).expanduser().resolve() for k, v in parse_assignments(args.data, "--data").items()}
+    from helpers import sources
+
+    given = parse_assignments(args.data, "--data")  # a file, or a database address (helpers.sources)
+    data = {k: v if sources.is_url(v) else Path(v).expanduser().resolve() for k, v in given.items()}
     raw_params = parse_assignments(args.param, "--param")
     data |= data_parameters(raw_params, data)
     params = {k: parse_value(v) for k, v in raw_params.items()}
@@ -164,8 +167,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
     out = Path(args.out).expanduser().resolve()
-    previous_run = check_out_folder(out, [*data.values(), *([Path(args.map)] if args.map else [])], args.force)
+    files = [p for p in data.values() if isinstance(p, Path)]
+    previous_run = check_out_folder(out, [*files, *([Path(args.map)] if args.map else [])], args.force)
 
+    fetched = _fetch_databases(data)
     column_map = params.get("column_map") or {}
     inputs: dict[str, dict[str, Any]] = {}
     identifiers: set[str] = set()
@@ -200,6 +205,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from helpers.io import excel_sheet
 
                 inputs[name]["sheet"] = excel_sheet(path)  # the active visible sheet, the one read
+        if name in fetched:  # recorded by what was read and where, never with a password
+            inputs[name] = {"file": f"{fetched[name].what} from {fetched[name].address}", "sha256": sha256(path),
+                            "rows": rows}
 
     started = time.perf_counter()
     try:
@@ -273,7 +281,7 @@ def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
         return
     chosen = json.loads(os.environ.get(io.EXCEL_SHEETS_VARIABLE) or "{}")
     for name, sheet in sheets.items():
-        if name not in data or data[name].suffix.lower() not in {".xlsx", ".xlsm", ".xls"}:
+        if not isinstance(data.get(name), Path) or data[name].suffix.lower() not in {".xlsx", ".xlsm", ".xls"}:
             raise UsageError(f"--sheet {name}={sheet}: there is no Excel input {name!r} (give it with --data {name}=FILE.xlsx).")
         chosen[str(data[name])] = sheet
     os.environ[io.EXCEL_SHEETS_VARIABLE] = json.dumps(chosen)  # the kernel inherits it
@@ -299,7 +307,7 @@ def set_date_window(text: str | None) -> str:
     return f"{first:%Y-%m-%d}:{last:%Y-%m-%d}"
 
 
-def data_parameters(raw_params: dict[str, str], data: dict[str, Path]) -> dict[str, Path]:
+def data_parameters(raw_params: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
     """Take ``--param data_NAME=FILE`` out of the parameters: it is ``--data NAME=FILE``.
 
     Every input then goes through the same checks, hashing and identifier
@@ -314,7 +322,10 @@ def data_parameters(raw_params: dict[str, str], data: dict[str, Path]) -> dict[s
         name = key.removeprefix("data_")
         if name in data:
             raise UsageError(f"The input {name!r} is given twice (--data {name}=... and --param {key}=...); give it once.")
-        routed[name] = Path(raw_params.pop(key).strip()).expanduser().resolve()
+        from helpers import sources
+
+        value = raw_params.pop(key).strip()
+        routed[name] = value if sources.is_url(value) else Path(value).expanduser().resolve()
     return routed
 
 
@@ -477,6 +488,24 @@ def _identifier_values(frame: Any) -> set[str]:
     return found
 
 
+def _fetch_databases(data: dict[str, Any]) -> dict[str, Any]:
+    """Read each database input into a private temporary folder; ``data`` then names the local files."""
+    from helpers import sources
+
+    urls = {k: v for k, v in data.items() if isinstance(v, str)}
+    if not urls:
+        return {}
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix="handbook-sql-"))
+    atexit.register(shutil.rmtree, folder, True)
+    fetched = {}
+    for name, url in urls.items():
+        fetched[name] = sources.fetch(url, folder, name)
+        data[name] = fetched[name].path
+    return fetched
+
+
 def _read_records(csv: Path) -> list[dict[str, str]]:
     """Rows of a (small, suppressed) result table as records, for run.json."""
     if not csv.is_file():
@@ -595,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run a notebook on your data and write a report folder")
     p_run.add_argument("notebook", help="notebook name, e.g. variation")
-    p_run.add_argument("--data", action="append", metavar="NAME=PATH", help="an input file (spells, virtual_ward, outcomes, indicator, series)")
+    p_run.add_argument("--data", action="append", metavar="NAME=PATH", help="an input file (spells, virtual_ward, outcomes, indicator, series), or a database: NAME=postgresql://user@host/db?table=schema.table")
     p_run.add_argument("--param", action="append", metavar="KEY=VALUE", help="a notebook parameter")
     p_run.add_argument("--map", metavar="FILE", help="YAML file mapping your column names to the contract's")
     p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
@@ -631,7 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        print(str(exc), file=sys.stderr)
+        from helpers import sources
+
+        print(sources.reword(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"handbook: {exc}", file=sys.stderr)
