@@ -1128,15 +1128,17 @@ def _time_zero_truths(sp: dict[str, np.ndarray], tr: np.ndarray, vw: dict[str, A
     }
 
 
-def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000) -> dict[str, Path]:
+def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000, step_down: str = "admission",
+                 readmission_or: float | None = None) -> dict[str, Path]:
     """Write ``spells.csv``, ``virtual_ward.csv``, ``outcomes.csv`` and ``truth.json`` to ``out_dir``.
 
     Dates are ISO (yyyy-mm-dd); the same seed gives byte-identical files.
-    Returns the paths written.
+    ``step_down`` and ``readmission_or`` as in :func:`simulate_economy` (the
+    shipped sample is ``"admission"``). Returns the paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = simulate_economy(n_spells=n_spells, seed=seed)
+    res = simulate_economy(n_spells=n_spells, seed=seed, step_down=step_down, readmission_or=readmission_or)
     paths = {}
     for name in ("spells", "virtual_ward", "outcomes"):
         p = out / f"{name}.csv"
