@@ -260,3 +260,46 @@ def test_handbook_run_on_a_mid_stay_economy(tmp_path):
     r = e.loc[("readmission_30d", "ipw")]
     assert r["ci_lower"] <= 0 <= r["ci_upper"]
     assert r["ci_lower"] <= 100 * truth["att_readmission_30d_from_time_zero_rd"] <= r["ci_upper"]
+
+
+def test_provider_level_skip_reason():
+    month = pd.date_range("2024-01-01", periods=8, freq="MS")
+    series = pd.DataFrame({"month": month, "bed_days": range(8)})
+    assert ev.provider_level_skip_reason(series, "2024-04-15") == ""
+    note = ev.provider_level_skip_reason(series, "2024-02-01")
+    assert "skipped" in note and "1 before" in note
+    assert "no comparison provider" in ev.provider_level_skip_reason(series, "2024-04-01", comparators=[])
+
+
+def test_handbook_run_when_every_ward_opened_before_the_data(tmp_path, mid_stay):
+    """Too few months before any ward opened: the run skips ITS and DiD with a note and still
+    writes the patient-level tables (it used to stop with 'need 3 months either side')."""
+    sp = mid_stay["spells"]
+    sp = sp[sp["admission_date"] >= pd.Timestamp("2024-09-01")]
+    vw = mid_stay["virtual_ward"]
+    vw = vw[vw["linked_spell_id"].isin(sp["spell_id"]) | vw["linked_spell_id"].isna()
+            & (vw["vw_admission_date"] >= pd.Timestamp("2024-09-01"))]
+    sp.to_csv(tmp_path / "spells.csv", index=False, date_format="%Y-%m-%d")
+    vw.to_csv(tmp_path / "vw.csv", index=False, date_format="%Y-%m-%d")
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.cli", "run", "virtual_ward", "--data", f"spells={tmp_path / 'spells.csv'}",
+         "--data", f"virtual_ward={tmp_path / 'vw.csv'}", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tables = {p.stem for p in (out / "tables").glob("*.csv")}
+    assert {"effect_estimates", "balance", "financial_impact"} <= tables
+    assert not {"its", "did", "before_after"} & tables
+    assert "skipped" in (out / "report.html").read_text()
+
+
+def test_time_zero_figure_draws_both_designs():
+    from helpers.plots.evaluation import time_zero_figure
+
+    fig = time_zero_figure()
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[0].startswith("All spells") and titles[1].startswith("Target trial")
+    # the top panel's clocks all start at 0; the bottom panel's at day 3 (the patient home on day 1 has none)
+    starts = [[line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o"] for ax in fig.axes]
+    assert starts == [[0, 0, 0], [3, 3]]
