@@ -303,3 +303,13 @@ def test_time_zero_figure_draws_both_designs():
     # the top panel's clocks all start at 0; the bottom panel's at day 3 (the patient home on day 1 has none)
     starts = [[line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o"] for ax in fig.axes]
     assert starts == [[0, 0, 0], [3, 3]]
+
+
+def test_without_referral_date_the_step_down_day_is_time_zero_and_the_report_says_why_it_is_weaker(mid_stay):
+    vw = mid_stay["virtual_ward"].drop(columns=["referral_date"])
+    tt = co.build_target_trial(mid_stay["spells"], vw)
+    assert tt.time_zero == "step-down day" and tt.time_zero_counts["referral_date"] == 0
+    treated = tt.rows[tt.rows["treated"] == 1]
+    assert (treated["time_zero"] == treated["discharge_date"]).all() and (treated["acute_los"] == 0).all()
+    text = co.describe_time_zero(tt)
+    assert "step-down day" in text and "flatters the ward" in text and "referral_date" in text
