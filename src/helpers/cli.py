@@ -579,7 +579,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=args.format)
         print(f"Wrote {args.spells:,} spells to {path}")
     else:
-        simulate.write_sample(out, seed=args.seed, n_spells=args.spells)
+        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down)
         print(f"Wrote the simulated economy ({args.spells:,} spells) to {out}")
     return 0
 
@@ -650,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--seed", type=int, default=2026)
     p_sim.add_argument("--spells-only", action="store_true", help="write only a spells file, fast, for scale tests")
     p_sim.add_argument("--format", choices=["csv", "parquet"], default="parquet")
+    p_sim.add_argument("--step-down", choices=["admission", "mid_stay"], default="admission",
+                       help="when step-down is decided: at admission (the sample) or on hospital day 2 to 4")
     p_sim.set_defaults(func=cmd_simulate)
     return parser
 
