@@ -168,6 +168,62 @@ COST_PER_VW_DAY = UnitCost(
     citation="jalilian2024",
 )
 
+#: Second reference point for a virtual ward day: £118.49 per virtual ward day
+#: against £569 per inpatient day, West Hertfordshire Teaching Hospitals with
+#: Central London Community Healthcare, 2023/24 (a local evaluation, not peer
+#: reviewed; quoted in the handbook's METHODS.md section 6). A ward run at
+#: scale and well used; the £285 above is a ward used at about a quarter of
+#: its capacity.
+COST_PER_VW_DAY_WEST_HERTS = UnitCost(
+    value=118.49,
+    unit="virtual ward patient day",
+    price_year="2023/24",
+    source=("West Hertfordshire Teaching Hospitals and Central London Community Healthcare 2023/24: "
+            "£118.49 per virtual ward day against £569 per inpatient day (local evaluation, not peer reviewed)"),
+    citation="",
+)
+
+#: The reference costs of a virtual ward day the break-even is compared with (METHODS.md 6).
+VW_DAY_REFERENCE_COSTS: dict[str, UnitCost] = {
+    "jalilian2024_derived": COST_PER_VW_DAY,
+    "west_herts_2023_24": COST_PER_VW_DAY_WEST_HERTS,
+}
+
+
+@dataclass(frozen=True)
+class PriceIndex:
+    """Index levels by price year (any base), with the index's name and source.
+
+    ``levels`` maps a price-year label exactly as the unit costs write it
+    ("2020/21", "2022", "2024/25") to the index level for that year. The
+    handbook ships no levels: the user states them (for example the NHS cost
+    inflation index, pay and prices, from the PSSRU/University of Kent *Unit
+    Costs of Health and Social Care*), so every uplift is visible.
+    """
+
+    levels: dict[str, float]
+    name: str = "price index supplied by the user"
+    source: str = "not stated"
+
+    def factor(self, from_year: str, to_year: str) -> float:
+        """Uplift factor from one price year to another: level[to] / level[from]."""
+        if from_year == to_year:
+            return 1.0
+        missing = [y for y in (from_year, to_year) if y not in self.levels]
+        if missing:
+            raise ValueError(f"the price index ({self.name}) has no level for {missing}; it has "
+                             f"{sorted(self.levels)}. Add the year or enter costs in one price year.")
+        lo, hi = float(self.levels[from_year]), float(self.levels[to_year])
+        if lo <= 0 or hi <= 0:
+            raise ValueError(f"price index levels must be positive; got {from_year}: {lo}, {to_year}: {hi}")
+        return hi / lo
+
+
+def uplift(value: Number, from_year: str, to_year: str, index: PriceIndex) -> Number:
+    """A £ value in ``from_year`` prices restated in ``to_year`` prices: value x level[to] / level[from]."""
+    return value * index.factor(from_year, to_year)
+
+
 #: Columns of the ``financial_impact`` table.
 FINANCIAL_IMPACT_COLUMNS: list[str] = [
     "measure", "value", "ci_lower", "ci_upper", "unit", "price_year", "source", "note",
@@ -224,8 +280,24 @@ def vw_financial_impact(
     price_per_admission: float = 0.0,
     long_stay_payments_avoided: float = 0.0,
     period_days: float = DAYS_PER_YEAR,
+    price_index: PriceIndex | None = None,
+    base_price_year: str | None = None,
+    reference_costs: dict[str, UnitCost] | None = None,
 ) -> pd.DataFrame:
     """The ``financial_impact`` table of a step-down virtual ward (METHODS.md 6).
+
+    Price years: figures in different price years are never netted. When the
+    bed-day cost and the virtual ward cost are in different price years,
+    give ``price_index`` (levels by year, with their source) and every £ row
+    is restated in ``base_price_year`` (default: the virtual ward cost's
+    year); without it the rows that would net the two (net, provider,
+    system, break-even against the reference costs) are left empty with a
+    note saying why. Whole-period rows say the period; ``*_per_year`` rows
+    divide by ``period_days`` / 365. ``reference_costs`` (default
+    :data:`VW_DAY_REFERENCE_COSTS`) are the costs of a virtual ward day the
+    break-even is compared with: ``vw_day_reference_<key>`` and
+    ``break_even_minus_<key>`` (positive: the ward at that cost pays for
+    itself in capacity).
 
     ``effect_days`` is the effect on acute LOS per treated spell (negative =
     shorter), with its 95% interval ``effect_ci``. Rows (``measure``):
@@ -256,8 +328,9 @@ def vw_financial_impact(
     (``admissions_avoided`` x ``price_per_admission``); the commissioner saves
     what the provider loses. Under ``"api"`` (whose fixed element pays for
     emergency activity) and ``"block"`` income does not move with activity. ``vw_paid_by="commissioner"`` means the commissioner pays the
-    provider for the virtual ward (a local price equal to its cost, as
-    Bradford negotiated: King's Fund 2018); ``"provider"`` means the provider
+    provider for the virtual ward (a local price equal to its cost, the
+    kind of arrangement Bradford and its commissioners intended to build on:
+    King's Fund 2018); ``"provider"`` means the provider
     absorbs it. Payments between the two cancel in ``system_net_cash_gbp``.
     Every £ row carries its price year and source; rows that combine costs of
     different price years say so in ``note``.
@@ -267,11 +340,11 @@ def vw_financial_impact(
         raise ValueError(f"vw_paid_by must be 'commissioner' or 'provider'; got {vw_paid_by!r}")
     if treated_spells < 0 or vw_patient_days < 0:
         raise ValueError("treated_spells and vw_patient_days must not be negative")
+    if period_days <= 0:
+        raise ValueError(f"period_days must be positive; got {period_days!r}")
     bd_cost, bd_year, bd_source = _unit_value(cost_per_bed_day, price_year, cost_source)
     lo_eff, hi_eff = sorted(effect_ci)
     released = np.array([-effect_days, -hi_eff, -lo_eff]) * treated_spells  # estimate, lower, upper
-    capacity = capacity_released_gbp(released, bd_cost)
-    cash = cash_releasing_gbp(capacity, marginal_cost_share)
     if annual_budget is not None:
         vw_cost, vw_year, vw_source = float(annual_budget) * budget_years, price_year, \
             f"virtual ward budget of {format_gbp(annual_budget)} a year x {budget_years:g} years ({cost_source})"
@@ -281,10 +354,28 @@ def vw_financial_impact(
             raise ValueError("give cost_per_vw_day or annual_budget")
         vw_unit, vw_year, vw_source = _unit_value(cost_per_vw_day, price_year, cost_source)
         vw_cost = vw_patient_days * vw_unit
-    mixed = "" if vw_year == bd_year else \
-        f"combines {bd_year} bed-day prices with {vw_year} virtual ward prices; uplift one to the other's year to compare like with like"
+    # One price year (METHODS.md 6): uplift with the stated index, or refuse to net.
+    mixed = ""
+    if vw_year == bd_year:
+        base = bd_year
+    elif price_index is not None:
+        base = base_price_year or vw_year
+        f_bd, f_vw = price_index.factor(bd_year, base), price_index.factor(vw_year, base)
+        bd_cost, vw_unit, vw_cost = bd_cost * f_bd, vw_unit * f_vw, vw_cost * f_vw
+        how = f"{price_index.name} ({price_index.source})"
+        bd_source = f"{bd_source}; uplifted from {bd_year} to {base} x {f_bd:.4f} by {how}"
+        vw_source = f"{vw_source}; uplifted from {vw_year} to {base} x {f_vw:.4f} by {how}"
+        bd_year = vw_year = base
+    else:
+        base = None
+        mixed = (f"not netted: the bed-day cost is in {bd_year} prices and the virtual ward cost in {vw_year} "
+                 "prices; give a price index (price_index) to restate both in one year, or enter both costs "
+                 "in one price year")
+    capacity = capacity_released_gbp(released, bd_cost)
+    cash = cash_releasing_gbp(capacity, marginal_cost_share)
     both_source = f"bed day: {bd_source}; virtual ward: {vw_source}"
-    both_year = bd_year if vw_year == bd_year else f"{bd_year} and {vw_year}"
+    both_year = base if base is not None else f"{bd_year} and {vw_year}"
+    nan3 = np.full(3, np.nan)
 
     income_change = 0.0
     if regime == "pbr":
@@ -295,6 +386,12 @@ def vw_financial_impact(
     provider_net = provider_income - provider_cost
     commissioner = income_change + vw_payment  # what it pays the provider changes by the same
     system = cash - vw_cost
+    net_capacity, net_cash = capacity - vw_cost, cash - vw_cost
+    if mixed:  # refuse to net across price years
+        provider_income, provider_cost, provider_net, system = nan3, nan3, nan3, nan3
+        net_capacity, net_cash = nan3, nan3
+    per_year = DAYS_PER_YEAR / period_days
+    period_note = f"over the {period_days:,.0f} days evaluated"
 
     def row(measure, values, unit, year="", source="", note=""):
         v = np.atleast_1d(np.asarray(values, dtype=float))
@@ -302,31 +399,58 @@ def vw_financial_impact(
         return {"measure": measure, "value": float(v[0]), "ci_lower": float(lo), "ci_upper": float(hi),
                 "unit": unit, "price_year": year, "source": source, "note": note}
 
-    days_note = "95% interval from the effect on acute LOS; capacity released, not cash, unless beds close"
+    days_note = ("95% interval from the effect on acute LOS; capacity released, not cash, unless beds close; "
+                 + period_note)
+    break_even = capacity / vw_patient_days if vw_patient_days else nan3
+    reference_rows = []
+    for key, ref in (VW_DAY_REFERENCE_COSTS if reference_costs is None else reference_costs).items():
+        reference_rows.append(row(f"vw_day_reference_{key}", ref.value, "£ per virtual ward day", ref.price_year,
+                                  ref.source, "a reference cost of a virtual ward day, in its own price year"))
+        if base is not None and ref.price_year == base:
+            ref_base, ref_note = ref.value, ""
+        elif base is not None and price_index is not None and ref.price_year in price_index.levels \
+                and base in price_index.levels:
+            f = price_index.factor(ref.price_year, base)
+            ref_base, ref_note = ref.value * f, f"; reference uplifted from {ref.price_year} x {f:.4f}"
+        else:
+            ref_base, ref_note = np.nan, (f"; not compared: the reference is in {ref.price_year} prices and the "
+                                          f"break-even in {bd_year}: give a price index with both years")
+        reference_rows.append(row(f"break_even_minus_{key}", break_even - ref_base, "£ per virtual ward day",
+                                  bd_year, bd_source, "break-even cost per virtual ward day minus the reference "
+                                  "cost; positive means the ward at that cost pays for itself in capacity" + ref_note))
     rows = [
         row("treated_spells", treated_spells, "spells"),
         row("effect_on_acute_los_days", [effect_days, lo_eff, hi_eff], "days per treated spell",
             note="negative means shorter acute stays"),
         row("bed_days_released", released, "bed days", note=days_note),
+        row("bed_days_released_per_year", released * per_year, "bed days a year",
+            note=f"bed days released x 365 / {period_days:,.0f} days evaluated"),
         row("beds_equivalent", beds_equivalent(released, occupancy, period_days), "beds",
             note=f"on average over {period_days:,.0f} days at {occupancy:.0%} occupancy"),
         row("capacity_released_gbp", capacity, "£", bd_year, bd_source,
-            "gross value of the bed days at the cost per bed day (non-cash-releasing)"),
+            f"gross value of the bed days at the cost per bed day (non-cash-releasing); {period_note}"),
+        row("capacity_released_gbp_per_year", capacity * per_year, "£ a year", bd_year, bd_source,
+            "capacity released x 365 / days evaluated"),
         row("cash_releasing_gbp", cash, "£", bd_year, bd_source,
             f"marginal cost share {marginal_cost_share:.0%}: cash leaves only when capacity is removed"),
         row("vw_patient_days", vw_patient_days, "virtual ward days",
             note="days moved to the virtual ward: these are not days saved"),
         row("vw_cost_per_day_gbp", vw_unit, "£ per virtual ward day", vw_year, vw_source),
-        row("vw_cost_gbp", vw_cost, "£", vw_year, vw_source),
-        row("net_capacity_gbp", capacity - vw_cost, "£", both_year, both_source,
-            "capacity released minus virtual ward cost" + (f"; {mixed}" if mixed else "")),
-        row("net_cash_gbp", cash - vw_cost, "£", both_year, both_source,
-            "cash released minus virtual ward cost" + (f"; {mixed}" if mixed else "")),
-        row("break_even_cost_per_vw_day", capacity / vw_patient_days if vw_patient_days else [np.nan] * 3,
+        row("vw_cost_gbp", vw_cost, "£", vw_year, vw_source, period_note),
+        row("vw_cost_gbp_per_year", vw_cost * per_year, "£ a year", vw_year, vw_source,
+            "virtual ward cost x 365 / days evaluated"),
+        row("net_capacity_gbp", net_capacity, "£", both_year, both_source,
+            f"capacity released minus virtual ward cost; {period_note}" + (f"; {mixed}" if mixed else "")),
+        row("net_capacity_gbp_per_year", net_capacity * per_year, "£ a year", both_year, both_source,
+            "net on capacity terms x 365 / days evaluated" + (f"; {mixed}" if mixed else "")),
+        row("net_cash_gbp", net_cash, "£", both_year, both_source,
+            f"cash released minus virtual ward cost; {period_note}" + (f"; {mixed}" if mixed else "")),
+        row("break_even_cost_per_vw_day", break_even,
             "£ per virtual ward day", bd_year, bd_source,
             "the virtual ward day cost at which capacity released equals its cost"),
+        *reference_rows,
         row("provider_income_change_gbp", provider_income, "£", both_year, both_source,
-            f"{regime} payment; virtual ward paid by the {vw_paid_by}"),
+            f"{regime} payment; virtual ward paid by the {vw_paid_by}" + (f"; {mixed}" if mixed else "")),
         row("provider_cost_change_gbp", provider_cost, "£", both_year, both_source,
             "virtual ward cost minus cash released"),
         row("provider_net_gbp", provider_net, "£", both_year, both_source,
@@ -344,6 +468,11 @@ def which_organisation_wins(financial_impact: pd.DataFrame) -> str:
     v = financial_impact.set_index("measure")["value"]
     prov, comm, system = v["provider_net_gbp"], v["commissioner_spend_change_gbp"], v["system_net_cash_gbp"]
     capacity = v["capacity_released_gbp"]
+    if np.isnan(system):
+        year = financial_impact.set_index("measure").loc["capacity_released_gbp", "price_year"]
+        return (f"The {format_gbp(capacity)} of capacity released ({year} prices) is not netted against the "
+                "virtual ward's cost: the two are in different price years. Give a price index, or enter both "
+                "costs in one price year, to see who gains and who pays.")
     p = f"the provider is {format_gbp(abs(prov))} {'better' if prov >= 0 else 'worse'} off in cash"
     c = (f"the commissioner pays {format_gbp(abs(comm))} {'more' if comm > 0 else 'less'}" if abs(comm) >= 0.5
          else "the commissioner's spending does not change")
