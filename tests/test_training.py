@@ -396,15 +396,29 @@ def answers_session6(p: dict) -> dict[str, str]:
                   price_year=p["price_year"], marginal_cost_share=p["marginal_cost_share"], payment=p["payment"])
     impact = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY,
                                          vw_paid_by=p["vw_paid_by"], **common).set_index("measure")["value"]
-    provider_pays = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY,
+    assert pd.isna(impact["net_capacity_gbp"]), "the solution says the table will not net 2020/21 against 2022"
+    index = finance.PriceIndex(p["illustrative_price_index"], "illustrative index", "session 6 parameters")
+    assert index.factor("2020/21", "2022") == pytest.approx(1.10), "the exercise says x 1.10"
+    uplifted = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index,
+                                           vw_paid_by=p["vw_paid_by"], **common).set_index("measure")["value"]
+    provider_pays = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index,
                                                 vw_paid_by="provider", **common).set_index("measure")["value"]
     full = finance.vw_financial_impact(**inputs, cost_per_bed_day=finance.COST_PER_BED_DAY, cost_per_vw_day=86,
-                                       price_year="2022", budget_years=inputs["period_days"] / 365
+                                       price_year="2022", price_index=index, budget_years=inputs["period_days"] / 365
                                        ).set_index("measure")["value"]
     assert abs(provider_pays["commissioner_spend_change_gbp"]) < 0.5  # "the commissioner's spending does not change"
+    # "for a step-down ward the three regimes give the same cash answer"
+    for regime in ("pbr", "block"):
+        other = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index,
+                                            vw_paid_by="provider", **{**common, "payment": regime}
+                                            ).set_index("measure")["value"]
+        assert other["provider_net_gbp"] == pytest.approx(provider_pays["provider_net_gbp"]), regime
     days = p["bradford_days_saved"]
     bradford = finance.vw_financial_impact(-days, (-days, -days), p["bradford_patients"], p["bradford_patients"] * days,
-                                           period_days=365).set_index("measure")["value"]
+                                           period_days=365, price_index=index).set_index("measure")["value"]
+    bradford_2020 = finance.vw_financial_impact(-days, (-days, -days), p["bradford_patients"],
+                                                p["bradford_patients"] * days, period_days=365
+                                                ).set_index("measure")["value"]
     truth = TRUTH["virtual_ward"]["att_acute_los_days"]
     ipw_acute = e.loc[("acute_los", "aipw")]
     assert ipw_acute["ci_lower"] <= truth <= ipw_acute["ci_upper"], "the solution says the interval contains the truth"
@@ -434,19 +448,25 @@ def answers_session6(p: dict) -> dict[str, str]:
         "s6_readmit_end_low": _shorter(end["ci_lower"]),
         "s6_readmit_end_high": _longer(end["ci_upper"]),
         "s6_bed_days": num(impact["bed_days_released"]),
+        "s6_bed_days_year": num(impact["bed_days_released_per_year"]),
         "s6_capacity": gbp(impact["capacity_released_gbp"]),
         "s6_vw_cost": gbp(impact["vw_cost_gbp"]),
-        "s6_net_capacity": gbp(impact["net_capacity_gbp"]),
         "s6_break_even": gbp(impact["break_even_cost_per_vw_day"]),
+        "s6_capacity_2022": gbp(uplifted["capacity_released_gbp"]),
+        "s6_net_capacity_2022": gbp(uplifted["net_capacity_gbp"]),
+        "s6_break_even_2022": gbp(uplifted["break_even_cost_per_vw_day"]),
+        "s6_gap_jalilian": gbp(uplifted["break_even_minus_jalilian2024_derived"]),
+        "s6_gap_west_herts": gbp(uplifted["break_even_minus_west_herts_2023_24"]),
         "s6_net_capacity_86": gbp(full["net_capacity_gbp"]),
         "s6_net_cash_86": gbp(full["net_cash_gbp"]),
-        "s6_commissioner": gbp(impact["commissioner_spend_change_gbp"]),
+        "s6_commissioner": gbp(uplifted["commissioner_spend_change_gbp"]),
         "s6_provider_net_provider_pays": gbp(provider_pays["provider_net_gbp"]),
-        "s6_brad_days": num(bradford["bed_days_released"]),
+        "s6_brad_days": num(bradford["bed_days_released_per_year"]),
         "s6_brad_beds": num(bradford["beds_equivalent"], 1),
-        "s6_brad_capacity": gbp(bradford["capacity_released_gbp"]),
+        "s6_brad_capacity": gbp(bradford_2020["capacity_released_gbp"]),
+        "s6_brad_capacity_2022": gbp(bradford["capacity_released_gbp"]),
         "s6_brad_vw_cost": gbp(bradford["vw_cost_gbp"]),
-        "s6_brad_net": gbp(bradford["net_capacity_gbp"]),
+        "s6_brad_net": gbp(bradford["net_capacity_gbp_per_year"]),
     }
 
 

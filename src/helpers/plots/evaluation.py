@@ -167,13 +167,20 @@ def finance_plot(financial_impact: pd.DataFrame) -> Figure:
             ax.errorbar(xi, r["value"], yerr=[[r["value"] - r["ci_lower"]], [r["ci_upper"] - r["value"]]],
                         color=NHS["black"], capsize=5)
     ax.axhline(0, color=NHS["dark_grey"], linewidth=1)
-    ax.set_xticks(x, [i[1] for i in items], fontsize=9)
-    ax.yaxis.set_major_formatter(lambda val, _: format_gbp(val))
-    ax.set_ylabel(f"£ ({v.loc['net_capacity_gbp', 'price_year']} prices)")
     be = v.loc["break_even_cost_per_vw_day"]
     unit = v.loc["vw_cost_per_day_gbp"]
-    ax.set_title(_wrap(f"The ward breaks even on capacity at {format_gbp(be['value'])} a virtual ward day; "
-                       f"it costs {format_gbp(unit['value'])}", 90))
+    one_year = be["price_year"] == unit["price_year"]
+    labels = [i[1] if one_year else f"{i[1]}\n({v.loc[i[0], 'price_year']})" for i in items]
+    ax.set_xticks(x, labels, fontsize=9)
+    ax.yaxis.set_major_formatter(lambda val, _: format_gbp(val))
+    ax.set_ylabel(f"£ ({v.loc['net_capacity_gbp', 'price_year']} prices)")
+    if one_year:
+        title = (f"The ward breaks even on capacity at {format_gbp(be['value'])} a virtual ward day; "
+                 f"it costs {format_gbp(unit['value'])} ({be['price_year']} prices)")
+    else:
+        title = (f"Not netted: capacity is in {be['price_year']} prices and the ward's cost in "
+                 f"{unit['price_year']} prices; give a price index to compare them")
+    ax.set_title(_wrap(title, 90))
     fig.tight_layout()
     return fig
 
