@@ -967,6 +967,25 @@ def _newey_west_lags(n: int) -> int:
     return int(np.floor(4 * (n / 100) ** (2 / 9)))
 
 
+def hide_small_counts(table: pd.DataFrame, columns: list[str], threshold: int | None = None) -> pd.DataFrame:
+    """A copy of ``table`` with each of ``columns`` set to NaN where its value is 1 to ``threshold``.
+
+    For figures of monthly counts (bed days, admissions): a figure draws a
+    hidden value as a gap, as the SPC charts do
+    (:func:`helpers.spc.suppress_small_counts`; HES analysis guide, counts 1
+    to 7). Zero and larger counts stay. ``threshold`` defaults to
+    :data:`helpers.disclosure.DEFAULT_THRESHOLD`.
+    """
+    from helpers import disclosure
+
+    threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
+    out = table.copy()
+    for col in columns:
+        values = pd.to_numeric(out[col], errors="coerce").astype(float)
+        out[col] = values.mask((values >= 1) & (values <= threshold))
+    return out
+
+
 def interrupted_time_series(series: pd.DataFrame, start: str | pd.Timestamp, value: str = "bed_days",
                             seasonality: bool = True, maxlags: int | None = None,
                             level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from helpers import disclosure
 from helpers import evaluation as ev
 from helpers.finance import format_gbp
 from helpers.plots import NHS, set_theme
@@ -83,10 +84,14 @@ def love_plot(balance: pd.DataFrame, threshold: float = ev.SMD_THRESHOLD) -> Fig
 
 
 def overlap_plot(overlap: pd.DataFrame) -> Figure:
-    """Distributions of the propensity score, treated above the axis and controls below."""
+    """Distributions of the propensity score, treated above the axis and controls below.
+
+    A bin holding 1 to 7 spells of a group is not drawn (small-number rule).
+    """
     set_theme()
     fig, ax = plt.subplots(figsize=(8, 4))
     width = float((overlap["bin_upper"] - overlap["bin_lower"]).iloc[0])
+    overlap = disclosure.drawable(overlap, ["count"])  # a bin of 1 to 7 spells is not drawn
     for group, sign, colour in (("treated", 1, NHS["blue"]), ("control", -1, NHS["orange"])):
         t = overlap[overlap["group"] == group]
         ax.bar(t["bin_lower"], sign * t["share"], width=width, align="edge", color=colour, alpha=0.85,
@@ -108,10 +113,14 @@ def overlap_plot(overlap: pd.DataFrame) -> Figure:
 
 def its_plot(fitted: pd.DataFrame, coefficients: pd.DataFrame, provider: str,
              value_label: str = "bed days a month") -> Figure:
-    """Observed monthly series, the fitted segmented regression and its counterfactual."""
+    """Observed monthly series, the fitted segmented regression and its counterfactual.
+
+    An observed month of 1 to 7 (bed days) is not drawn (small-number rule).
+    """
     set_theme()
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot(fitted["month"], fitted["observed"], "o", color=NHS["dark_grey"], markersize=4, label="Observed")
+    observed = ev.hide_small_counts(fitted, ["observed"])["observed"]
+    ax.plot(fitted["month"], observed, "o", color=NHS["dark_grey"], markersize=4, label="Observed")
     ax.plot(fitted["month"], fitted["fitted"], color=NHS["blue"], linewidth=2, label="Fitted")
     post = fitted[fitted["post"]]
     ax.plot(post["month"], post["counterfactual"], color=NHS["orange"], linestyle="--", linewidth=2,
@@ -127,8 +136,16 @@ def its_plot(fitted: pd.DataFrame, coefficients: pd.DataFrame, provider: str,
 
 def did_plot(series: pd.DataFrame, estimates: pd.DataFrame, provider: str,
              value_label: str = "bed days a month") -> Figure:
-    """The treated provider and the comparators' mean by month (top) and the gap (bottom)."""
+    """The treated provider and the comparators' mean by month (top) and the gap (bottom).
+
+    A month whose treated value or comparators' mean is 1 to 7 (bed days) is
+    drawn as a gap in that line and in the gap line (small-number rule).
+    """
     set_theme()
+    shown = ev.hide_small_counts(series, ["treated", "comparators"])
+    hidden = shown["treated"].isna() & series["treated"].notna() | \
+        shown["comparators"].isna() & series["comparators"].notna()
+    series = shown.assign(gap=series["gap"].where(~hidden.to_numpy()))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=[2, 1])
     ax1.plot(series["month"], series["treated"], color=NHS["blue"], linewidth=2, label=provider)
     ax1.plot(series["month"], series["comparators"], color=NHS["orange"], linewidth=2,
