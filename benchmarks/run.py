@@ -53,7 +53,8 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
         row = duckdb.connect().execute(f"SELECT COUNT(*) AS n, BIT_XOR(HASH(COLUMNS(*))) FROM {reader}('{path}')").fetchone()
         return {"rows": int(row[0])}
     if task == "variation":
-        from helpers import casemix, engine as eng, funnel, opportunity
+        from helpers import casemix, funnel, opportunity
+        from helpers import engine as eng
 
         indicator = extra.get("indicator", "los")
         definition = casemix.INDICATORS[indicator]
@@ -65,7 +66,10 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
                 "outliers": int((result.providers["outlier"] != "none").sum()),
                 "naive_opportunity": float(opp.summary.loc[0, "opportunity"])}
     if task == "virtual_ward":
-        from helpers import cohort as co, engine as eng, evaluation as ev, io
+        from helpers import cohort as co
+        from helpers import engine as eng
+        from helpers import evaluation as ev
+        from helpers import io
 
         spells = eng.load_spells(path, engine=engine)
         stays = io.load_table("virtual_ward", extra["virtual_ward"])
