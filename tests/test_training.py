@@ -119,11 +119,12 @@ def los_model(terms: tuple[str, ...] = casemix.DEFAULT_TERMS):
 
 
 @functools.lru_cache(maxsize=None)
-def los_funnel(tau2_method: str = "dl", levels: tuple[float, ...] = (95.0, 99.8), min_expected: float = 10.0,
-               terms: tuple[str, ...] = casemix.DEFAULT_TERMS):
+def los_funnel(tau2_method: str = funnel.DEFAULT_TAU2_METHOD, levels: tuple[float, ...] = (95.0, 99.8),
+               min_expected: float = 10.0, terms: tuple[str, ...] = casemix.DEFAULT_TERMS,
+               outlier_level: float | None = None):
     _, _, model = los_model(terms)
     return funnel.funnel(model.providers, "ratio", levels=list(levels), tau2_method=tau2_method,
-                         min_expected=min_expected, scale=model.dispersion)
+                         min_expected=min_expected, scale=model.dispersion, outlier_level=outlier_level)
 
 
 @functools.lru_cache(maxsize=None)
@@ -253,37 +254,43 @@ def answers_session3(p: dict) -> dict[str, str]:
     terms = tuple(p["case_mix"])
     levels = tuple(float(x) for x in p["limits"])
     _, _, model = los_model(terms)
-    dl = los_funnel(p["tau2_method"], levels, float(p["min_expected"]), terms)
-    robust = los_funnel("robust", levels, float(p["min_expected"]), terms)
-    prov = dl.providers
+    level = float(p["outlier_level"])
+    assert level == 99.8, "the solutions are written for flags at 99.8%"
+    main = los_funnel(p["tau2_method"], levels, float(p["min_expected"]), terms, level)
+    shmi = los_funnel("shmi", levels, float(p["min_expected"]), terms, level)
+    prov = main.providers
     high = sorted(prov.loc[prov["outlier"] == "high", "provider_code"])
     low = sorted(prov.loc[prov["outlier"] == "low", "provider_code"])
     true_high, true_low = truth_outliers()
-    assert true_high <= set(high) and true_low <= set(low), "the solution says the funnel finds all four"
-    false_alarms = sorted((set(high) | set(low)) - true_high - true_low)
+    assert set(high) == true_high and set(low) == true_low, "the solution says the funnel finds all four and nothing else"
+    beyond_95 = set(prov.loc[prov["flag_95"] != "none", "provider_code"])
+    false_alarms = sorted(beyond_95 - true_high - true_low)
     league = prov.sort_values("ratio", ascending=False).reset_index(drop=True)
     fourth = league.iloc[3]
     assert fourth["outlier"] == "none", "the solution says the fourth-ranked provider is inside the funnel"
-    flagged_robust = sorted(robust.providers.loc[robust.providers["outlier"] != "none", "provider_code"])
-    assert set(flagged_robust) == true_high | true_low, "the solution says robust flags exactly the simulated four"
+    flagged_shmi = sorted(shmi.providers.loc[shmi.providers["outlier"] != "none", "provider_code"])
+    assert set(flagged_shmi) == true_high | true_low, "the solution says shmi flags the same four here"
+    fourth_shmi = shmi.providers.set_index("provider_code").loc[fourth["provider_code"]]
+    assert fourth_shmi["upper_998"] < fourth["upper_998"], "the solution says the SHMI limits are narrower"
     return {
         "s3_c_statistic": f"{model.diagnostics['c_statistic'].iloc[0]:.2f}",
-        "s3_high_dl": listing(high),
-        "s3_low_dl": listing(low),
+        "s3_high": listing(high),
+        "s3_low": listing(low),
         "s3_false_alarm": listing(false_alarms),
         "s3_fourth_provider": fourth["provider_code"],
         "s3_fourth_ratio": f"{fourth['ratio']:.3f}",
         "s3_fourth_pct": pct(fourth["ratio"] - 1),
         "s3_fourth_upper": f"{fourth['upper_998']:.3f}",
-        "s3_phi_dl": f"{dl.dispersion['phi'].iloc[0]:.2f}",
-        "s3_phi_robust": f"{robust.dispersion['phi'].iloc[0]:.2f}",
-        "s3_flags_robust": listing(flagged_robust),
+        "s3_fourth_upper_shmi": f"{fourth_shmi['upper_998']:.3f}",
+        "s3_phi": f"{main.dispersion['phi'].iloc[0]:.2f}",
+        "s3_phi_shmi": f"{shmi.dispersion['phi'].iloc[0]:.2f}",
+        "s3_flags_shmi": listing(flagged_shmi),
     }
 
 
 def answers_session4(p: dict) -> dict[str, str]:
     _, years, _ = los_model()
-    result = los_funnel()
+    result = los_funnel(outlier_level=float(p["outlier_level"]))
 
     def run(benchmark, share=p["marginal_cost_share"]):
         return opportunity.opportunity(result, benchmark, False, 1.0, p["cost_per_bed_day"], p["occupancy"], share,
@@ -293,7 +300,8 @@ def answers_session4(p: dict) -> dict[str, str]:
     s = median.summary.set_index("estimate")
     q = quartile.summary.set_index("estimate")
     holby = median.providers.set_index("provider_code").loc[p["holby"]]
-    assert bool(holby["worse_than_95"])
+    assert holby["outlier"] == "high", "the page prints that Holby is beyond the limit"
+    assert s.loc["naive", "bed_days"] > s.loc["interval", "bed_days_upper"], "the solution says naive lies above the interval"
     money = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"],
                                    p["marginal_cost_share"], p["price_year"]).iloc[0]
     cash20 = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"], 0.2).iloc[0]
