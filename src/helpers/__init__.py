@@ -11,6 +11,10 @@ Data in
     ``derive``: the spells' derived fields (length of stay, emergency, day case,
     the 30-day readmission linked across providers, financial year), defined once.
     ``quality``: the data quality table and the exclusions flow of every report.
+    ``sources``: a SQL database table as an input (``--data spells=postgresql://...``).
+    ``episodes``: consultant episodes to provider spells, and spells to
+    continuous inpatient spells. ``comorbidity``: HFRS and the Charlson index
+    from ICD-10 diagnoses.
     ``simulate``: the seeded simulated health economy behind ``data/sample/``
     and its known truths (``truth.json``).
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from helpers.derive import add_spell_fields, next_emergency_gap
