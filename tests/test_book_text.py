@@ -87,3 +87,12 @@ def test_reference_labels_read_as_author_and_year():
     assert [str(p) for p in king.persons["author"]] == ["{The King's Fund}"]  # no doubtful personal authors
     for key in CORE_SOURCES:
         assert bib.entries[key].fields.get("url", "").startswith("https://"), key
+
+
+def test_data_page_rules_say_at_least_not_zero_to():
+    from helpers.io import describe_table
+
+    rules = [r for table in ("spells", "virtual_ward", "outcomes") for r in describe_table(table)["rule"]]
+    assert not [r for r in rules if r.rstrip().endswith(" to") or r.startswith(" to") or " to ;" in r]
+    assert any("at least 0" in r for r in rules)  # e.g. a length of stay: no upper limit
+    assert any("0 to 120" in r for r in rules)  # age keeps both ends

@@ -112,3 +112,18 @@ def test_a_meaningful_index_becomes_a_column_and_row_numbers_go():
     assert text.iloc[1].tolist() == ["knee", "£60,322", "£7,001"]
     filtered = long[long["pathway"] == "knee"]  # index 2, 3: row numbers, not data
     assert list(formatted_frame(filtered).columns) == ["pathway", "duration years", "cost per QALY"]
+
+
+def test_spc_summary_of_a_count_reports_no_negative_lower_limit():
+    from helpers import spc
+
+    # a small, very variable count: the XmR lower limit (mean - 2.66 x mean moving range) is below 0
+    values = [3, 9, 1, 12, 2, 10, 0, 11, 4, 8, 1, 13, 2, 9]
+    series = pd.DataFrame({"date": pd.date_range("2024-04-01", periods=len(values), freq="MS"), "value": values})
+    table = spc.spc(series)
+    assert table["lower_limit"].iloc[-1] < 0  # the chart's own limit, as computed
+    summary = spc.summarise(table)
+    assert summary["lower_limit"].iloc[0] == 0.0
+    assert summary["upper_limit"].iloc[0] == pytest.approx(table["upper_limit"].iloc[-1])
+    shown = formatted_frame(summary[["mean", "lower_limit"]])
+    assert shown.iloc[0].tolist() == [f"{np.mean(values):.3f}", "0"]
