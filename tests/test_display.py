@@ -127,3 +127,13 @@ def test_spc_summary_of_a_count_reports_no_negative_lower_limit():
     assert summary["upper_limit"].iloc[0] == pytest.approx(table["upper_limit"].iloc[-1])
     shown = formatted_frame(summary[["mean", "lower_limit"]])
     assert shown.iloc[0].tolist() == [f"{np.mean(values):.3f}", "0"]
+
+
+def test_hostile_text_is_shown_not_run():
+    table = pd.DataFrame({"<i>provider</i>": ['<script>alert("x")</script>', "T01 & T02"], "value_gbp": [1.0, 2.0]})
+    html = format_table(table).to_html()
+    assert "<script>" not in html and "<i>" not in html
+    assert "&lt;script&gt;" in html and "&lt;i&gt;provider&lt;/i&gt;" in html and "T01 &amp; T02" in html
+    assert format_table(table).data.iloc[0, 0] == '<script>alert("x")</script>'  # the text itself is kept
+    wrapped = format_table(pd.DataFrame({"measure": ["capacity_released_gbp"]})).to_html()
+    assert "capacity_\u200breleased_\u200bgbp" in wrapped  # may wrap after an underscore

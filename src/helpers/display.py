@@ -307,7 +307,10 @@ def _with_plain_index(df: pd.DataFrame) -> pd.DataFrame:
 
 
 class ReaderTable(Styler):
-    """A pandas ``Styler`` of a formatted table that also prints as plain text (for a terminal or a log)."""
+    """A pandas ``Styler`` of a formatted table that also prints as plain text (for a terminal or a log).
+
+    Its HTML escapes every cell and heading, so text from a user's file is shown, never run.
+    """
 
     def __repr__(self) -> str:
         return self.data.to_string(index=False)
@@ -318,11 +321,11 @@ class ReaderTable(Styler):
 
 #: The style of every reader table: wrapped text, numbers right-aligned, a light rule under the header.
 TABLE_STYLES = [
-    {"selector": "", "props": "border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0;"},
+    {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0;"},
     {"selector": "th", "props": "text-align: left; vertical-align: bottom; white-space: normal; "
                                 "border-bottom: 1px solid #425563; padding: 0.25em 0.6em; font-weight: 600;"},
     {"selector": "td", "props": "vertical-align: top; white-space: normal; overflow-wrap: break-word; "
-                                "max-width: 24em; padding: 0.2em 0.6em;"},
+                                "min-width: 4.5em; max-width: 22em; padding: 0.2em 0.6em;"},
     {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em;"},
 ]
 
@@ -364,9 +367,20 @@ def format_table(
         styles += [{"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
                    {"selector": f"th.col{j}", "props": "text-align: right;"}]
     styler = styler.set_table_styles(styles)
+    # every cell and heading escaped (hostile text stays text); long codes may break after _ or /
+    text_columns = [c for c in text.columns if c not in numeric]
+    styler = styler.format(escape="html")
+    if text_columns:
+        styler = styler.format(_breakable, subset=text_columns, escape="html")
+    styler = styler.format_index(escape="html", axis=1)
     if caption:
         styler = styler.set_caption(caption)
     return styler
+
+
+def _breakable(text: str) -> str:
+    """Let the browser wrap ``capacity_released_gbp`` after an underscore (a zero-width space; HTML only)."""
+    return str(text).replace("_", "_\u200b").replace("/", "/\u200b")
 
 
 def _is_numeric_column(values: pd.Series) -> bool:
