@@ -137,3 +137,12 @@ def test_hostile_text_is_shown_not_run():
     assert format_table(table).data.iloc[0, 0] == '<script>alert("x")</script>'  # the text itself is kept
     wrapped = format_table(pd.DataFrame({"measure": ["capacity_released_gbp"]})).to_html()
     assert "capacity_\u200breleased_\u200bgbp" in wrapped  # may wrap after an underscore
+
+
+def test_a_wide_summary_transposed_by_its_key_column():
+    summary = pd.DataFrame({"estimate": ["naive", "outliers_only"], "providers": [12, 3],
+                            "bed_days": [5947.76, 4626.4], "capacity_released_gbp": [2049598.4, 1594000.0]})
+    shown = format_table(summary, transpose="estimate").data
+    assert shown.columns.tolist() == ["measure", "naive", "outliers_only"]
+    assert shown["measure"].tolist() == ["providers", "bed days", "capacity released"]
+    assert shown["naive"].tolist() == ["12", "5,948", "£2,049,598"]

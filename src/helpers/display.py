@@ -337,7 +337,7 @@ def format_table(
     missing: str = MISSING,
     labels: bool | Mapping[str, str] = True,
     unit_column: str | None = "unit",
-    transpose: bool = False,
+    transpose: bool | str = False,
     caption: str | None = None,
 ) -> ReaderTable:
     """A result table as a reader should see it: a pandas ``Styler`` with no index (see the module docstring).
@@ -345,7 +345,8 @@ def format_table(
     ``formats``, ``missing``, ``labels`` and ``unit_column`` as in
     :func:`formatted_frame`. ``transpose=True`` shows a wide table of few rows
     as rows of "measure" and value (one column per original row), so no
-    column runs off the page. ``caption`` is shown above the table. The
+    column runs off the page; ``transpose="estimate"`` heads those columns
+    with the values of the column ``estimate``. ``caption`` is shown above the table. The
     result renders as HTML in a notebook, the book and ``report.html``
     (``.to_html()``), and as plain text with ``print``; ``.data`` holds the
     formatted cells.
@@ -354,7 +355,13 @@ def format_table(
     text = formatted_frame(table, formats, missing, labels, unit_column)
     numeric = [c for c, orig in zip(text.columns, table.columns) if _is_numeric_column(table[orig])]
     if transpose:
-        header = [f"{i + 1}" for i in range(len(text))] if len(text) > 1 else ["value"]
+        if isinstance(transpose, str):  # that column's values head the new columns
+            key = labels.get(transpose, reader_label(transpose)) if isinstance(labels, Mapping) else (
+                reader_label(transpose) if labels is not False else transpose)
+            header = [str(v) for v in text[key]]
+            text = text.drop(columns=key)
+        else:
+            header = [f"{i + 1}" for i in range(len(text))] if len(text) > 1 else ["value"]
         text = pd.DataFrame(text.to_numpy().T, columns=header, dtype=object).assign(
             measure=list(text.columns))[["measure", *header]]
         numeric = header
