@@ -104,7 +104,7 @@ def test_table_is_a_styler_with_wrapping_and_right_aligned_numbers():
 
 
 def test_a_meaningful_index_becomes_a_column_and_row_numbers_go():
-    long = pd.DataFrame({"pathway": ["hip", "hip", "knee", "knee"], "duration_years": [1, 10, 1, 10],
+    long = pd.DataFrame({"pathway": ["hip", "hip", "knee", "knee"], "duration_years": [1.0, 10.0, 1.0, 10.0],
                          "cost_per_qaly": [45123.4, 5123.4, 60321.9, 7001.2]})
     wide = long.pivot(index="pathway", columns="duration_years", values="cost_per_qaly")
     text = formatted_frame(wide, "money")

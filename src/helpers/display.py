@@ -298,12 +298,17 @@ def _with_plain_index(df: pd.DataFrame) -> pd.DataFrame:
         df = pd.DataFrame(df)
     table = df.copy()
     if table.columns.name is not None and not isinstance(table.columns, pd.MultiIndex):
-        table.columns = [f"{table.columns.name}: {c}" for c in table.columns]
+        table.columns = [f"{table.columns.name}: {_plain_number(c)}" for c in table.columns]
     if any(n is not None for n in table.index.names):
         return table.reset_index()
     if pd.api.types.is_integer_dtype(table.index):  # row numbers, also after filtering
         return table.reset_index(drop=True)
     return table.reset_index(names="")
+
+
+def _plain_number(value: Any) -> Any:
+    """10.0 as 10 (a pivot's column labels), anything else as it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class ReaderTable(Styler):
@@ -324,7 +329,7 @@ TABLE_STYLES = [
     {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0;"},
     {"selector": "th", "props": "text-align: left; vertical-align: bottom; white-space: normal; "
                                 "border-bottom: 1px solid #425563; padding: 0.25em 0.6em; font-weight: 600;"},
-    {"selector": "td", "props": "vertical-align: top; white-space: normal; overflow-wrap: break-word; "
+    {"selector": "td", "props": "text-align: left; vertical-align: top; white-space: normal; overflow-wrap: break-word; "
                                 "min-width: 4.5em; max-width: 22em; padding: 0.2em 0.6em;"},
     {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em;"},
 ]
