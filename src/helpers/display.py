@@ -376,7 +376,8 @@ def format_table(
     styles = list(TABLE_STYLES)
     for col in numeric:
         j = list(text.columns).index(col)
-        styles += [{"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
+        keep_whole = "" if transpose else " white-space: nowrap;"  # a transposed column also holds text rows
+        styles += [{"selector": f"td.col{j}", "props": f"text-align: right;{keep_whole}"},
                    {"selector": f"th.col{j}", "props": "text-align: right;"}]
     styler = styler.set_table_styles(styles)
     # every cell and heading escaped (hostile text stays text); long codes may break after _ or /
