@@ -34,6 +34,8 @@ def test_workbook_and_book_share_one_rule():
     ("mean_age", [84.333], "84.33"),
     ("cost_ratio", [0.9461], "0.946"),                            # a ratio, not money
     ("tau2", [0.00067], "0.00067"),
+    ("ci_lower_days", [-0.04], "0.0"),                            # no "-0.0"
+    ("net_gbp", [-0.4], "£0"),
 ])
 def test_number_rule_by_column_name(column, values, expected):
     assert format_value(values[0], number_format(column, values)) == expected

@@ -180,7 +180,10 @@ def format_value(value: Any, fmt: str | None = None, missing: str = MISSING) -> 
             fmt = None
         if fmt not in _RENDER:
             raise ValueError(f"No rendering for number format {fmt!r}: use one of {sorted(FORMAT_NAMES)}.")
-        return _RENDER[fmt](v)
+        shown = _RENDER[fmt](v)
+        if shown.startswith("-") and not any(ch in "123456789" for ch in shown):
+            shown = shown[1:]  # -0.04 shown as 0.0, not -0.0
+        return shown
     text = str(value)
     return missing if text.strip() == "" or text in {"nan", "NaN", "<NA>", "None", "NaT"} else text
 
