@@ -40,7 +40,13 @@ Out
     ``report``: ``publish`` (a notebook hands a table to a run) and the run's
     writers (report.html, results.xlsx, run.json, figures). ``plots``: the
     shared theme and one module of figures per topic; they compute nothing new.
+    ``display``: how a result table is shown (number formats shared by the
+    book, report.html and results.xlsx).
     ``cli``: the ``handbook`` command (``run``, ``list``, ``template``, ``simulate``).
+
+The book itself
+    ``bibstyle``: author-year labels for the list of references.
+    ``offline``: MathJax served from the built book, not from a CDN.
 
 ``tests/test_package.py`` checks that this list names every module.
 """
