@@ -77,6 +77,11 @@ def test_overlap_figure_draws_no_bin_of_one_to_seven_spells():
         assert round(share, 12) not in heights
     big = table[table["count"] > 7]
     assert len([h for h in heights if h > 0]) == len(big)
+    # a small bin in one group only: the title's overlap is still computed on every bin
+    one_sided = table.copy()
+    one_sided.loc[(one_sided["group"] == "treated") & (one_sided["count"] <= 7), ["count", "share"]] = 0
+    title = ev_plots.overlap_plot(one_sided).axes[0].get_title(loc="left")
+    assert "overlap by" in title
 
 
 def test_finance_figure_compares_only_in_one_price_year():

@@ -92,9 +92,9 @@ def overlap_plot(overlap: pd.DataFrame) -> Figure:
     set_theme()
     fig, ax = plt.subplots(figsize=(8, 4))
     width = float((overlap["bin_upper"] - overlap["bin_lower"]).iloc[0])
-    overlap = disclosure.drawable(overlap, ["count"])  # a bin of 1 to 7 spells is not drawn
+    drawn = disclosure.drawable(overlap, ["count"])  # a bin of 1 to 7 spells is not drawn
     for group, sign, colour in (("treated", 1, NHS["blue"]), ("control", -1, NHS["orange"])):
-        t = overlap[overlap["group"] == group]
+        t = drawn[drawn["group"] == group]
         ax.bar(t["bin_lower"], sign * t["share"], width=width, align="edge", color=colour, alpha=0.85,
                label=f"{group.capitalize()} spells")
     ax.axhline(0, color=NHS["dark_grey"], linewidth=1)
