@@ -210,3 +210,35 @@ def test_definitions_table_lists_each_indicator_with_its_source():
     assert set(table["indicator"]) == set(indicators.INDICATORS)
     assert (table["source"].str.len() > 20).all()
     assert table.set_index("indicator").loc["readmission_30d", "generic_version"] == "readmission_30d_all"
+
+
+def test_handbook_run_variation_names_cancer_and_obstetric_exclusions(tmp_path):
+    """Done-when of issue 19: cancer and obstetric index spells are excluded, each a named, counted step."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    s = pd.read_csv(io.sample_path("spells"), dtype=str, keep_default_na=False).head(20000)
+    s.loc[s.index[::97], "primary_diagnosis"] = "O80"
+    s.loc[s.index[5::89], "primary_diagnosis"] = "C50.9"
+    path = tmp_path / "spells.csv"
+    s.to_csv(path, index=False)
+    out = tmp_path / "run"
+    env = {**__import__("os").environ, "PYTHONPATH": str(root / "src")}
+    result = subprocess.run([sys.executable, "-m", "helpers.cli", "run", "variation", "--data", f"spells={path}",
+                             "--param", "indicator=readmission_30d", "--out", str(out), "--quiet"],
+                            capture_output=True, text=True, env=env, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    flow = pd.read_csv(out / "tables" / "exclusions.csv", dtype=str)
+    loaded = derive.add_spell_fields(io.load_table("spells", path))
+    expected, _ = casemix.indicator_population(loaded, "readmission_30d")
+    by_step = flow.set_index("step")
+    cancer = by_step.loc["readmission_30d: index spell with a cancer diagnosis"]
+    obstetric = by_step.loc["readmission_30d: index spell for obstetric or maternity care"]
+    assert "C00-C97" in cancer["reason"] and "O00-O99" in obstetric["reason"]
+    assert int(cancer["rows_excluded"]) > 7 and int(obstetric["rows_excluded"]) > 7  # shown, not suppressed
+    assert int(by_step.loc["analysed", "rows_after"]) == len(expected)
+    summary = pd.read_csv(out / "tables" / "opportunity_summary.csv")
+    from helpers import periods
+
+    assert (summary["years"] == periods.coverage(loaded).years).all()  # first to last admission, in years

@@ -61,16 +61,18 @@ IndicatorDefinition = indicators.Indicator
 INDICATORS: dict[str, IndicatorDefinition] = indicators.INDICATORS
 
 
-def indicator_definition(name: str, aggregate: bool = False, higher_is_better: bool | None = None) -> IndicatorDefinition:
+def indicator_definition(name: str, aggregate: bool = False, higher_is_better: bool | None = None,
+                         resolved: IndicatorDefinition | None = None) -> IndicatorDefinition:
     """The definition of an indicator by name.
 
     From spells, only the :data:`INDICATORS` can be built. An aggregate
     ``indicator`` file may carry any measure (four-hour breaches, say): it then
     gets a plain definition named after it, lower being better unless
-    ``higher_is_better`` says otherwise.
+    ``higher_is_better`` says otherwise. ``resolved``: the definition that
+    applied to the spells (:func:`helpers.indicators.resolve`), to keep its label.
     """
     if name in INDICATORS:
-        d = INDICATORS[name]
+        d = resolved if resolved is not None else INDICATORS[name]
         return d if higher_is_better is None else replace(d, higher_is_better=bool(higher_is_better))
     if not aggregate:
         from helpers.io import InputError
