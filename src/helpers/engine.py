@@ -598,10 +598,14 @@ def _validate(src: TableSource, rules: list[_Rule]) -> None:
         stats.append(f"COUNT({_q('patient_classification')}) AS n_classpat")
     if "admission_date" in src.present:
         stats.append(f"MAX({_q('admission_date')}) AS max_admission")
-        stats.append(f"MIN({_q('admission_date')}) AS min_admission")
     row = be.query(f"SELECT {', '.join(stats + counts)} FROM ({src.typed_sql}) AS v").iloc[0]
     src.rows = int(row["n_rows"])
     src.stats = {k: row[k] for k in row.index if not k.startswith("c")}
+    if "admission_date" in src.present and src.rows:
+        src.stats["admissions_by_month"] = be.query(  # helpers.periods.admissions_by_month, for the coverage
+            "SELECT DATE_TRUNC('month', admission_date) AS month, COUNT(*) AS n, MIN(admission_date) AS first, "
+            f"MAX(admission_date) AS last FROM ({src.typed_sql}) AS v WHERE admission_date IS NOT NULL "
+            "GROUP BY DATE_TRUNC('month', admission_date)")
     if src.rows == 0:
         raise io.InputError(f"Cannot use {Path(str(src.path)).name}: it has a header but no rows of data.\nFile: {src.path}")
     n_bad = {id(r): int(row[f"c{i}"] or 0) for i, r in enumerate(checks)}
@@ -667,7 +671,10 @@ def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readm
     else:
         day_case = f"(admission_method IN ({el}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"
     died = "(discharge_method = '4')" if "discharge_method" in src.present else "CAST(NULL AS BOOLEAN)"
-    end = pd.Timestamp(follow_up_end) if follow_up_end is not None else pd.Timestamp(src.stats["max_admission"])
+    from helpers import periods
+
+    end = (pd.Timestamp(follow_up_end) if follow_up_end is not None
+           else periods.coverage_from_months(src.stats["admissions_by_month"]).end)
     end_day = int((end.normalize() - pd.Timestamp("1970-01-01")).days)
     epoch = "DATE '1970-01-01'"
     base = (
@@ -956,8 +963,7 @@ def _variation_sql(src: TableSource, definition: indicators.Indicator, case_mix:
                  "mortality": None}[definition.kind]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
     profile = _profile_sql(src, in_year, _derived_sql(src, 30, None, readmission=False), threshold)
-    cover = periods.Coverage(pd.Timestamp(src.stats["min_admission"]).normalize(),
-                             pd.Timestamp(src.stats["max_admission"]).normalize())
+    cover = periods.coverage_from_months(src.stats["admissions_by_month"])
     if financial_year is not None:
         cover = cover.clip(*periods.financial_year_bounds(financial_year))
     return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), cover.years,
@@ -971,9 +977,11 @@ def _deaths_sql(derived: str, deaths: TableSource | None, src: TableSource) -> s
     the patient's last spell discharged on or before it (as the SHMI does);
     follow-up complete when discharge + 30 days is by the last admission date.
     """
+    from helpers import periods
+
     if deaths is None:
         raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
-    end = pd.Timestamp(src.stats["max_admission"]).normalize()
+    end = periods.coverage_from_months(src.stats["admissions_by_month"]).end
     end_day = int((end - pd.Timestamp("1970-01-01")).days)
     window = indicators.DEATH_WINDOW
     dod = (f"SELECT CAST(patient_id AS VARCHAR) AS _dpid, MIN(date_of_death) AS _dod FROM ({deaths.typed_sql}) AS t "

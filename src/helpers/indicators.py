@@ -432,7 +432,7 @@ def add_outcome(spells: pd.DataFrame, indicator: Indicator, deaths: pd.DataFrame
     hospital, or a death in ``deaths`` (patient_id, date_of_death) 0 to 30 days
     after discharge, attributed to the patient's last spell discharged on or
     before the death (as the SHMI does); ``death_follow_up``: the 30 days end
-    by ``follow_up_end`` (default: the last admission date).
+    by ``follow_up_end`` (default: the end of the extract's coverage).
     """
     from helpers import derive
 
@@ -446,7 +446,9 @@ def add_outcome(spells: pd.DataFrame, indicator: Indicator, deaths: pd.DataFrame
         if deaths is None:
             raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
         out["died_30d"] = deaths_within(out, deaths)
-        end = pd.Timestamp(follow_up_end) if follow_up_end is not None else pd.to_datetime(out["admission_date"]).max()
+        from helpers import periods
+
+        end = pd.Timestamp(follow_up_end) if follow_up_end is not None else periods.coverage(out).end
         out["death_follow_up"] = (pd.to_datetime(out["discharge_date"]) + pd.Timedelta(days=DEATH_WINDOW) <= end).to_numpy()
     return out
 

@@ -22,6 +22,7 @@ chart caption. Per-year figures divide by :attr:`Coverage.years`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import pandas as pd
 
@@ -63,21 +64,56 @@ class Coverage:
         return Coverage(start, end, self.stated)
 
 
-def coverage(spells: pd.DataFrame, start: str | pd.Timestamp | None = None,
-             end: str | pd.Timestamp | None = None) -> Coverage:
-    """The extract's coverage: from the first to the last admission date, unless stated.
+#: A month at either end of the extract belongs to its coverage when it has at least this share of
+#: the median month's admissions: the readmissions an extract carries after its admissions stop
+#: (about a tenth of a month's admissions in the first month after, fewer later) do not extend it.
+FULL_MONTH_SHARE = 0.25
 
-    ``start`` and ``end`` (dates) state it instead, for an extract whose
-    admissions do not reach its true edges (a quiet last day, say).
+
+def admissions_by_month(spells: pd.DataFrame) -> pd.DataFrame:
+    """Admissions per calendar month: month (first day), n, first and last admission date in it."""
+    adm = pd.to_datetime(spells["admission_date"]).dropna()
+    frame = pd.DataFrame({"month": adm.dt.to_period("M").dt.to_timestamp(), "date": adm})
+    out = frame.groupby("month").agg(n=("date", "size"), first=("date", "min"), last=("date", "max")).reset_index()
+    return out
+
+
+def coverage_from_months(months: pd.DataFrame, start: str | pd.Timestamp | None = None,
+                         end: str | pd.Timestamp | None = None) -> Coverage:
+    """The coverage from :func:`admissions_by_month` (or the same table made in SQL), unless stated.
+
+    Inferred: from the first to the last month at either end whose
+    admissions reach :data:`FULL_MONTH_SHARE` of the median month's (months
+    with none count as 0), starting at that first month's first admission
+    and ending at the last month's last admission. An extract whose
+    admissions stop on 31 March but that carries the readmissions of April
+    and May ends on 31 March.
     """
-    adm = pd.to_datetime(spells["admission_date"])
-    if adm.notna().sum() == 0 and (start is None or end is None):
+    if (start is None or end is None) and len(months) == 0:
         raise ValueError("spells: no admission date to infer the extract's coverage from; state start and end.")
-    first = pd.Timestamp(start) if start is not None else adm.min().normalize()
-    last = pd.Timestamp(end) if end is not None else adm.max().normalize()
+    first, last = None, None
+    if len(months):
+        m = months.assign(month=pd.to_datetime(months["month"])).set_index("month").sort_index()
+        every = pd.date_range(m.index.min(), m.index.max(), freq="MS")
+        n = m["n"].astype(float).reindex(every, fill_value=0.0)
+        full = n[n >= FULL_MONTH_SHARE * float(n.median())].index
+        first = pd.Timestamp(m.loc[full.min(), "first"]).normalize()
+        last = pd.Timestamp(m.loc[full.max(), "last"]).normalize()
+    first = pd.Timestamp(start) if start is not None else first
+    last = pd.Timestamp(end) if end is not None else last
     if last < first:
         raise ValueError(f"coverage end {last:%Y-%m-%d} is before its start {first:%Y-%m-%d}")
     return Coverage(first, last, start is not None or end is not None)
+
+
+def coverage(spells: pd.DataFrame, start: str | pd.Timestamp | None = None,
+             end: str | pd.Timestamp | None = None) -> Coverage:
+    """The extract's coverage, inferred from its admissions (:func:`coverage_from_months`) unless stated.
+
+    ``start`` and ``end`` (dates) state it instead, for an extract whose
+    admissions do not show its true edges.
+    """
+    return coverage_from_months(admissions_by_month(spells), start, end)
 
 
 def financial_year_bounds(label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -126,8 +162,20 @@ def complete_months(frame: pd.DataFrame, cover: Coverage, date: str = "month", l
     good = set(status.loc[status["complete"], "month"])
     kept = frame[months.isin(good).to_numpy()].reset_index(drop=True)
     left_out = status.loc[~status["complete"], ["month", "reason"]].reset_index(drop=True)
-    kept.attrs = {**frame.attrs, "coverage": cover, "months_left_out": left_out}
+    kept.attrs = {**frame.attrs, "coverage": cover, "months_left_out": as_records(left_out)}
     return kept, left_out
+
+
+def as_records(left_out: pd.DataFrame) -> tuple[tuple[pd.Timestamp, str], ...]:
+    """Months left out as ``((month, reason), ...)``: safe to keep in a frame's ``attrs``."""
+    return tuple((pd.Timestamp(m), str(r)) for m, r in zip(left_out["month"], left_out["reason"]))
+
+
+def as_frame(records: pd.DataFrame | Sequence[tuple[pd.Timestamp, str]] | None) -> pd.DataFrame:
+    """Months left out as a table (month, reason), from :func:`as_records` or a table."""
+    if isinstance(records, pd.DataFrame):
+        return records[["month", "reason"]]
+    return pd.DataFrame(list(records or ()), columns=["month", "reason"])
 
 
 def month_list(months: pd.Series | pd.DatetimeIndex) -> str:
@@ -152,8 +200,9 @@ def month_list(months: pd.Series | pd.DatetimeIndex) -> str:
     return ", ".join(parts)
 
 
-def caption(left_out: pd.DataFrame, cover: Coverage | None = None) -> str:
+def caption(left_out: pd.DataFrame | Sequence[tuple[pd.Timestamp, str]] | None, cover: Coverage | None = None) -> str:
     """One sentence for a chart: the coverage, and the months left out grouped by reason."""
+    left_out = as_frame(left_out)
     text = f"Extract's admissions: {cover.describe()}." if cover is not None else ""
     if len(left_out):
         by_reason = [f"{month_list(g['month'])} ({reason})" for reason, g in left_out.groupby("reason", sort=False)]
