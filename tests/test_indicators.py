@@ -242,3 +242,17 @@ def test_handbook_run_variation_names_cancer_and_obstetric_exclusions(tmp_path):
     from helpers import periods
 
     assert (summary["years"] == periods.coverage(loaded).years).all()  # first to last admission, in years
+
+
+def test_definitions_page_lists_every_indicator_and_is_in_the_book():
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "book" / "definitions.md").read_text()
+    for name, ind in indicators.INDICATORS.items():
+        assert f"`{name}`" in page, name
+    for code in ("C00–C97", "D37–D48", "O00–O99", "P95"):
+        assert code in page
+    for procedure, codes in indicators.BADS_BASKET.items():
+        assert procedure in page
+    for key in ("nhsd_readmissions_i02040", "nhsd_shmi", "bads_directory"):
+        assert f"{{cite}}`{key}`" in page and key in (root / "book" / "references.bib").read_text()
+    assert "book/definitions" in (root / "_toc.yml").read_text()
