@@ -677,8 +677,12 @@ def describe_table(table: str) -> pd.DataFrame:
             rules.append("unique")
         if "allowed" in spec:
             rules.append("one of " + ", ".join(map(str, spec["allowed"])))
-        if "min" in spec or "max" in spec:
-            rules.append(f"{spec.get('min', '')} to {spec.get('max', '')}".strip())
+        if "min" in spec and "max" in spec:
+            rules.append(f"{spec['min']} to {spec['max']}")
+        elif "min" in spec:
+            rules.append(f"at least {spec['min']}")
+        elif "max" in spec:
+            rules.append(f"at most {spec['max']}")
         if "not_before" in spec:
             rules.append(f"not before {spec['not_before']}")
         for key, value in (spec.get("required_when") or {}).items():
