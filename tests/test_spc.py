@@ -181,6 +181,7 @@ def test_assurance_icon_against_a_target():
     table = spc.spc(frame(SERIES_A), better="increase")
     lower, upper = 12 - 2.66 * 17 / 11, 12 + 2.66 * 17 / 11  # 7.89 and 16.11
     assert table["lower_limit"].iloc[-1] == pytest.approx(lower)
+    assert table["upper_limit"].iloc[-1] == pytest.approx(upper)
 
     def icon(target, better="increase"):
         return spc.summarise(table, better=better, target=target)["assurance_icon"].iloc[0]

@@ -29,7 +29,7 @@ curve for a binary outcome) and calibration by decile of predicted risk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -381,7 +381,7 @@ def _irls(X: np.ndarray, y: np.ndarray, family: str, *, trials: np.ndarray | Non
     current = loglik(beta)
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count of iterations is returned
         eta = X @ beta + off
         if family == "binomial":
             prob = 1 / (1 + np.exp(-eta))

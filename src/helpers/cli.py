@@ -33,8 +33,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from helpers import REPO_ROOT, __version__
-from helpers import disclosure
+from helpers import REPO_ROOT, __version__, disclosure
 from helpers.io import InputError, data_dictionary, identifier_columns, load_table, sample_path, table_columns
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -227,9 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_params = {**params, **{f"data_{k}": str(v) for k, v in data.items()}, "output_dir": str(tables)}
         executed = staging / f"{args.notebook}.ipynb"
         _execute(nb_path, executed, run_params, quiet=args.quiet)
-        from helpers import report
-
         import nbformat
+
+        from helpers import report
 
         title = report.notebook_title(nbformat.read(nb_path, as_version=4), args.notebook)
         front = report.front_matter(args.notebook, inputs, params, title)

@@ -58,6 +58,9 @@ ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
 #: Environment variables read by :func:`spark_session`.
 SPARK_MASTER_ENV = "HANDBOOK_SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
+#: What a user without the optional Spark extra is told.
+SPARK_EXTRA_MISSING = ("The spark engine needs PySpark, an optional extra: install it with "
+                       "`.venv/bin/pip install -r requirements-spark.txt`; Spark also needs Java 17 or later.")
 #: Memory DuckDB may use before it spills to a temporary folder (env HANDBOOK_DUCKDB_MEMORY).
 DUCKDB_MEMORY_LIMIT = "2GB"
 
@@ -231,7 +234,10 @@ class _Spark(_Backend):
     name = "spark"
 
     def __init__(self, session: Any | None = None) -> None:
-        import sqlglot
+        try:
+            import sqlglot
+        except ImportError:  # pragma: no cover - depends on the machine
+            raise RuntimeError(SPARK_EXTRA_MISSING) from None
 
         self._sqlglot = sqlglot
         self.spark = session or spark_session()
@@ -313,7 +319,7 @@ def spark_session(app_name: str = "nhs-value-handbook") -> Any:
     try:
         from pyspark.sql import SparkSession
     except ImportError:  # pragma: no cover - depends on the machine
-        raise RuntimeError("The spark engine needs pyspark (pip install pyspark) and Java 17 or later.") from None
+        raise RuntimeError(SPARK_EXTRA_MISSING) from None
     active = SparkSession.getActiveSession()
     if active is not None:
         return active

@@ -51,7 +51,14 @@ import numpy as np
 import pandas as pd
 
 from helpers import finance
-from helpers.funnel import FunnelResult, back_transform, estimate_dispersion, level_label, limits_at, transform
+from helpers.funnel import (
+    FunnelResult,
+    back_transform,
+    estimate_dispersion,
+    level_label,
+    limits_at,
+    transform,
+)
 
 Benchmark = str | Sequence[str]
 
