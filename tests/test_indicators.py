@@ -247,11 +247,11 @@ def test_handbook_run_variation_names_cancer_and_obstetric_exclusions(tmp_path):
 def test_definitions_page_lists_every_indicator_and_is_in_the_book():
     root = Path(__file__).resolve().parents[1]
     page = (root / "book" / "definitions.md").read_text()
-    for name, ind in indicators.INDICATORS.items():
+    for name in indicators.INDICATORS:
         assert f"`{name}`" in page, name
     for code in ("C00–C97", "D37–D48", "O00–O99", "P95"):
         assert code in page
-    for procedure, codes in indicators.BADS_BASKET.items():
+    for procedure in indicators.BADS_BASKET:
         assert procedure in page
     for key in ("nhsd_readmissions_i02040", "nhsd_shmi", "bads_directory"):
         assert f"{{cite}}`{key}`" in page and key in (root / "book" / "references.bib").read_text()

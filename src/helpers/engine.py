@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import casemix, derive, indicators, io
-from helpers.casemix import DEFAULT_TERMS, INDICATORS, MIN_LEVEL_SPELLS, MISSING, CasemixModel, fit_cells
+from helpers.casemix import INDICATORS, MIN_LEVEL_SPELLS, MISSING, CasemixModel, fit_cells
 
 Engine = Literal["pandas", "duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
@@ -973,7 +973,7 @@ def _variation_sql(src: TableSource, definition: indicators.Indicator, case_mix:
         "AVG(CASE WHEN _in_year AND emergency THEN los_days END) AS los_emergency, "
         f"AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective{step_counts} "
         "FROM variation_pop").iloc[0]
-    n_all, n_year, n_pop = int(c["n_all"]), int(c["n_year"] or 0), int(c["n_pop"] or 0)
+    n_all, n_year = int(c["n_all"]), int(c["n_year"] or 0)
     if financial_year is not None and n_year == 0:
         years = be.query("SELECT DISTINCT financial_year FROM variation_pop WHERE financial_year IS NOT NULL")
         listed = ", ".join(sorted(years["financial_year"].astype(str)))
