@@ -26,8 +26,11 @@ Spell-level work at scale
     written twice (pandas and SQL) and kept in step by ``tests/test_engine.py``.
 
 Methods
-    ``casemix``: indicator definitions and indirect standardisation fitted on
-    aggregated cells. ``funnel``: funnel plots (Spiegelhalter 2005) with
+    ``indicators``: the indicators built from spells, each a record of its
+    published NHS definition (exclusions, source, departures) and its generic
+    version, read by the pandas path and the SQL engines alike. ``periods``:
+    the period an extract covers and monthly measures over complete months.
+    ``casemix``: indirect standardisation fitted on aggregated cells. ``funnel``: funnel plots (Spiegelhalter 2005) with
     overdispersion. ``opportunity``: GIRFT-style opportunity with its interval.
     ``spc``: *Making Data Count* SPC charts and their icons. ``cohort`` and
     ``evaluation``: the virtual ward cohort and its effects (matching,
