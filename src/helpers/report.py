@@ -27,6 +27,11 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from helpers import __version__, disclosure
+# The number formats and the rule choosing them live in helpers.display, shared with the book's tables.
+from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable from here)
+    DATE, DECIMAL, ONE_DECIMAL, P_VALUE, PERCENT, PERCENT_POINTS, PLAIN_WHOLE, POUNDS, SMALL_DECIMAL, WHOLE,
+    number_format,
+)
 from helpers.io import identifier_columns
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -294,55 +299,8 @@ def write_figures(notebook_path: Path, folder: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- results.xlsx
 NHS_BLUE = "005EB8"
-POUNDS = '"£"#,##0;-"£"#,##0'
-PERCENT = "0.0%"
-PERCENT_POINTS = '0.0"%"'
-P_VALUE = '[<0.0001]"<0.0001";0.0000'
-WHOLE = "#,##0"
-PLAIN_WHOLE = "0"
-DECIMAL = "#,##0.00"
-SMALL_DECIMAL = "0.000"
-DATE = "dd/mm/yyyy"
+
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_POUND_WORDS = {"gbp", "cost", "cpug", "nmb", "icer"}
-_NOT_POUNDS = {"ratio", "share", "pct", "percent", "index", "position", "rate"}
-_SHARE_WORDS = {"share", "proportion", "rate"}
-_LABEL_NUMBERS = {"year", "years", "decile", "period", "lags", "month", "months"}
-
-
-def number_format(column: str, values: Iterable[Any]) -> str | None:
-    """The Excel number format of a result column, chosen from its name and values.
-
-    * money (a name with ``gbp``, ``cost``, ``cpug`` (cost per unit of gain),
-      ``nmb`` (net monetary benefit) or ``icer``, and not a ratio or share):
-      ``£`` with thousands separators, whole pounds;
-    * ``pct``/``percent``: already in per cent, shown with one decimal and %;
-    * ``share``, ``proportion``, ``rate`` (a fraction from 0 to 1): per cent;
-    * ``p_value``: four decimals, ``<0.0001`` below that;
-    * other whole numbers: thousands separators (plain for years, deciles,
-      periods); other decimals: two places, or three below 10.
-    Returns ``None`` (Excel's General) for text and for tiny decimals.
-    """
-    tokens = set(re.split(r"[^a-z0-9]+", column.lower())) - {""}
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if not numbers:
-        return None
-    if tokens & _POUND_WORDS and not tokens & _NOT_POUNDS:
-        return POUNDS
-    if tokens & {"pct", "percent"}:
-        return PERCENT_POINTS
-    if tokens & _SHARE_WORDS and "ratio" not in tokens:
-        return PERCENT
-    if column.lower() == "p_value" or column.lower().endswith("_p_value"):
-        return P_VALUE
-    if all(float(v).is_integer() for v in numbers):
-        return PLAIN_WHOLE if tokens & _LABEL_NUMBERS else WHOLE
-    biggest = max(abs(float(v)) for v in numbers)
-    if biggest >= 10:
-        return DECIMAL
-    if biggest >= 0.01:
-        return SMALL_DECIMAL
-    return None
 
 
 def front_matter(
