@@ -1,0 +1,239 @@
+"""Findings first: the summary helper, the board's order of report.html, reader tables, and report.pdf."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from board_report import check_board_report, check_fact
+from helpers import pdf, report
+from helpers import summary as sm
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- tables shaped like the notebooks'
+def provider_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "provider_code": ["T01", "T02", "<b>T03</b>", "T04", "T05"],
+        "outlier": ["high", "none", "high", "low", "none"],
+        "small": [False, False, False, False, True],
+    })
+
+
+def opportunity_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "estimate": ["naive", "outliers_only", "interval"],
+        "providers": [3, 2, None],
+        "opportunity": [1200.4, 900.2, 1100.0],
+        "opportunity_lower": [None, None, 800.0],
+        "opportunity_upper": [None, None, 1400.6],
+        "bed_days": [1200.4, 900.2, 1100.0],
+        "bed_days_lower": [None, None, 800.0],
+        "bed_days_upper": [None, None, 1400.6],
+        "beds_equivalent": [3.57, 2.68, 3.27],
+        "capacity_released_gbp": [413_658.2, 310_209.9, 379_060.0],
+        "cash_releasing_gbp": [0.0, 0.0, 0.0],
+        "price_year": ["2020/21"] * 3,
+    })
+
+
+def exclusions_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "table": ["spells"] * 4,
+        "step": ["read from spells.csv", "all financial years", "los: ordinary admissions", "analysed"],
+        "rows_before": [1000, 1000, 1000, 700],
+        "rows_excluded": [0, 0, 300, 0],
+        "rows_after": [1000, 1000, 700, 700],
+    })
+
+
+def quality_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "table": ["spells"] * 3, "column": ["admission_date", "discharge_date", "age"],
+        "type": ["date", "date", "integer"], "first": ["2023-04-01", "2023-04-03", ""],
+        "last": ["2025-03-30", "2025-03-31", ""],
+    })
+
+
+def test_variation_summary_reads_every_number_from_the_tables():
+    s = sm.variation(provider_table(), opportunity_table(), exclusions_table(), quality_table(),
+                     {"spells": "/home/analyst/secret/sus_extract.csv"}, "length of stay", higher_is_better=False)
+    text = s.text()
+    assert 3 <= len(text) <= 6
+    # counted from the provider table: two beyond the worse (high) limit, one beyond the better
+    assert text[0].startswith("2 of 5 providers have a length of stay higher than their case mix explains")
+    assert "(T01 and <b>T03</b>)" in text[0] and "1 are beyond it on the better side (T04)" in text[0]
+    assert "1,200 bed days a year would be released (3 providers)" in text[1]
+    assert "between 800 and 1,401" in text[1]
+    assert "17.7" not in " ".join(text) and "3.6 beds" in text[3] and "£413,658" in text[3] and "2020/21" in text[3]
+    box = dict((k, "".join(p.shown if isinstance(p, sm.Fact) else p for p in v)) for k, v in s.data)
+    assert box["Data"] == "spells: sus_extract.csv"  # the file's name, never its folder
+    assert box["Period covered"] == "April 2023 to March 2025"
+    assert box["Rows analysed"] == "spells: 700 of 1,000 rows read"
+    assert box["Left out"].startswith("spells: 300 rows")
+    assert "Counts from 1 to 7" in box["Small numbers"]
+    # hostile text from the data is escaped in the HTML, never markup
+    page = s._repr_html_()
+    assert "<b>T03</b>" not in page and "&lt;b&gt;T03&lt;/b&gt;" in page
+    assert page.index("<h2>Summary</h2>") < page.index('class="summary-data"')
+
+
+def test_a_suppressed_count_is_said_in_words_and_a_fact_checks_against_its_csv(tmp_path):
+    published = pd.DataFrame({"estimate": ["naive"], "providers": ["*"], "bed_days": [10.4]})
+    fact = sm.fact(published, "opportunity_summary", "providers", {"estimate": "naive"}, kind="count")
+    assert fact.shown == sm.SUPPRESSED_WORDS
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    published.to_csv(tables / "opportunity_summary.csv", index=False)
+    check_fact(tables, "opportunity_summary", "providers", "estimate=naive", "value", "count", fact.shown)
+    days = sm.fact(published, "opportunity_summary", "bed_days", {"estimate": "naive"})
+    check_fact(tables, "opportunity_summary", "bed_days", "estimate=naive", "value", "number", days.shown)
+    with pytest.raises(AssertionError):  # a number that is not the table's fails the check
+        check_fact(tables, "opportunity_summary", "bed_days", "estimate=naive", "value", "number", "12")
+
+
+def test_spc_summary_names_the_series_by_icon():
+    table = pd.DataFrame({
+        "group": ["A", "B", "C", "D", "E"],
+        "variation_icon": ["common_cause", "concern_high", "improvement_low", "common_cause", "not_assessed"],
+        "assurance_icon": ["none", "none", "none", "hit_and_miss", "none"],
+    })
+    text = sm.spc(table, exclusions_table(), quality_table(), {"spells": None}, "Emergency bed days").text()
+    assert text[0].startswith("5 series were charted; in the latest month 2 show only common cause")
+    assert any("special cause concern in 1 series, higher than usual (B)" in t for t in text)
+    assert any("special cause improvement in 1 series, lower than usual (C)" in t for t in text)
+    assert any(t.startswith("1 series have too few points for limits (E)") for t in text)
+    assert 3 <= len(text) <= 6
+
+
+# --------------------------------------------------------------------------- the board's order
+def tagged_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+
+    def md(text, *tags):
+        return nbformat.v4.new_markdown_cell(text, metadata={"tags": list(tags)} if tags else {})
+
+    def code(text, outputs, *tags):
+        cell = nbformat.v4.new_code_cell(text, metadata={"tags": list(tags)} if tags else {})
+        cell.outputs = outputs
+        return cell
+
+    html = nbformat.v4.new_output("display_data", data={"text/html": "<section class=\"handbook-summary\">"
+                                                                      "<h2>Summary</h2>FINDINGS</section>"})
+    png = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+    table = nbformat.v4.new_output("execute_result", data={"text/html": "<table>RESULT</table>"}, execution_count=1)
+    nb.cells = [
+        md("# The question\n\nA board paper says stays are long. This notebook adjusts for case mix."),
+        md("**Prerequisites.** Read {doc}`../book/variation`.\n\n**Outcomes.** You will be able to compare.", "teaching"),
+        md("## Method: case-mix adjustment\n\nWe fit one model; see {doc}`../book/spc`.", "method"),
+        code("diagnostics", [table], "method"),
+        md("## Results"),
+        code("result", [table]),
+        code("fig = funnel()", [png], "hide-input", "headline-figure"),
+        code("summary.variation(...)", [html], "summary"),
+        md("## Summary\n\n* recap\n\n## What's next?\n\n* try robust", "teaching"),
+    ]
+    return nb
+
+
+def test_report_opens_with_the_summary_and_folds_the_lesson_away():
+    source = tagged_notebook()
+    front = report.front_matter("variation", {}, {}, "The question")
+    nb = report.findings_first(report.report_notebook(source, front), source)
+    kinds = [(c.cell_type, c.source.split("\n")[0]) for c in nb.cells]
+    assert kinds[0] == ("markdown", "# The question")
+    assert kinds[1] == ("code", "summary.variation(...)")
+    assert kinds[2] == ("code", "fig = funnel()") and [o["output_type"] for o in nb.cells[2].outputs] == ["display_data"]
+    assert kinds[3:5] == [("markdown", "## Results"), ("code", "result")]
+    assert kinds[5] == ("code", "fig = funnel()")  # the figure stays in its place too
+    appendix = nb.cells[6].source
+    assert appendix.startswith("## How this was done\n\nA board paper says stays are long.")
+    assert "* *Unwarranted variation: funnel plots and opportunity* (`book/variation.md` in the handbook)" in appendix
+    assert "*Statistical process control: is this month different?*" in appendix
+    assert nb.cells[7].source.startswith("### Method: case-mix adjustment")  # one level down, in the appendix
+    assert kinds[8] == ("code", "diagnostics")
+    assert nb.cells[9].source.startswith("*About this report.*")  # the run's note closes the report
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "Prerequisites" not in text and "You will be able to" not in text and "What's next" not in text
+    # the book's notebook is untouched, and the tags mean nothing to myst-nb (its own tags are these)
+    assert [c.source for c in source.cells] == [c.source for c in tagged_notebook().cells]
+    myst_nb_tags = {"remove-cell", "remove-input", "remove-output", "hide-cell", "hide-input", "hide-output",
+                    "remove-stdout", "remove-stderr", "raises-exception", "skip-execution", "full-width", "margin"}
+    assert not {sm.SUMMARY_TAG, sm.HEADLINE_TAG, sm.TEACHING_TAG, sm.METHOD_TAG} & myst_nb_tags
+
+
+def test_every_notebook_is_tagged_and_ends_its_analysis_with_a_summary():
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        tags = [set(c.metadata.get("tags", [])) for c in nb.cells]
+        summaries = [i for i, t in enumerate(tags) if sm.SUMMARY_TAG in t]
+        assert len(summaries) == 1, path.name
+        assert f"summary.{path.stem}(" in nb.cells[summaries[0]].source, path.name
+        assert sum(sm.HEADLINE_TAG in t for t in tags) == 1, path.name
+        teaching = [c.source for c, t in zip(nb.cells, tags) if sm.TEACHING_TAG in t]
+        assert any("Prerequisites" in s for s in teaching), path.name
+        for cell, t in zip(nb.cells, tags):
+            if "Prerequisites" in cell.source or "You will be able to" in cell.source or "What's next" in cell.source:
+                assert sm.TEACHING_TAG in t, (path.name, cell.source[:60])
+
+
+# --------------------------------------------------------------------------- reader tables in the report
+def test_report_tables_have_no_index_and_no_missing_markers():
+    wide = pd.DataFrame({f"col_{i}": [1.5, None, 3.0, 4.0] for i in range(12)})
+    wide.insert(0, "provider_code", ["T01", "T02", pd.NA, "T04"])
+    page = report.reader_table_html(wide)
+    assert page.count("<table") == 2  # split, each part keeping the provider column
+    assert page.count(">provider code<") == 2
+    assert "NaN" not in page and "&lt;NA&gt;" not in page and "row_heading" not in page
+    crosstab = pd.crosstab(pd.Series(["a", "a", "b"], name="pathway"), pd.Series(["x", "y", "y"], name="quadrant"))
+    assert ">pathway<" in report.reader_table_html(crosstab)  # a meaningful index is kept as a column
+    short = report.reader_table_html(wide.head(2))
+    assert short.count("<table") == 1 and ">measure<" in short  # a wide table of two rows is transposed
+
+
+# --------------------------------------------------------------------------- report.pdf
+def test_missing_chromium_names_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(pdf.CHROMIUM_VARIABLE, raising=False)
+    with pytest.raises(pdf.ChromiumMissing, match="apt-get install chromium"):
+        pdf.find_chromium()
+    from helpers.cli import main
+
+    out = tmp_path / "run"
+    code = main(["run", "value", "--out", str(out), "--pdf", "--chromium", str(tmp_path / "no-such-browser"), "--quiet"])
+    assert code == 2 and not out.exists()  # refused before anything ran or was written
+    err = capsys.readouterr().err
+    assert "no-such-browser" in err and "sudo apt-get install chromium" in err
+
+
+needs_chromium = pytest.mark.skipif(
+    not any(shutil.which(n) for n in pdf.CHROMIUM_NAMES),
+    reason="no Chromium: `apt-get install chromium` (.ci/run installs it) to test report.pdf")
+
+
+@needs_chromium
+def test_pdf_of_a_real_run_is_a4_numbered_and_its_text_reads_back(tmp_path):
+    from pypdf import PdfReader
+
+    out = tmp_path / "value"
+    done = subprocess.run([sys.executable, "-m", "helpers.cli", "run", "value", "--out", str(out), "--pdf", "--quiet"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sentences = check_board_report(out)
+    reader = PdfReader(out / "report.pdf")
+    pages = [p.extract_text() for p in reader.pages]
+    assert len(pages) >= 2
+    width, height = (float(x) for x in reader.pages[0].mediabox[2:])
+    assert (round(width), round(height)) == (595, 842)  # A4 in points
+    first = " ".join(pages[0].split())
+    assert first.index("Summary") < first.index("About the data")
+    assert " ".join(sentences[0].split()[:6]) in first  # real text, in reading order
+    assert f"Page 1 of {len(pages)}" in first and f"Page {len(pages)} of {len(pages)}" in " ".join(pages[-1].split())
+    assert "Prerequisites" not in " ".join(pages)
