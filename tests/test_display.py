@@ -75,8 +75,8 @@ def test_formats_can_be_set_by_name_and_bad_names_are_refused():
     table = pd.DataFrame({"value_qia_approved": [4250000.0], "ratio": [1.23456]})
     text = formatted_frame(table, {"value_qia_approved": "money", "ratio": display.ONE_DECIMAL})
     assert text.iloc[0].tolist() == ["£4,250,000", "1.2"]
-    with pytest.raises(ValueError, match="not in the table: nope"):
-        formatted_frame(table, {"nope": "money"})
+    assert formatted_frame(table, {"nope": "money"}).iloc[0].tolist() == ["4,250,000", "1.235"]  # ignored
+    assert formatted_frame(table, "money").iloc[0].tolist() == ["£4,250,000", "£1"]  # every numeric column
     with pytest.raises(ValueError, match="unknown format"):
         formatted_frame(table, {"ratio": "furlongs"})
 
@@ -101,3 +101,14 @@ def test_table_is_a_styler_with_wrapping_and_right_aligned_numbers():
     html = styler.to_html()
     assert "white-space: normal" in html and "text-align: right" in html and "The plan" in html
     assert html == format_table(table, caption="The plan").to_html()  # the same table gives the same HTML
+
+
+def test_a_meaningful_index_becomes_a_column_and_row_numbers_go():
+    long = pd.DataFrame({"pathway": ["hip", "hip", "knee", "knee"], "duration_years": [1, 10, 1, 10],
+                         "cost_per_qaly": [45123.4, 5123.4, 60321.9, 7001.2]})
+    wide = long.pivot(index="pathway", columns="duration_years", values="cost_per_qaly")
+    text = formatted_frame(wide, "money")
+    assert list(text.columns) == ["pathway", "duration years: 1", "duration years: 10"]
+    assert text.iloc[1].tolist() == ["knee", "£60,322", "£7,001"]
+    filtered = long[long["pathway"] == "knee"]  # index 2, 3: row numbers, not data
+    assert list(formatted_frame(filtered).columns) == ["pathway", "duration years", "cost per QALY"]

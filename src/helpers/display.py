@@ -207,12 +207,12 @@ def reader_label(column: str) -> str:
     return label or str(column)
 
 
-def _column_formats(df: pd.DataFrame, formats: Mapping[str, str | None] | None) -> dict[str, str | None]:
+def _column_formats(df: pd.DataFrame, formats: Mapping[str, str | None] | str | None) -> dict[str, str | None]:
     chosen: dict[str, str | None] = {}
-    given = dict(formats or {})
-    unknown = sorted(set(given) - set(map(str, df.columns)))
-    if unknown:
-        raise ValueError(f"formats names column(s) not in the table: {', '.join(unknown)}.")
+    if isinstance(formats, str):
+        given = {str(c): formats for c in df.columns if _is_numeric_column(df[c])}
+    else:
+        given = {str(k): v for k, v in dict(formats or {}).items()}  # names not in the table are ignored
     for col in df.columns:
         name = str(col)
         if name in given:
@@ -242,7 +242,7 @@ def _unit_format(unit: Any, values: list[float]) -> str | None:
 
 def formatted_frame(
     df: pd.DataFrame,
-    formats: Mapping[str, str | None] | None = None,
+    formats: Mapping[str, str | None] | str | None = None,
     missing: str = MISSING,
     labels: bool | Mapping[str, str] = True,
     unit_column: str | None = "unit",
@@ -250,15 +250,16 @@ def formatted_frame(
     """The table as text, cell by cell, as :func:`format_table` shows it (a plain DataFrame of ``str``, index reset).
 
     ``formats`` maps a column to a name of :data:`FORMAT_NAMES` or a format
-    code, overriding :func:`number_format`. ``labels``: ``True`` renames the
+    code, overriding :func:`number_format` (names of columns the table lacks
+    are ignored); a single name or code formats every numeric column. A
+    meaningful index (named, as from ``pivot`` or ``crosstab``) becomes the
+    first column(s); a plain 0..n-1 index is dropped. ``labels``: ``True`` renames the
     columns with :func:`reader_label`, ``False`` keeps the names, a mapping
     sets some labels (others by :func:`reader_label`). ``unit_column``: when
     the table has it, the columns of :data:`UNIT_VALUE_COLUMNS` not named in
     ``formats`` are formatted row by row from the unit.
     """
-    if not isinstance(df, pd.DataFrame):
-        df = pd.DataFrame(df)
-    table = df.reset_index(drop=True)
+    table = _with_plain_index(df)
     if table.columns.duplicated().any():
         raise ValueError("The table has duplicate column names: " +
                          ", ".join(map(str, table.columns[table.columns.duplicated()])))
@@ -268,7 +269,7 @@ def formatted_frame(
     for col in table.columns:
         name = str(col)
         values = table[col].tolist()
-        if by_unit and name in UNIT_VALUE_COLUMNS and name not in (formats or {}):
+        if by_unit and name in UNIT_VALUE_COLUMNS and not (formats and (isinstance(formats, str) or name in formats)):
             units = table[unit_column].tolist()
             rows = {}
             for unit in dict.fromkeys(map(str, units)):
@@ -286,6 +287,23 @@ def formatted_frame(
         given = dict(labels) if isinstance(labels, Mapping) else {}
         text.columns = [given.get(c, reader_label(c)) for c in text.columns]
     return text
+
+
+def _with_plain_index(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with a meaningful index (named, or not 0..n-1, as from ``pivot`` or ``crosstab``) moved into columns.
+
+    Columns that carry a name (a pivot's ``duration_years``) are renamed "duration_years: 10" so the name is not lost.
+    """
+    if not isinstance(df, pd.DataFrame):
+        df = pd.DataFrame(df)
+    table = df.copy()
+    if table.columns.name is not None and not isinstance(table.columns, pd.MultiIndex):
+        table.columns = [f"{table.columns.name}: {c}" for c in table.columns]
+    if any(n is not None for n in table.index.names):
+        return table.reset_index()
+    if pd.api.types.is_integer_dtype(table.index):  # row numbers, also after filtering
+        return table.reset_index(drop=True)
+    return table.reset_index(names="")
 
 
 class ReaderTable(Styler):
@@ -311,7 +329,7 @@ TABLE_STYLES = [
 
 def format_table(
     df: pd.DataFrame,
-    formats: Mapping[str, str | None] | None = None,
+    formats: Mapping[str, str | None] | str | None = None,
     *,
     missing: str = MISSING,
     labels: bool | Mapping[str, str] = True,
@@ -329,9 +347,9 @@ def format_table(
     (``.to_html()``), and as plain text with ``print``; ``.data`` holds the
     formatted cells.
     """
-    text = formatted_frame(df, formats, missing, labels, unit_column)
-    numeric = [c for c, orig in zip(text.columns, df.columns)
-               if _is_numeric_column(df[orig])]
+    table = _with_plain_index(df)
+    text = formatted_frame(table, formats, missing, labels, unit_column)
+    numeric = [c for c, orig in zip(text.columns, table.columns) if _is_numeric_column(table[orig])]
     if transpose:
         header = [f"{i + 1}" for i in range(len(text))] if len(text) > 1 else ["value"]
         text = pd.DataFrame(text.to_numpy().T, columns=header, dtype=object).assign(
