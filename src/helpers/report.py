@@ -280,7 +280,8 @@ _REPORT_LAYOUT = """
 .summary-data caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
 .jp-RenderedHTMLCommon .summary-data th { text-align: left; vertical-align: top; padding: 0.2em 1em 0.2em 0; white-space: nowrap; }
 .jp-RenderedHTMLCommon .summary-data td { text-align: left; vertical-align: top; padding: 0.2em 0; }
-.jp-RenderedHTMLCommon table.reader-table { table-layout: auto; }
+.jp-RenderedHTMLCommon table.reader-table { table-layout: auto; max-width: 100%; }
+.jp-RenderedHTMLCommon table.reader-table td, .jp-RenderedHTMLCommon table.reader-table th { text-align: left; }
 @page { size: A4; margin: 16mm 14mm 18mm 14mm;
   @bottom-center { content: "Page " counter(page) " of " counter(pages); font-size: 9pt; color: #425563; } }
 @media print {
@@ -290,6 +291,9 @@ _REPORT_LAYOUT = """
   h1, h2, h3, h4 { break-after: avoid; page-break-after: avoid; }
   table.reader-table { font-size: 8pt; }
   .jp-OutputArea-output { overflow: visible; }
+  .jp-OutputArea-child { break-inside: auto; }  /* a long table may continue on the next page, row by row */
+  table.reader-table td { overflow-wrap: anywhere; }
+  pre { white-space: pre-wrap; }
 }
 </style>
 {%- endblock html_head_css -%}
@@ -417,9 +421,10 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
 
     A meaningful index (a named one, or a crosstab's) becomes a column; a
     default one is dropped. A wide table of up to three rows is transposed;
-    a wider one with more rows is split into parts of
-    :data:`MAX_REPORT_COLUMNS` columns, each repeating the first column, so
-    no table runs off an A4 page.
+    a wider one with more rows is split into parts of at most
+    :data:`MAX_REPORT_COLUMNS` columns, each repeating the table's leading
+    text columns (at most two, such as pathway and provider), so no table
+    runs off an A4 page.
     """
     from helpers import display
 
@@ -435,9 +440,15 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
             return display.format_table(frame).to_html()
         if len(frame) <= 3:
             return display.format_table(frame, transpose=True).to_html()
-        key, rest = frame.columns[0], list(frame.columns[1:])
-        step = MAX_REPORT_COLUMNS - 1
-        parts = [frame[[key, *rest[i:i + step]]] for i in range(0, len(rest), step)]
+        keys = []
+        for col in frame.columns[:2]:
+            if pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+                break
+            keys.append(col)
+        keys = keys or [frame.columns[0]]
+        rest = [c for c in frame.columns if c not in keys]
+        step = MAX_REPORT_COLUMNS - len(keys)
+        parts = [frame[[*keys, *rest[i:i + step]]] for i in range(0, len(rest), step)]
         return "".join(display.format_table(part).to_html() for part in parts)
     except Exception:  # a table the formatter cannot read is still shown, plainly, without an index
         return frame.to_html(index=False, na_rep=display.MISSING)
