@@ -196,6 +196,12 @@ def test_report_tables_have_no_index_and_no_missing_markers():
     assert ">pathway<" in report.reader_table_html(crosstab)  # a meaningful index is kept as a column
     short = report.reader_table_html(wide.head(2))
     assert short.count("<table") == 1 and ">measure<" in short  # a wide table of two rows is transposed
+    # a table the notebook already formatted (display.format_table) is fitted the same way, its text kept
+    from helpers import display
+
+    styled = report.reader_table_html(display.format_table(wide))
+    assert styled.count("<table") == 2 and styled.count(">provider code<") == 2
+    assert ">1.5<" in styled and ">–<" in styled and "NaN" not in styled
 
 
 # --------------------------------------------------------------------------- report.pdf

@@ -410,6 +410,9 @@ def use_reader_tables() -> None:
     html_formatter = shell.display_formatter.formatters["text/html"]
     html_formatter.for_type(pd.DataFrame, reader_table_html)
     html_formatter.for_type(pd.Series, reader_table_html)
+    from helpers import display
+
+    html_formatter.for_type(display.ReaderTable, reader_table_html)  # a notebook's format_table(...), fitted to the page
 
 
 #: A table wider than this many columns is split (or, with few rows, transposed).
@@ -428,6 +431,8 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
     """
     from helpers import display
 
+    if isinstance(table, display.ReaderTable):
+        return _fitted(table)
     frame = table.to_frame() if isinstance(table, pd.Series) else table
     if not isinstance(frame.index, pd.RangeIndex) or any(n is not None for n in frame.index.names):
         frame = frame.reset_index()
@@ -452,6 +457,43 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
         return "".join(display.format_table(part).to_html() for part in parts)
     except Exception:  # a table the formatter cannot read is still shown, plainly, without an index
         return frame.to_html(index=False, na_rep=display.MISSING)
+
+
+_NUMBER_TEXT = re.compile(r"^[-+]?£?[-+]?[\d,.]+%?$|^[<>]0\.\d+$|^[–*∞]$")
+
+
+def _fitted(styler: Any) -> str:
+    """A table already formatted by :func:`helpers.display.format_table`, split or transposed to fit an A4 page.
+
+    Works on its formatted text (``styler.data``), so the numbers read as the
+    notebook showed them; columns whose every cell is a number (or blank, or
+    ``*``) stay right-aligned.
+    """
+    from helpers import display
+
+    text = styler.data
+    if len(text.columns) <= MAX_REPORT_COLUMNS:
+        return styler.to_html()
+    if len(text) <= 3:
+        return display.format_table(text, labels=False, unit_column=None, transpose=True,
+                                    caption=styler.caption).to_html()
+    numeric = [c for c in text.columns if text[c].astype(str).str.match(_NUMBER_TEXT).all()]
+    keys = [c for c in text.columns[:2] if c not in numeric]
+    keys = keys if keys and keys[0] == text.columns[0] else [text.columns[0]]
+    keys = keys[: 1 + (len(keys) > 1 and keys[1] == text.columns[1])]
+    rest = [c for c in text.columns if c not in keys]
+    step = MAX_REPORT_COLUMNS - len(keys)
+    pages = []
+    for i in range(0, len(rest), step):
+        part = text[[*keys, *rest[i:i + step]]]
+        styles = []
+        for j, col in enumerate(part.columns):
+            if col in numeric:
+                styles += [{"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
+                           {"selector": f"th.col{j}", "props": "text-align: right;"}]
+        shown = display.format_table(part, labels=False, unit_column=None, caption=styler.caption if not i else None)
+        pages.append(shown.set_table_styles(styles, overwrite=False).to_html())
+    return "".join(pages)
 
 
 # --------------------------------------------------------------------------- figures
