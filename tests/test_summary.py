@@ -201,7 +201,7 @@ def test_report_tables_have_no_index_and_no_missing_markers():
 
     styled = report.reader_table_html(display.format_table(wide))
     assert styled.count("<table") == 2 and styled.count(">provider code<") == 2
-    assert ">1.5<" in styled and ">–<" in styled and "NaN" not in styled
+    assert ">1.500<" in styled and ">–<" in styled and "NaN" not in styled
 
 
 # --------------------------------------------------------------------------- report.pdf
