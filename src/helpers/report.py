@@ -289,10 +289,10 @@ _REPORT_LAYOUT = """
   .jp-RenderedImage, .jp-RenderedImage img, figure, .summary-data, tr { break-inside: avoid; page-break-inside: avoid; }
   .jp-RenderedImage img { max-width: 100% !important; height: auto; }
   h1, h2, h3, h4 { break-after: avoid; page-break-after: avoid; }
-  table.reader-table { font-size: 8pt; }
+  table.reader-table { font-size: 8pt !important; }
   .jp-OutputArea-output { overflow: visible; }
   .jp-OutputArea-child { break-inside: auto; }  /* a long table may continue on the next page, row by row */
-  table.reader-table td { overflow-wrap: anywhere; }
+  table.reader-table td, table.reader-table th { padding: 0.15em 0.4em !important; }
   pre { white-space: pre-wrap; }
 }
 </style>
@@ -416,7 +416,7 @@ def use_reader_tables() -> None:
 
 
 #: A table wider than this many columns is split (or, with few rows, transposed).
-MAX_REPORT_COLUMNS = 8
+MAX_REPORT_COLUMNS = 7
 
 
 def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
