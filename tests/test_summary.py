@@ -243,3 +243,41 @@ def test_pdf_of_a_real_run_is_a4_numbered_and_its_text_reads_back(tmp_path):
     assert " ".join(sentences[0].split()[:6]) in first  # real text, in reading order
     assert f"Page 1 of {len(pages)}" in first and f"Page {len(pages)} of {len(pages)}" in " ".join(pages[-1].split())
     assert "Prerequisites" not in " ".join(pages)
+
+
+def test_virtual_ward_summary_gives_direction_and_interval_in_words():
+    rows = [("acute_los", -1.76, -2.99, -0.54, "days"), ("total_los", 4.1, 2.87, 5.33, "days"),
+            ("readmission_30d", -4.5, -11.04, 2.04, "percentage points")]
+    effects = pd.DataFrame([{"outcome": o, "method": "ipw", "estimate": e, "ci_lower": lo, "ci_upper": hi, "unit": u,
+                             "n_treated": 1136, "n_control": 887} for o, e, lo, hi, u in rows])
+    impact = pd.DataFrame({
+        "measure": ["bed_days_released", "beds_equivalent", "capacity_released_gbp", "vw_cost_gbp", "system_net_cash_gbp"],
+        "value": [2001.03, 2.98, 689_555.9, 1_896_675.0, -1_896_675.0],
+        "price_year": [None, None, "2020/21", "2022", "2020/21 and 2022"],
+    })
+    text = sm.virtual_ward(effects, impact, exclusions_table(), quality_table(), {"spells": None, "virtual_ward": None},
+                           "ipw").text()
+    assert text[1] == "Acute stays were 1.8 days shorter (allowing for chance, between 0.5 and 3.0 days shorter)."
+    assert text[2].endswith("4.1 days longer (allowing for chance, between 2.9 and 5.3 days longer).")
+    assert "anywhere from 11.0 percentage points lower to 2.0 higher: it may be no difference at all" in text[3]
+    assert "2,001 bed days (3.0 beds), worth £689,556 of capacity at 2020/21 prices" in text[4]
+    assert "net cash position is -£1,896,675" in text[4]
+
+
+def test_value_summary_counts_pathways_by_verdict_and_the_cash_in_the_plan():
+    pathways = pd.DataFrame({"pathway": ["hip", "knee"], "n": [100, 50], "total_cost": [700_000.0, 330_000.4]})
+    allocative = pd.DataFrame({"pathway": ["hip", "knee"],
+                               "verdict": ["below £20,000 per QALY", "above £30,000 per QALY"]})
+    quadrant = pd.DataFrame({"pathway": ["hip", "hip", "knee"], "provider_code": ["T01", "T02", "T01"],
+                             "quadrant": ["lower gain, higher cost"] * 3, "gain_clear": [True, False, True],
+                             "cost_clear": [True, True, True]})
+    cip = pd.DataFrame({"cip_class": ["cash-releasing, recurrent", "total"], "value_gbp": [5_150_000.0, 11_200_000.0],
+                        "share_of_plan": [0.4598, 1.0]})
+    text = sm.value(pathways, allocative, quadrant, cip, exclusions_table(), quality_table(), {"outcomes": None}).text()
+    assert text[0] == "150 patients in 2 pathways were analysed, at a total cost of £1,030,000."
+    assert text[1] == "1 pathways (hip) cost below £20,000 per QALY at the chosen duration of the gain."
+    assert text[2] == "1 pathways (knee) cost above £30,000 per QALY at the chosen duration of the gain."
+    assert text[3].startswith("2 providers are clearly in the lower gain, higher cost corner of a pathway, both "
+                              "differences beyond chance (hip: T01; knee: T01)")
+    assert text[4] == ("Of the cost improvement plan's £11,200,000, £5,150,000 (46%) is cash-releasing and recurrent: "
+                       "only that lowers next year's costs.")

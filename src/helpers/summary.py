@@ -361,24 +361,19 @@ def _direction(table: pd.DataFrame, where: Mapping[str, Any], column: str, more:
 
 
 def _effect(e: pd.DataFrame, outcome: str, method: str, what: str, unit: str, more: str, less: str) -> list[Part]:
-    """One effect of ``effect_estimates`` in words: its size, its direction and its interval."""
+    """One effect of ``effect_estimates`` in words: its size and direction, and its interval in the same words."""
     where = {"outcome": outcome, "method": method}
     low, high = (_number(_rows(e, where)[c].iloc[0]) for c in ("ci_lower", "ci_upper"))
     est = fact(e, "effect_estimates", "estimate", where, kind="size1")
-    lo = fact(e, "effect_estimates", "ci_lower", where, kind="decimal1")
-    hi = fact(e, "effect_estimates", "ci_upper", where, kind="decimal1")
+    lo = fact(e, "effect_estimates", "ci_lower", where, kind="size1")
+    hi = fact(e, "effect_estimates", "ci_upper", where, kind="size1")
     sign = _direction(e, where, "estimate", more, less)
     if low is not None and high is not None and low < 0 < high:
-        return say(what + " {est} " + unit + " " + sign + ", but allowing for chance the difference lies between {lo} "
-                   "and {hi}, so no difference cannot be ruled out.", est=est, lo=lo, hi=hi)
+        return say(what + " {est} " + unit + " " + sign + ", but allowing for chance it lies anywhere from {lo} "
+                   + unit + " " + less + " to {hi} " + more + ": it may be no difference at all.", est=est, lo=lo, hi=hi)
     near, far = (hi, lo) if (high is not None and high <= 0) else (lo, hi)
-    near, far = (Fact(near.shown.lstrip("-"), *_where(near)), Fact(far.shown.lstrip("-"), *_where(far)))
-    return say(what + " {est} " + unit + " " + sign + " (allowing for chance, between {near} and {far}).",
-               est=est, near=near, far=far)
-
-
-def _where(f: Fact) -> tuple:
-    return f.table, f.column, f.where, f.how, "size1"
+    return say(what + " {est} " + unit + " " + sign + " (allowing for chance, between {near} and {far} " + unit
+               + " " + sign + ").", est=est, near=near, far=far)
 
 
 def virtual_ward(
