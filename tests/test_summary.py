@@ -165,7 +165,8 @@ def test_report_opens_with_the_summary_and_folds_the_lesson_away():
     # the book's notebook is untouched, and the tags mean nothing to myst-nb (its own tags are these)
     assert [c.source for c in source.cells] == [c.source for c in tagged_notebook().cells]
     myst_nb_tags = {"remove-cell", "remove-input", "remove-output", "hide-cell", "hide-input", "hide-output",
-                    "remove-stdout", "remove-stderr", "raises-exception", "skip-execution", "full-width", "margin"}
+                    "remove-stdout", "remove-stderr", "remove-warn", "scroll-output", "raises-exception", "skip-execution",
+                    "full-width", "margin", "thebe-init"}
     assert not {sm.SUMMARY_TAG, sm.HEADLINE_TAG, sm.TEACHING_TAG, sm.METHOD_TAG} & myst_nb_tags
 
 
@@ -202,6 +203,12 @@ def test_report_tables_have_no_index_and_no_missing_markers():
     styled = report.reader_table_html(display.format_table(wide))
     assert styled.count("<table") == 2 and styled.count(">provider code<") == 2
     assert ">1.500<" in styled and ">–<" in styled and "NaN" not in styled
+    # two columns whose reader labels would collide keep their names (opportunity in bed days, and in £)
+    both = display.format_table(pd.DataFrame({"opportunity": [12.5], "opportunity_gbp": [4300.0]}))
+    assert list(both.data.columns) == ["opportunity", "opportunity_gbp"]
+    # a table the layout cannot split is still shown, and never stops the run
+    odd = display.ReaderTable(pd.DataFrame([["a"] * 9], columns=["x"] * 9)).hide(axis="index")
+    assert report.reader_table_html(odd).count("<table") == 1
 
 
 # --------------------------------------------------------------------------- report.pdf

@@ -429,6 +429,13 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
     text columns (at most two, such as pathway and provider), so no table
     runs off an A4 page.
     """
+    try:
+        return _reader_table(table)
+    except Exception:  # never stop a run over layout: the table plainly, without its index
+        return table.to_html() if hasattr(table, "set_table_styles") else pd.DataFrame(table).to_html(index=False, na_rep="–")
+
+
+def _reader_table(table: Any) -> str:
     from helpers import display
 
     if isinstance(table, display.ReaderTable):
@@ -440,23 +447,20 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
         frame.columns = [" ".join(str(x) for x in c if str(x)) for c in frame.columns]
     frame.columns = [str(c) for c in frame.columns]
     frame = frame.loc[:, ~pd.Index(frame.columns).duplicated()]
-    try:
-        if len(frame.columns) <= MAX_REPORT_COLUMNS:
-            return display.format_table(frame).to_html()
-        if len(frame) <= 3:
-            return display.format_table(frame, transpose=True).to_html()
-        keys = []
-        for col in frame.columns[:2]:
-            if pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
-                break
-            keys.append(col)
-        keys = keys or [frame.columns[0]]
-        rest = [c for c in frame.columns if c not in keys]
-        step = MAX_REPORT_COLUMNS - len(keys)
-        parts = [frame[[*keys, *rest[i:i + step]]] for i in range(0, len(rest), step)]
-        return "".join(display.format_table(part).to_html() for part in parts)
-    except Exception:  # a table the formatter cannot read is still shown, plainly, without an index
-        return frame.to_html(index=False, na_rep=display.MISSING)
+    if len(frame.columns) <= MAX_REPORT_COLUMNS:
+        return display.format_table(frame).to_html()
+    if len(frame) <= 3:
+        return display.format_table(frame, transpose=True).to_html()
+    keys = []
+    for col in frame.columns[:2]:
+        if pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+            break
+        keys.append(col)
+    keys = keys or [frame.columns[0]]
+    rest = [c for c in frame.columns if c not in keys]
+    step = MAX_REPORT_COLUMNS - len(keys)
+    parts = [frame[[*keys, *rest[i:i + step]]] for i in range(0, len(rest), step)]
+    return "".join(display.format_table(part).to_html() for part in parts)
 
 
 _NUMBER_TEXT = re.compile(r"^[-+]?£?[-+]?[\d,.]+%?$|^[<>]0\.\d+$|^[–*∞]$")
@@ -472,7 +476,7 @@ def _fitted(styler: Any) -> str:
     from helpers import display
 
     text = styler.data
-    if len(text.columns) <= MAX_REPORT_COLUMNS:
+    if len(text.columns) <= MAX_REPORT_COLUMNS or text.columns.duplicated().any():
         return styler.to_html()
     if len(text) <= 3:
         return display.format_table(text, labels=False, unit_column=None, transpose=True,
