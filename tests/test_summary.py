@@ -250,6 +250,8 @@ def test_pdf_of_a_real_run_is_a4_numbered_and_its_text_reads_back(tmp_path):
     assert " ".join(sentences[0].split()[:6]) in first  # real text, in reading order
     assert f"Page 1 of {len(pages)}" in first and f"Page {len(pages)} of {len(pages)}" in " ".join(pages[-1].split())
     assert "Prerequisites" not in " ".join(pages)
+    root = reader.trailer["/Root"]  # a tagged PDF: its structure tree lets a screen reader follow the text
+    assert "/StructTreeRoot" in root and root["/MarkInfo"]["/Marked"]
 
 
 def test_virtual_ward_summary_gives_direction_and_interval_in_words():
