@@ -27,7 +27,7 @@ def provider_indicator(prepared: engine.VariationInput, indicator: str) -> pd.Da
     """The variation notebook's provider_indicator table from a prepared input (its cells 11 and 13)."""
     definition = casemix.INDICATORS[indicator]
     model = prepared.model
-    result = funnel.funnel(model.providers, "ratio", levels=[95, 99.8], overdispersion="additive", tau2_method="dl",
+    result = funnel.funnel(model.providers, "ratio", levels=[95, 99.8], overdispersion="additive", tau2_method="robust",
                            min_expected=10, scale=model.dispersion)
     opp = opportunity.opportunity(result, "median", definition.higher_is_better, prepared.bed_days_per_event,
                                   344.60, 0.92, 0.0, seed=2026, years=prepared.years, price_year="2020/21")

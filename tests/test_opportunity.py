@@ -104,7 +104,7 @@ def test_summary_columns_money_and_reproducibility():
     b = opportunity(f, cost_per_bed_day=400.0, marginal_cost_share=0.25, draws=500, seed=9)
     pd.testing.assert_frame_equal(a.summary, b.summary)
     s = a.summary.set_index("estimate")
-    assert list(s.index) == ["naive", "outliers_only", "interval"]
+    assert list(s.index) == ["naive", "outliers_only", "interval", "small_providers"]
     naive = s.loc["naive"]
     assert naive["opportunity"] == pytest.approx(a.providers["opportunity"].sum())
     assert naive["capacity_released_gbp"] == pytest.approx(naive["bed_days"] * 400)
@@ -148,3 +148,34 @@ def test_describe_quotes_the_summary_numbers():
     assert finance.format_number(s.loc["naive", "bed_days"]) in text
     assert finance.format_gbp(s.loc["naive", "capacity_released_gbp"]) in text
     assert "2024/25 prices" in text and "not cash" in text
+
+
+def test_naive_counts_only_providers_large_enough_to_be_flagged():
+    # P3 (E = 5, ratio 3) is worse than the benchmark but too small to be flagged: shown apart
+    t = pd.DataFrame({"provider_code": ["P0", "P1", "P2", "P3", "P4"], "observed": [80.0, 100, 130, 15, 95],
+                      "expected": [100.0, 100, 100, 5, 100]})
+    f = funnel(t, min_expected=10)
+    res = opportunity(f, draws=200, seed=1)
+    s = res.summary.set_index("estimate")
+    # benchmark: median of the four large providers' ratios (0.8, 0.95, 1.0, 1.3) = 0.975
+    assert res.benchmark == pytest.approx(0.975)
+    # naive: P2 (1.3 - 0.975) x 100 and P1 (1.0 - 0.975) x 100; P3's (3 - 0.975) x 5 apart
+    assert s.loc["naive", "opportunity"] == pytest.approx(32.5 + 2.5)
+    assert s.loc["naive", "providers"] == 2
+    assert s.loc["small_providers", "opportunity"] == pytest.approx((3 - 0.975) * 5)
+    assert s.loc["small_providers", "providers"] == 1
+
+
+def test_outlier_level_and_tau2_method_follow_the_funnel():
+    rng = np.random.default_rng(5)
+    data, _ = _simulate(rng, tau=0.15)
+    for level in (95.0, 99.8):
+        f = funnel(data, min_expected=0, outlier_level=level)
+        res = opportunity(f, draws=200, seed=1)
+        lab = "95" if level == 95 else "998"
+        flagged = res.providers[f"worse_than_{lab}"]
+        assert (flagged == ((f.providers["outlier"] == "high") & (res.providers["opportunity"] > 0))).all()
+        assert f"{level:g}% funnel limit" in res.summary.loc[1, "note"]
+    shmi = funnel(data, min_expected=0, tau2_method="shmi")
+    assert "tau2 shmi" in opportunity(shmi, draws=100, seed=1).summary.loc[2, "note"]
+    assert "tau2 robust" in opportunity(funnel(data, min_expected=0), draws=100, seed=1).summary.loc[2, "note"]

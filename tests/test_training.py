@@ -119,11 +119,12 @@ def los_model(terms: tuple[str, ...] = casemix.DEFAULT_TERMS):
 
 
 @functools.lru_cache(maxsize=None)
-def los_funnel(tau2_method: str = "dl", levels: tuple[float, ...] = (95.0, 99.8), min_expected: float = 10.0,
-               terms: tuple[str, ...] = casemix.DEFAULT_TERMS):
+def los_funnel(tau2_method: str = funnel.DEFAULT_TAU2_METHOD, levels: tuple[float, ...] = (95.0, 99.8),
+               min_expected: float = 10.0, terms: tuple[str, ...] = casemix.DEFAULT_TERMS,
+               outlier_level: float | None = None):
     _, _, model = los_model(terms)
     return funnel.funnel(model.providers, "ratio", levels=list(levels), tau2_method=tau2_method,
-                         min_expected=min_expected, scale=model.dispersion)
+                         min_expected=min_expected, scale=model.dispersion, outlier_level=outlier_level)
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,31 +144,49 @@ def truth_outliers() -> tuple[set[str], set[str]]:
 # --------------------------------------------------------------------------- the answers, page by page
 def answers_session1(p: dict) -> dict[str, str]:
     target = p["turnover_gbp"] * p["cip_share"]
-    summary = hv.cip_summary(p["plan"], target)
-    total = summary.iloc[-1]
-    by_class = summary.set_index("cip_class")
-    recurrent_cash = by_class.loc["cash-releasing, recurrent", "value_gbp"]
-    changed = [dict(s, qia_status="approved") if s["scheme"] == "Ward skill-mix review" else s
-               for s in p["plan"] if s["scheme"] != "Corporate vacancy freeze"]
-    changed_total = hv.cip_summary(changed, target).iloc[-1]
-    flags = hv.cip_plan(changed)
-    # the solution says the skill-mix review is still flagged, as a high risk
-    assert flags.set_index("scheme").loc["Ward skill-mix review", "flag"].startswith("high quality risk")
+    summary = hv.cip_summary(p["plan"], target).set_index("cip_class")
+    total = summary.loc["plan total"]
     checked = hv.cip_plan(p["plan"])
+    listed = checked.loc[checked["qia_status"] != "rejected", "value_gbp"].sum()
+    # the solution says the schemes on the list are the counted plan plus those awaiting assessment
+    assert listed == pytest.approx(total["value_gbp"] + total["awaiting_qia_gbp"])
+    # ... and that the list falls short by exactly the workshop's 20%
+    assert target - listed == pytest.approx(target * p["behind_plan"])
+    recurrent_cash = summary.loc["cash-releasing, recurrent", "value_gbp"]
+    assert total["recurrent_cash_gbp"] == recurrent_cash
+    awaiting = checked[checked["qia_status"].isin(hv.QIA_AWAITING)]
+    assert set(awaiting["scheme"]) == {"Ward skill-mix review", "Corporate vacancy freeze", "Step-down virtual ward"}
+    agency = checked.set_index("scheme").loc["Agency nursing to substantive posts"]
+    assert agency["start_month"] == 4  # July is the fourth month of the financial year
+    changed = [dict(s, qia_status="approved") if s["scheme"] == "Ward skill-mix review"
+               else dict(s, qia_status="rejected") if s["scheme"] == "Corporate vacancy freeze" else s
+               for s in p["plan"]]
+    changed_summary = hv.cip_summary(changed, target).set_index("cip_class")
+    flags = hv.cip_plan(changed).set_index("scheme")
+    # the solution says the skill-mix review is still flagged, as a high risk, and only the virtual ward awaits
+    assert flags.loc["Ward skill-mix review", "flag"].startswith("high quality risk")
+    assert list(flags.index[flags["qia_status"].isin(hv.QIA_AWAITING)]) == ["Step-down virtual ward"]
     small = checked[checked["value_gbp"] <= 1_000_000]
     assert "Ward skill-mix review" in set(small["scheme"])
     knee = hv.pathway_value(outcomes()).set_index("pathway").loc["knee replacement"]
     return {
         "s1_target": gbp(target),
-        "s1_plan_total": gbp(total["value_gbp"]),
-        "s1_gap": gbp(total["gap_to_target_gbp"]),
+        "s1_listed_total": gbp(listed),
+        "s1_listed_gap": gbp(target - listed),
         "s1_behind_gbp": gbp(target * p["behind_plan"]),
         "s1_behind_share_of_deficit": pct(target * p["behind_plan"] / p["deficit_gbp"]),
+        "s1_plan_total": gbp(total["value_gbp"]),
+        "s1_awaiting": gbp(total["awaiting_qia_gbp"]),
         "s1_recurrent_cash": gbp(recurrent_cash),
         "s1_recurrent_cash_share": pct(recurrent_cash / target),
-        "s1_not_approved": gbp(total["value_not_approved"]),
-        "s1_change_gap": gbp(changed_total["gap_to_target_gbp"]),
-        "s1_change_not_approved": gbp(changed_total["value_not_approved"]),
+        "s1_gap": gbp(total["gap_to_target_gbp"]),
+        "s1_other": gbp(total["other_savings_gbp"]),
+        "s1_agency_fye": gbp(agency["full_year_effect_gbp"]),
+        "s1_change_plan_total": gbp(changed_summary.loc["plan total", "value_gbp"]),
+        "s1_change_gap": gbp(changed_summary.loc["plan total", "gap_to_target_gbp"]),
+        "s1_change_skillmix_fye": gbp(flags.loc["Ward skill-mix review", "full_year_effect_gbp"]),
+        "s1_change_awaiting": gbp(changed_summary.loc["plan total", "awaiting_qia_gbp"]),
+        "s1_change_rejected": gbp(changed_summary.loc["rejected (not counted)", "value_gbp"]),
         "s1_small_count": WORDS[len(small)],
         "s1_small_schemes": listing(small["scheme"]),
         "s1_small_total": gbp(small["value_gbp"].sum()),
@@ -185,7 +204,11 @@ def answers_session2(p: dict) -> dict[str, str]:
     clear = focus["gain_clear"] & focus["cost_clear"]
     worse = focus[(focus["quadrant"] == worse_label) & clear]
     better = focus[(focus["quadrant"] == hv.QUADRANTS[("higher", "lower")]) & clear]
-    label_only = focus[(focus["quadrant"] == worse_label) & ~clear]
+    label_only = focus[(focus["point_quadrant"] == worse_label) & ~clear]
+    assert (label_only["quadrant"] == hv.NOT_DISTINGUISHABLE).all()
+    not_distinguishable = int((focus["quadrant"] == hv.NOT_DISTINGUISHABLE).sum())
+    counts = hv.quadrant_counts(quadrant).set_index("pathway").loc[p["focus_pathway"]]
+    assert counts[hv.NOT_DISTINGUISHABLE] == not_distinguishable
     economy = hv.economy(pd.DataFrame(p["input_costs"])).set_index("provider_code")
     t08 = economy.loc["T08"]
     saving = (t08["unit_cost"] - t08["median_unit_cost"]) * t08["quantity"]
@@ -196,8 +219,10 @@ def answers_session2(p: dict) -> dict[str, str]:
                  for r in p["input_costs"]]
     index_at_median = hv.economy(pd.DataFrame(at_median)).set_index("provider_code").loc["T08", "economy_index"]
     value_table = hv.pathway_value(outcomes())
-    long = hv.allocative(value_table, p["qaly_duration_years"], p["discount_rate"]).set_index("pathway")["verdict"]
-    short = hv.allocative(value_table, 1, p["discount_rate"]).set_index("pathway")["verdict"]
+    long = hv.allocative(value_table, p["qaly_duration_years"], p["discount_rate"],
+                         first_discounted_year=p["first_discounted_year"]).set_index("pathway")["verdict"]
+    short = hv.allocative(value_table, 1, p["discount_rate"],
+                          first_discounted_year=p["first_discounted_year"]).set_index("pathway")["verdict"]
     assert long.str.startswith("below").all()  # "at 10 years every pathway is far below the range"
     moved = [name for name in short.index if short[name].startswith("within")]
     assert all(short[name].startswith("below") for name in short.index if name not in moved)  # "the other two stay below"
@@ -207,6 +232,7 @@ def answers_session2(p: dict) -> dict[str, str]:
         "s2_clear_worse": listing(worse["provider_code"]),
         "s2_clear_better": listing(better["provider_code"]),
         "s2_label_only": listing(label_only["provider_code"]),
+        "s2_not_distinguishable": num(not_distinguishable),
         "s2_t08_price": gbp(t08["unit_cost"]),
         "s2_median_price": gbp(t08["median_unit_cost"]),
         "s2_t08_index": f"{t08['economy_index']:.2f}",
@@ -228,37 +254,43 @@ def answers_session3(p: dict) -> dict[str, str]:
     terms = tuple(p["case_mix"])
     levels = tuple(float(x) for x in p["limits"])
     _, _, model = los_model(terms)
-    dl = los_funnel(p["tau2_method"], levels, float(p["min_expected"]), terms)
-    robust = los_funnel("robust", levels, float(p["min_expected"]), terms)
-    prov = dl.providers
+    level = float(p["outlier_level"])
+    assert level == 99.8, "the solutions are written for flags at 99.8%"
+    main = los_funnel(p["tau2_method"], levels, float(p["min_expected"]), terms, level)
+    shmi = los_funnel("shmi", levels, float(p["min_expected"]), terms, level)
+    prov = main.providers
     high = sorted(prov.loc[prov["outlier"] == "high", "provider_code"])
     low = sorted(prov.loc[prov["outlier"] == "low", "provider_code"])
     true_high, true_low = truth_outliers()
-    assert true_high <= set(high) and true_low <= set(low), "the solution says the funnel finds all four"
-    false_alarms = sorted((set(high) | set(low)) - true_high - true_low)
+    assert set(high) == true_high and set(low) == true_low, "the solution says the funnel finds all four and nothing else"
+    beyond_95 = set(prov.loc[prov["flag_95"] != "none", "provider_code"])
+    false_alarms = sorted(beyond_95 - true_high - true_low)
     league = prov.sort_values("ratio", ascending=False).reset_index(drop=True)
     fourth = league.iloc[3]
     assert fourth["outlier"] == "none", "the solution says the fourth-ranked provider is inside the funnel"
-    flagged_robust = sorted(robust.providers.loc[robust.providers["outlier"] != "none", "provider_code"])
-    assert set(flagged_robust) == true_high | true_low, "the solution says robust flags exactly the simulated four"
+    flagged_shmi = sorted(shmi.providers.loc[shmi.providers["outlier"] != "none", "provider_code"])
+    assert set(flagged_shmi) == true_high | true_low, "the solution says shmi flags the same four here"
+    fourth_shmi = shmi.providers.set_index("provider_code").loc[fourth["provider_code"]]
+    assert fourth_shmi["upper_998"] < fourth["upper_998"], "the solution says the SHMI limits are narrower"
     return {
         "s3_c_statistic": f"{model.diagnostics['c_statistic'].iloc[0]:.2f}",
-        "s3_high_dl": listing(high),
-        "s3_low_dl": listing(low),
+        "s3_high": listing(high),
+        "s3_low": listing(low),
         "s3_false_alarm": listing(false_alarms),
         "s3_fourth_provider": fourth["provider_code"],
         "s3_fourth_ratio": f"{fourth['ratio']:.3f}",
         "s3_fourth_pct": pct(fourth["ratio"] - 1),
         "s3_fourth_upper": f"{fourth['upper_998']:.3f}",
-        "s3_phi_dl": f"{dl.dispersion['phi'].iloc[0]:.2f}",
-        "s3_phi_robust": f"{robust.dispersion['phi'].iloc[0]:.2f}",
-        "s3_flags_robust": listing(flagged_robust),
+        "s3_fourth_upper_shmi": f"{fourth_shmi['upper_998']:.3f}",
+        "s3_phi": f"{main.dispersion['phi'].iloc[0]:.2f}",
+        "s3_phi_shmi": f"{shmi.dispersion['phi'].iloc[0]:.2f}",
+        "s3_flags_shmi": listing(flagged_shmi),
     }
 
 
 def answers_session4(p: dict) -> dict[str, str]:
     _, years, _ = los_model()
-    result = los_funnel()
+    result = los_funnel(outlier_level=float(p["outlier_level"]))
 
     def run(benchmark, share=p["marginal_cost_share"]):
         return opportunity.opportunity(result, benchmark, False, 1.0, p["cost_per_bed_day"], p["occupancy"], share,
@@ -268,7 +300,8 @@ def answers_session4(p: dict) -> dict[str, str]:
     s = median.summary.set_index("estimate")
     q = quartile.summary.set_index("estimate")
     holby = median.providers.set_index("provider_code").loc[p["holby"]]
-    assert bool(holby["worse_than_95"])
+    assert holby["outlier"] == "high", "the page prints that Holby is beyond the limit"
+    assert s.loc["naive", "bed_days"] > s.loc["interval", "bed_days_upper"], "the solution says naive lies above the interval"
     money = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"],
                                    p["marginal_cost_share"], p["price_year"]).iloc[0]
     cash20 = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"], 0.2).iloc[0]
@@ -582,8 +615,9 @@ def test_session_one_runs_top_to_bottom_on_the_sample():
     printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                       for out in cell.get("outputs", []))
     answers = computed("session1_value.md")
-    for key in ("s1_target", "s1_plan_total", "s1_gap", "s1_recurrent_cash", "s1_recurrent_cash_share",
-                "s1_not_approved", "s1_change_gap", "s1_change_not_approved", "s1_small_total", "s1_dorothy_cpug"):
+    for key in ("s1_target", "s1_listed_total", "s1_plan_total", "s1_awaiting", "s1_gap", "s1_other",
+                "s1_recurrent_cash", "s1_recurrent_cash_share", "s1_agency_fye", "s1_change_plan_total",
+                "s1_change_gap", "s1_change_awaiting", "s1_change_rejected", "s1_small_total", "s1_dorothy_cpug"):
         assert answers[key] in printed, f"session 1's cells do not print {key} = {answers[key]}"
 
 

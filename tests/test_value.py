@@ -210,9 +210,33 @@ def test_quadrant_worse_value_and_its_sentence():
         ("A", 100, 0.40, 5000), ("B", 100, 0.35, 5500), ("C", 100, 0.20, 8000),
     ]))
     # medians: gain 0.35, cost 5500; B sits on both median lines
-    q = t.set_index("provider_code")["quadrant"]
-    assert q["C"] == "lower gain, higher cost" and q["A"] == "higher gain, lower cost" and q["B"] == hv.ON_MEDIAN
+    q = t.set_index("provider_code")
+    assert q.loc["C", "quadrant"] == "lower gain, higher cost" and q.loc["A", "quadrant"] == "higher gain, lower cost"
+    # B's intervals contain both medians: on the lines as a point, not distinguishable as a finding
+    assert q.loc["B", "point_quadrant"] == hv.ON_MEDIAN and q.loc["B", "quadrant"] == hv.NOT_DISTINGUISHABLE
     assert hv.describe_quadrant(t, "hip") == "hip: C has clearly lower gain at higher cost than the median provider"
+
+
+def test_quadrant_labels_and_counts_only_providers_clear_of_both_medians():
+    table = _provider_table([
+        ("A", 100, 0.40, 5000), ("B", 100, 0.35, 5500), ("C", 100, 0.20, 8000),
+        ("D", 100, 0.25, 7000), ("F", 100, 0.45, 4000), ("E", 5, 0.90, 100),
+    ])
+    # D: cost interval £6,950-£7,050 is clear of the median, but widen its gain interval across the median
+    table.loc[table["provider_code"] == "D", "adjusted_gain_ci_upper"] = 0.40
+    # F: gain clear, but a cost interval from £3,000 to £6,000 reaches the median cost
+    table.loc[table["provider_code"] == "F", ["adjusted_cost_ci_lower", "adjusted_cost_ci_upper"]] = [3000, 6000]
+    t = hv.quadrant(table).set_index("provider_code")
+    # medians over A, B, C, D, F: gain 0.35, cost 5500
+    assert t["median_gain"].iloc[0] == pytest.approx(0.35) and t["median_cost"].iloc[0] == pytest.approx(5500)
+    assert t.loc["D", "point_quadrant"] == "lower gain, higher cost" and t.loc["D", "quadrant"] == hv.NOT_DISTINGUISHABLE
+    assert t.loc["F", "point_quadrant"] == "higher gain, lower cost" and t.loc["F", "quadrant"] == hv.NOT_DISTINGUISHABLE
+    assert t.loc["E", "quadrant"] == hv.TOO_FEW == t.loc["E", "point_quadrant"]
+    counts = hv.quadrant_counts(hv.quadrant(table)).set_index("pathway").loc["hip"]
+    assert counts.to_dict() == {
+        "higher gain, lower cost": 1, "higher gain, higher cost": 0, "lower gain, lower cost": 0,
+        "lower gain, higher cost": 1, "not distinguishable": 3, "too few patients": 1, "providers": 6,
+    }
 
 
 # --------------------------------------------------------------------------- equity
@@ -316,6 +340,24 @@ def test_annuity_factor_by_hand():
         hv.annuity_factor(-1)
 
 
+def test_annuity_factor_first_discounted_year():
+    # default: year 0 undiscounted, as in the Green Book's discount factor tables (year 0 = 1.000);
+    # ten years at 3.5%: sum of 1.035^-t for t = 0..9 = (1 - 1.035^-10) / (1 - 1/1.035) = 8.6077
+    assert hv.annuity_factor(10, 0.035) == pytest.approx((1 - 1.035**-10) / (1 - 1 / 1.035), rel=1e-12)
+    assert hv.annuity_factor(10, 0.035) == pytest.approx(8.607687, abs=1e-6)
+    # every year discounted, the first included: 1/1.035 + 1/1.035^2 + 1/1.035^3
+    assert hv.annuity_factor(3, 0.035, first_discounted_year=0) == pytest.approx(2.801637, abs=1e-6)
+    # one whole year more undiscounted in front: 1 + 1 + 1/1.035
+    assert hv.annuity_factor(3, 0.035, first_discounted_year=2) == pytest.approx(2.966184, abs=1e-6)
+    # whole years: discounting the first year too divides the factor by exactly 1 + r
+    assert hv.annuity_factor(10, 0.035) / hv.annuity_factor(10, 0.035, 0) == pytest.approx(1.035, rel=1e-12)
+    with pytest.raises(ValueError):
+        hv.annuity_factor(3, 0.035, first_discounted_year=-1)
+    t = hv.allocative(_value_table(), duration_years=10, first_discounted_year=0).set_index("pathway")
+    assert t.loc["hip", "first_discounted_year"] == 0
+    assert t.loc["hip", "qalys_per_patient"] == pytest.approx(0.4 * hv.annuity_factor(10, 0.035, 0))
+
+
 def _value_table():
     return pd.DataFrame({
         "pathway": ["hip", "cheap tweak", "dear tweak", "harm"],
@@ -354,7 +396,7 @@ def test_allocative_duration_is_the_assumption_that_drives_the_answer():
 
 def test_incremental_icer_net_benefit_and_dominance():
     table = pd.DataFrame({
-        "pathway": ["ward", "home", "cheaper home"],
+        "setting": ["ward", "home", "cheaper home"],
         "mean_cost": [6000.0, 9000.0, 5000.0], "qalys_per_patient": [1.2, 1.35, 1.3],
         "threshold_lower": 20_000.0, "threshold_upper": 30_000.0,
     })
@@ -369,6 +411,105 @@ def test_incremental_icer_net_benefit_and_dominance():
     assert hv.incremental(table, "cheaper home", "ward").iloc[0]["verdict"].startswith("dominated")
     with pytest.raises(InputError, match="'nowhere' is not a value"):
         hv.incremental(table, "ward", "nowhere")
+
+
+def test_no_icer_between_two_pathways():
+    allocative = hv.allocative(_value_table(), duration_years=20, discount_rate=0.0)
+    with pytest.raises(InputError, match="no ICER between 'hip' and 'cheap tweak'.*different patients"):
+        hv.incremental(allocative, "hip", "cheap tweak", by="pathway")
+    row = hv.compare_options(TINY, allocative, ["cheap tweak", "hip"]).iloc[0]
+    assert row["comparison"] == "allocative: different pathways, no ICER"
+    assert math.isnan(row["icer"]) and "delta_cost" not in row.index
+    # hip: 8 QALYs for £6,000 -> 1.333 per £1,000; cheap tweak: 0.4 QALYs for £12,000 -> 0.0333
+    assert row["qalys_per_budget_intervention"] == pytest.approx(8 / 6)
+    assert row["qalys_per_budget_comparator"] == pytest.approx(0.4 / 12)
+    assert row["verdict"] == (
+        "not an ICER: cheap tweak and hip treat different patients; £1,000 buys 1.33 QALYs in hip and 0.03 in cheap tweak"
+    )
+
+
+def test_compare_options_defaults_and_refusals():
+    df = _two_arms(n=60)
+    df = pd.concat([df, outcomes_frame([("hip", "C", 0.3, 0.6, 6000.0)] * 30)], ignore_index=True)
+    allocative = hv.allocative(hv.pathway_value(df), duration_years=10)
+    # no names: the two providers of the pathway with most patients (A and B, 60 each; C has 30), by name on a tie
+    row = hv.compare_options(df, allocative, [], "hip", adjust_for_case_mix=False, n_bootstrap=200).iloc[0]
+    assert (row["comparator"], row["intervention"]) == ("A", "B")
+    with pytest.raises(InputError, match="give two names"):
+        hv.compare_options(df, allocative, ["A"], "hip")
+    with pytest.raises(InputError, match="name the pathway"):
+        hv.compare_options(df, allocative, ["A", "B"])
+    with pytest.raises(InputError, match="no ICER between"):
+        hv.incremental_within(df.assign(provider_code="X"), "hip", "hip", "knee", by="pathway")
+
+
+def _two_arms(n: int = 400, seed: int = 11) -> pd.DataFrame:
+    """One pathway, two providers; costs and gains drawn with known means (no case mix)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for provider, cost, gain in (("A", 6000.0, 0.30), ("B", 6300.0, 0.33)):
+        before = rng.uniform(0.2, 0.5, n)
+        g = rng.normal(gain, 0.12, n)
+        c = rng.normal(cost, 900.0, n) + 2000 * (g - gain)  # cost and gain correlated within a patient
+        rows += [("hip", provider, b, b + x, y) for b, x, y in zip(before, g, c)]
+    return outcomes_frame(rows)
+
+
+def test_incremental_within_bootstrap_matches_the_normal_theory_of_two_means():
+    df = _two_arms()
+    row = hv.incremental_within(df, "hip", "A", "B", duration_years=1, discount_rate=0.0,
+                                adjust_for_case_mix=False, n_bootstrap=4000, seed=5).iloc[0]
+    a, b = df[df["provider_code"] == "A"], df[df["provider_code"] == "B"]
+    ga, gb = a["eq5d_after"] - a["eq5d_before"], b["eq5d_after"] - b["eq5d_before"]
+    dc, dq = b["cost"].mean() - a["cost"].mean(), gb.mean() - ga.mean()
+    assert row["delta_cost"] == pytest.approx(dc) and row["delta_qalys"] == pytest.approx(dq)
+    assert row["icer"] == pytest.approx(dc / dq)
+    assert row["n_comparator"] == 400 and row["n_intervention"] == 400
+    # percentile interval against the normal-theory interval of a difference of independent means
+    se_c = math.sqrt(a["cost"].var() / 400 + b["cost"].var() / 400)
+    se_q = math.sqrt(ga.var() / 400 + gb.var() / 400)
+    assert row["delta_cost_ci_lower"] == pytest.approx(dc - 1.96 * se_c, abs=0.1 * se_c)
+    assert row["delta_cost_ci_upper"] == pytest.approx(dc + 1.96 * se_c, abs=0.1 * se_c)
+    assert row["delta_qalys_ci_lower"] == pytest.approx(dq - 1.96 * se_q, abs=0.1 * se_q)
+    # probability cost-effective against the normal approximation of net benefit:
+    # var(NMB) = λ² var(ΔQ) + var(ΔC) − 2λ cov(ΔQ, ΔC), with the within-arm covariances of cost and gain
+    cov = np.cov(a["cost"], ga)[0, 1] / 400 + np.cov(b["cost"], gb)[0, 1] / 400
+    for lam, col in ((20_000, "prob_cost_effective_at_lower"), (30_000, "prob_cost_effective_at_upper")):
+        nmb = lam * dq - dc
+        sd = math.sqrt(lam**2 * se_q**2 + se_c**2 - 2 * lam * cov)
+        assert row[col] == pytest.approx(stats.norm.cdf(nmb / sd), abs=0.03), lam
+    assert row["verdict"].endswith(
+        f"probability cost-effective {row['prob_cost_effective_at_lower']:.2f} at £20,000 and "
+        f"{row['prob_cost_effective_at_upper']:.2f} at £30,000 per QALY"
+    )
+    # the same seed gives the same answer
+    again = hv.incremental_within(df, "hip", "A", "B", duration_years=1, discount_rate=0.0,
+                                  adjust_for_case_mix=False, n_bootstrap=4000, seed=5).iloc[0]
+    assert again["delta_cost_ci_lower"] == row["delta_cost_ci_lower"]
+
+
+def test_incremental_within_says_when_neither_difference_is_clear():
+    rng = np.random.default_rng(2)
+    rows = [("hip", p, 0.3, 0.3 + g, c) for p in ("A", "B")
+            for g, c in zip(rng.normal(0.3, 0.1, 40), rng.normal(6000, 800, 40))]
+    row = hv.incremental_within(outcomes_frame(rows), "hip", "A", "B", adjust_for_case_mix=False,
+                                n_bootstrap=500).iloc[0]
+    assert row["delta_cost_ci_lower"] < 0 < row["delta_cost_ci_upper"]
+    assert row["delta_qalys_ci_lower"] < 0 < row["delta_qalys_ci_upper"]
+    assert row["verdict"].startswith("no clear difference (both intervals include zero)")
+    with pytest.raises(InputError, match="'C' has 0 patient"):
+        hv.incremental_within(outcomes_frame(rows), "hip", "A", "C", n_bootstrap=500)
+
+
+def test_incremental_within_compares_the_case_mix_adjusted_values_of_provider_value(sample):
+    df, _ = sample
+    row = hv.incremental_within(df, "hip replacement", "T06", "T15", n_bootstrap=200).iloc[0]
+    pv = hv.provider_value(df).set_index(["pathway", "provider_code"])
+    a, b = pv.loc[("hip replacement", "T06")], pv.loc[("hip replacement", "T15")]
+    af = hv.annuity_factor(10, 0.035)
+    assert row["cost_comparator"] == pytest.approx(a["adjusted_cost"])
+    assert row["delta_cost"] == pytest.approx(b["adjusted_cost"] - a["adjusted_cost"])
+    assert row["delta_qalys"] == pytest.approx((b["adjusted_gain"] - a["adjusted_gain"]) * af)
 
 
 # --------------------------------------------------------------------------- CIP plan
@@ -391,32 +532,95 @@ def test_cip_plan_classifies_and_flags_every_scheme_without_an_approved_qia():
     assert t.loc["Agency cap", "cip_class"] == "cash-releasing, recurrent"
     assert t.loc["Estate sale", "cip_class"] == "cash-releasing, non-recurrent"
     assert t.loc["Theatre list", "cip_class"] == "non-cash-releasing, recurrent"
-    assert t.loc["Agency cap", "flag"] == "no approved quality impact assessment (status: pending)"
+    assert t.loc["Agency cap", "flag"] == "no approved quality impact assessment (status: pending): not counted"
     # however small the saving (Bolton: £90 or £90,000)
     assert t.loc["Ward skill mix", "flag"].startswith("no approved quality impact assessment")
     assert t.loc["Theatre list", "flag"] == "high quality risk: check the mitigation"
     assert t.loc["Prosthesis price", "flag"] == ""
+    assert list(t["counted_in_plan"]) == [True, False, True, True, False]
 
 
-def test_cip_summary_totals_by_class_by_hand():
+def test_cip_summary_counts_approved_schemes_and_measures_the_gap_in_recurrent_cash():
     s = hv.cip_summary(PLAN, target_gbp=700_000).set_index("cip_class")
-    # cash-releasing recurrent: 120,000 + 300,000 + 90 = 420,090; approved only 120,000
-    assert s.loc["cash-releasing, recurrent", "n_schemes"] == 3
-    assert s.loc["cash-releasing, recurrent", "value_gbp"] == pytest.approx(420_090)
-    assert s.loc["cash-releasing, recurrent", "value_qia_approved"] == pytest.approx(120_000)
-    assert s.loc["cash-releasing, recurrent", "value_not_approved"] == pytest.approx(300_090)
-    assert s.loc["cash-releasing, recurrent", "n_flagged"] == 2
+    # counted (approved): Prosthesis price 120,000 (cash, recurrent), Estate sale 50,000 (cash, one-off),
+    # Theatre list 80,000 (non-cash, recurrent) -> plan total 250,000
+    assert s.loc["cash-releasing, recurrent", "n_schemes"] == 1
+    assert s.loc["cash-releasing, recurrent", "value_gbp"] == pytest.approx(120_000)
+    # beside it, not in it: Agency cap 300,000 (pending) and Ward skill mix 90 (not started)
+    assert s.loc["cash-releasing, recurrent", "awaiting_qia_gbp"] == pytest.approx(300_090)
+    assert s.loc["cash-releasing, recurrent", "n_awaiting_qia"] == 2
     assert s.loc["non-cash-releasing, non-recurrent", "n_schemes"] == 0  # empty class still shown
-    total = s.loc["total"]
-    assert total["value_gbp"] == pytest.approx(550_090)
-    assert total["value_not_approved"] == pytest.approx(300_090)
-    assert total["n_flagged"] == 3
-    assert total["gap_to_target_gbp"] == pytest.approx(149_910)
-    assert s.loc["cash-releasing, recurrent", "share_of_plan"] == pytest.approx(420_090 / 550_090)
+    total = s.loc["plan total"]
+    assert total["value_gbp"] == pytest.approx(250_000) and total["n_schemes"] == 3
+    assert total["awaiting_qia_gbp"] == pytest.approx(300_090)
+    assert total["n_high_risk"] == 1
+    # gap in recurrent cash: 700,000 - 120,000; the rest of the plan (50,000 + 80,000) beside it
+    assert total["recurrent_cash_gbp"] == pytest.approx(120_000)
+    assert total["gap_to_target_gbp"] == pytest.approx(580_000)
+    assert total["other_savings_gbp"] == pytest.approx(130_000)
+    assert total["gap_after_other_savings_gbp"] == pytest.approx(450_000)
+    assert s.loc["cash-releasing, recurrent", "share_of_plan"] == pytest.approx(120_000 / 250_000)
     assert hv.describe_cip(s.reset_index()) == (
-        "£300,090 of the £550,090 plan has no approved quality impact assessment; £420,090 is recurrent cash; "
-        "the plan is £149,910 short of its £700,000 target"
+        "The plan counts £250,000 of schemes with an approved quality impact assessment, £120,000 of it "
+        "recurrent cash; £300,090 more awaits assessment; recurrent cash is £580,000 short of the £700,000 target"
     )
+
+
+def test_a_rejected_scheme_is_listed_apart_and_never_counted():
+    # the issue's case: £1.0m approved, £0.5m rejected, £0.2m approved but not cash-releasing
+    plan = [
+        {"scheme": "Procurement", "value_gbp": 1_000_000, "cash_releasing": "yes", "recurrent": "yes", "qia_status": "approved"},
+        {"scheme": "Ward closure", "value_gbp": 500_000, "cash_releasing": "yes", "recurrent": "yes", "qia_status": "rejected"},
+        {"scheme": "Theatre lists", "value_gbp": 200_000, "cash_releasing": "no", "recurrent": "yes", "qia_status": "approved"},
+    ]
+    s = hv.cip_summary(plan, target_gbp=1_500_000).set_index("cip_class")
+    assert s.loc["plan total", "value_gbp"] == pytest.approx(1_200_000)
+    assert s.loc["rejected (not counted)", "value_gbp"] == pytest.approx(500_000)
+    assert s.loc["rejected (not counted)", "n_schemes"] == 1 and not s.loc["rejected (not counted)", "counted_in_plan"]
+    assert s.loc[list(hv.CIP_CLASSES), "value_gbp"].sum() == pytest.approx(1_200_000)
+    assert s.loc["plan total", "gap_to_target_gbp"] == pytest.approx(500_000)  # 1.5m - 1.0m recurrent cash
+    assert s.loc["plan total", "other_savings_gbp"] == pytest.approx(200_000)
+    assert hv.cip_plan(plan).set_index("scheme").loc["Ward closure", "flag"] == (
+        "rejected at quality impact assessment: not counted")
+    assert hv.describe_cip(s.reset_index()).endswith(
+        "£500,000 was rejected; recurrent cash is £500,000 short of the £1,500,000 target")
+
+
+@pytest.mark.parametrize("written, month", [
+    ("M1", 1), ("m7", 7), ("April", 1), ("oct", 7), ("October", 7), ("March", 12), ("2025-10-01", 7),
+    ("2026-01", 10), (pd.Timestamp("2025-12-15"), 9), (None, None), ("", None), (float("nan"), None),
+])
+def test_financial_month(written, month):
+    assert hv.financial_month(written) == month
+
+
+def test_full_year_effect_where_a_start_month_is_given():
+    plan = [
+        # starts in October (M7): £300,000 in the 6 months left -> £600,000 over a full year
+        {"scheme": "Agency cap", "value_gbp": 300_000, "cash_releasing": "yes", "recurrent": "yes",
+         "qia_status": "approved", "start_month": "October"},
+        # starts in July (M4): £90,000 in 9 months -> £120,000
+        {"scheme": "Theatre list", "value_gbp": 90_000, "cash_releasing": "no", "recurrent": "yes",
+         "qia_status": "approved", "start_month": "M4"},
+        # no start month: the value is the full-year value
+        {"scheme": "Prosthesis price", "value_gbp": 120_000, "cash_releasing": "yes", "recurrent": "yes",
+         "qia_status": "approved", "start_month": ""},
+        # one-off: nothing carries into a full year
+        {"scheme": "Estate sale", "value_gbp": 50_000, "cash_releasing": "yes", "recurrent": "no",
+         "qia_status": "approved", "start_month": "M10"},
+    ]
+    t = hv.cip_plan(plan).set_index("scheme")
+    assert t.loc["Agency cap", "months_in_year"] == 6
+    assert t.loc["Agency cap", "full_year_effect_gbp"] == pytest.approx(600_000)
+    assert t.loc["Theatre list", "full_year_effect_gbp"] == pytest.approx(120_000)
+    assert t.loc["Prosthesis price", "full_year_effect_gbp"] == pytest.approx(120_000)
+    assert t.loc["Estate sale", "full_year_effect_gbp"] == 0
+    s = hv.cip_summary(plan).set_index("cip_class")
+    assert s.loc["cash-releasing, recurrent", "full_year_effect_gbp"] == pytest.approx(720_000)
+    assert s.loc["plan total", "full_year_effect_gbp"] == pytest.approx(840_000)
+    assert s.loc["plan total", "value_gbp"] == pytest.approx(560_000)
+    with pytest.raises(InputError, match=r"start_month.*M1-M12.*'Agency cap' \('7'\)"):
+        hv.cip_plan([dict(plan[0], start_month="7")])
 
 
 @pytest.mark.parametrize(
@@ -441,6 +645,19 @@ def test_cip_plan_missing_column():
 
 
 # --------------------------------------------------------------------------- figures
+def test_effectiveness_against_an_intended_gain():
+    # HFMA 18.7: effectiveness relates intended and actual results. Provider A's hip gain is 0.4 (see above)
+    t = hv.three_es(EQUITY, intended_gain={"hip": 0.5}).set_index("provider_code")
+    assert t.loc["A", "effectiveness_intended_gain"] == 0.5
+    assert t.loc["A", "effectiveness_vs_intended"] == pytest.approx(0.4 / 0.5)
+    assert t.loc["A", "effectiveness_vs_intended_ci_lower"] == pytest.approx(t.loc["A", "effectiveness_gain_ci_lower"] / 0.5)
+    assert hv.three_es(EQUITY)["effectiveness_vs_intended"].isna().all()  # optional
+    with pytest.raises(InputError, match="no pathway called 'knee'"):
+        hv.three_es(EQUITY, intended_gain={"knee": 0.3})
+    with pytest.raises(InputError, match="above 0"):
+        hv.three_es(EQUITY, intended_gain={"hip": 0})
+
+
 def test_figures_carry_the_finding_as_title():
     from helpers.plots import value as pv
 
@@ -501,9 +718,28 @@ def test_sample_high_cost_low_gain_provider_lands_in_that_quadrant(sample):
             if abs(cost_effect * path["mean_cost"]) > 2.5 * se_cost:
                 assert r.cost_position == ("higher" if cost_effect > 0 else "lower"), (code, r.pathway)
         # where the effect is small against the noise (cataract, hernia gains) one pathway may miss
-        assert (rows["quadrant"] == label).sum() >= len(rows) - 1, code
+        assert (rows["point_quadrant"] == label).sum() >= len(rows) - 1, code
     clear = q[(q["provider_code"] == worst) & q["gain_clear"] & q["cost_clear"]]
     assert len(clear) >= 1
+
+
+def test_sample_quadrant_labels_only_what_the_intervals_support(sample):
+    df, truth = sample
+    q = hv.quadrant(hv.provider_value(df))
+    placed = q[q["quadrant"] != hv.TOO_FEW]
+    labelled = placed[placed["quadrant"] != hv.NOT_DISTINGUISHABLE]
+    # 82 point estimates sit in a quadrant (4 more are the median provider itself), yet only 3
+    # providers have intervals clear of both medians
+    assert len(placed) == 86 and placed["point_quadrant"].isin(hv.QUADRANTS.values()).sum() == 82
+    assert len(labelled) == 3
+    assert (labelled["gain_clear"] & labelled["cost_clear"]).all()
+    # every provider given a label is one the simulator built to differ, in the direction it was built
+    for r in labelled.itertuples():
+        gain_up = truth["provider_gain_effect"][r.provider_code] > 0
+        cost_up = truth["provider_cost_multiplier"][r.provider_code] > 1
+        assert r.quadrant == hv.QUADRANTS[("higher" if gain_up else "lower", "higher" if cost_up else "lower")]
+    counts = hv.quadrant_counts(q).set_index("pathway")
+    assert counts[hv.NOT_DISTINGUISHABLE].sum() == 83 and counts["providers"].sum() == len(q)
 
 
 def test_sample_adjusted_cost_tracks_the_simulated_cost_multiplier(sample):

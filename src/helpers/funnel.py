@@ -24,23 +24,34 @@ Two indicator types:
     events / n with target the pooled proportion sum(events) / sum(n) unless a
     target is given. Precision is n.
 
-Limits without overdispersion are exact (Poisson through the chi-squared
-distribution; binomial with Spiegelhalter's interpolation). With
+Limits without overdispersion come from the quantiles of the count's own
+distribution (Poisson for ratios, binomial for proportions) with
+Spiegelhalter's interpolation. With
 overdispersion they are computed on a variance-stabilised scale (log or square
 root for ratios, arcsine square root for proportions) and **back-transformed to
 the indicator's scale** (exp, square, sin^2) - which FunnelPlotR does not do
 for its square-root ("CQC") limits.
 
-How much between-provider variance to allow is the contested step. The SHMI /
-FunnelPlotR estimate (``tau2_method="dl"``) computes phi on the z-scores left
-after truncating 10% in each tail. That discards the largest z-scores and so
-biases phi and tau^2 low: with no true outliers, far more than 5% of providers
-fall outside the 95% limits (about 20% in ``tests/test_funnel.py``). Two
-calibrated alternatives are offered: ``"robust"`` (the same trimming, with the
-estimating equation rescaled by the expected trimmed second moment of a normal
-variable, so it stays robust to real outliers and unbiased without them) and
-``"paule_mandel"`` (no trimming). The default follows METHODS.md (SHMI: DL,
-10% truncation); the book recommends ``"robust"``.
+How much between-provider variance to allow is the contested step. Three
+estimators, one name each, used by every helper and notebook:
+
+``"robust"`` (the default, :data:`DEFAULT_TAU2_METHOD`)
+    Trims 10% of the z-scores in each tail and rescales the estimating
+    equation by the trimmed second moment of a normal variable, so that it
+    resists real outliers and is unbiased without them: with no true
+    outliers about 5% of providers fall outside 95% limits.
+``"paule_mandel"``
+    Keeps every provider (calibrated too, but real outliers inflate tau^2
+    and can hide one another).
+``"shmi"``
+    FunnelPlotR 0.5.0 exactly, for matching NHS Digital's published SHMI:
+    ratios on the log scale with expected counts rounded to 2 decimals and
+    the 10% tails removed by rank groups; proportions on the arcsine scale
+    with z-scores winsorised at the type-7 10th and 90th percentiles; then
+    phi and the DerSimonian-Laird tau^2, and FunnelPlotR's unadjusted limits
+    (chi-squared for ratios, arcsine-normal for proportions) when phi <= 1.
+    Trimming biases tau^2 low: with no true outliers about 20% of providers
+    fall outside 95% limits (``tests/test_funnel.py``).
 """
 
 from __future__ import annotations
@@ -56,12 +67,18 @@ from helpers.io import InputError
 
 IndicatorType = Literal["ratio", "proportion"]
 Overdispersion = Literal["none", "additive", "multiplicative"]
-Tau2Method = Literal["dl", "robust", "paule_mandel"]
+Tau2Method = Literal["robust", "paule_mandel", "shmi"]
+#: The tau^2 estimator used everywhere unless a caller asks for another.
+DEFAULT_TAU2_METHOD: Tau2Method = "robust"
+TAU2_METHODS: tuple[str, ...] = ("robust", "paule_mandel", "shmi")
 
 #: Default limit levels (per cent): 95% (z = 1.96) and 99.8% (z = 3.09).
 DEFAULT_LEVELS: tuple[float, ...] = (95.0, 99.8)
 #: Default trimming (each tail) of the z-scores before estimating phi, as SHMI.
 DEFAULT_TRIM = 0.1
+#: The limit level (per cent) beyond which a provider is an outlier, in every
+#: table and figure (funnel, caterpillar, opportunity bars, outliers_only).
+DEFAULT_OUTLIER_LEVEL = 99.8
 #: Providers with expected below this are shown but not flagged.
 DEFAULT_MIN_EXPECTED = 10.0
 
@@ -83,12 +100,17 @@ def _tail(level: float) -> float:
 
 
 def poisson_ratio_limits(expected: np.ndarray | float, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exact limits for O/E when O is Poisson with mean E (target ratio 1).
+    """Chi-squared limits for O/E (target ratio 1), as FunnelPlotR draws them.
 
     lower = chi2_p(2E) / (2E), upper = chi2_{1-p}(2(E + 1)) / (2E), with
-    p = (1 - level/100) / 2 (Spiegelhalter 2005, Stat Med, section 3). For
-    E = 15, 20 and 30 the 95% limits are 0.5597-1.6493, 0.6108-1.5444 and
-    0.6747-1.4276.
+    p = (1 - level/100) / 2. For E = 15, 20 and 30 the 95% limits are
+    0.5597-1.6493, 0.6108-1.5444 and 0.6747-1.4276. This is the exact
+    (Garwood) confidence interval of a Poisson mean with E put in place of
+    the count, not limits for an observed count: at E = 15, 3.7% of
+    in-control providers fall below the 95% limit and 1.1% above (Seaton &
+    Manktelow, BMC Med Res Methodol 2012;12:98). Used only by
+    ``tau2_method="shmi"`` (to reproduce FunnelPlotR) when no
+    overdispersion is applied; otherwise see :func:`poisson_limits`.
     """
     e = np.asarray(expected, dtype=float)
     p = _tail(level)
@@ -96,6 +118,42 @@ def poisson_ratio_limits(expected: np.ndarray | float, level: float) -> tuple[np
         lower = stats.chi2.ppf(p, 2 * e) / (2 * e)
         upper = stats.chi2.ppf(1 - p, 2 * (e + 1)) / (2 * e)
     return lower, upper
+
+
+def _interpolated_quantile(dist, q: float) -> np.ndarray:
+    """Spiegelhalter's interpolated q-quantile of a discrete distribution.
+
+    r_q = smallest r with F(r) >= q, alpha = (F(r_q) - q) / (F(r_q) -
+    F(r_q - 1)), returns r_q - alpha (Spiegelhalter 2005, Stat Med,
+    appendix A.1.1).
+    """
+    r = dist.ppf(q)
+    f_r = dist.cdf(r)
+    f_r1 = dist.cdf(r - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(f_r > f_r1, (f_r - q) / (f_r - f_r1), 0.0)
+    return r - alpha
+
+
+def poisson_limits(expected: np.ndarray | float, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Limits for O/E when O is Poisson with mean E: interpolated Poisson quantiles over E.
+
+    Limits for the observed count itself (Spiegelhalter 2005, Stat Med,
+    appendix A.1.1, applied to the Poisson): each limit is
+    :func:`_interpolated_quantile` of Poisson(E), divided by E. Their two
+    tails are balanced on average over E (``tests/test_funnel.py``
+    simulates them), where the chi-squared formula puts about three times as
+    many in-control providers below the lower limit as above the upper one at
+    E = 15. Because counts are whole numbers, no limit gives exactly 2.5% in
+    each tail at a given E: the share below the lower limit is at most the
+    nominal tail and the share above the upper at least it (Seaton &
+    Manktelow 2012).
+    """
+    e = np.asarray(expected, dtype=float)
+    p = _tail(level)
+    dist = stats.poisson(e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _interpolated_quantile(dist, p) / e, _interpolated_quantile(dist, 1 - p) / e
 
 
 def binomial_limits(n: np.ndarray | float, target: float, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -111,15 +169,9 @@ def binomial_limits(n: np.ndarray | float, target: float, level: float) -> tuple
     if not 0 < target < 1:
         raise ValueError(f"The target proportion must be between 0 and 1; got {target!r}.")
     p = _tail(level)
-    out = []
-    for q in (p, 1 - p):
-        r = stats.binom.ppf(q, n, target)
-        f_r = stats.binom.cdf(r, n, target)
-        f_r1 = stats.binom.cdf(r - 1, n, target)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            alpha = np.where(f_r > f_r1, (f_r - q) / (f_r - f_r1), 0.0)
-            out.append((r - alpha) / n)
-    return out[0], out[1]
+    dist = stats.binom(n, target)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _interpolated_quantile(dist, p) / n, _interpolated_quantile(dist, 1 - p) / n
 
 
 def exact_ci_ratio(observed: np.ndarray, expected: np.ndarray, level: float = 95.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -212,10 +264,19 @@ class Dispersion:
     kept: int
     total: int
 
+    @property
+    def applied(self) -> bool:
+        """Whether the limits allow for overdispersion: additive with tau^2 > 0
+        (and, for ``"shmi"``, phi > 1, as FunnelPlotR), or multiplicative
+        with phi > 1."""
+        if self.model == "additive":
+            return bool(self.tau2 > 0 and (self.tau2_method != "shmi" or self.phi > 1))
+        return bool(self.model == "multiplicative" and self.phi > 1)
+
     def to_frame(self) -> pd.DataFrame:
         """One-row ``dispersion`` table: model, tau2_method, trim, trim_method,
         phi, tau2, providers_kept, providers_total, applied."""
-        applied = (self.model == "additive" and self.tau2 > 0) or (self.model == "multiplicative" and self.phi > 1)
+        applied = self.applied
         return pd.DataFrame(
             {
                 "model": [self.model],
@@ -237,6 +298,21 @@ def _trim_mask(z: np.ndarray, trim: float) -> tuple[np.ndarray, float, float]:
         return np.ones(len(z), bool), -np.inf, np.inf
     lo, hi = np.quantile(z, [trim, 1 - trim])
     return (z > lo) & (z < hi), float(lo), float(hi)
+
+
+def _rank_group_mask(z: np.ndarray, trim: float) -> np.ndarray:
+    """FunnelPlotR's truncation (its ``truncation()``, as NHS Digital's SHMI).
+
+    With k = 1 / trim groups, group = floor(rank x k / (n + 1)) (average
+    ranks for ties); keeps groups 1 to k - 2, i.e. removes group 0 and group
+    k - 1 and above. Six providers keep all six; type-7 quantiles would drop
+    two.
+    """
+    if trim <= 0:
+        return np.ones(len(z), bool)
+    k = 1 / trim
+    group = np.floor(stats.rankdata(z, method="average") * k / (len(z) + 1))
+    return (group > 0) & (group < k - 1)
 
 
 def _trimmed_second_moment(trim: float, trim_method: str) -> float:
@@ -267,7 +343,7 @@ def estimate_dispersion(
     s: np.ndarray,
     theta: float,
     model: Overdispersion = "additive",
-    tau2_method: Tau2Method = "dl",
+    tau2_method: Tau2Method = DEFAULT_TAU2_METHOD,
     trim: float = DEFAULT_TRIM,
     trim_method: Literal["truncate", "winsorise"] = "truncate",
 ) -> Dispersion:
@@ -275,11 +351,15 @@ def estimate_dispersion(
 
     z_i = (y_i - theta) / s_i. Methods:
 
-    ``"dl"`` (SHMI, FunnelPlotR)
-        phi = mean z^2 over the providers kept after truncating (or
-        winsorising) ``trim`` in each tail; with I the providers used and
-        w = 1/s^2, tau^2 = max(0, (I phi - (I - 1)) / (sum w - sum w^2 / sum w))
-        (DerSimonian & Laird 1986; Spiegelhalter 2005, QSHC, eq. 2).
+    ``"shmi"`` (FunnelPlotR 0.5.0, NHS Digital)
+        phi = mean z^2 over the providers kept after truncating ``trim`` in
+        each tail by rank groups (:func:`_rank_group_mask`), or over all
+        providers after winsorising at the type-7 ``trim`` and ``1 - trim``
+        quantiles; with I the providers used and w = 1/s^2 over them,
+        tau^2 = (I phi - (I - 1)) / (sum w - sum w^2 / sum w), or 0 when
+        I phi < I - 1 (DerSimonian & Laird 1986; Spiegelhalter 2005, QSHC,
+        eq. 2). :func:`funnel` chooses truncation for ratios and
+        winsorisation for proportions, as FunnelPlotR does.
     ``"robust"``
         tau^2 solves trimmed-mean of r_i^2 = c, with r_i = (y_i - theta) /
         sqrt(s_i^2 + tau^2), the same trimming applied to r, and c the
@@ -310,10 +390,13 @@ def estimate_dispersion(
     w = 1 / s**2
 
     if tau2_method == "dl":
-        keep, lo, hi = _trim_mask(z, trim)
+        raise ValueError('tau2_method "dl" is now called "shmi" (FunnelPlotR\'s method); the default is "robust".')
+    if tau2_method == "shmi":
         if trim_method == "truncate":
+            keep = _rank_group_mask(z, trim)
             zz, ww = z[keep], w[keep]
         else:
+            _, lo, hi = _trim_mask(z, trim)
             zz, ww = np.clip(z, lo, hi), w
         n_used = len(zz)
         phi = float(np.mean(zz**2))
@@ -337,7 +420,7 @@ def estimate_dispersion(
 
         tau2 = _decreasing_root(q, float(np.var(y - theta)) + float(np.max(s**2)))
     else:
-        raise ValueError(f"tau2_method must be 'dl', 'robust' or 'paule_mandel'; got {tau2_method!r}.")
+        raise ValueError(f"tau2_method must be one of {', '.join(TAU2_METHODS)}; got {tau2_method!r}.")
     if model != "additive":
         tau2 = 0.0
     if model not in ("none", "additive", "multiplicative"):
@@ -356,25 +439,32 @@ class FunnelSpec:
     levels: tuple[float, ...]
     dispersion: Dispersion
     scale: float = 1.0
+    #: the level (per cent) that sets the ``outlier`` column
+    outlier_level: float = DEFAULT_OUTLIER_LEVEL
+    #: limits without overdispersion: ``"quantile"`` (Poisson or binomial
+    #: quantiles, interpolated) or ``"funnelplotr"`` (chi-squared for ratios,
+    #: arcsine-normal for proportions: what ``tau2_method="shmi"`` draws)
+    unadjusted: str = "quantile"
 
 
 def limits_at(spec: FunnelSpec, precision: np.ndarray | float, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper limit on the indicator's scale at the given precision.
 
-    Precision is E for ratios and n for proportions. Exact limits unless the
-    overdispersion step applies (additive with tau^2 > 0, or multiplicative
-    with phi > 1); then theta +/- z sqrt(s^2 + tau^2) (additive) or theta +/-
-    z s sqrt(phi) (multiplicative) on the transformed scale, back-transformed.
+    Precision is E for ratios and n for proportions. Limits from the count's
+    own distribution (:func:`poisson_limits`, :func:`binomial_limits`)
+    unless the overdispersion step applies (:attr:`Dispersion.applied`);
+    then theta +/- z sqrt(s^2 + tau^2) (additive) or theta +/- z s sqrt(phi)
+    (multiplicative) on the transformed scale, back-transformed.
     """
     m = np.asarray(precision, float)
     d = spec.dispersion
-    applied = (d.model == "additive" and d.tau2 > 0) or (d.model == "multiplicative" and d.phi > 1)
-    if not applied:
+    if not d.applied:
         if spec.indicator_type == "ratio":
             # O ~ Poisson(target x E): limits of O / (target x E), times target
-            lo, hi = poisson_ratio_limits(m * spec.target / spec.scale, level)
+            ratio_limits = poisson_ratio_limits if spec.unadjusted == "funnelplotr" else poisson_limits
+            lo, hi = ratio_limits(m * spec.target / spec.scale, level)
             return lo * spec.target, hi * spec.target
-        if spec.scale != 1.0:
+        if spec.scale != 1.0 or spec.unadjusted == "funnelplotr":
             y0, s, theta = transform("proportion", m * spec.target, m, spec.target, scale=spec.scale)
             zq = stats.norm.ppf(1 - _tail(level))
             return back_transform("arcsine", theta - zq * s), back_transform("arcsine", theta + zq * s)
@@ -459,12 +549,13 @@ def funnel(
     target: float | None = None,
     levels: Sequence[float] = DEFAULT_LEVELS,
     overdispersion: Overdispersion = "additive",
-    tau2_method: Tau2Method = "dl",
+    tau2_method: Tau2Method = DEFAULT_TAU2_METHOD,
     trim: float = DEFAULT_TRIM,
-    trim_method: Literal["truncate", "winsorise"] = "truncate",
+    trim_method: Literal["truncate", "winsorise"] | None = None,
     transform_how: str | None = None,
     min_expected: float = DEFAULT_MIN_EXPECTED,
     scale: float = 1.0,
+    outlier_level: float | None = None,
 ) -> FunnelResult:
     """Funnel analysis of one indicator: limits, z-scores and outlier flags.
 
@@ -478,6 +569,12 @@ def funnel(
     counts; for bed days, the case-mix model's Pearson dispersion), applied
     as a quasi-likelihood factor on the variance (McCullagh & Nelder 1989).
 
+    ``tau2_method`` is ``"robust"`` (default), ``"paule_mandel"`` or
+    ``"shmi"`` (see the module docstring). ``trim_method`` defaults to
+    truncation, except that ``"shmi"`` winsorises proportions as
+    FunnelPlotR does. ``outlier_level`` (default the outermost of
+    ``levels``, added to them if missing) sets the ``outlier`` column.
+
     Returns a :class:`FunnelResult` whose ``providers`` table
     (``provider_indicator``) has the columns:
 
@@ -487,7 +584,7 @@ def funnel(
     lower_<L>, upper_<L> for each level L (95 -> ``lower_95``, 99.8 ->
     ``lower_998``), flag_<L> ("high", "low" or "none" against that pair),
     small (expected below ``min_expected``: shown, never flagged) and
-    outlier ("high", "low" or "none" at the outermost level). Providers are
+    outlier ("high", "low" or "none" at ``outlier_level``). Providers are
     in input order: the table is not a ranking.
     """
     if indicator_type not in ("ratio", "proportion"):
@@ -495,6 +592,12 @@ def funnel(
     levels = tuple(sorted(float(x) for x in levels))
     if not levels:
         raise ValueError("At least one limit level is needed, for example [95, 99.8].")
+    outlier_level = levels[-1] if outlier_level is None else float(outlier_level)
+    _tail(outlier_level)
+    levels = tuple(sorted(set(levels) | {outlier_level}))
+    shmi = tau2_method == "shmi"
+    if trim_method is None:
+        trim_method = "winsorise" if shmi and indicator_type == "proportion" else "truncate"
     needed = [provider, observed] + ([expected] if indicator_type == "ratio" else [denominator])
     _check_columns(data, needed, "Funnel input")
     df = data.copy()
@@ -521,11 +624,15 @@ def funnel(
         value = (o / n).to_numpy(float)
         value_column = "rate"
     how = transform_how or _TRANSFORMS[indicator_type][0]
+    if shmi and indicator_type == "ratio":
+        # FunnelPlotR (SHMI_rounding = TRUE) rounds expected counts to 2 decimals
+        precision = np.round(precision, 2)
     y, s, theta = transform(indicator_type, o.to_numpy(float), precision, tgt, how, scale)
     disp = estimate_dispersion(y, s, theta, overdispersion, tau2_method, trim, trim_method)
-    spec = FunnelSpec(indicator_type, how, tgt, levels, disp, float(scale))
+    spec = FunnelSpec(indicator_type, how, tgt, levels, disp, float(scale), outlier_level,
+                      "funnelplotr" if shmi else "quantile")
 
-    applied = (disp.model == "additive" and disp.tau2 > 0) or (disp.model == "multiplicative" and disp.phi > 1)
+    applied = disp.applied
     if disp.model == "additive" and applied:
         sd = np.sqrt(s**2 + disp.tau2)
     elif disp.model == "multiplicative" and applied:
@@ -555,7 +662,7 @@ def funnel(
         flag = np.where(value > hi, "high", np.where(value < lo, "low", "none"))
         out[f"flag_{lab}"] = np.where(small, "none", flag)
     out["small"] = small
-    out["outlier"] = out[f"flag_{level_label(levels[-1])}"]
+    out["outlier"] = out[f"flag_{level_label(outlier_level)}"]
     pr = (float(np.nanmin(precision)) * 0.8, float(np.nanmax(precision)) * 1.25)
     curves = funnel_curves(spec, pr)
     return FunnelResult(out, disp.to_frame(), curves, spec, value_column)
@@ -589,3 +696,30 @@ def from_indicator_table(table: pd.DataFrame, provider: str = "provider_code") -
     out["rows"] = grouped.size().to_numpy()
     out = out.rename(columns={provider: "provider_code", "numerator": "observed"})
     return out, kind
+
+
+def compare_flags(
+    data: pd.DataFrame,
+    indicator_type: IndicatorType = "ratio",
+    methods: Sequence[str] = (DEFAULT_TAU2_METHOD, "shmi"),
+    **kwargs,
+) -> pd.DataFrame:
+    """Which providers each tau^2 method flags, side by side.
+
+    Runs :func:`funnel` once per method with the same other arguments and
+    returns the ``flag_comparison`` table: provider_code, the indicator
+    value (ratio or rate) and ``outlier_<method>`` ("high", "low" or
+    "none" at the outlier level) for every provider flagged by at least one
+    method, in input order; ``agree`` says whether the methods agree. An
+    analyst who must match NHS Digital's SHMI reads the ``outlier_shmi``
+    column.
+    """
+    results = {m: funnel(data, indicator_type, tau2_method=m, **kwargs) for m in methods}
+    first = results[methods[0]]
+    col = first.value_column
+    out = first.providers[["provider_code", col]].copy()
+    for m, res in results.items():
+        out[f"outlier_{m}"] = res.providers["outlier"].to_numpy()
+    flags = out[[f"outlier_{m}" for m in methods]]
+    out["agree"] = flags.nunique(axis=1).eq(1).to_numpy()
+    return out[flags.ne("none").any(axis=1).to_numpy()].reset_index(drop=True)

@@ -2,8 +2,8 @@
 
 The national packs say: "if every trust worse than the benchmark matched it,
 this many bed days would be released". This module computes that figure
-(``naive``), the same figure restricted to providers outside the 95% funnel
-limit on the worse side (``outliers_only``), and an interval for the total
+(``naive``), the same figure restricted to providers beyond the funnel's
+outlier limit on the worse side (``outliers_only``), and an interval for the total
 (``interval``) that allows for chance. Dropkin (J Public Health 2017) showed
 why the interval matters: RightCare's "best five of ten" method counted 1,842
 avoidable lung cancer deaths where proper intervals left 168 - most of the
@@ -25,13 +25,18 @@ Definitions
   offset one that is worse.
 * The interval: the providers' true indicators are drawn from their
   empirical Bayes posteriors under the random-effects model of the funnel
-  (normal on the transformed scale, between-provider variance tau^2 from a
-  Paule-Mandel estimate, which keeps the real outliers' spread in; its own
+  (normal on the transformed scale, between-provider variance tau^2 from
+  the funnel's own estimator, :data:`helpers.funnel.DEFAULT_TAU2_METHOD`
+  unless the analysis chose another; its own
   uncertainty is drawn too), the benchmark is recomputed in each draw, and
   the total opportunity is summed; the 2.5th, 50th and
   97.5th percentiles are reported. ``method="bootstrap"`` instead redraws each
   provider's indicator around its observed value (a parametric bootstrap of
   the naive figure: its spread, not its bias).
+
+Small providers (expected below the funnel's ``min_expected``) can never be
+flagged, so they are left out of the naive total, the outliers-only total and
+the interval, and their opportunity is reported apart (``small_providers``).
 
 Opportunities for different indicators overlap - a shorter stay and a higher
 day-case rate release the same beds - so they must never be added.
@@ -140,20 +145,26 @@ def opportunity_draws(
     benchmark: Benchmark = "median",
     higher_is_better: bool = False,
     method: Literal["empirical_bayes", "bootstrap"] = "empirical_bayes",
-    tau2_method: str = "paule_mandel",
+    tau2_method: str | None = None,
     draws: int = 2000,
     seed: int = 2026,
 ) -> np.ndarray:
     """Simulated totals of the opportunity (indicator units), one per draw.
 
-    See the module docstring for the two methods. Randomness only from ``seed``.
+    See the module docstring for the two methods. ``tau2_method`` defaults to
+    the funnel's. Small providers are drawn (they can set a peer benchmark)
+    but not summed. Randomness only from ``seed``.
     """
+    tau2_method = tau2_method or result.spec.dispersion.tau2_method
     p = result.providers
     spec = result.spec
     col = _value_column(p)
     base = _base(p, col)
     y, s, theta = transform(spec.indicator_type, p["observed"].to_numpy(float), base, spec.target, spec.transform, spec.scale)
-    disp = estimate_dispersion(y, s, theta, "additive", tau2_method, spec.dispersion.trim, spec.dispersion.trim_method)
+    if tau2_method == spec.dispersion.tau2_method and spec.dispersion.model == "additive":
+        disp = spec.dispersion  # the funnel's own estimate
+    else:
+        disp = estimate_dispersion(y, s, theta, "additive", tau2_method, spec.dispersion.trim, spec.dispersion.trim_method)
     rng = np.random.default_rng(seed)
     if method == "empirical_bayes":
         # tau^2 is itself uncertain: draw it from its large-sample distribution,
@@ -182,7 +193,7 @@ def opportunity_draws(
         benchmark_value(p, benchmark, higher_is_better)  # validates the peer list
         peers = p["provider_code"].isin([str(x) for x in benchmark]).to_numpy()
         bench = np.median(sims[:, peers], axis=1)
-    return _excess(sims, bench[:, None], base[None, :], higher_is_better).sum(axis=1)
+    return _excess(sims[:, ~small], bench[:, None], base[None, ~small], higher_is_better).sum(axis=1)
 
 
 @dataclass
@@ -203,9 +214,9 @@ def opportunity(
     cost_per_bed_day: float | finance.UnitCost = finance.COST_PER_BED_DAY,
     occupancy: float = finance.TARGET_OCCUPANCY,
     marginal_cost_share: float = finance.MARGINAL_COST_SHARE,
-    outlier_level: float = 95.0,
+    outlier_level: float | None = None,
     method: Literal["empirical_bayes", "bootstrap"] = "empirical_bayes",
-    tau2_method: str = "paule_mandel",
+    tau2_method: str | None = None,
     draws: int = 2000,
     seed: int = 2026,
     years: float = 1.0,
@@ -214,11 +225,14 @@ def opportunity(
     """Opportunity by provider and the ``opportunity_summary`` table.
 
     ``opportunity_summary`` has one row per estimate - ``naive`` (every
-    provider worse than the benchmark), ``outliers_only`` (only providers
-    beyond the ``outlier_level`` funnel limit on the worse side, not small)
-    and ``interval`` (see :func:`opportunity_draws`; its ``opportunity`` is the
-    median draw) - with columns estimate, providers (count contributing;
-    missing for the interval), opportunity, opportunity_lower,
+    provider worse than the benchmark and large enough to be flagged),
+    ``outliers_only`` (only providers beyond the ``outlier_level`` funnel
+    limit on the worse side; default the funnel's own outlier level),
+    ``interval`` (see :func:`opportunity_draws`; its ``opportunity`` is the
+    median draw) and ``small_providers`` (providers worse than the benchmark
+    but too small to be flagged, counted in none of the others) - with
+    columns estimate, providers (count contributing; missing for the
+    interval), opportunity, opportunity_lower,
     opportunity_upper (indicator units), bed_days, bed_days_lower,
     bed_days_upper, beds_equivalent, capacity_released_gbp,
     cash_releasing_gbp, benchmark, price_year, note.
@@ -231,24 +245,32 @@ def opportunity(
         raise ValueError(f"years must be above 0; got {years!r}.")
     p = result.providers
     col = _value_column(p)
+    outlier_level = result.spec.outlier_level if outlier_level is None else float(outlier_level)
+    tau2_method = tau2_method or result.spec.dispersion.tau2_method
     bench = benchmark_value(p, benchmark, higher_is_better, col)
     table = provider_opportunity(p, bench, higher_is_better, bed_days_per_unit, cost_per_bed_day)
     for c in ("opportunity", "opportunity_bed_days", "opportunity_gbp"):
         table[c] = table[c] / years
-    lower, upper = limits_at(result.spec, _base(p, col), outlier_level)
+    lab = level_label(outlier_level)
+    if {f"lower_{lab}", f"upper_{lab}"} <= set(p.columns):
+        lower, upper = p[f"lower_{lab}"].to_numpy(float), p[f"upper_{lab}"].to_numpy(float)
+    else:
+        lower, upper = limits_at(result.spec, _base(p, col), outlier_level)
     small = table["small"].to_numpy(bool) if "small" in table.columns else np.zeros(len(table), bool)
     worse = (table[col] < lower) if higher_is_better else (table[col] > upper)
-    flagged = worse.to_numpy() & ~small & (table["opportunity"].to_numpy() > 0)
-    table[f"worse_than_{level_label(outlier_level)}"] = flagged
+    flagged = np.asarray(worse) & ~small & (table["opportunity"].to_numpy() > 0)
+    table[f"worse_than_{lab}"] = flagged
 
     totals = opportunity_draws(result, benchmark, higher_is_better, method, tau2_method, draws, seed) / years
     lo, mid, hi = np.percentile(totals, [2.5, 50, 97.5])
-    naive = float(table["opportunity"].sum())
+    positive = table["opportunity"].to_numpy() > 0
+    naive = float(table.loc[~small, "opportunity"].sum())
     outl = float(table.loc[flagged, "opportunity"].sum())
     rows = [
-        ("naive", int((table["opportunity"] > 0).sum()), naive, np.nan, np.nan),
+        ("naive", int((positive & ~small).sum()), naive, np.nan, np.nan),
         ("outliers_only", int(flagged.sum()), outl, np.nan, np.nan),
         ("interval", pd.NA, float(mid), float(lo), float(hi)),
+        ("small_providers", int((positive & small).sum()), float(table.loc[small, "opportunity"].sum()), np.nan, np.nan),
     ]
     summary = pd.DataFrame(rows, columns=["estimate", "providers", "opportunity", "opportunity_lower", "opportunity_upper"])
     summary["providers"] = summary["providers"].astype("Int64")
@@ -262,9 +284,12 @@ def opportunity(
     summary["benchmark"] = bench
     summary["price_year"] = money["price_year"].iloc[0]
     summary["note"] = [
-        "Every provider worse than the benchmark, as the national packs count it; inflated by chance.",
+        "Every provider worse than the benchmark (and large enough to be flagged), as the national packs count it; "
+        "inflated by chance.",
         f"Only providers beyond the {outlier_level:g}% funnel limit on the worse side.",
-        f"95% interval (and median) of the total allowing for chance ({method.replace('_', ' ')}, {draws:,} draws).",
+        f"95% interval (and median) of the total allowing for chance ({method.replace('_', ' ')}, {draws:,} draws, "
+        f"tau2 {tau2_method}).",
+        "Providers worse than the benchmark but too small to be flagged: shown apart, in no total above.",
     ]
     return OpportunityResult(table, summary, bench)
 
@@ -282,6 +307,12 @@ def describe(summary: pd.DataFrame, unit: str = "bed days", per: str = "a year")
         f"and allowing for chance the total lies between {finance.format_number(interval[f'{col}_lower'])} and "
         f"{finance.format_number(interval[f'{col}_upper'])}."
     )
+    if "small_providers" in s.index and int(s.loc["small_providers", "providers"]) > 0:
+        small = s.loc["small_providers"]
+        text += (
+            f" A further {finance.format_number(small[col])} {unit} come from {int(small['providers'])} "
+            f"provider{'s' if int(small['providers']) != 1 else ''} too small to be flagged, left out of every total."
+        )
     if has_days:
         text += (
             f" The naive figure is {finance.format_number(naive['beds_equivalent'], 1)} beds at the target occupancy and "

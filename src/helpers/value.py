@@ -9,20 +9,25 @@ one row per patient episode of an elective pathway, with the EQ-5D index before
 and after the procedure and the patient-level (PLICS) cost in pounds.
 
 Every public function is pure: it takes DataFrames and returns a new tidy
-DataFrame whose columns are documented in its docstring. Nothing is random.
+DataFrame whose columns are documented in its docstring. The one random step,
+the bootstrap of :func:`incremental_within`, takes a seed.
 
 Result tables (the names a notebook publishes them under):
 
 ``pathway_value``  cost, outcome gain and cost per unit of gain by pathway
 ``provider_value`` the same by pathway and provider, with case-mix adjustment
 ``quadrant``       each provider placed on the quality-cost plane of its pathway
+``quadrant_counts`` providers per quadrant, counting only clear placements
 ``equity``         outcome gain by deprivation (IMD) decile
 ``deprivation_gradient`` change per IMD decile in the score before, or the gain
 ``three_es``       the NAO's economy, efficiency and effectiveness, and equity
                    (economy from a small table of input prices, :func:`economy`)
 ``allocative``     what the same pound buys in each pathway, in QALYs
-``incremental``    incremental cost-effectiveness of one group against another
-``cip_summary``    a cost improvement plan totalled by class of saving
+``incremental``    two options for the same patients of one pathway (an ICER with
+                   a bootstrap interval), or two pathways side by side in QALYs
+                   per £ with no ICER (:func:`compare_options`)
+``cip_summary``    a cost improvement plan: approved schemes by class of saving,
+                   the gap to target in recurrent cash, rejected schemes apart
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ QUADRANTS: dict[tuple[str, str], str] = {
 }
 ON_MEDIAN = "on a median line"
 TOO_FEW = "too few patients"
+#: The label of a provider whose interval reaches the median on gain or on cost.
+NOT_DISTINGUISHABLE = "not distinguishable"
 
 #: Classes of cost reduction (HFMA chapter 18, section 18.6).
 CIP_CLASSES: tuple[str, ...] = (
@@ -69,7 +76,7 @@ CIP_CLASSES: tuple[str, ...] = (
     "non-cash-releasing, recurrent",
     "non-cash-releasing, non-recurrent",
 )
-#: Accepted quality impact assessment statuses; only ``approved`` clears a scheme.
+#: Accepted quality impact assessment statuses; only ``approved`` counts a scheme in the plan.
 QIA_STATUSES: tuple[str, ...] = ("approved", "pending", "not started", "rejected")
 #: Accepted quality impact assessment risk ratings (blank allowed).
 QIA_RATINGS: tuple[str, ...] = ("low", "moderate", "high")
@@ -349,14 +356,19 @@ def quadrant(provider_table: pd.DataFrame, min_patients: int = 30) -> pd.DataFra
     fewer than ``min_patients`` patients are kept, labelled ``too few patients``,
     and left out of the medians.
 
+    A provider gets a quadrant label only when its 95% intervals clear the
+    median on both axes; every other provider is ``not distinguishable`` from
+    the median provider, whatever side of the lines its point estimate falls.
+
     Takes the :func:`provider_value` table. Columns: ``pathway``,
     ``provider_code``, ``n``, ``adjusted_gain`` (with CI columns),
     ``adjusted_cost`` (with CI columns), ``median_gain``, ``median_cost`` (the
     cross-hairs), ``gain_position`` and ``cost_position`` (``higher``, ``lower``
-    or ``equal`` against the median), ``quadrant`` (one of
-    :data:`QUADRANTS`, ``on a median line`` or ``too few patients``), and
-    ``gain_clear`` / ``cost_clear``: True when the 95% interval excludes the
-    median, so the position is unlikely to be chance alone.
+    or ``equal`` against the median), ``gain_clear`` / ``cost_clear`` (True when
+    the interval excludes the median), ``point_quadrant`` (where the point
+    estimate falls: one of :data:`QUADRANTS` or ``on a median line``; not a
+    finding on its own) and ``quadrant`` (one of :data:`QUADRANTS` when both
+    are clear, otherwise ``not distinguishable``, or ``too few patients``).
     """
     need = ["pathway", "provider_code", "n", "adjusted_gain", "adjusted_gain_ci_lower", "adjusted_gain_ci_upper",
             "adjusted_cost", "adjusted_cost_ci_lower", "adjusted_cost_ci_upper"]
@@ -369,17 +381,36 @@ def quadrant(provider_table: pd.DataFrame, min_patients: int = 30) -> pd.DataFra
     out = out.merge(med, left_on="pathway", right_index=True, how="left")
     out["gain_position"] = _position(out["adjusted_gain"], out["median_gain"])
     out["cost_position"] = _position(out["adjusted_cost"], out["median_cost"])
-    label = [
-        QUADRANTS.get((g, c), ON_MEDIAN) for g, c in zip(out["gain_position"], out["cost_position"])
-    ]
-    out["quadrant"] = np.where(big, label, TOO_FEW)
     out["gain_clear"] = big & (
         (out["adjusted_gain_ci_lower"] > out["median_gain"]) | (out["adjusted_gain_ci_upper"] < out["median_gain"])
     )
     out["cost_clear"] = big & (
         (out["adjusted_cost_ci_lower"] > out["median_cost"]) | (out["adjusted_cost_ci_upper"] < out["median_cost"])
     )
+    label = pd.Series(
+        [QUADRANTS.get((g, c), ON_MEDIAN) for g, c in zip(out["gain_position"], out["cost_position"])],
+        index=out.index,
+    )
+    out["point_quadrant"] = np.where(big, label, TOO_FEW)
+    out["quadrant"] = np.select(
+        [~big, out["gain_clear"] & out["cost_clear"]], [TOO_FEW, label], default=NOT_DISTINGUISHABLE
+    )
     return out.sort_values(["pathway", "provider_code"], ignore_index=True)
+
+
+def quadrant_counts(quadrant_table: pd.DataFrame) -> pd.DataFrame:
+    """How many providers of each pathway fall in each quadrant, counting only clear placements.
+
+    Takes :func:`quadrant`. One row per pathway; columns ``pathway``, one column
+    per label of :data:`QUADRANTS` (providers whose intervals clear both
+    medians), ``not distinguishable``, ``too few patients`` and ``providers``
+    (all providers of the pathway). Every label is a column even when its count is 0.
+    """
+    labels = [*QUADRANTS.values(), NOT_DISTINGUISHABLE, TOO_FEW]
+    counts = pd.crosstab(quadrant_table["pathway"], quadrant_table["quadrant"]).reindex(columns=labels, fill_value=0)
+    counts["providers"] = counts.sum(axis=1)
+    counts.columns.name = None
+    return counts.reset_index().astype({c: "int64" for c in [*labels, "providers"]})
 
 
 def describe_quadrant(quadrant_table: pd.DataFrame, pathway: str) -> str:
@@ -402,8 +433,10 @@ def describe_quadrant(quadrant_table: pd.DataFrame, pathway: str) -> str:
 def equity(outcomes: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
     """Outcome gain and cost by deprivation decile within each pathway.
 
-    Equity, the "fourth E" added to the NAO's three for value for money, and the
-    Core20 part of Core20PLUS5 (HFMA chapter 18.8). Rows with no IMD decile are
+    Equity, "spending fairly", the fourth E that the National Audit Office adds
+    to its three when it assesses value for money (NAO, *Assessing value for
+    money*; the HFMA guide, chapter 18.7, lists only the three), and the Core20
+    part of Core20PLUS5 (HFMA chapter 18.8). Rows with no IMD decile are
     kept as their own group (``imd_decile`` missing, ``group`` = ``unknown``).
 
     Columns: ``pathway``, ``imd_decile`` (1 = most deprived; nullable),
@@ -534,12 +567,17 @@ def economy(input_costs: pd.DataFrame) -> pd.DataFrame:
 
 
 def three_es(
-    outcomes: pd.DataFrame, input_costs: pd.DataFrame | None = None, conf: float = 0.95
+    outcomes: pd.DataFrame,
+    input_costs: pd.DataFrame | None = None,
+    conf: float = 0.95,
+    intended_gain: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """The NAO's three Es as indicators by pathway and provider, with equity as the fourth.
 
-    Definitions (National Audit Office, *Assessing value for money*; HFMA
-    chapter 18.7; METHODS.md section 7):
+    Economy, efficiency and effectiveness are the National Audit Office's
+    three criteria as the HFMA guide gives them (chapter 18.7); equity,
+    "spending fairly", is the fourth E that the NAO itself adds (*Assessing
+    value for money*), not the HFMA's. METHODS.md section 7.
 
     - economy, "spending less": ``economy_index``, the provider's mean over
       inputs of its unit price relative to the median provider (:func:`economy`),
@@ -547,8 +585,15 @@ def three_es(
       NaN when no ``input_costs`` are given or none match;
     - efficiency, "spending well": ``efficiency_cost_per_patient``, cost per
       output, the output being one completed pathway (£);
-    - effectiveness, "spending wisely": ``effectiveness_mean_gain``, outcome per
-      output (mean EQ-5D gain); ``cost_per_unit_gain`` links the two;
+    - effectiveness, "spending wisely", the relationship between intended and
+      actual results: ``effectiveness_mean_gain`` (mean EQ-5D gain, the actual
+      result) with ``effectiveness_gain_ci_lower``/``_upper``; when
+      ``intended_gain`` gives a pathway's intended mean gain,
+      ``effectiveness_intended_gain`` and ``effectiveness_vs_intended`` (=
+      actual ÷ intended: 1.00 achieves the intention) with
+      ``effectiveness_vs_intended_ci_lower``/``_upper`` (the gain interval
+      divided by the intention); NaN for pathways without one.
+      ``cost_per_unit_gain`` links efficiency and effectiveness;
     - equity: ``equity_gain_core20`` and ``equity_gain_other`` (mean gain of
       patients in IMD deciles 1-2 and 3-10), ``equity_gap`` (Core20 minus
       other; negative means the most deprived gain less) with a Welch interval
@@ -570,6 +615,22 @@ def three_es(
         out["economy_index"] = np.nan
     out["efficiency_cost_per_patient"] = base["mean_cost"].to_numpy()
     out["effectiveness_mean_gain"] = base["mean_gain"].to_numpy()
+    out["effectiveness_gain_ci_lower"] = base["gain_ci_lower"].to_numpy()
+    out["effectiveness_gain_ci_upper"] = base["gain_ci_upper"].to_numpy()
+    intended = {str(k): float(v) for k, v in (intended_gain or {}).items()}
+    unknown = sorted(set(intended) - set(map(str, out["pathway"])))
+    if unknown:
+        raise InputError(
+            f"intended_gain: no pathway called {', '.join(map(repr, unknown))}; "
+            f"the pathways are {', '.join(sorted(map(str, out['pathway'].unique())))}"
+        )
+    bad = sorted(k for k, v in intended.items() if not np.isfinite(v) or v <= 0)
+    if bad:
+        raise InputError(f"intended_gain: the intended mean EQ-5D gain must be above 0; check {', '.join(map(repr, bad))}")
+    out["effectiveness_intended_gain"] = out["pathway"].astype("str").map(intended).astype("float64")
+    for suffix, col in (("", "effectiveness_mean_gain"), ("_ci_lower", "effectiveness_gain_ci_lower"),
+                        ("_ci_upper", "effectiveness_gain_ci_upper")):
+        out[f"effectiveness_vs_intended{suffix}"] = out[col] / out["effectiveness_intended_gain"]
     out["cost_per_unit_gain"] = base["cost_per_unit_gain"].to_numpy()
     if "imd_decile" in df.columns:
         gap = _core20_gap(df, by, conf)
@@ -588,6 +649,11 @@ THREE_ES_DERIVED: dict[str, list[str]] = {
     "economy_index": ["n"],
     "efficiency_cost_per_patient": ["n"],
     "effectiveness_mean_gain": ["n"],
+    "effectiveness_gain_ci_lower": ["n"],
+    "effectiveness_gain_ci_upper": ["n"],
+    "effectiveness_vs_intended": ["n"],
+    "effectiveness_vs_intended_ci_lower": ["n"],
+    "effectiveness_vs_intended_ci_upper": ["n"],
     "cost_per_unit_gain": ["n"],
     "equity_gain_core20": ["n_core20"],
     "equity_gain_other": ["n", "n_core20"],
@@ -598,23 +664,36 @@ THREE_ES_DERIVED: dict[str, list[str]] = {
 
 
 # --------------------------------------------------------------------------- allocative value
-def annuity_factor(duration_years: float, discount_rate: float = NICE_DISCOUNT_RATE) -> float:
+def annuity_factor(
+    duration_years: float, discount_rate: float = NICE_DISCOUNT_RATE, first_discounted_year: int = 1
+) -> float:
     """Discounted years of a constant annual benefit lasting ``duration_years``.
 
-    ``sum_t w_t / (1 + r)^t`` over years t = 0, 1, ... where ``w_t`` is the
-    share of year t in the duration (1 for whole years, the remainder for the
-    last). With ``r = 0`` this is the duration itself. Discounting follows the
-    NICE reference case (PMG36, 2022, 4.5.1: 3.5% a year).
+    ``sum_t w_t / (1 + r)^e_t`` over years t = 0, 1, ... counted from the
+    procedure (year 0 is its first twelve months), where ``w_t`` is the share of
+    year t in the duration (1 for whole years, the remainder for the last) and
+    ``e_t = max(0, t - first_discounted_year + 1)``.
+
+    The default ``first_discounted_year=1`` leaves year 0 undiscounted and
+    discounts year t by t years, as HM Treasury's Green Book tables do (the
+    discount factor of year 0 is 1): over 10 years at 3.5% the factor is 8.608.
+    ``first_discounted_year=0`` discounts every year, year 0 included, by one
+    year more (8.317 over 10 years; the default is 1 + r times this). With ``r = 0`` the factor is the
+    duration itself. The rate follows the NICE reference case (PMG36, 2022,
+    4.5.1: 3.5% a year).
     """
     if duration_years < 0:
         raise ValueError(f"duration_years must be >= 0, got {duration_years}")
     if discount_rate <= -1:
         raise ValueError(f"discount_rate must be > -1, got {discount_rate}")
+    if int(first_discounted_year) != first_discounted_year or first_discounted_year < 0:
+        raise ValueError(f"first_discounted_year must be a whole number of years, 0 or more; got {first_discounted_year}")
     whole = int(np.floor(duration_years))
     part = duration_years - whole
     years = np.arange(whole + (1 if part > 0 else 0))
     weights = np.where(years < whole, 1.0, part)
-    return float(np.sum(weights / (1 + discount_rate) ** years))
+    exponents = np.maximum(0, years - int(first_discounted_year) + 1)
+    return float(np.sum(weights / (1 + discount_rate) ** exponents))
 
 
 def allocative(
@@ -624,6 +703,7 @@ def allocative(
     thresholds: Sequence[float] = NICE_THRESHOLD_GBP_PER_QALY,
     budget_gbp: float = 1_000.0,
     by: str = "pathway",
+    first_discounted_year: int = 1,
 ) -> pd.DataFrame:
     """What the same pounds buy in each pathway (or setting), in QALY-like units.
 
@@ -632,16 +712,18 @@ def allocative(
     An EQ-5D gain is a change in health *per year*; turning it into QALYs needs
     an assumption about how long it lasts. Here the gain is assumed to hold
     constant for ``duration_years`` after the procedure and to be zero
-    afterwards, discounted at ``discount_rate``, against a comparator of no
-    treatment at no cost (the patient staying at their "before" score). These
-    are assumptions, not data; change them and the table changes.
+    afterwards, discounted at ``discount_rate`` from ``first_discounted_year``
+    (see :func:`annuity_factor`: by default the first year after the procedure
+    is not discounted), against a comparator of no treatment at no cost (the
+    patient staying at their "before" score). These are assumptions, not data;
+    change them and the table changes.
 
     Takes :func:`pathway_value` (or any table with ``by``, ``n``,
     ``mean_cost``, ``mean_gain``, ``gain_ci_lower``, ``gain_ci_upper``,
     ``cpug_ci_lower``, ``cpug_ci_upper``).
 
     Columns: ``by``; ``n``; ``mean_cost``; ``mean_gain``; ``duration_years``;
-    ``discount_rate``; ``qalys_per_patient`` (= ``mean_gain`` × annuity factor)
+    ``discount_rate``; ``first_discounted_year``; ``qalys_per_patient`` (= ``mean_gain`` × annuity factor)
     with ``qalys_ci_lower``/``_upper``; ``patients_per_budget`` (= budget ÷
     mean cost); ``qalys_per_budget`` (QALYs bought by ``budget_gbp``, £1,000
     by default); ``cost_per_qaly`` (£) with ``cost_per_qaly_ci_lower``/``_upper``
@@ -657,10 +739,11 @@ def allocative(
     lower, upper = (float(x) for x in thresholds)
     if not 0 < lower <= upper:
         raise ValueError(f"thresholds must be two positive numbers, lower first; got {thresholds}")
-    af = annuity_factor(duration_years, discount_rate)
+    af = annuity_factor(duration_years, discount_rate, first_discounted_year)
     out = value_table[need].copy()
     out["duration_years"] = float(duration_years)
     out["discount_rate"] = float(discount_rate)
+    out["first_discounted_year"] = int(first_discounted_year)
     out["qalys_per_patient"] = out["mean_gain"] * af
     out["qalys_ci_lower"] = out["gain_ci_lower"] * af
     out["qalys_ci_upper"] = out["gain_ci_upper"] * af
@@ -683,27 +766,60 @@ def allocative(
     return out.drop(columns=["gain_ci_lower", "gain_ci_upper", "cpug_ci_lower", "cpug_ci_upper"])
 
 
+def _icer_verdict(dc: float, dq: float, lower: float, upper: float) -> str:
+    """Where a point estimate of (Δcost, ΔQALY) sits on the cost-effectiveness plane."""
+    icer = dc / dq if dq != 0 else np.nan
+    if dc <= 0 and dq >= 0 and (dc < 0 or dq > 0):
+        return "dominant: cheaper and at least as effective"
+    if dc >= 0 and dq <= 0 and (dc > 0 or dq < 0):
+        return "dominated: dearer and no more effective"
+    if dq > 0:
+        return (
+            f"more effective at £{icer:,.0f} per extra QALY: "
+            + ("below" if icer < lower and not np.isclose(icer, lower)
+               else "within" if icer <= upper or np.isclose(icer, upper) else "above")
+            + f" the £{lower:,.0f}-£{upper:,.0f} range"
+        )
+    if dq < 0:
+        return f"less effective, saving £{icer:,.0f} per QALY lost"
+    return "no difference in cost or effect"
+
+
+def _refuse_pathways(by: str, comparator: str, intervention: str) -> None:
+    if by == "pathway" and comparator != intervention:
+        raise InputError(
+            f"no ICER between '{comparator}' and '{intervention}': different pathways treat different patients, "
+            "so neither is an alternative to the other. Compare them allocatively (QALYs per £, allocative() and "
+            "across_pathways()), or compare two options for the same patients within one pathway (incremental_within())"
+        )
+
+
 def incremental(
-    allocative_table: pd.DataFrame, comparator: str, intervention: str, by: str = "pathway"
+    allocative_table: pd.DataFrame, comparator: str, intervention: str, by: str = "setting"
 ) -> pd.DataFrame:
-    """Incremental cost-effectiveness of ``intervention`` against ``comparator``.
+    """Incremental cost-effectiveness of ``intervention`` against ``comparator`` from summary rows.
 
     ICER = (cost_B − cost_A) ÷ (QALYs_B − QALYs_A); net monetary benefit at a
     threshold λ is ``λ × ΔQALY − Δcost`` (Drummond MF et al, *Methods for the
     Economic Evaluation of Health Care Programmes*, 4th ed, 2015, ch. 4; NICE
-    PMG36, 2022). The comparison only makes sense between alternatives for the
-    same patients (e.g. two settings of one pathway); between different pathways
-    it answers the allocative question "what would the money buy instead".
+    PMG36, 2022). The two rows must be alternatives for the same patients (two
+    settings or models of care for one condition): with ``by="pathway"`` the
+    function refuses (an :class:`~helpers.io.InputError`), because different
+    pathways treat different patients; :func:`across_pathways` answers that
+    allocative question instead. :func:`incremental_within` does the same sum
+    from patient rows, with a bootstrap interval.
 
-    Takes :func:`allocative`. One row with columns: ``comparator``,
-    ``intervention``, ``cost_comparator``, ``cost_intervention``,
-    ``qalys_comparator``, ``qalys_intervention`` (per patient), ``delta_cost``
-    (£), ``delta_qalys``, ``icer`` (£ per QALY; NaN when ``delta_qalys`` is 0),
-    ``threshold_lower``, ``threshold_upper``, ``nmb_at_lower``, ``nmb_at_upper``
-    (£ per patient) and ``verdict`` (``dominant``: cheaper and better;
-    ``dominated``: dearer and worse; otherwise whether the ICER sits below,
-    within or above the threshold range).
+    Takes :func:`allocative` (or any table with ``by``, ``mean_cost``,
+    ``qalys_per_patient``, ``threshold_lower``, ``threshold_upper``). One row
+    with columns: ``comparator``, ``intervention``, ``cost_comparator``,
+    ``cost_intervention``, ``qalys_comparator``, ``qalys_intervention`` (per
+    patient), ``delta_cost`` (£), ``delta_qalys``, ``icer`` (£ per QALY; NaN
+    when ``delta_qalys`` is 0), ``threshold_lower``, ``threshold_upper``,
+    ``nmb_at_lower``, ``nmb_at_upper`` (£ per patient) and ``verdict``
+    (``dominant``: cheaper and better; ``dominated``: dearer and worse;
+    otherwise whether the ICER sits below, within or above the threshold range).
     """
+    _refuse_pathways(by, comparator, intervention)
     rows = allocative_table.set_index(by)
     for name in (comparator, intervention):
         if name not in rows.index:
@@ -712,31 +828,225 @@ def incremental(
     dc = float(b["mean_cost"] - a["mean_cost"])
     dq = float(b["qalys_per_patient"] - a["qalys_per_patient"])
     lower, upper = float(b["threshold_lower"]), float(b["threshold_upper"])
-    icer = dc / dq if dq != 0 else np.nan
-    if dc <= 0 and dq >= 0 and (dc < 0 or dq > 0):
-        verdict = "dominant: cheaper and at least as effective"
-    elif dc >= 0 and dq <= 0 and (dc > 0 or dq < 0):
-        verdict = "dominated: dearer and no more effective"
-    elif dq > 0:
-        verdict = (
-            f"more effective at £{icer:,.0f} per extra QALY: "
-            + ("below" if icer < lower and not np.isclose(icer, lower)
-               else "within" if icer <= upper or np.isclose(icer, upper) else "above")
-            + f" the £{lower:,.0f}-£{upper:,.0f} range"
-        )
-    elif dq < 0:
-        verdict = f"less effective, saving £{icer:,.0f} per QALY lost"
-    else:
-        verdict = "no difference in cost or effect"
     return pd.DataFrame([{
         "comparator": comparator, "intervention": intervention,
         "cost_comparator": float(a["mean_cost"]), "cost_intervention": float(b["mean_cost"]),
         "qalys_comparator": float(a["qalys_per_patient"]), "qalys_intervention": float(b["qalys_per_patient"]),
-        "delta_cost": dc, "delta_qalys": dq, "icer": icer,
+        "delta_cost": dc, "delta_qalys": dq, "icer": dc / dq if dq != 0 else np.nan,
         "threshold_lower": lower, "threshold_upper": upper,
         "nmb_at_lower": lower * dq - dc, "nmb_at_upper": upper * dq - dc,
+        "verdict": _icer_verdict(dc, dq, lower, upper),
+    }])
+
+
+#: Bootstrap replicates and seed of :func:`incremental_within` by default.
+BOOTSTRAP_REPLICATES: int = 1000
+BOOTSTRAP_SEED: int = 2026
+
+
+def _adjusted_means(cost: np.ndarray, gain: np.ndarray, exp_cost: np.ndarray, exp_gain: np.ndarray,
+                    pathway_cost: float, pathway_gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indirectly standardised mean cost and gain along the last axis (as in :func:`provider_value`)."""
+    adj_cost = pathway_cost * cost.mean(axis=-1) / exp_cost.mean(axis=-1)
+    adj_gain = pathway_gain + gain.mean(axis=-1) - exp_gain.mean(axis=-1)
+    return adj_cost, adj_gain
+
+
+def incremental_within(
+    outcomes: pd.DataFrame,
+    pathway: str,
+    comparator: str,
+    intervention: str,
+    by: str = "provider_code",
+    duration_years: float = 10.0,
+    discount_rate: float = NICE_DISCOUNT_RATE,
+    thresholds: Sequence[float] = NICE_THRESHOLD_GBP_PER_QALY,
+    first_discounted_year: int = 1,
+    adjust_for_case_mix: bool = True,
+    n_bootstrap: int = BOOTSTRAP_REPLICATES,
+    seed: int = BOOTSTRAP_SEED,
+    conf: float = 0.95,
+) -> pd.DataFrame:
+    """Incremental cost-effectiveness of two options for the same patients, with bootstrap uncertainty.
+
+    The two options are two values of ``by`` (by default two providers: the
+    same procedure at two prices, under two models of care) among the patients
+    of one ``pathway``. With ``adjust_for_case_mix`` each option's mean cost and
+    gain are indirectly standardised to the pathway's case mix exactly as in
+    :func:`provider_value`, so both describe the same (average) patients.
+    QALYs per patient are the gain times :func:`annuity_factor`; Δ is
+    intervention minus comparator; ICER = Δcost ÷ ΔQALY and net monetary
+    benefit NMB(λ) = λ × ΔQALY − Δcost (Drummond MF et al, 2015, ch. 4).
+
+    Uncertainty: a non-parametric bootstrap that resamples patients with
+    replacement within each option, ``n_bootstrap`` times with ``seed``, keeping
+    each patient's cost and gain together (Briggs AH, Wonderling DE, Mooney CZ,
+    Health Econ 1997;6:327-40). Percentile intervals of Δcost and ΔQALY; the
+    probability of being cost-effective at λ is the share of replicates with
+    NMB(λ) > 0 (a point on the cost-effectiveness acceptability curve; Fenwick
+    E, O'Brien BJ, Briggs A, Health Econ 2004;13:405-15). The case-mix model is
+    held fixed across replicates.
+
+    One row with columns: ``comparison`` (``incremental: same pathway``),
+    ``pathway``, ``by``, ``comparator``, ``intervention``, ``n_comparator``,
+    ``n_intervention``, ``cost_comparator``, ``cost_intervention`` (£ per
+    patient), ``qalys_comparator``, ``qalys_intervention``, ``delta_cost`` with
+    ``delta_cost_ci_lower``/``_upper``, ``delta_qalys`` with
+    ``delta_qalys_ci_lower``/``_upper``, ``icer`` (£ per QALY, NaN when ΔQALY
+    is 0), ``threshold_lower``, ``threshold_upper``, ``nmb_at_lower``,
+    ``nmb_at_upper`` (£ per patient), ``prob_cost_effective_at_lower``,
+    ``prob_cost_effective_at_upper``, ``duration_years``, ``discount_rate``,
+    ``first_discounted_year``, ``case_mix_adjusted``, ``n_bootstrap``,
+    ``seed`` and ``verdict`` (the point estimate's place on the plane, then the
+    two probabilities; it starts ``no clear difference`` when both intervals
+    include zero).
+    """
+    lower, upper = (float(x) for x in thresholds)
+    if not 0 < lower <= upper:
+        raise ValueError(f"thresholds must be two positive numbers, lower first; got {thresholds}")
+    if n_bootstrap < 100:
+        raise ValueError(f"n_bootstrap must be at least 100 for a percentile interval; got {n_bootstrap}")
+    if by == "pathway":
+        _refuse_pathways(by, comparator, intervention)
+    if by not in outcomes.columns:
+        raise InputError(f"outcomes table: no column '{by}' to tell the two options apart")
+    df = expected_values(outcomes) if adjust_for_case_mix else _check_outcomes(outcomes)
+    if not adjust_for_case_mix:
+        df["expected_cost"] = 1.0
+        df["expected_gain"] = 0.0
+    part = df[df["pathway"] == pathway]
+    if part.empty:
+        raise InputError(
+            f"incremental_within(): no patients on pathway '{pathway}'; found: {', '.join(sorted(map(str, df['pathway'].unique())))}"
+        )
+    pathway_cost = float(part["cost"].mean()) if adjust_for_case_mix else 1.0
+    pathway_gain = float(part["gain"].mean()) if adjust_for_case_mix else 0.0
+    arms = {}
+    for name in (comparator, intervention):
+        arm = part[part[by].astype("str") == str(name)]
+        if len(arm) < 2:
+            found = ", ".join(sorted(map(str, part[by].unique())))
+            raise InputError(
+                f"incremental_within(): '{name}' has {len(arm)} patient(s) on {pathway} (at least 2 needed); "
+                f"values of '{by}' found: {found}"
+            )
+        arms[name] = [arm[c].to_numpy(dtype="float64") for c in ("cost", "gain", "expected_cost", "expected_gain")]
+    if comparator == intervention:
+        raise InputError(f"incremental_within(): the comparator and the intervention are both '{comparator}'")
+    af = annuity_factor(duration_years, discount_rate, first_discounted_year)
+    rng = np.random.default_rng(seed)
+    point, boot = {}, {}
+    for name, cols in arms.items():
+        point[name] = _adjusted_means(*cols, pathway_cost, pathway_gain)
+        idx = rng.integers(0, cols[0].size, size=(n_bootstrap, cols[0].size))
+        boot[name] = _adjusted_means(*(c[idx] for c in cols), pathway_cost, pathway_gain)
+    (ca, ga), (cb, gb) = point[comparator], point[intervention]
+    dc, dq = float(cb - ca), float((gb - ga) * af)
+    dc_b = boot[intervention][0] - boot[comparator][0]
+    dq_b = (boot[intervention][1] - boot[comparator][1]) * af
+    tail = (1 - conf) / 2 * 100
+    dc_lo, dc_hi = np.percentile(dc_b, [tail, 100 - tail])
+    dq_lo, dq_hi = np.percentile(dq_b, [tail, 100 - tail])
+    p_lower = float(np.mean(lower * dq_b - dc_b > 0))
+    p_upper = float(np.mean(upper * dq_b - dc_b > 0))
+    verdict = _icer_verdict(dc, dq, lower, upper)
+    if dc_lo <= 0 <= dc_hi and dq_lo <= 0 <= dq_hi:
+        verdict = "no clear difference (both intervals include zero); point estimate " + verdict
+    verdict += f"; probability cost-effective {p_lower:.2f} at £{lower:,.0f} and {p_upper:.2f} at £{upper:,.0f} per QALY"
+    return pd.DataFrame([{
+        "comparison": "incremental: same pathway", "pathway": pathway, "by": by,
+        "comparator": str(comparator), "intervention": str(intervention),
+        "n_comparator": int(arms[comparator][0].size), "n_intervention": int(arms[intervention][0].size),
+        "cost_comparator": float(ca), "cost_intervention": float(cb),
+        "qalys_comparator": float(ga * af), "qalys_intervention": float(gb * af),
+        "delta_cost": dc, "delta_cost_ci_lower": float(dc_lo), "delta_cost_ci_upper": float(dc_hi),
+        "delta_qalys": dq, "delta_qalys_ci_lower": float(dq_lo), "delta_qalys_ci_upper": float(dq_hi),
+        "icer": dc / dq if dq != 0 else np.nan,
+        "threshold_lower": lower, "threshold_upper": upper,
+        "nmb_at_lower": lower * dq - dc, "nmb_at_upper": upper * dq - dc,
+        "prob_cost_effective_at_lower": p_lower, "prob_cost_effective_at_upper": p_upper,
+        "duration_years": float(duration_years), "discount_rate": float(discount_rate),
+        "first_discounted_year": int(first_discounted_year), "case_mix_adjusted": bool(adjust_for_case_mix),
+        "n_bootstrap": int(n_bootstrap), "seed": int(seed),
         "verdict": verdict,
     }])
+
+
+def across_pathways(allocative_table: pd.DataFrame, comparator: str, intervention: str) -> pd.DataFrame:
+    """Two different pathways side by side as an allocative comparison: QALYs per £, never an ICER.
+
+    Different pathways treat different patients, so one is not an alternative
+    to the other and their cost difference over their QALY difference means
+    nothing; what can be compared is what the same budget buys in each (HFMA
+    chapter 18.2, allocative value). Takes :func:`allocative`.
+
+    One row: ``comparison`` (``allocative: different pathways, no ICER``),
+    ``comparator``, ``intervention``, ``cost_comparator``, ``cost_intervention``,
+    ``qalys_comparator``, ``qalys_intervention`` (per patient),
+    ``budget_gbp``, ``qalys_per_budget_comparator``,
+    ``qalys_per_budget_intervention``, ``icer`` (always NaN) and ``verdict``
+    (a sentence saying which buys more health per pound, and that it is not an
+    ICER).
+    """
+    rows = allocative_table.set_index("pathway")
+    for name in (comparator, intervention):
+        if name not in rows.index:
+            raise InputError(f"across_pathways(): '{name}' is not a pathway; found: {', '.join(map(str, rows.index))}")
+    a, b = rows.loc[comparator], rows.loc[intervention]
+    budget = float(a["patients_per_budget"] * a["mean_cost"])
+    qa, qb = float(a["qalys_per_budget"]), float(b["qalys_per_budget"])
+    more, less = (intervention, comparator) if qb > qa else (comparator, intervention)
+    verdict = (
+        f"not an ICER: {comparator} and {intervention} treat different patients; "
+        f"£{budget:,.0f} buys {max(qa, qb):.2f} QALYs in {more} and {min(qa, qb):.2f} in {less}"
+    )
+    return pd.DataFrame([{
+        "comparison": "allocative: different pathways, no ICER",
+        "comparator": comparator, "intervention": intervention,
+        "cost_comparator": float(a["mean_cost"]), "cost_intervention": float(b["mean_cost"]),
+        "qalys_comparator": float(a["qalys_per_patient"]), "qalys_intervention": float(b["qalys_per_patient"]),
+        "budget_gbp": budget, "qalys_per_budget_comparator": qa, "qalys_per_budget_intervention": qb,
+        "icer": np.nan, "verdict": verdict,
+    }])
+
+
+def compare_options(
+    outcomes: pd.DataFrame,
+    allocative_table: pd.DataFrame,
+    comparison: Sequence[str] = (),
+    pathway: str | None = None,
+    by: str = "provider_code",
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """The notebook's incremental step: an ICER within one pathway, or an allocative row across two.
+
+    - ``comparison`` names two pathways: :func:`across_pathways` (no ICER);
+    - ``comparison`` names two values of ``by`` (providers by default):
+      :func:`incremental_within` on ``pathway``;
+    - ``comparison`` empty: :func:`incremental_within` on ``pathway`` between
+      the two values of ``by`` with most patients there (ties by name), the
+      larger as comparator.
+
+    ``kwargs`` go to :func:`incremental_within` (duration, discounting,
+    thresholds, bootstrap). ``pathway`` is required unless two pathways are named.
+    """
+    comparison = [str(x) for x in comparison]
+    if comparison and len(comparison) != 2:
+        raise InputError(f"comparison: give two names, [comparator, intervention], or none; got {comparison}")
+    pathways = set(map(str, allocative_table["pathway"]))
+    if comparison and set(comparison) <= pathways and comparison[0] != comparison[1]:
+        return across_pathways(allocative_table, *comparison)
+    if pathway is None:
+        raise InputError("compare_options(): name the pathway whose two options are compared")
+    if not comparison:
+        part = outcomes[outcomes["pathway"] == pathway]
+        sizes = part.groupby(by).size().reset_index(name="n")
+        sizes[by] = sizes[by].astype("str")
+        top = sizes.sort_values(["n", by], ascending=[False, True])[by].head(2).tolist()
+        if len(top) < 2:
+            raise InputError(f"compare_options(): {pathway} has fewer than two values of '{by}' to compare")
+        comparison = top
+    return incremental_within(outcomes, pathway, comparison[0], comparison[1], by=by, **kwargs)
 
 
 # --------------------------------------------------------------------------- CIP plan
@@ -751,32 +1061,92 @@ def _yes_no(value: Any) -> bool | None:
     return True if text in _YES else False if text in _NO else None
 
 
+#: The quality impact assessment status that lets a scheme count in the plan total.
+#: Pending and not-started schemes are shown beside the plan, not in it; rejected
+#: schemes are listed apart and never counted.
+QIA_COUNTED: str = "approved"
+QIA_AWAITING: tuple[str, ...] = ("pending", "not started")
+QIA_REJECTED: str = "rejected"
+PLAN_TOTAL = "plan total"
+REJECTED_LINE = "rejected (not counted)"
+_MONTHS = {m: i for i, m in enumerate(
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+     "november", "december"], start=1)}
+
+
+def financial_month(value: Any) -> int | None:
+    """Month of the NHS financial year (1 = April ... 12 = March) from how a plan writes a start month.
+
+    Accepts ``M1``-``M12`` (financial-year months, M1 = April, as NHS finance
+    reports number them), a month name or its first three letters
+    (``October``, ``Oct``) and a date (``2025-10-01``, ``2025-10``, or a
+    spreadsheet date). Blank gives None (no start month). A bare number is
+    refused (it could be a calendar month or a financial one): ValueError.
+    """
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (pd.Timestamp, np.datetime64)) or hasattr(value, "month"):
+        return (pd.Timestamp(value).month - 4) % 12 + 1
+    text = str(value).strip().lower()
+    if text in ("", "nan", "none", "nat"):
+        return None
+    if text.startswith("m") and text[1:].isdigit() and 1 <= int(text[1:]) <= 12:
+        return int(text[1:])
+    for name, number in _MONTHS.items():
+        if text == name or text == name[:3]:
+            return (number - 4) % 12 + 1
+    is_date = text[:4].isdigit() and len(text) >= 7 and text[4] in "-/"
+    stamp = pd.to_datetime(text, errors="coerce", format="ISO8601") if is_date else pd.NaT
+    if pd.notna(stamp):
+        return (stamp.month - 4) % 12 + 1
+    raise ValueError(value)
+
+
 def cip_plan(plan: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Check and classify a cost improvement plan (CIP) that a finance business partner fills in.
 
     One row per scheme with ``scheme`` (name), ``value_gbp`` (planned saving in
-    the year, £ ≥ 0), ``cash_releasing`` (yes/no), ``recurrent`` (yes/no),
-    ``qia_status`` (quality impact assessment: approved, pending, not started,
-    rejected) and optionally ``qia_rating`` (low, moderate, high risk to
-    quality). Classes follow HFMA chapter 18.6 (cash-releasing or not;
-    recurrent or one-off); every scheme needs an approved quality impact
-    assessment, however small, as at Bolton (King's Fund 2018).
+    the financial year, £ ≥ 0), ``cash_releasing`` (yes/no), ``recurrent``
+    (yes/no), ``qia_status`` (quality impact assessment: approved, pending, not
+    started, rejected), and optionally ``qia_rating`` (low, moderate, high risk
+    to quality) and ``start_month`` (when the saving starts: ``M7`` or
+    ``October`` or a date; see :func:`financial_month`). Classes follow HFMA
+    chapter 18.6 (cash-releasing or not; recurrent or one-off); every scheme
+    needs a quality impact assessment, however small, as at Bolton, where the
+    assessments often halted or changed schemes (King's Fund 2018).
 
-    Raises :class:`helpers.io.InputError` naming the column and rows for
+    Counting rule: a scheme counts in the plan only when its assessment is
+    approved (:data:`QIA_COUNTED`); pending and not-started schemes await one
+    and are shown beside the plan; rejected schemes never count.
+
+    Full-year effect: a recurrent scheme that starts in financial month m saves
+    ``value_gbp`` in the 13 − m months left of the year, so over a full twelve
+    months it saves ``value_gbp × 12 ÷ (13 − m)``. Without a start month the
+    value is taken to be the full-year value. A non-recurrent saving has no
+    full-year effect (0): it does not carry into next year.
+
+    Raises :class:`helpers.io.InputError` naming the column and schemes for
     anything it cannot read. Returns the schemes with ``cash_releasing`` and
     ``recurrent`` as booleans, ``cip_class`` (one of :data:`CIP_CLASSES`),
-    ``qia_approved`` (bool) and ``flag`` (empty, ``no approved quality impact
-    assessment (status: ...)`` or ``high quality risk: check the mitigation``).
+    ``qia_status``, ``qia_rating``, ``qia_approved`` (bool), ``counted_in_plan``
+    (bool, = approved), ``start_month`` (financial month 1-12, nullable),
+    ``months_in_year``, ``full_year_effect_gbp`` and ``flag`` (empty,
+    ``rejected at quality impact assessment: not counted``, ``no approved
+    quality impact assessment (status: ...): not counted`` or ``high quality
+    risk: check the mitigation``).
     """
     df = pd.DataFrame(plan) if not isinstance(plan, pd.DataFrame) else plan.copy()
     need = ["scheme", "value_gbp", "cash_releasing", "recurrent", "qia_status"]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise InputError(
-            f"CIP plan: missing column(s) {', '.join(missing)}; each scheme needs {', '.join(need)} (and optionally qia_rating)"
+            f"CIP plan: missing column(s) {', '.join(missing)}; each scheme needs {', '.join(need)} "
+            "(and optionally qia_rating, start_month)"
         )
     if "qia_rating" not in df.columns:
         df["qia_rating"] = ""
+    if "start_month" not in df.columns:
+        df["start_month"] = None
     problems: list[str] = []
 
     def report(col: str, bad: pd.Series, expected: str) -> None:
@@ -796,6 +1166,17 @@ def cip_plan(plan: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     report("qia_status", ~status.isin(QIA_STATUSES), "one of " + ", ".join(QIA_STATUSES))
     rating = df["qia_rating"].fillna("").astype("str").str.strip().str.lower()
     report("qia_rating", ~rating.isin(("", *QIA_RATINGS)), "blank or one of " + ", ".join(QIA_RATINGS))
+    months: list[int | None] = []
+    unreadable = []
+    for raw in df["start_month"]:
+        try:
+            months.append(financial_month(raw))
+            unreadable.append(False)
+        except ValueError:
+            months.append(None)
+            unreadable.append(True)
+    report("start_month", pd.Series(unreadable, index=df.index),
+           "blank, M1-M12 (M1 = April), a month name such as October, or a date")
     if problems:
         raise InputError("CIP plan: " + "; ".join(problems))
 
@@ -811,9 +1192,16 @@ def cip_plan(plan: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         f"{'cash-releasing' if c else 'non-cash-releasing'}, {'recurrent' if r else 'non-recurrent'}"
         for c, r in zip(out["cash_releasing"], out["recurrent"])
     ]
-    out["qia_approved"] = out["qia_status"] == "approved"
+    out["qia_approved"] = out["qia_status"] == QIA_COUNTED
+    out["counted_in_plan"] = out["qia_approved"]
+    out["start_month"] = pd.array(months, dtype="Int64")
+    out["months_in_year"] = (13 - out["start_month"]).fillna(12).astype("int64")
+    out["full_year_effect_gbp"] = np.where(
+        out["recurrent"], out["value_gbp"] * 12 / out["months_in_year"], 0.0
+    )
     out["flag"] = [
-        f"no approved quality impact assessment (status: {s})" if not ok
+        "rejected at quality impact assessment: not counted" if s == QIA_REJECTED
+        else f"no approved quality impact assessment (status: {s}): not counted" if not ok
         else "high quality risk: check the mitigation" if r == "high"
         else ""
         for s, ok, r in zip(out["qia_status"], out["qia_approved"], out["qia_rating"])
@@ -822,48 +1210,72 @@ def cip_plan(plan: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def cip_summary(plan: pd.DataFrame | Iterable[Mapping[str, Any]], target_gbp: float | None = None) -> pd.DataFrame:
-    """Totals of a CIP plan by class of saving, and what is not yet quality-assured.
+    """A CIP plan totalled by class of saving, with the gap to target in recurrent cash.
 
-    Takes the same input as :func:`cip_plan`. One row per class in
-    :data:`CIP_CLASSES` (zero rows included) and a final ``total`` row.
-    Columns: ``cip_class``, ``n_schemes``, ``value_gbp`` (£), ``share_of_plan``,
-    ``value_qia_approved`` (£ with an approved quality impact assessment),
-    ``value_not_approved`` (£ without one), ``n_flagged`` (schemes with any
-    flag), and ``target_gbp`` / ``gap_to_target_gbp`` on the total row when a
-    target is given (gap = target − total; positive means the plan falls short).
+    Takes the same input as :func:`cip_plan`. Only schemes with an approved
+    quality impact assessment count (:data:`QIA_COUNTED`). Rows: one per class
+    in :data:`CIP_CLASSES` (zero rows included), then ``plan total`` (the four
+    classes added up), then ``rejected (not counted)`` (schemes whose assessment
+    rejected them, listed apart so that no total includes them).
+
+    Columns: ``cip_class``; ``counted_in_plan`` (False only on the rejected
+    row); ``n_schemes``; ``value_gbp`` (£ this financial year);
+    ``full_year_effect_gbp`` (£ over twelve months, see :func:`cip_plan`);
+    ``share_of_plan``; ``n_high_risk`` (counted schemes rated high risk to
+    quality); ``awaiting_qia_gbp`` and ``n_awaiting_qia`` (schemes of that
+    class whose assessment is pending or not started: beside the plan, not in
+    it). On the ``plan total`` row, when a target is given: ``target_gbp``;
+    ``recurrent_cash_gbp`` (the counted cash-releasing, recurrent savings this
+    year, the only kind that lowers next year's cost base);
+    ``gap_to_target_gbp`` = target − recurrent cash (positive: short);
+    ``other_savings_gbp`` (the rest of the plan: one-off cash and
+    non-cash-releasing savings) and ``gap_after_other_savings_gbp`` = target −
+    plan total (what would still be missing if the one-off and non-cash
+    savings were counted too).
     """
     checked = cip_plan(plan)
-    checked["_approved_value"] = checked["value_gbp"].where(checked["qia_approved"], 0.0)
-    checked["_flagged"] = checked["flag"] != ""
-    g = checked.groupby("cip_class").agg(
+    counted = checked[checked["counted_in_plan"]]
+    awaiting = checked[checked["qia_status"].isin(QIA_AWAITING)]
+    rejected = checked[checked["qia_status"] == QIA_REJECTED]
+    g = counted.assign(_high=counted["qia_rating"] == "high").groupby("cip_class").agg(
         n_schemes=("scheme", "size"),
         value_gbp=("value_gbp", "sum"),
-        value_qia_approved=("_approved_value", "sum"),
-        n_flagged=("_flagged", "sum"),
-    )
-    g = g.reindex(list(CIP_CLASSES), fill_value=0).reset_index().rename(columns={"index": "cip_class"})
-    total = pd.DataFrame([{
-        "cip_class": "total",
-        "n_schemes": int(g["n_schemes"].sum()),
-        "value_gbp": float(g["value_gbp"].sum()),
-        "value_qia_approved": float(g["value_qia_approved"].sum()),
-        "n_flagged": int(g["n_flagged"].sum()),
+        full_year_effect_gbp=("full_year_effect_gbp", "sum"),
+        n_high_risk=("_high", "sum"),
+    ).reindex(list(CIP_CLASSES), fill_value=0)
+    w = awaiting.groupby("cip_class").agg(
+        awaiting_qia_gbp=("value_gbp", "sum"), n_awaiting_qia=("scheme", "size")
+    ).reindex(list(CIP_CLASSES), fill_value=0)
+    classes = g.join(w).reset_index().rename(columns={"index": "cip_class"})
+    total = classes.drop(columns="cip_class").sum().to_frame().T.assign(cip_class=PLAN_TOTAL)
+    rejected_row = pd.DataFrame([{
+        "cip_class": REJECTED_LINE, "n_schemes": len(rejected), "value_gbp": float(rejected["value_gbp"].sum()),
+        "full_year_effect_gbp": float(rejected["full_year_effect_gbp"].sum()), "n_high_risk": 0,
+        "awaiting_qia_gbp": np.nan, "n_awaiting_qia": 0,
     }])
-    out = pd.concat([g, total], ignore_index=True)
-    out["n_schemes"] = out["n_schemes"].astype("int64")
-    out["n_flagged"] = out["n_flagged"].astype("int64")
-    out["value_gbp"] = out["value_gbp"].astype("float64")
-    out["value_qia_approved"] = out["value_qia_approved"].astype("float64")
-    out["value_not_approved"] = out["value_gbp"] - out["value_qia_approved"]
-    grand = float(total["value_gbp"].iloc[0])
-    out["share_of_plan"] = out["value_gbp"] / grand if grand > 0 else np.nan
-    out["target_gbp"] = np.nan
-    out["gap_to_target_gbp"] = np.nan
+    out = pd.concat([classes, total, rejected_row], ignore_index=True)
+    out["counted_in_plan"] = out["cip_class"] != REJECTED_LINE
+    for col in ("n_schemes", "n_high_risk", "n_awaiting_qia"):
+        out[col] = out[col].astype("int64")
+    for col in ("value_gbp", "full_year_effect_gbp", "awaiting_qia_gbp"):
+        out[col] = out[col].astype("float64")
+    plan_total = float(classes["value_gbp"].sum())
+    out["share_of_plan"] = np.where(out["counted_in_plan"], out["value_gbp"] / plan_total if plan_total > 0 else np.nan,
+                                    np.nan)
+    recurrent_cash = float(classes.set_index("cip_class").loc["cash-releasing, recurrent", "value_gbp"])
+    at_total = out["cip_class"] == PLAN_TOTAL
+    for col in ("target_gbp", "recurrent_cash_gbp", "gap_to_target_gbp", "other_savings_gbp",
+                "gap_after_other_savings_gbp"):
+        out[col] = np.nan
+    out.loc[at_total, "recurrent_cash_gbp"] = recurrent_cash
+    out.loc[at_total, "other_savings_gbp"] = plan_total - recurrent_cash
     if target_gbp is not None:
-        out.loc[out.index[-1], "target_gbp"] = float(target_gbp)
-        out.loc[out.index[-1], "gap_to_target_gbp"] = float(target_gbp) - grand
-    cols = ["cip_class", "n_schemes", "value_gbp", "share_of_plan", "value_qia_approved", "value_not_approved",
-            "n_flagged", "target_gbp", "gap_to_target_gbp"]
+        out.loc[at_total, "target_gbp"] = float(target_gbp)
+        out.loc[at_total, "gap_to_target_gbp"] = float(target_gbp) - recurrent_cash
+        out.loc[at_total, "gap_after_other_savings_gbp"] = float(target_gbp) - plan_total
+    cols = ["cip_class", "counted_in_plan", "n_schemes", "value_gbp", "full_year_effect_gbp", "share_of_plan",
+            "n_high_risk", "awaiting_qia_gbp", "n_awaiting_qia", "target_gbp", "recurrent_cash_gbp",
+            "gap_to_target_gbp", "other_savings_gbp", "gap_after_other_savings_gbp"]
     return out[cols]
 
 
@@ -930,14 +1342,18 @@ def describe_allocative(allocative_table: pd.DataFrame, by: str = "pathway", bud
 
 
 def describe_cip(summary: pd.DataFrame) -> str:
-    """One sentence: how much of a CIP plan lacks an approved quality impact assessment."""
-    total = summary[summary["cip_class"] == "total"].iloc[0]
-    cash = summary.loc[summary["cip_class"] == "cash-releasing, recurrent", "value_gbp"].sum()
+    """One sentence: what the plan counts, what awaits assessment, and the gap in recurrent cash."""
+    rows = summary.set_index("cip_class")
+    total = rows.loc[PLAN_TOTAL]
     text = (
-        f"£{total['value_not_approved']:,.0f} of the £{total['value_gbp']:,.0f} plan has no approved "
-        f"quality impact assessment; £{cash:,.0f} is recurrent cash"
+        f"The plan counts £{total['value_gbp']:,.0f} of schemes with an approved quality impact assessment, "
+        f"£{total['recurrent_cash_gbp']:,.0f} of it recurrent cash"
     )
+    if total["awaiting_qia_gbp"] > 0:
+        text += f"; £{total['awaiting_qia_gbp']:,.0f} more awaits assessment"
+    if REJECTED_LINE in rows.index and rows.loc[REJECTED_LINE, "n_schemes"] > 0:
+        text += f"; £{rows.loc[REJECTED_LINE, 'value_gbp']:,.0f} was rejected"
     gap = total.get("gap_to_target_gbp", np.nan)
     if pd.notna(gap) and gap > 0:
-        text += f"; the plan is £{gap:,.0f} short of its £{total['target_gbp']:,.0f} target"
+        text += f"; recurrent cash is £{gap:,.0f} short of the £{total['target_gbp']:,.0f} target"
     return text

@@ -56,6 +56,7 @@ def funnel_plot(
     percent: bool = False,
     width: float = 8.5,
     height: float = 5.5,
+    outlier_level: float | None = None,
 ) -> plt.Figure:
     """Funnel plot: each provider against its precision, limits as curves.
 
@@ -64,6 +65,8 @@ def funnel_plot(
     ``curves`` the limit curves of :class:`helpers.funnel.FunnelResult`.
     Providers beyond the outer limits are labelled with their code; small
     providers are pale grey. ``percent`` shows a proportion as a percentage.
+    ``outlier_level`` (the level that set the ``outlier`` column; default the
+    outermost curve) is named in the legend.
     """
     set_theme()
     col = _value_column(providers)
@@ -71,6 +74,7 @@ def funnel_plot(
     scale = 100.0 if percent else 1.0
     fig, ax = plt.subplots(figsize=(width, height))
     levels = sorted(curves["level"].unique())
+    beyond = _beyond(outlier_level if outlier_level is not None else levels[-1])
     for i, level in enumerate(levels):
         c = curves[curves["level"] == level].sort_values("precision")
         style = _LINESTYLES[min(i, len(_LINESTYLES) - 1)] if len(levels) > 1 else "-"
@@ -95,8 +99,8 @@ def funnel_plot(
     handles, labels = ax.get_legend_handles_labels()
     worse_word, better_word = ("lower", "higher") if higher_is_better else ("higher", "lower")
     extra = [
-        Line2D([], [], marker="D", linestyle="", color=NHS["orange"], label=f"Outlier, {worse_word} (worse)"),
-        Line2D([], [], marker="s", linestyle="", color=NHS["blue"], label=f"Outlier, {better_word} (better)"),
+        Line2D([], [], marker="D", linestyle="", color=NHS["orange"], label=f"{beyond}, {worse_word} (worse)"),
+        Line2D([], [], marker="s", linestyle="", color=NHS["blue"], label=f"{beyond}, {better_word} (better)"),
         Line2D([], [], marker="o", linestyle="", color=NHS["mid_grey"], label="Within limits"),
     ]
     if small.any():
@@ -111,6 +115,11 @@ def funnel_plot(
     return fig
 
 
+def _beyond(level: float) -> str:
+    """Legend words for a flagged provider: 'Beyond the 99.8% limit'."""
+    return f"Beyond the {float(level):g}% limit"
+
+
 def caterpillar_plot(
     providers: pd.DataFrame,
     *,
@@ -118,6 +127,7 @@ def caterpillar_plot(
     x_label: str = "Observed / expected (95% interval)",
     higher_is_better: bool = False,
     percent: bool = False,
+    outlier_level: float | None = None,
 ) -> plt.Figure:
     """Each provider's value with its own 95% interval (ci_lower, ci_upper), target line.
 
@@ -125,7 +135,7 @@ def caterpillar_plot(
     the colour is the funnel's outlier flag (which also allows for
     overdispersion), so a provider whose interval misses the target is not
     necessarily flagged. This is not a league table: neighbouring ranks are
-    not distinguishable.
+    not distinguishable. ``outlier_level``, when given, is named in a legend.
     """
     set_theme()
     col = _value_column(providers)
@@ -141,6 +151,14 @@ def caterpillar_plot(
     target = _target(providers)
     if target is not None:
         ax.axvline(target * scale, color=NHS["dark_grey"], linewidth=1)
+    if outlier_level is not None:
+        worse_word, better_word = ("lower", "higher") if higher_is_better else ("higher", "lower")
+        beyond = _beyond(outlier_level) + " of the funnel"
+        ax.legend(handles=[
+            Line2D([], [], marker="D", color=NHS["orange"], label=f"{beyond}, {worse_word} (worse)"),
+            Line2D([], [], marker="s", color=NHS["blue"], label=f"{beyond}, {better_word} (better)"),
+            Line2D([], [], marker="o", color=NHS["mid_grey"], label="Within the funnel's limits"),
+        ], loc="lower right", fontsize=8)
     ax.set_yticks(range(len(d)))
     ax.set_yticklabels(d["provider_code"], fontsize=8 if len(d) <= 40 else 5)
     ax.set_xlabel(x_label + (" (%)" if percent else ""))
@@ -168,7 +186,7 @@ def opportunity_plot(
     *,
     title: str | None = None,
     unit: str = "bed days a year",
-    outlier_column: str = "worse_than_95",
+    outlier_column: str | None = None,
 ) -> plt.Figure:
     """Opportunity by provider (only those worse than the benchmark), with the three totals.
 
@@ -176,14 +194,22 @@ def opportunity_plot(
     bed days do not apply) and the ``worse_than_<L>`` flag of
     :func:`helpers.opportunity.opportunity`; ``summary`` is the
     ``opportunity_summary`` table. Bars for providers beyond the funnel limit
-    are orange, the rest grey: most of the naive total sits in grey bars.
+    are orange, the rest grey; providers too small to be flagged are pale
+    grey (they are in no total of the summary).
+    ``outlier_column`` defaults to the table's one ``worse_than_<L>`` column,
+    whose level the legend states.
     """
     set_theme()
+    if outlier_column is None:
+        found = [c for c in providers.columns if str(c).startswith("worse_than_")]
+        outlier_column = found[0] if found else "worse_than_95"
+    level_text = _level_from_column(outlier_column, summary)
     value = "opportunity_bed_days" if providers["opportunity_bed_days"].notna().any() else "opportunity"
     d = providers[providers[value] > 0].sort_values(value)
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(d) + 1.8)))
     flag = d[outlier_column].to_numpy(bool) if outlier_column in d.columns else np.zeros(len(d), bool)
-    colours = [NHS["orange"] if f else NHS["mid_grey"] for f in flag]
+    small = d["small"].to_numpy(bool) if "small" in d.columns else np.zeros(len(d), bool)
+    colours = [NHS["orange"] if f else (NHS["pale_grey"] if sm else NHS["mid_grey"]) for f, sm in zip(flag, small)]
     ax.barh(d["provider_code"], d[value], color=colours, hatch=None)
     for i, f in enumerate(flag):
         if f:
@@ -196,9 +222,12 @@ def opportunity_plot(
     ax.set_xlabel(f"Opportunity ({unit})")
     ax.set_ylabel("Provider")
     handles = [
-        plt.Rectangle((0, 0), 1, 1, color=NHS["orange"], hatch="//", label="Beyond the 95% funnel limit"),
+        plt.Rectangle((0, 0), 1, 1, color=NHS["orange"], hatch="//", label=f"Beyond the {level_text} funnel limit"),
         plt.Rectangle((0, 0), 1, 1, color=NHS["mid_grey"], label="Worse than benchmark, within limits"),
     ]
+    if small.any():
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=NHS["pale_grey"], edgecolor=NHS["dark_grey"],
+                                     label="Too small to be flagged (in no total)"))
     ax.legend(handles=handles, loc="lower right", fontsize=8)
     if title is None:
         k = int(flag.sum())
@@ -208,3 +237,12 @@ def opportunity_plot(
     ax.set_title(title, fontsize=10.5)
     fig.tight_layout()
     return fig
+
+
+def _level_from_column(column: str, summary: pd.DataFrame) -> str:
+    """'99.8%' from the outliers_only note of the summary (its level as computed), else from the column name."""
+    notes = summary.set_index("estimate")["note"] if "note" in summary.columns else pd.Series(dtype="str")
+    note = str(notes.get("outliers_only", ""))
+    if "% funnel limit" in note:
+        return note.split("beyond the ", 1)[-1].split(" funnel limit", 1)[0]
+    return column.removeprefix("worse_than_") + "%"

@@ -24,6 +24,7 @@ QUADRANT_COLOURS: dict[str, str] = {
     hv.QUADRANTS[("lower", "lower")]: NHS["mid_grey"],
     hv.QUADRANTS[("lower", "higher")]: NHS["orange"],
     hv.ON_MEDIAN: NHS["dark_grey"],
+    hv.NOT_DISTINGUISHABLE: NHS["dark_grey"],
     hv.TOO_FEW: NHS["pale_grey"],
 }
 
@@ -70,7 +71,8 @@ def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
     """The quality-cost plane of one pathway: adjusted cost (x) against adjusted gain (y).
 
     Cross-hairs at the median provider; error bars are 95% intervals; points
-    are coloured by quadrant, drawn bold when both intervals clear the medians,
+    are coloured by quadrant (grey when not distinguishable from the median
+    provider), drawn bold when both intervals clear the medians,
     and labelled with the provider code (all of them up to ten providers, else
     those clear of a median on at least one axis).
     """
@@ -113,6 +115,8 @@ def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
         Line2D([], [], color=NHS["dark_grey"], linestyle="--", label="median provider"),
         Line2D([], [], marker="o", linestyle="", color=NHS["mid_grey"], markeredgecolor=NHS["black"],
                label="interval clear of both medians"),
+        Line2D([], [], marker="o", linestyle="", color=QUADRANT_COLOURS[hv.NOT_DISTINGUISHABLE], alpha=0.55,
+               label=hv.NOT_DISTINGUISHABLE),
     ]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
     ax.set_title(_wrap(hv.describe_quadrant(quadrant_table, pathway)))
@@ -190,14 +194,14 @@ def allocative_plot(allocative_table: pd.DataFrame, by: str = "pathway") -> Figu
 
 
 def cip_plot(summary: pd.DataFrame) -> Figure:
-    """A CIP plan by class of saving: value with and without an approved quality impact assessment."""
+    """A CIP plan by class of saving: what counts (approved), what awaits assessment, what was rejected."""
     set_theme()
-    t = summary[summary["cip_class"] != "total"].reset_index(drop=True)
+    t = summary[summary["cip_class"].isin(hv.CIP_CLASSES)].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 3.5))
     y = np.arange(len(t))
-    ax.barh(y, t["value_qia_approved"], color=NHS["blue"], label="quality impact assessment approved")
-    ax.barh(y, t["value_not_approved"], left=t["value_qia_approved"], color=NHS["orange"], hatch="//",
-            edgecolor=NHS["white"], label="not approved (flagged)")
+    ax.barh(y, t["value_gbp"], color=NHS["blue"], label="counted: quality impact assessment approved")
+    ax.barh(y, t["awaiting_qia_gbp"], left=t["value_gbp"], color=NHS["orange"], hatch="//",
+            edgecolor=NHS["white"], label="not counted: assessment pending or not started")
     ax.set_yticks(y, t["cip_class"])
     ax.invert_yaxis()
     ax.set_xlabel("Planned saving (£)")
