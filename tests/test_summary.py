@@ -290,3 +290,17 @@ def test_value_summary_counts_pathways_by_verdict_and_the_cash_in_the_plan():
                               "differences beyond chance (hip: T01; knee: T01)")
     assert text[4] == ("Of the cost improvement plan's £11,200,000, £5,150,000 (46%) is cash-releasing and recurrent: "
                        "only that lowers next year's costs.")
+
+
+def test_value_summary_reads_the_plan_total_and_the_gap_in_recurrent_cash():
+    cip = pd.DataFrame({"cip_class": ["cash-releasing, recurrent", "plan total", "rejected (not counted)"],
+                        "value_gbp": [4_250_000.0, 8_650_000.0, 0.0], "share_of_plan": [0.4913, 1.0, None],
+                        "gap_to_target_gbp": [None, 9_750_000.0, None]})
+    pathways = pd.DataFrame({"pathway": ["hip"], "n": [10], "total_cost": [7000.0]})
+    allocative = pd.DataFrame({"pathway": ["hip"], "verdict": ["below £20,000 per QALY"]})
+    quadrant = pd.DataFrame({"pathway": ["hip"], "provider_code": ["T01"], "quadrant": ["not distinguishable"],
+                             "gain_clear": [False], "cost_clear": [False]})
+    text = sm.value(pathways, allocative, quadrant, cip, exclusions_table(), quality_table(), {"outcomes": None}).text()
+    assert ("Of the cost improvement plan's £8,650,000, £4,250,000 (49%) is cash-releasing and recurrent: only that "
+            "lowers next year's costs, and it falls £9,750,000 short of the target.") in text
+    assert text[2].startswith("0 providers are clearly in the lower gain, higher cost corner of a pathway")

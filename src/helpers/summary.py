@@ -444,14 +444,18 @@ def value(
     sentences.append(say("{n} providers are clearly in the lower gain, higher cost corner of a pathway, both "
                          "differences beyond chance", n=fact(q, "quadrant", "provider_code", clear, "count"))
                      + where + ([")"] if where else []) + [": the place to start a conversation about value."])
-    if len(_rows(c, {"cip_class": "total"})) == 1:
-        cash = {"cip_class": "cash-releasing, recurrent"}
+    total_row = next((t for t in ("plan total", "total") if len(_rows(c, {"cip_class": t})) == 1), None)
+    if total_row is not None:
+        cash, total = {"cip_class": "cash-releasing, recurrent"}, {"cip_class": total_row}
+        gap = _number(_rows(c, total)["gap_to_target_gbp"].iloc[0]) if "gap_to_target_gbp" in c.columns else None
+        short = gap is not None and gap > 0
         sentences.append(say(
             "Of the cost improvement plan's {total}, {cash} ({share}) is cash-releasing and recurrent: only that "
-            "lowers next year's costs.",
-            total=fact(c, "cip_summary", "value_gbp", {"cip_class": "total"}, kind="gbp"),
+            "lowers next year's costs" + (", and it falls {gap} short of the target." if short else "."),
+            total=fact(c, "cip_summary", "value_gbp", total, kind="gbp"),
             cash=fact(c, "cip_summary", "value_gbp", cash, kind="gbp"),
-            share=fact(c, "cip_summary", "share_of_plan", cash, kind="percent")))
+            share=fact(c, "cip_summary", "share_of_plan", cash, kind="percent"),
+            gap=fact(c, "cip_summary", "gap_to_target_gbp", total, kind="gbp") if short else ""))
     sentences.append(["Averages hide the patients behind them: read the equity tables before acting on a "
                       "pathway's cost per QALY."])
     return _build(sentences[:6], data_box(exclusions, data_quality, files))
