@@ -303,4 +303,4 @@ def test_value_summary_reads_the_plan_total_and_the_gap_in_recurrent_cash():
     text = sm.value(pathways, allocative, quadrant, cip, exclusions_table(), quality_table(), {"outcomes": None}).text()
     assert ("Of the cost improvement plan's £8,650,000, £4,250,000 (49%) is cash-releasing and recurrent: only that "
             "lowers next year's costs, and it falls £9,750,000 short of the target.") in text
-    assert text[2].startswith("0 providers are clearly in the lower gain, higher cost corner of a pathway")
+    assert text[2].startswith("No provider is clearly in the lower gain, higher cost corner of a pathway")

@@ -441,9 +441,13 @@ def value(
     where: list[Part] = []
     for i, name in enumerate(dict.fromkeys(_rows(q, clear)["pathway"].astype(str))):
         where += ["; " if i else " (", f"{name}: ", fact(q, "quadrant", "provider_code", {**clear, "pathway": name}, "list")]
-    sentences.append(say("{n} providers are clearly in the lower gain, higher cost corner of a pathway, both "
-                         "differences beyond chance", n=fact(q, "quadrant", "provider_code", clear, "count"))
-                     + where + ([")"] if where else []) + [": the place to start a conversation about value."])
+    if where:
+        sentences.append(say("{n} providers are clearly in the lower gain, higher cost corner of a pathway, both "
+                             "differences beyond chance", n=fact(q, "quadrant", "provider_code", clear, "count"))
+                         + where + [")", ": the place to start a conversation about value."])
+    else:
+        sentences.append(["No provider is clearly in the lower gain, higher cost corner of a pathway once chance is "
+                          "allowed for: differences in cost and gain between providers are within what chance explains."])
     total_row = next((t for t in ("plan total", "total") if len(_rows(c, {"cip_class": t})) == 1), None)
     if total_row is not None:
         cash, total = {"cip_class": "cash-releasing, recurrent"}, {"cip_class": total_row}
