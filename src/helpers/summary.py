@@ -267,7 +267,7 @@ def variation(
     counted = {"outlier": worse}
     first = say(
         "{worse} of {all} providers have a " + label + " " + ("lower" if higher_is_better else "higher")
-        + " than their case mix explains, beyond the outer funnel limit"
+        + " than their case mix explains, beyond the funnel limit that flags outliers"
         + (" ({codes})" if n_worse else "") + ", and {better} are beyond it on the better side"
         + (" ({better_codes})." if n_better else "."),
         worse=fact(t, "provider_indicator", "provider_code", counted, "count"),
