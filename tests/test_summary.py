@@ -104,9 +104,12 @@ def test_spc_summary_names_the_series_by_icon():
         "group": ["A", "B", "C", "D", "E"],
         "variation_icon": ["common_cause", "concern_high", "improvement_low", "common_cause", "not_assessed"],
         "assurance_icon": ["none", "none", "none", "hit_and_miss", "none"],
+        "latest_date": ["2025-03-01", "2025-03-01", "2025-02-01", "2025-03-01", "2024-06-01"],
+        "n_points": [24, 24, 23, 24, 6],
     })
     text = sm.spc(table, exclusions_table(), quality_table(), {"spells": None}, "Emergency bed days").text()
     assert text[0].startswith("5 series were charted; in the latest month 2 show only common cause")
+    assert text[1] == "The latest month charted is March 2025; each chart has from 6 to 24 points."
     assert any("special cause concern in 1 series, higher than usual (B)" in t for t in text)
     assert any("special cause improvement in 1 series, lower than usual (C)" in t for t in text)
     assert any(t.startswith("1 series have too few points for limits (E)") for t in text)

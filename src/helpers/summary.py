@@ -173,7 +173,8 @@ def fact(
             raise ValueError(f"{name}: expected one row where {dict(where or {})}, found {len(values)}")
         return Fact(write(values[0], kind), name, column, key, how, kind)
     if kind == "month":
-        dates = [pd.Timestamp(v) for v in values if isinstance(v, str) and v not in ("", disclosure.SUPPRESSED)]
+        dates = [pd.Timestamp(v) for v in values
+                 if not (isinstance(v, str) and v.strip() in ("", disclosure.SUPPRESSED)) and pd.notna(v)]
         value: Any = (min(dates) if how == "min" else max(dates)) if dates else "not available"
         return Fact(write(value, kind) if dates else value, name, column, key, how, kind)
     if any(isinstance(v, str) and v == disclosure.SUPPRESSED for v in values):
@@ -318,6 +319,10 @@ def spc(
             "ups and downs of the process, which are not a reason to act.",
             n=fact(s, "spc_summary", "group", None, "count"),
             common=fact(s, "spc_summary", "group", {"variation_icon": "common_cause"}, "count")),
+        say("The latest month charted is {last}; each chart has from {least} to {most} points.",
+            last=fact(s, "spc_summary", "latest_date", None, "max", "month"),
+            least=fact(s, "spc_summary", "n_points", None, "min", "count"),
+            most=fact(s, "spc_summary", "n_points", None, "max", "count")) if "latest_date" in s.columns else None,
         _icon_sentence(s, "concern", measure, "concern: a change for the worse that needs a cause found"),
         _icon_sentence(s, "improvement", measure, "improvement: a change for the better worth understanding"),
         _icon_sentence(s, "neutral", measure, "variation (neither direction is better)"),
