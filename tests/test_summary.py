@@ -113,6 +113,12 @@ def test_spc_summary_names_the_series_by_icon():
     assert any("special cause concern in 1 series, higher than usual (B)" in t for t in text)
     assert any("special cause improvement in 1 series, lower than usual (C)" in t for t in text)
     assert any(t.startswith("1 series have too few points for limits (E)") for t in text)
+    neutral = table.assign(variation_icon=["neutral_high", "common_cause", "neutral_low", "common_cause", "common_cause"],
+                           n_points=24)
+    text = sm.spc(neutral, exclusions_table(), quality_table(), {"series": None}, "Waits").text()
+    assert text[1] == "The latest month charted is March 2025; each chart has 24 points."
+    assert text[2] == ("Waits, latest month: special cause variation in 1 series, higher than usual (A) and 1 series, "
+                       "lower than usual (C): neither direction is better, so it needs explaining, not judging.")
     assert 3 <= len(text) <= 6
 
 

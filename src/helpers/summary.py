@@ -215,7 +215,8 @@ def data_box(
     ]
     tables = list(dict.fromkeys(exclusions["table"].astype(str))) if len(exclusions) else []
     period_table = period_table or (tables[0] if tables else None)
-    dates = data_quality[(data_quality["type"].astype(str) == "date")] if "type" in data_quality.columns else data_quality.iloc[0:0]
+    has_type = "type" in data_quality.columns
+    dates = data_quality[data_quality["type"].astype(str) == "date"] if has_type else data_quality.iloc[0:0]
     if period_table is not None and "table" in dates.columns:
         dates = dates[dates["table"].astype(str) == period_table]
     if len(dates) and dates["first"].astype(str).str.len().gt(0).any():
@@ -277,7 +278,8 @@ def variation(
         better=fact(t, "provider_indicator", "provider_code", {"outlier": better}, "count"),
         better_codes=fact(t, "provider_indicator", "provider_code", {"outlier": better}, "list"),
     )
-    days = "bed_days" if _number(o.loc[o["estimate"] == "naive", "bed_days"].iloc[0] if "bed_days" in o.columns else None) is not None else "opportunity"
+    naive_days = o.loc[o["estimate"] == "naive", "bed_days"].iloc[0] if "bed_days" in o.columns else None
+    days = "bed_days" if _number(naive_days) is not None else "opportunity"  # "opportunity": events, not bed days
     naive, outl, interval = ({"estimate": e} for e in ("naive", "outliers_only", "interval"))
     sentences = [
         first,
@@ -319,13 +321,14 @@ def spc(
             "ups and downs of the process, which are not a reason to act.",
             n=fact(s, "spc_summary", "group", None, "count"),
             common=fact(s, "spc_summary", "group", {"variation_icon": "common_cause"}, "count")),
-        say("The latest month charted is {last}; each chart has from {least} to {most} points.",
+        say("The latest month charted is {last}; each chart has "
+            + ("from {least} to {most} points." if s["n_points"].nunique() > 1 else "{most} points."),
             last=fact(s, "spc_summary", "latest_date", None, "max", "month"),
             least=fact(s, "spc_summary", "n_points", None, "min", "count"),
             most=fact(s, "spc_summary", "n_points", None, "max", "count")) if "latest_date" in s.columns else None,
         _icon_sentence(s, "concern", measure, "concern: a change for the worse that needs a cause found"),
         _icon_sentence(s, "improvement", measure, "improvement: a change for the better worth understanding"),
-        _icon_sentence(s, "neutral", measure, "variation (neither direction is better)"),
+        _icon_sentence(s, "neutral", measure, "variation: neither direction is better, so it needs explaining, not judging"),
     ]
     if (icons == "not_assessed").any():
         sentences.append(say("{n} series have too few points for limits ({codes}).",
@@ -355,9 +358,11 @@ def _icon_sentence(s: pd.DataFrame, prefix: str, measure: str, words: str) -> li
     parts: list[Part] = []
     for i, icon in enumerate(found):
         where = {"variation_icon": icon}
+        direction = _DIRECTION[icon.rsplit("_", 1)[-1]]
         parts += [" and " if i else "", fact(s, "spc_summary", "group", where, "count"),
-                  f" series, {_DIRECTION[icon.rsplit('_', 1)[-1]]} than usual (", fact(s, "spc_summary", "group", where, "list"), ")"]
-    return [f"{measure}, latest month: special cause {words.split(':')[0]} in "] + parts + [f":{words.split(':', 1)[1]}."]
+                  f" series, {direction} than usual (", fact(s, "spc_summary", "group", where, "list"), ")"]
+    kind, meaning = words.split(":", 1)
+    return [f"{measure}, latest month: special cause {kind} in "] + parts + [f":{meaning}."]
 
 
 def _direction(table: pd.DataFrame, where: Mapping[str, Any], column: str, more: str, less: str) -> str:
@@ -411,8 +416,8 @@ def virtual_ward(
         _effect(e, "acute_los", method, "Acute stays were", "days", "longer", "shorter"),
         _effect(e, "total_los", method, "Counting the virtual ward days, whole episodes of care were", "days",
                 "longer", "shorter"),
-        _effect(e, "readmission_30d", method, "Readmission within the follow-up window after the end of care was", "percentage points",
-                "higher", "lower"),
+        _effect(e, "readmission_30d", method, "Readmission within the follow-up window after the end of care was",
+                "percentage points", "higher", "lower"),
         money,
         ["The adjustment removes only the differences that were measured; a difference nobody recorded could still "
          "explain part of the effect."],
