@@ -73,6 +73,11 @@ def test_variation_summary_reads_every_number_from_the_tables():
     assert "1,200 bed days a year would be released (3 providers)" in text[1]
     assert "between 800 and 1,401" in text[1]
     assert "17.7" not in " ".join(text) and "3.6 beds" in text[3] and "£413,658" in text[3] and "2020/21" in text[3]
+    calm = provider_table().assign(outlier="none")
+    assert sm.variation(calm, opportunity_table(), exclusions_table(), quality_table(), {"spells": None},
+                        "length of stay", higher_is_better=False).text()[0] == (
+        "None of the 5 providers has a length of stay higher than their case mix explains, beyond the funnel limit "
+        "that flags outliers, and none is beyond it on the better side.")
     box = dict((k, "".join(p.shown if isinstance(p, sm.Fact) else p for p in v)) for k, v in s.data)
     assert box["Data"] == "spells: sus_extract.csv"  # the file's name, never its folder
     assert box["Period covered"] == "April 2023 to March 2025"

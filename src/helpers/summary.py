@@ -268,10 +268,11 @@ def variation(
     n_better = int((t["outlier"].astype(str) == better).sum())
     counted = {"outlier": worse}
     first = say(
-        "{worse} of {all} providers have a " + label + " " + ("lower" if higher_is_better else "higher")
-        + " than their case mix explains, beyond the funnel limit that flags outliers"
-        + (" ({codes})" if n_worse else "") + ", and {better} are beyond it on the better side"
-        + (" ({better_codes})." if n_better else "."),
+        ("{worse} of {all} providers have a " if n_worse else "None of the {all} providers has a ") + label + " "
+        + ("lower" if higher_is_better else "higher") + " than their case mix explains, beyond the funnel limit "
+        "that flags outliers" + (" ({codes})" if n_worse else "")
+        + (", and {better} are beyond it on the better side ({better_codes})." if n_better
+           else ", and none is beyond it on the better side."),
         worse=fact(t, "provider_indicator", "provider_code", counted, "count"),
         all=fact(t, "provider_indicator", "provider_code", None, "count"),
         codes=fact(t, "provider_indicator", "provider_code", counted, "list"),
