@@ -64,3 +64,35 @@ def test_the_rule_catches_plain_mentions_and_passes_links():
 @pytest.mark.parametrize("where,text", book_texts(), ids=[w for w, _ in book_texts()])
 def test_every_mention_of_another_chapter_is_a_link(where, text):
     assert not unlinked_mentions(text), f"{where}: write a {{doc}} link: {unlinked_mentions(text)}"
+
+
+# --------------------------------------------------------------------------- references
+CORE_SOURCES = ["kingsfund2018", "nhsdigital_shmi", "hes_guide", "mdc2019", "nhse_core20plus5", "nice2022",
+                "funnelplotr", "nhsrplotthedots"]
+
+
+def test_reference_labels_read_as_author_and_year():
+    from pybtex.database import parse_file
+
+    from helpers.bibstyle import AuthorYearStyle
+
+    bib = parse_file(str(ROOT / "book" / "references.bib"))
+    labels = [e.label for e in AuthorYearStyle().format_bibliography(bib)]
+    assert len(labels) == len(bib.entries) == len(set(labels))  # one label each, none repeated
+    assert "Porter 2010" in labels and "Anhøj and Olesen 2014" in labels and "HFMA 2023" in labels
+    assert {"Spiegelhalter 2005a", "Spiegelhalter 2005b"} <= set(labels)
+    assert max(map(len, labels)) <= 60, max(labels, key=len)  # no run-together alpha labels
+    assert labels == sorted(labels, key=str.lower)
+    king = bib.entries["kingsfund2018"]
+    assert [str(p) for p in king.persons["author"]] == ["{The King's Fund}"]  # no doubtful personal authors
+    for key in CORE_SOURCES:
+        assert bib.entries[key].fields.get("url", "").startswith("https://"), key
+
+
+def test_data_page_rules_say_at_least_not_zero_to():
+    from helpers.io import describe_table
+
+    rules = [r for table in ("spells", "virtual_ward", "outcomes") for r in describe_table(table)["rule"]]
+    assert not [r for r in rules if r.rstrip().endswith(" to") or r.startswith(" to") or " to ;" in r]
+    assert any("at least 0" in r for r in rules)  # e.g. a length of stay: no upper limit
+    assert any("0 to 120" in r for r in rules)  # age keeps both ends

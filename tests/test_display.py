@@ -34,6 +34,8 @@ def test_workbook_and_book_share_one_rule():
     ("mean_age", [84.333], "84.33"),
     ("cost_ratio", [0.9461], "0.946"),                            # a ratio, not money
     ("tau2", [0.00067], "0.00067"),
+    ("ci_lower_days", [-0.04], "0.0"),                            # no "-0.0"
+    ("net_gbp", [-0.4], "£0"),
 ])
 def test_number_rule_by_column_name(column, values, expected):
     assert format_value(values[0], number_format(column, values)) == expected
@@ -104,7 +106,7 @@ def test_table_is_a_styler_with_wrapping_and_right_aligned_numbers():
 
 
 def test_a_meaningful_index_becomes_a_column_and_row_numbers_go():
-    long = pd.DataFrame({"pathway": ["hip", "hip", "knee", "knee"], "duration_years": [1, 10, 1, 10],
+    long = pd.DataFrame({"pathway": ["hip", "hip", "knee", "knee"], "duration_years": [1.0, 10.0, 1.0, 10.0],
                          "cost_per_qaly": [45123.4, 5123.4, 60321.9, 7001.2]})
     wide = long.pivot(index="pathway", columns="duration_years", values="cost_per_qaly")
     text = formatted_frame(wide, "money")
@@ -112,3 +114,37 @@ def test_a_meaningful_index_becomes_a_column_and_row_numbers_go():
     assert text.iloc[1].tolist() == ["knee", "£60,322", "£7,001"]
     filtered = long[long["pathway"] == "knee"]  # index 2, 3: row numbers, not data
     assert list(formatted_frame(filtered).columns) == ["pathway", "duration years", "cost per QALY"]
+
+
+def test_spc_summary_of_a_count_reports_no_negative_lower_limit():
+    from helpers import spc
+
+    # a small, very variable count: the XmR lower limit (mean - 2.66 x mean moving range) is below 0
+    values = [3, 9, 1, 12, 2, 10, 0, 11, 4, 8, 1, 13, 2, 9]
+    series = pd.DataFrame({"date": pd.date_range("2024-04-01", periods=len(values), freq="MS"), "value": values})
+    table = spc.spc(series)
+    assert table["lower_limit"].iloc[-1] < 0  # the chart's own limit, as computed
+    summary = spc.summarise(table)
+    assert summary["lower_limit"].iloc[0] == 0.0
+    assert summary["upper_limit"].iloc[0] == pytest.approx(table["upper_limit"].iloc[-1])
+    shown = formatted_frame(summary[["mean", "lower_limit"]])
+    assert shown.iloc[0].tolist() == [f"{np.mean(values):.3f}", "0"]
+
+
+def test_hostile_text_is_shown_not_run():
+    table = pd.DataFrame({"<i>provider</i>": ['<script>alert("x")</script>', "T01 & T02"], "value_gbp": [1.0, 2.0]})
+    html = format_table(table).to_html()
+    assert "<script>" not in html and "<i>" not in html
+    assert "&lt;script&gt;" in html and "&lt;i&gt;provider&lt;/i&gt;" in html and "T01 &amp; T02" in html
+    assert format_table(table).data.iloc[0, 0] == '<script>alert("x")</script>'  # the text itself is kept
+    wrapped = format_table(pd.DataFrame({"measure": ["capacity_released_gbp"]})).to_html()
+    assert "capacity_\u200breleased_\u200bgbp" in wrapped  # may wrap after an underscore
+
+
+def test_a_wide_summary_transposed_by_its_key_column():
+    summary = pd.DataFrame({"estimate": ["naive", "outliers_only"], "providers": [12, 3],
+                            "bed_days": [5947.76, 4626.4], "capacity_released_gbp": [2049598.4, 1594000.0]})
+    shown = format_table(summary, transpose="estimate").data
+    assert shown.columns.tolist() == ["measure", "naive", "outliers_only"]
+    assert shown["measure"].tolist() == ["providers", "bed days", "capacity released"]
+    assert shown["naive"].tolist() == ["12", "5,948", "£2,049,598"]

@@ -253,7 +253,7 @@ def test_empty_indicator_population_is_the_same_input_error_in_every_engine(tmp_
 
 
 def test_unknown_term_and_year_are_clear_errors():
-    with pytest.raises(KeyError, match="Case-mix term 'ethnicity'"):
+    with pytest.raises(ValueError, match=r"Case-mix term\(s\) 'ethnicity' unknown"):
         engine.prepare_variation(None, "los", ["age_band", "ethnicity"], engine="duckdb")
     with pytest.raises(ValueError, match="the data cover 2023/24, 2024/25"):
         engine.prepare_variation(None, "los", financial_year="2019/20", engine="duckdb")

@@ -100,7 +100,7 @@ def indicator_definition(name: str, aggregate: bool = False, higher_is_better: b
 
 # --------------------------------------------------------------------------- preparing spells
 def add_casemix_bands(spells: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``spells`` with ``age_band`` and (where ``frailty_score`` exists) ``frailty_band``.
+    """Copy of ``spells`` with ``age_band``, and ``frailty_band`` and ``charlson_band`` where their scores exist.
 
     Bands as in the module docstring; a missing frailty score becomes
     ``"missing"`` (a level of its own, not a dropped row).
@@ -111,6 +111,10 @@ def add_casemix_bands(spells: pd.DataFrame) -> pd.DataFrame:
     if "frailty_score" in out.columns:
         band = pd.cut(pd.to_numeric(out["frailty_score"]), FRAILTY_BREAKS, right=False, labels=FRAILTY_LABELS).astype("str")
         out["frailty_band"] = band.where(out["frailty_score"].notna(), MISSING)
+    if "charlson_index" in out.columns:
+        from helpers.comorbidity import charlson_band
+
+        out["charlson_band"] = charlson_band(out["charlson_index"]).fillna(MISSING)
     return out
 
 
@@ -641,3 +645,74 @@ def fit_casemix(
     return fit_cells(pcells, terms, family, vcells=vcells, include_deprivation=include_deprivation,
                      min_level_spells=min_level_spells, provider="_prov",
                      outcome=outcome, indicator=indicator)
+
+
+# --------------------------------------------------------------------------- terms the data allow
+#: Case-mix terms computed from a column: term -> the column it needs.
+BANDED_TERMS: dict[str, str] = {"age_band": "age", "frailty_band": "frailty_score", "charlson_band": "charlson_index"}
+
+#: Why a term cannot be used when its column is absent, in plain words.
+_ABSENT_BECAUSE: dict[str, str] = {
+    "frailty_band": ("the spells have no frailty score (frailty_score, HFRS) and no diagnosis columns to compute "
+                     "the Hospital Frailty Risk Score from"),
+    "charlson_band": ("the spells have no Charlson index (charlson_index) and no diagnosis columns to compute it "
+                      "from"),
+    "hrg": "the spells have no HRG column (hrg, SUSHRG, Spell_Core_HRG, ...)",
+    DEPRIVATION_TERM: "the spells have no IMD decile column (imd_decile, IMD19_DECILE, ...)",
+}
+
+
+def resolve_terms(
+    terms: Sequence[str],
+    columns: Sequence[str],
+    include_deprivation: bool = False,
+    non_missing: dict[str, int] | None = None,
+) -> tuple[list[str], pd.DataFrame]:
+    """The case-mix terms the data allow, and a table saying which were used and why others were not.
+
+    A term is used when its column is in the spells (``age_band`` needs
+    ``age``, ``frailty_band`` ``frailty_score``, ``charlson_band``
+    ``charlson_index``: :data:`BANDED_TERMS`) and, when ``non_missing``
+    (column -> count of non-missing values) is given, holds at least one value.
+    A term that cannot be used is dropped with its reason: a missing optional
+    column never stops the run. A name that is neither a spells column nor a
+    band is a mistake in the parameter and raises ``ValueError``.
+
+    Returns the terms to fit (``imd_decile`` added when ``include_deprivation``
+    and present) and a table with columns term, column, used (yes/no), reason.
+    """
+    from helpers.io import table_columns
+
+    known = set(table_columns("spells")) | set(BANDED_TERMS)
+    wanted = model_terms(terms, include_deprivation)
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        import difflib
+
+        hints = [f"{t!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(t, sorted(known), n=1)) else repr(t)
+                 for t in unknown]
+        raise ValueError(f"Case-mix term(s) {', '.join(hints)} unknown; a term is a spells column or one of "
+                         f"{', '.join(BANDED_TERMS)}.")
+    present = set(map(str, columns))
+    used, rows = [], []
+    for term in wanted:
+        column = BANDED_TERMS.get(term, term)
+        if column not in present:
+            reason = _ABSENT_BECAUSE.get(term, f"the spells have no {column} column")
+            rows.append({"term": term, "column": column, "used": "no", "reason": reason})
+        elif non_missing is not None and int(non_missing.get(column, 1)) == 0:
+            rows.append({"term": term, "column": column, "used": "no", "reason": f"every value of {column} is missing"})
+        else:
+            used.append(term)
+            rows.append({"term": term, "column": column, "used": "yes", "reason": ""})
+    table = pd.DataFrame(rows, columns=["term", "column", "used", "reason"])
+    return used, table
+
+
+def describe_terms(table: pd.DataFrame) -> str:
+    """The table of :func:`resolve_terms` in words: the terms used, and each term left out with its reason."""
+    used = table.loc[table["used"] == "yes", "term"].tolist()
+    lines = [f"Case mix adjusted for: {', '.join(used) if used else 'nothing (no term could be used)'}."]
+    for row in table.loc[table["used"] != "yes"].itertuples():
+        lines.append(f"Not used: {row.term}, because {row.reason}.")
+    return "\n".join(lines)

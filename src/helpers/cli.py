@@ -118,7 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     nb_path = notebooks[args.notebook]
     declared = notebook_parameters(nb_path)
-    data = {k: Path(v).expanduser().resolve() for k, v in parse_assignments(args.data, "--data").items()}
+    from helpers import sources
+
+    given = parse_assignments(args.data, "--data")  # a file, or a database address (helpers.sources)
+    data = {k: v if sources.is_url(v) else Path(v).expanduser().resolve() for k, v in given.items()}
     params = {k: parse_value(v) for k, v in parse_assignments(args.param, "--param").items()}
     if args.map:
         params["column_map"] = _read_map(Path(args.map))
@@ -150,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out} already exists and is not empty; use --force to replace it.")
 
+    fetched = _fetch_databases(data)
     column_map = params.get("column_map") or {}
     inputs: dict[str, dict[str, Any]] = {}
     identifiers: set[str] = set()
@@ -174,6 +178,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             rows = None
         if path is not None:
             inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
+        if name in fetched:  # recorded by what was read and where, never with a password
+            inputs[name] = {"file": f"{fetched[name].what} from {fetched[name].address}", "sha256": sha256(path),
+                            "rows": rows}
 
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +236,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Wrote {out}: report.html, {'report.pdf, ' if getattr(args, 'pdf', False) else ''}results.xlsx, tables/ ({len(sheets)} tables), run.json "
               f"in {elapsed:.0f} s")
     return 0
+
+
+def _fetch_databases(data: dict[str, Any]) -> dict[str, Any]:
+    """Read each database input into a private temporary folder; ``data`` then names the local files."""
+    from helpers import sources
+
+    urls = {k: v for k, v in data.items() if isinstance(v, str)}
+    if not urls:
+        return {}
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix="handbook-sql-"))
+    atexit.register(shutil.rmtree, folder, True)
+    fetched = {}
+    for name, url in urls.items():
+        fetched[name] = sources.fetch(url, folder, name)
+        data[name] = fetched[name].path
+    return fetched
 
 
 def _read_records(csv: Path) -> list[dict[str, str]]:
@@ -332,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run a notebook on your data and write a report folder")
     p_run.add_argument("notebook", help="notebook name, e.g. variation")
-    p_run.add_argument("--data", action="append", metavar="NAME=PATH", help="an input file (spells, virtual_ward, outcomes, indicator, series)")
+    p_run.add_argument("--data", action="append", metavar="NAME=PATH", help="an input file (spells, virtual_ward, outcomes, indicator, series), or a database: NAME=postgresql://user@host/db?table=schema.table")
     p_run.add_argument("--param", action="append", metavar="KEY=VALUE", help="a notebook parameter")
     p_run.add_argument("--map", metavar="FILE", help="YAML file mapping your column names to the contract's")
     p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
@@ -366,7 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        print(str(exc), file=sys.stderr)
+        from helpers import sources
+
+        print(sources.reword(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:
         print(f"handbook: {exc}", file=sys.stderr)

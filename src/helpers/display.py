@@ -180,7 +180,10 @@ def format_value(value: Any, fmt: str | None = None, missing: str = MISSING) -> 
             fmt = None
         if fmt not in _RENDER:
             raise ValueError(f"No rendering for number format {fmt!r}: use one of {sorted(FORMAT_NAMES)}.")
-        return _RENDER[fmt](v)
+        shown = _RENDER[fmt](v)
+        if shown.startswith("-") and not any(ch in "123456789" for ch in shown):
+            shown = shown[1:]  # -0.04 shown as 0.0, not -0.0
+        return shown
     text = str(value)
     return missing if text.strip() == "" or text in {"nan", "NaN", "<NA>", "None", "NaT"} else text
 
@@ -300,7 +303,7 @@ def _with_plain_index(df: pd.DataFrame) -> pd.DataFrame:
         df = pd.DataFrame(df)
     table = df.copy()
     if table.columns.name is not None and not isinstance(table.columns, pd.MultiIndex):
-        table.columns = [f"{table.columns.name}: {c}" for c in table.columns]
+        table.columns = [f"{table.columns.name}: {_plain_number(c)}" for c in table.columns]
     if any(n is not None for n in table.index.names):
         return table.reset_index()
     if pd.api.types.is_integer_dtype(table.index):  # row numbers, also after filtering
@@ -308,8 +311,16 @@ def _with_plain_index(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(names="")
 
 
+def _plain_number(value: Any) -> Any:
+    """10.0 as 10 (a pivot's column labels), anything else as it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class ReaderTable(Styler):
-    """A pandas ``Styler`` of a formatted table that also prints as plain text (for a terminal or a log)."""
+    """A pandas ``Styler`` of a formatted table that also prints as plain text (for a terminal or a log).
+
+    Its HTML escapes every cell and heading, so text from a user's file is shown, never run.
+    """
 
     def __repr__(self) -> str:
         return self.data.to_string(index=False)
@@ -320,11 +331,11 @@ class ReaderTable(Styler):
 
 #: The style of every reader table: wrapped text, numbers right-aligned, a light rule under the header.
 TABLE_STYLES = [
-    {"selector": "", "props": "border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0;"},
+    {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0;"},
     {"selector": "th", "props": "text-align: left; vertical-align: bottom; white-space: normal; "
                                 "border-bottom: 1px solid #425563; padding: 0.25em 0.6em; font-weight: 600;"},
-    {"selector": "td", "props": "vertical-align: top; white-space: normal; overflow-wrap: break-word; "
-                                "max-width: 24em; padding: 0.2em 0.6em;"},
+    {"selector": "td", "props": "text-align: left; vertical-align: top; white-space: normal; overflow-wrap: break-word; "
+                                "min-width: 4.5em; max-width: 22em; padding: 0.2em 0.6em;"},
     {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em;"},
 ]
 
@@ -336,7 +347,7 @@ def format_table(
     missing: str = MISSING,
     labels: bool | Mapping[str, str] = True,
     unit_column: str | None = "unit",
-    transpose: bool = False,
+    transpose: bool | str = False,
     caption: str | None = None,
 ) -> ReaderTable:
     """A result table as a reader should see it: a pandas ``Styler`` with no index (see the module docstring).
@@ -344,7 +355,8 @@ def format_table(
     ``formats``, ``missing``, ``labels`` and ``unit_column`` as in
     :func:`formatted_frame`. ``transpose=True`` shows a wide table of few rows
     as rows of "measure" and value (one column per original row), so no
-    column runs off the page. ``caption`` is shown above the table. The
+    column runs off the page; ``transpose="estimate"`` heads those columns
+    with the values of the column ``estimate``. ``caption`` is shown above the table. The
     result renders as HTML in a notebook, the book and ``report.html``
     (``.to_html()``), and as plain text with ``print``; ``.data`` holds the
     formatted cells.
@@ -353,7 +365,13 @@ def format_table(
     text = formatted_frame(table, formats, missing, labels, unit_column)
     numeric = [c for c, orig in zip(text.columns, table.columns) if _is_numeric_column(table[orig])]
     if transpose:
-        header = [f"{i + 1}" for i in range(len(text))] if len(text) > 1 else ["value"]
+        if isinstance(transpose, str):  # that column's values head the new columns
+            key = labels.get(transpose, reader_label(transpose)) if isinstance(labels, Mapping) else (
+                reader_label(transpose) if labels is not False else transpose)
+            header = [str(v) for v in text[key]]
+            text = text.drop(columns=key)
+        else:
+            header = [f"{i + 1}" for i in range(len(text))] if len(text) > 1 else ["value"]
         text = pd.DataFrame(text.to_numpy().T, columns=header, dtype=object).assign(
             measure=list(text.columns))[["measure", *header]]
         numeric = header
@@ -363,12 +381,24 @@ def format_table(
     styles = list(TABLE_STYLES)
     for col in numeric:
         j = list(text.columns).index(col)
-        styles += [{"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
+        keep_whole = "" if transpose else " white-space: nowrap;"  # a transposed column also holds text rows
+        styles += [{"selector": f"td.col{j}", "props": f"text-align: right;{keep_whole}"},
                    {"selector": f"th.col{j}", "props": "text-align: right;"}]
     styler = styler.set_table_styles(styles)
+    # every cell and heading escaped (hostile text stays text); long codes may break after _ or /
+    text_columns = [c for c in text.columns if c not in numeric]
+    styler = styler.format(escape="html")
+    if text_columns:
+        styler = styler.format(_breakable, subset=text_columns, escape="html")
+    styler = styler.format_index(escape="html", axis=1)
     if caption:
         styler = styler.set_caption(caption)
     return styler
+
+
+def _breakable(text: str) -> str:
+    """Let the browser wrap ``capacity_released_gbp`` after an underscore (a zero-width space; HTML only)."""
+    return str(text).replace("_", "_\u200b").replace("/", "/\u200b")
 
 
 def _is_numeric_column(values: pd.Series) -> bool:

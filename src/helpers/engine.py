@@ -389,6 +389,7 @@ class TableSource:
     leftover: list[str]
     rows: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)  # an episode-level file built into spells first
 
 
 def _text_expr(raw: str, kind: str) -> str:
@@ -510,9 +511,18 @@ def open_table(
             raise io.InputError(f"Expected a file for {path.name} but {path} is a folder.")
         if path.stat().st_size == 0:
             raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
+    origin: dict[str, Any] = {}
+    if table == "spells" and "://" not in str(path):
+        from helpers import episodes
+
+        built = episodes.spells_file_for_engine(path, column_map)  # episodes, or diagnoses to score
+        if built is not None:
+            path, origin = built
     be = backend or _backend(engine, spark)
     try:
-        return _open(table, spec, path, column_map, be)
+        src = _open(table, spec, path, column_map, be)
+        src.origin = origin
+        return src
     except BaseException:
         if backend is None:
             be.close()
@@ -754,7 +764,7 @@ def load_spells(
     out["month"] = pd.to_datetime(frame["month"]).astype("datetime64[us]").to_numpy()
     out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
                                  "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
-                                 "columns_ignored": src.leftover, "engine": engine}
+                                 "columns_ignored": src.leftover, "engine": engine, **src.origin}
     return out
 
 
@@ -791,6 +801,13 @@ def _term_sql(term: str, present: Sequence[str]) -> str:
         a, b, c = casemix.FRAILTY_LABELS
         return (f"CASE WHEN frailty_score IS NULL THEN {_lit(MISSING)} WHEN frailty_score < {lo!r} THEN {_lit(a)} "
                 f"WHEN frailty_score < {mid!r} THEN {_lit(b)} ELSE {_lit(c)} END")
+    if term == "charlson_band" and "charlson_index" in present:
+        from helpers import comorbidity
+
+        edges = list(zip(comorbidity.CHARLSON_BREAKS[1:-1], comorbidity.CHARLSON_LABELS[:-1]))
+        whens = " ".join(f"WHEN charlson_index < {int(b)} THEN {_lit(lab)}" for b, lab in edges)
+        return (f"CASE WHEN charlson_index IS NULL THEN {_lit(MISSING)} {whens} "
+                f"ELSE {_lit(comorbidity.CHARLSON_LABELS[-1])} END")
     if term in present:
         return f"CAST({_q(term)} AS VARCHAR)"
     bands = [b for b, need in (("age_band", "age"), ("frailty_band", "frailty_score")) if need in present]
@@ -810,7 +827,9 @@ class VariationInput:
     (pandas), or, from DuckDB and Spark, a frame with no rows whose attrs
     carry the load summary and the data quality profile computed in SQL, for
     :func:`data_quality`, :func:`describe` and
-    :func:`helpers.quality.exclusion_flow`.
+    :func:`helpers.quality.exclusion_flow`; ``casemix_terms``: the case-mix
+    terms asked for, whether each was used and why not
+    (:func:`helpers.casemix.resolve_terms`).
     """
 
     model: CasemixModel
@@ -820,6 +839,7 @@ class VariationInput:
     spells_read: int
     engine: str
     spells: pd.DataFrame | None = None
+    casemix_terms: pd.DataFrame | None = None
 
 
 def prepare_variation(
@@ -851,13 +871,16 @@ def prepare_variation(
     if engine == "pandas":
         spells = casemix.add_casemix_bands(derive.add_spell_fields(io.load_table("spells", data_spells, column_map or None)))
         rows = int(spells.attrs.get("load_summary", {}).get("rows_read", len(spells)))
+        terms, term_table = casemix.resolve_terms(case_mix, list(spells.columns), include_deprivation,
+                                                  {str(k): int(v) for k, v in spells.notna().sum().items()})
         spells, years, year_exclusions = casemix.restrict_to_year(spells, financial_year)
         population, exclusions = casemix.indicator_population(spells, indicator)
-        model = casemix.fit_casemix(population, case_mix, definition.family, include_deprivation=include_deprivation,
+        model = casemix.fit_casemix(population, terms, definition.family,
+                                    include_deprivation=casemix.DEPRIVATION_TERM in terms,
                                     min_level_spells=min_level_spells, indicator=indicator)
         per_event = casemix.bed_days_per_event(spells, indicator)
         return VariationInput(model, pd.concat([year_exclusions, exclusions], ignore_index=True), years, per_event,
-                              rows, engine, spells)
+                              rows, engine, spells, term_table)
     src = open_table("spells", data_spells, column_map or None, engine, spark=spark)
     try:
         return _variation_sql(src, definition, case_mix, include_deprivation, financial_year, min_level_spells, engine)
@@ -872,7 +895,10 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
 
     threshold = disclosure.DEFAULT_THRESHOLD
     be = src.backend
-    terms = casemix.model_terms(case_mix, include_deprivation)
+    counted = ", ".join(f"COUNT({_q(c)}) AS {_q(c)}" for c in src.present)
+    non_missing = {str(k): int(v) for k, v in be.query(f"SELECT {counted} FROM ({src.typed_sql}) AS v").iloc[0].items()}
+    terms, term_table = casemix.resolve_terms(case_mix, src.present, include_deprivation, non_missing)
+    include_deprivation = casemix.DEPRIVATION_TERM in terms
     term_sql = [_term_sql(t, src.present) for t in terms]
     cond, outcome, reason = _POPULATION[definition.name]
     derived = _derived_sql(src, 30, None, readmission=definition.name == "readmission_30d", carry=["_rownum"])
@@ -925,7 +951,7 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
     profile = _profile_sql(src, in_year, _derived_sql(src, 30, None, readmission=False), threshold)
     return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), int(c["n_years"] or 0),
-                          per_event, src.rows, engine, _stand_in(src, n_year, profile))
+                          per_event, src.rows, engine, _stand_in(src, n_year, profile), term_table)
 
 
 # --------------------------------------------------------------------------- for the handbook command
@@ -1047,7 +1073,7 @@ def _stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.D
     frame = pd.DataFrame(columns=src.present)
     frame.attrs["load_summary"] = {"table": src.table, "file": Path(str(src.path)).name, "rows_read": src.rows,
                                    "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
-                                   "columns_ignored": src.leftover}
+                                   "columns_ignored": src.leftover, **src.origin}
     frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
     return frame
 

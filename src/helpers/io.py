@@ -351,6 +351,8 @@ def load_table(
     table: str,
     path: str | Path | None = None,
     column_map: Mapping[str, str] | None = None,
+    *,
+    raw: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Load, map, coerce and validate one contract table (``spells``, ...).
 
@@ -358,10 +360,21 @@ def load_table(
     :class:`InputError` naming the file, column, expectation and up to five
     rows for every rule broken. Columns outside the contract are not carried
     forward; the returned frame's ``attrs["load_summary"]`` lists them.
+
+    Spells: an episode-level file (HES APC: an episode order and a provider
+    spell number) is built into spells by :mod:`helpers.episodes`; diagnosis
+    columns give ``frailty_score`` and ``charlson_index`` where the file has
+    none (:mod:`helpers.comorbidity`). ``raw``: the file already read as text.
     """
     spec = table_columns(table)
     path = Path(path) if path is not None else sample_path(table)
-    raw = read_raw(path)
+    raw = read_raw(path) if raw is None else raw
+    if table == "spells":
+        from helpers import episodes
+
+        raw = episodes.read_hes_codes(raw)  # HES infant ages (7001-7007) and null dates (1800-01-01)
+        if episodes.is_episode_level(raw.columns, column_map):
+            return episodes.load_spells(raw, path, column_map)
     mapping, leftover = map_columns(raw.columns, spec, column_map)
     problems: list[Problem] = []
 
@@ -416,6 +429,8 @@ def load_table(
     if problems:
         _raise(path, problems, table)
 
+    if table == "spells":
+        out = episodes.add_diagnosis_scores(out, raw)
     out.attrs["load_summary"] = {
         "table": table,
         "file": path.name,
@@ -480,8 +495,12 @@ def describe_table(table: str) -> pd.DataFrame:
             rules.append("unique")
         if "allowed" in spec:
             rules.append("one of " + ", ".join(map(str, spec["allowed"])))
-        if "min" in spec or "max" in spec:
-            rules.append(f"{spec.get('min', '')} to {spec.get('max', '')}".strip())
+        if "min" in spec and "max" in spec:
+            rules.append(f"{spec['min']} to {spec['max']}")
+        elif "min" in spec:
+            rules.append(f"at least {spec['min']}")
+        elif "max" in spec:
+            rules.append(f"at most {spec['max']}")
         if "not_before" in spec:
             rules.append(f"not before {spec['not_before']}")
         for key, value in (spec.get("required_when") or {}).items():

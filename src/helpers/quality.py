@@ -231,7 +231,9 @@ def exclusion_flow(
         rows.append({"table": name, "step": f"read from {summary.get('file', 'the input')}",
                      "rows_before": remaining, "rows_excluded": 0, "rows_after": remaining,
                      "reason": "every row passed the data contract's checks (a row that breaks one stops the run)"})
-        for step in all_steps[all_steps["table"] == name].to_dict("records"):
+        # steps taken while loading (episodes built into spells: helpers.episodes), then the notebook's
+        loading = [{**step, "table": name} for step in summary.get("load_steps", [])]
+        for step in loading + all_steps[all_steps["table"] == name].to_dict("records"):
             before, excluded, after = (int(step[c]) for c in ("rows_before", "rows_excluded", "rows_after"))
             if before != remaining or before - excluded != after:
                 raise ValueError(

@@ -645,6 +645,17 @@ def assurance_icon(
     return "hit_and_miss"
 
 
+def _floored_limit(lower_limit: float, values: pd.Series) -> float:
+    """A lower limit below 0 reported as 0 when the series cannot go below 0 (counts, bed days, spend).
+
+    No point can cross a negative limit of such a series, and a reader takes
+    "-12 bed days" for an error; the icons are worked out before flooring.
+    """
+    if pd.notna(lower_limit) and lower_limit < 0 and (values.dropna() >= 0).all():
+        return 0.0
+    return lower_limit
+
+
 def summarise(
     table: pd.DataFrame,
     better: Better = None,
@@ -661,7 +672,8 @@ def summarise(
     "decrease" or "neutral"), n_points, n_periods, latest_date,
     latest_numerator and latest_denominator (p, p′ and u charts; NaN
     otherwise, kept so that disclosure control can act on them), latest_value,
-    mean, lower_limit and upper_limit (at the latest point), target,
+    mean, lower_limit and upper_limit (at the latest point; a negative lower
+    limit of a series that is never negative is reported as 0), target,
     variation_icon (see :func:`variation_icon`), assurance_icon (see
     :func:`assurance_icon`), n_special_cause, n_improvement, n_concern (flagged
     points in the whole series) and note (why icons are missing).
@@ -686,7 +698,7 @@ def summarise(
             "latest_denominator": last["denominator"],
             "latest_value": last["value"],
             "mean": last["mean"],
-            "lower_limit": last["lower_limit"],
+            "lower_limit": _floored_limit(last["lower_limit"], g["value"]),
             "upper_limit": last["upper_limit"],
             "target": np.nan if tgt is None else float(tgt),
             "variation_icon": icon,

@@ -56,3 +56,30 @@ def set_theme(font_scale: float = 1.0) -> None:
         },
     )
 
+
+
+#: The width of the book's text column in CSS pixels (sphinx-book-theme in a 1,280-pixel window);
+#: a figure drawn wider is scaled down to it, and its text with it.
+PAGE_WIDTH_PX = 700
+#: The smallest text a figure may show at page width, in points (as displayed).
+MIN_TEXT_PT = 9.0
+
+
+def smallest_text_pt(fig, page_width_px: float = PAGE_WIDTH_PX) -> float:
+    """The smallest visible text of ``fig``, in points as a reader sees it at the book's page width.
+
+    The notebook shows a figure as a PNG at ``figure.dpi``, cropped to its
+    tight bounding box; the page shows an image wider than ``page_width_px``
+    scaled down to it. A CSS pixel is 0.75 pt.
+    """
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    width_px = fig.get_tightbbox(renderer).width * fig.dpi
+    scale = min(1.0, page_width_px / width_px)
+    sizes = [
+        t.get_fontsize() for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.get_visible())
+        and (t.get_window_extent(renderer).width > 0)
+    ]
+    return min(sizes) / 72 * fig.dpi * scale * 0.75

@@ -40,8 +40,9 @@ def effects_plot(effects: pd.DataFrame, outcomes: list[str] | None = None, main:
     """
     set_theme()
     outcomes = outcomes or list(dict.fromkeys(effects["outcome"]))
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(4.6 * len(outcomes), 3.4), squeeze=False)
-    for ax, outcome in zip(axes[0], outcomes):
+    # one panel a row, at the book's page width, so every label is read at 9 points or more
+    fig, axes = plt.subplots(len(outcomes), 1, figsize=(7.2, 1.2 + 2.2 * len(outcomes)), squeeze=False)
+    for ax, outcome in zip(axes[:, 0], outcomes):
         t = effects[effects["outcome"] == outcome].reset_index(drop=True)
         y = np.arange(len(t))[::-1]
         for yi, (_, r) in zip(y, t.iterrows()):
@@ -51,13 +52,12 @@ def effects_plot(effects: pd.DataFrame, outcomes: list[str] | None = None, main:
         ax.axvline(0, color=NHS["mid_grey"], linewidth=1)
         if reference and outcome in reference:
             ax.axvline(reference[outcome], color=NHS["dark_green"], linestyle="--", linewidth=1.5, label="known truth")
-            ax.legend(loc="lower right", fontsize=8, frameon=False)
-        ax.set_yticks(y, [METHOD_LABELS.get(m, m) for m in t["method"]])
-        ax.set_xlabel(f"Effect on the treated ({t['unit'].iloc[0]})")
-        ax.set_title(ev.OUTCOME_WORDS.get(outcome, outcome).capitalize(), fontsize=10)
-        if ax is not axes[0][0]:
-            ax.set_yticklabels([])
-    fig.suptitle(_wrap(ev.describe_effect(effects, outcomes[0], main), 100), x=0.02, ha="left",
+            ax.legend(loc="lower right", fontsize=10, frameon=False)
+        ax.set_yticks(y, [METHOD_LABELS.get(m, m) for m in t["method"]], fontsize=10)
+        ax.tick_params(axis="x", labelsize=10)
+        ax.set_xlabel(f"Effect on the treated ({t['unit'].iloc[0]})", fontsize=10)
+        ax.set_title(ev.OUTCOME_WORDS.get(outcome, outcome).capitalize(), fontsize=11)
+    fig.suptitle(_wrap(ev.describe_effect(effects, outcomes[0], main), 80), x=0.02, ha="left",
                  fontweight="bold", fontsize=11)
     fig.tight_layout()
     return fig
@@ -67,16 +67,17 @@ def love_plot(balance: pd.DataFrame, threshold: float = ev.SMD_THRESHOLD) -> Fig
     """Standardised mean differences before and after weighting and matching (a love plot)."""
     set_theme()
     t = balance.iloc[::-1].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.24 * len(t)))
+    fig, ax = plt.subplots(figsize=(7.0, 1.4 + 0.28 * len(t)))  # within the page width: text read at its size
     y = np.arange(len(t))
     ax.scatter(t["smd_before"].abs(), y, marker="o", facecolor="none", edgecolor=NHS["orange"], s=40, label="Before")
     ax.scatter(t["smd_after_ipw"].abs(), y, marker="s", color=NHS["blue"], s=30, label="After weighting")
     ax.scatter(t["smd_after_matching"].abs(), y, marker="^", color=NHS["aqua_blue"], s=30, label="After matching")
     ax.axvline(threshold, color=NHS["dark_red"], linestyle="--", linewidth=1, label=f"{threshold} threshold")
-    ax.set_yticks(y, t["covariate"], fontsize=8)
-    ax.set_xlabel("Absolute standardised mean difference (SD units)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(_wrap(ev.describe_balance(balance, threshold), 90))
+    ax.set_yticks(y, t["covariate"], fontsize=10)
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_xlabel("Absolute standardised mean difference (SD units)", fontsize=10)
+    ax.legend(loc="lower right", fontsize=10)
+    ax.set_title(_wrap(ev.describe_balance(balance, threshold), 70), fontsize=11)
     fig.tight_layout()
     return fig
 

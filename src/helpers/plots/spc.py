@@ -48,24 +48,27 @@ ASSURANCE_BADGE: dict[str, tuple[str, str]] = {
 }
 
 
-def _badges(ax: plt.Axes, summary_row: pd.Series | None, fontsize: float = 9) -> None:
-    """Draw the variation and assurance badges at the top right, above the axes."""
+def _badges(ax: plt.Axes, summary_row: pd.Series | None, fontsize: float = 9, stacked: bool = False) -> None:
+    """Draw the variation and assurance badges at the top right, above the axes (one above the other if ``stacked``)."""
     if summary_row is None:
         return
     badges = [VARIATION_BADGE.get(summary_row["variation_icon"])]
     badges.append(ASSURANCE_BADGE.get(summary_row["assurance_icon"]))
-    x = 1.0
+    x, y = 1.0, 1.02
     for badge in reversed([b for b in badges if b]):
         text, colour = badge
         t = ax.text(
-            x, 1.02, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=fontsize,
+            x, y, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=fontsize,
             color="white", fontweight="bold",
             bbox={"boxstyle": "round,pad=0.35", "facecolor": colour, "edgecolor": colour},
         )
-        # step left by the badge's width (in axes units) for the next one
+        # step left (or up) by the badge's size (in axes units) for the next one
         renderer = ax.figure.canvas.get_renderer()
-        width = t.get_window_extent(renderer).width / ax.get_window_extent(renderer).width
-        x -= width + 0.03
+        box, frame = t.get_window_extent(renderer), ax.get_window_extent(renderer)
+        if stacked:
+            y += (box.height + 0.8 * fontsize) / frame.height
+        else:
+            x -= box.width / frame.width + 0.03
 
 
 def _draw(ax: plt.Axes, g: pd.DataFrame, target: float | None, marker_scale: float = 1.0) -> None:
@@ -158,19 +161,22 @@ def small_multiples(
     title: str = "",
     ylabel: str = "Value",
     ncols: int = 3,
-    panel_width: float = 4.2,
-    panel_height: float = 3.3,
+    panel_width: float = 2.4,
+    panel_height: float = 2.3,
 ) -> plt.Figure:
     """One small SPC chart per group (provider or measure), each with its badges.
 
     Each panel has its own y-axis (groups differ in size); the figure title
-    should state the finding across groups.
+    should state the finding across groups. Three panels a row at 2.4 inches
+    keep the figure within the book's page width, so its 9-point text is
+    read at 9 points (:func:`helpers.plots.smallest_text_pt`); more groups
+    make the figure taller, not smaller.
     """
-    set_theme(font_scale=0.85)
+    set_theme(font_scale=0.8)
     groups = sorted(table["group"].unique())
     ncols = max(1, min(ncols, len(groups)))
     nrows = math.ceil(len(groups) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, panel_height * nrows + 0.8),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, panel_height * nrows + 1.2),
                              squeeze=False, sharex=True)
     rows = {} if summary is None else {r["group"]: r for _, r in summary.iterrows()}
     for ax, grp in zip(axes.flat, groups):
@@ -178,23 +184,26 @@ def small_multiples(
         row = rows.get(grp)
         _draw(ax, g, None if row is None else row["target"], marker_scale=0.6)
         _format_axes(ax, g)
-        ax.set_title(str(grp), pad=20, fontsize=10)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        ax.set_title(str(grp), pad=30, fontsize=10, loc="left")
+        ax.tick_params(axis="both", labelsize=9)
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(4, 10)))  # April and October: two labels a year
     for i, ax in enumerate(axes.flat):
         if i >= len(groups):
             ax.set_visible(False)
         elif i + ncols >= len(groups):  # no panel below: show this panel's dates
             ax.xaxis.set_tick_params(labelbottom=True)
     for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel, fontsize=9)
     has_target = summary is not None and summary["target"].notna().any()
-    fig.legend(handles=_legend_handles(table, has_target), loc="lower center", ncol=4,
+    fig.legend(handles=_legend_handles(table, has_target), loc="lower center", ncol=2,
                frameon=False, fontsize=9)
     if title:
-        fig.suptitle(title, x=0.01, y=1 - 0.1 / fig.get_figheight(), ha="left", va="top", fontweight="bold")
+        fig.suptitle(title, x=0.01, y=1 - 0.1 / fig.get_figheight(), ha="left", va="top", fontweight="bold",
+                     fontsize=10, wrap=True)
     height = fig.get_figheight()
-    top = 1 - (0.3 / height if title else 0)  # room for the title and for the legend (0.8 inch)
-    fig.tight_layout(rect=(0, 0.8 / height, 1, top))
+    top = 1 - (0.5 / height if title else 0)  # room for the title and for the legend (1.2 inch)
+    fig.tight_layout(rect=(0, 1.2 / height, 1, top))
     for ax, grp in zip(axes.flat, groups):
-        _badges(ax, rows.get(grp), fontsize=7)
+        _badges(ax, rows.get(grp), fontsize=9, stacked=True)
     return fig
