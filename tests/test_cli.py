@@ -77,8 +77,8 @@ def test_refusals(tmp_path, capsys):
     assert "Did you mean 'output_dir'" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    assert main(["run", name, "--out", str(tmp_path / "full")]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert main(["run", name, "--out", str(tmp_path / "full"), "--force"]) == 2
+    assert "holds files that are not a previous run (no run.json)" in capsys.readouterr().err
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
 
 

@@ -161,10 +161,14 @@ def test_readmission_destinations_and_immortal_time_option(tables):
 
 def test_death_from_linked_mortality_records(tables):
     spells, vw = tables
-    deaths = pd.DataFrame({"patient_id": ["P1"], "date_of_death": ["2024-04-10"]})  # 29 days after VW discharge
+    # 29 days after the acute discharge (5 Mar): inside the 30-day window, the same for both groups
+    deaths = pd.DataFrame({"patient_id": ["P1"], "date_of_death": ["2024-04-03"]})
     c = build_cohort(spells, vw, deaths=deaths).spells.set_index("spell_id")
     assert c.loc["S1", "death_30d"] == 1
-    assert c.loc["S4", "death_30d"] == 0  # its in-hospital death is not in the records given
+    assert c.loc["S4", "death_30d"] == 1  # its death in hospital counts as well as the records given
+    # 29 days after the virtual ward discharge is day 36 after the acute one: outside the window
+    later = build_cohort(spells, vw, deaths=deaths.assign(date_of_death=["2024-04-10"])).spells
+    assert later.set_index("spell_id").loc["S1", "death_30d"] == 0
 
 
 def test_follow_up_and_missing_covariates_are_counted(tables):

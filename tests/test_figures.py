@@ -27,6 +27,7 @@ from helpers.plots import spc as spc_plots  # noqa: E402
 def test_the_measure_scales_a_wide_figure_down_to_the_page():
     wide, ax = plt.subplots(figsize=(21, 3), dpi=100)
     ax.set_title("x", fontsize=10)
+    ax.tick_params(labelsize=10)  # every text 10 pt, whatever theme an earlier test left
     narrow, ax = plt.subplots(figsize=(6, 3), dpi=100)
     ax.set_title("x", fontsize=10)
     ax.tick_params(labelsize=10)

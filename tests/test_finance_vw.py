@@ -50,7 +50,8 @@ def test_annual_budget_replaces_day_cost():
 def test_which_organisation_wins_under_activity_payment():
     # Provider absorbs the ward, 20% of the bed-day cost is cash, and 50 step-up admissions
     # at £2,000 are avoided: provider income -£100,000; cost +£500,000 - £90,000.
-    t = _table(marginal_cost_share=0.2, vw_paid_by="provider", admissions_avoided=50, price_per_admission=2_000)
+    t = _table(marginal_cost_share=0.2, vw_paid_by="provider", admissions_avoided=50, price_per_admission=2_000,
+               payment="pbr")
     assert t.loc["provider_income_change_gbp", "value"] == pytest.approx(-100_000)
     assert t.loc["provider_cost_change_gbp", "value"] == pytest.approx(500_000 - 90_000)
     assert t.loc["provider_net_gbp", "value"] == pytest.approx(-100_000 - 410_000)
@@ -79,3 +80,19 @@ def test_mixed_price_years_are_flagged_and_bad_options_refused():
         _table(payment="tariff")
     with pytest.raises(ValueError, match="vw_paid_by"):
         _table(vw_paid_by="patient")
+
+
+def test_payment_regimes_api_default_pbr_and_block():
+    kw = dict(vw_paid_by="provider", admissions_avoided=50, price_per_admission=2_000)
+    api, pbr, block = (_table(payment=p, **kw) for p in ("api", "pbr", "block"))
+    assert _table(**kw).loc["provider_income_change_gbp", "note"].startswith("api payment")  # the default
+    # the fixed element of API, like a block, does not move with activity; payment by results does
+    assert api.loc["provider_income_change_gbp", "value"] == 0 == block.loc["provider_income_change_gbp", "value"]
+    assert pbr.loc["provider_income_change_gbp", "value"] == pytest.approx(-100_000)
+    # the older names still work
+    assert _table(payment="activity", **kw).loc["provider_income_change_gbp", "value"] == pytest.approx(-100_000)
+    assert _table(payment="fixed", **kw).loc["provider_income_change_gbp", "value"] == 0
+    text = finance.which_organisation_wins(api.reset_index())
+    assert "aligned payment and incentive" in text and "fixed element" in text
+    assert "payment by results" in finance.which_organisation_wins(pbr.reset_index())
+    assert "block contract" in finance.which_organisation_wins(block.reset_index())

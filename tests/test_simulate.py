@@ -138,7 +138,7 @@ def test_identifiers_are_synthetic_and_codes_follow_the_contract(small):
 
 def test_simulate_economy_returns_exactly_n_spells_and_rejects_tiny_n():
     res = simulate_economy(n_spells=1_234, seed=3)
-    assert set(res) == {"spells", "virtual_ward", "outcomes", "truth"}
+    assert set(res) == {"spells", "virtual_ward", "outcomes", "deaths", "truth"}
     assert len(res["spells"]) == 1_234 and res["spells"]["spell_id"].is_unique
     with pytest.raises(ValueError, match="n_spells"):
         simulate_economy(n_spells=10)

@@ -17,11 +17,13 @@ prints the loader's message and exits with status 2, writing nothing.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import difflib
 import hashlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -71,9 +73,27 @@ def parse_assignments(items: Sequence[str] | None, what: str) -> dict[str, str]:
 def parse_value(text: str) -> Any:
     """A parameter value from the command line: a YAML literal (number, list, true ...) or text."""
     try:
-        return yaml.safe_load(text)
+        return safe_yaml(text, "--param")
     except yaml.YAMLError:
         return text
+
+
+#: A column map or parameter bigger than this is not a column map or parameter.
+MAX_YAML_BYTES = 1 << 20
+
+
+def safe_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load`` without anchors and aliases (``&a``, ``*a``).
+
+    A few aliases of aliases expand to billions of items (the "billion laughs"
+    attack); a column map or a parameter never needs them, so they are refused.
+    """
+    if len(text.encode("utf-8", "replace")) > MAX_YAML_BYTES:
+        raise UsageError(f"{what} is larger than {MAX_YAML_BYTES // 1024} KB; it should be a short YAML mapping or value.")
+    for token in yaml.scan(text):
+        if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
+            raise UsageError(f"{what} uses YAML anchors or aliases (&name, *name); write the values out instead.")
+    return yaml.safe_load(text)
 
 
 def sha256(path: Path) -> str:
@@ -122,7 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     given = parse_assignments(args.data, "--data")  # a file, or a database address (helpers.sources)
     data = {k: v if sources.is_url(v) else Path(v).expanduser().resolve() for k, v in given.items()}
-    params = {k: parse_value(v) for k, v in parse_assignments(args.param, "--param").items()}
+    raw_params = parse_assignments(args.param, "--param")
+    data |= data_parameters(raw_params, data)
+    params = {k: parse_value(v) for k, v in raw_params.items()}
     if args.map:
         params["column_map"] = _read_map(Path(args.map))
     if getattr(args, "engine", None):
@@ -140,6 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 + (f" Did you mean {hint[0]!r}?" if hint else "")
                 + " `handbook list` shows the parameters."
             )
+    params = checked_parameter_types(params, declared, raw_params)
+    dates = set_date_window(getattr(args, "dates", None))
+    set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
     if getattr(args, "pdf", False):
         from helpers import pdf
@@ -150,8 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
 
     out = Path(args.out).expanduser().resolve()
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise UsageError(f"{out} already exists and is not empty; use --force to replace it.")
+    files = [p for p in data.values() if isinstance(p, Path)]
+    previous_run = check_out_folder(out, [*files, *([Path(args.map)] if args.map else [])], args.force)
 
     fetched = _fetch_databases(data)
     column_map = params.get("column_map") or {}
@@ -172,22 +197,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             for col in id_columns & set(frame.columns):
                 identifiers.update(frame[col].dropna().astype(str))
             rows: int | None = int(len(frame))
-        elif path is not None and not path.is_file():
-            raise InputError(f"Cannot find the file for {name}: {path}")
+        elif path is not None:
+            # a notebook's own input (an indicator or series file, a price list): read through the
+            # same checks as the contract tables here; the notebook applies its column rules
+            from helpers.io import read_raw
+
+            frame = read_raw(path, name)
+            identifiers |= _identifier_values(frame)
+            rows = int(len(frame))
         else:
             rows = None
         if path is not None:
             inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
+            if path.suffix.lower() in {".xlsx", ".xlsm"}:
+                from helpers.io import excel_sheet
+
+                inputs[name]["sheet"] = excel_sheet(path)  # the active visible sheet, the one read
         if name in fetched:  # recorded by what was read and where, never with a password
             inputs[name] = {"file": f"{fetched[name].what} from {fetched[name].address}", "sha256": sha256(path),
                             "rows": rows}
 
     started = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise UsageError(f"Cannot write in {out.parent}: {exc.strerror or exc}. Choose a folder you can write to.") from None
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the results folder follows the user's umask
+    previous_handler = stop_on_sigterm()
     try:
         tables = staging / "tables"
         tables.mkdir()
@@ -211,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "notebook": args.notebook,
                 "parameters": params,
                 "inputs": inputs,
+                "date_window": dates,
                 "tables": {s: _count_rows(tables / f"{s}.csv") for s in sheets},
                 "exclusions": _read_records(tables / "exclusions.csv"),
                 "package_versions": package_versions(),
@@ -226,16 +266,236 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise RuntimeError(
                 "Nothing was written: the outputs would contain identifiers.\n  " + "\n  ".join(findings)
             )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        move_into_place(staging, out, previous_run)
+    except OSError as exc:
+        where = exc.filename or out.parent
+        raise RuntimeError(f"Could not write the results ({exc.strerror or exc}: {where}); nothing was written.") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     if not args.quiet:
         print(f"Wrote {out}: report.html, {'report.pdf, ' if getattr(args, 'pdf', False) else ''}results.xlsx, tables/ ({len(sheets)} tables), run.json "
               f"in {elapsed:.0f} s")
     return 0
+
+
+def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
+    """Name the sheet to read for Excel inputs (``--sheet NAME=SHEET``), for the checks and the notebook's kernel."""
+    import json
+
+    from helpers import io
+
+    if not sheets:
+        return
+    chosen = json.loads(os.environ.get(io.EXCEL_SHEETS_VARIABLE) or "{}")
+    for name, sheet in sheets.items():
+        if not isinstance(data.get(name), Path) or data[name].suffix.lower() not in {".xlsx", ".xlsm", ".xls"}:
+            raise UsageError(f"--sheet {name}={sheet}: there is no Excel input {name!r} (give it with --data {name}=FILE.xlsx).")
+        chosen[str(data[name])] = sheet
+    os.environ[io.EXCEL_SHEETS_VARIABLE] = json.dumps(chosen)  # the kernel inherits it
+
+
+def set_date_window(text: str | None) -> str:
+    """Set the plausible window for dates (``--dates FROM:TO``) for the checks and the notebook's kernel.
+
+    Returns the window in force, as ``FROM:TO``.
+    """
+    from helpers import io
+
+    if text:
+        first, sep, last = text.partition(":")
+        try:
+            start, end = dt.date.fromisoformat(first.strip()), dt.date.fromisoformat(last.strip())
+        except ValueError:
+            start = end = None
+        if not sep or start is None or end is None or start >= end:
+            raise UsageError(f"--dates expects FROM:TO as two ISO dates, the first earlier, e.g. 1980-01-01:2030-12-31; got {text!r}")
+        os.environ[io.DATE_WINDOW_VARIABLE] = f"{start}:{end}"  # the kernel inherits it
+    first, last = io.date_window()
+    return f"{first:%Y-%m-%d}:{last:%Y-%m-%d}"
+
+
+def data_parameters(raw_params: dict[str, str], data: dict[str, Any]) -> dict[str, Any]:
+    """Take ``--param data_NAME=FILE`` out of the parameters: it is ``--data NAME=FILE``.
+
+    Every input then goes through the same checks, hashing and identifier
+    scan, and is recorded in ``run.json``. ``data_NAME=None`` (the sample) stays
+    a parameter. Refuses the same input given both ways.
+    """
+    routed: dict[str, Path] = {}
+    for key in [k for k in raw_params if k.startswith("data_")]:
+        if raw_params[key].strip() in {"None", "null", "~", ""}:
+            del raw_params[key]
+            continue
+        name = key.removeprefix("data_")
+        if name in data:
+            raise UsageError(f"The input {name!r} is given twice (--data {name}=... and --param {key}=...); give it once.")
+        from helpers import sources
+
+        value = raw_params.pop(key).strip()
+        routed[name] = value if sources.is_url(value) else Path(value).expanduser().resolve()
+    return routed
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a number", float: "a number", str: "text", list: "a list such as [a, b]",
+               dict: "a mapping such as {a: b}"}
+
+
+def checked_parameter_types(params: dict[str, Any], declared: dict[str, dict[str, Any]],
+                            raw: dict[str, str]) -> dict[str, Any]:
+    """Check each ``--param`` against the type of the notebook's default, before anything runs.
+
+    ``None`` is always accepted (the notebook's "not set"), and so is anything
+    for a parameter whose default is ``None``. A number accepts any number, a
+    list a list or a mapping (per-group values), text any text: a number or
+    date given for a text parameter is kept as the text typed. Returns the
+    parameters, with those texts restored; raises :class:`UsageError`.
+    """
+    checked = dict(params)
+    for key, value in params.items():
+        try:
+            default = ast.literal_eval(str(declared[key]["default"]))
+        except (ValueError, SyntaxError, KeyError):
+            continue
+        if default is None or value is None:
+            continue
+        kind = type(default)
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind in (int, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind is str:
+            ok = isinstance(value, (str, list))
+            if not ok and not isinstance(value, dict) and key in raw:
+                checked[key], ok = raw[key], True
+        elif kind in (list, tuple):
+            ok = isinstance(value, (list, dict))
+        elif kind is dict:
+            ok = isinstance(value, dict)
+        else:
+            ok = True
+        if not ok:
+            raise UsageError(
+                f"--param {key}={raw.get(key, value)}: expected {_TYPE_WORDS.get(kind, kind.__name__)}, "
+                f"like the notebook's default {declared[key]['default']}. `handbook list` shows the parameters."
+            )
+    return checked
+
+
+def check_out_folder(out: Path, inputs: Sequence[Path], force: bool) -> dict[str, tuple[int, int]] | None:
+    """Check that the run may write ``out``; return what a replaced previous run holds, or ``None``.
+
+    ``out`` must be a new or empty folder, or, with ``--force``, the folder of a
+    previous run (it holds ``run.json``) that holds none of this run's inputs.
+    Anything else (a file, a folder of other files, the folder of the input,
+    ``.`` or ``/``) is refused, so ``--force`` can never delete a user's files.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give the name of a folder for the results.")
+    for path in inputs:
+        resolved = Path(path).expanduser().resolve()
+        if resolved == out or out in resolved.parents:
+            raise UsageError(f"--out {out} holds the input {resolved.name}; write the results to another folder.")
+    try:
+        empty = not out.exists() or not any(out.iterdir())
+    except OSError as exc:
+        raise UsageError(f"Cannot look inside --out {out}: {exc.strerror or exc}.") from None
+    if empty:
+        if not os.access(_existing_parent(out.parent), os.W_OK):
+            raise UsageError(f"Cannot write in {_existing_parent(out.parent)}: permission denied. Choose a folder you can write to.")
+        return None
+    if not (out / "run.json").is_file():
+        raise UsageError(
+            f"{out} already exists and holds files that are not a previous run (no run.json); "
+            "handbook only replaces its own results. Choose a new folder."
+        )
+    if not force:
+        raise UsageError(f"{out} holds a previous run; use --force to replace it, or choose a new folder.")
+    if not os.access(out.parent, os.W_OK):
+        raise UsageError(f"Cannot replace {out}: {out.parent} is not writable.")
+    return folder_fingerprint(out)
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def folder_fingerprint(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time, to notice a change."""
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        st = p.lstat()
+        found[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def move_into_place(staging: Path, out: Path, previous_run: dict[str, tuple[int, int]] | None) -> None:
+    """Rename the finished ``staging`` folder to ``out``, atomically.
+
+    A new ``out`` is taken by one rename, which fails if another run (or
+    anyone) has written a non-empty ``out`` meanwhile. A previous run is first
+    renamed aside and compared with what was checked at the start; if it has
+    changed, it is put back and nothing is replaced.
+    """
+    taken = f"{out} was written by someone else while this run was going; nothing was replaced. Run again with a new --out."
+    if previous_run is None:
+        try:
+            os.rename(staging, out)
+        except OSError:
+            raise RuntimeError(taken) from None
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced.", dir=out.parent))
+    try:
+        os.rename(out, aside / "run")
+    except OSError:
+        aside.rmdir()
+        raise RuntimeError(taken) from None
+    if folder_fingerprint(aside / "run") != previous_run:
+        os.rename(aside / "run", out)
+        aside.rmdir()
+        raise RuntimeError(taken)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        if not out.exists():
+            os.rename(aside / "run", out)
+        raise RuntimeError(taken) from None
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM), handled like Ctrl+C (SIGINT)."""
+
+
+def stop_on_sigterm() -> Any:
+    """Make SIGTERM stop a run the way Ctrl+C does, so the staging folder is removed.
+
+    Returns the previous handler (to restore), or ``None`` outside the main thread.
+    """
+    import threading
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _identifier_values(frame: Any) -> set[str]:
+    """Values of the identifier columns (patient or record ids) of a raw input, matched by name."""
+    from helpers.io import _norm
+
+    wanted = {_norm(c) for c in identifier_columns()}
+    found: set[str] = set()
+    for col in frame.columns:
+        if _norm(col) in wanted:
+            found.update(str(v).strip() for v in frame[col].dropna())
+    return found
 
 
 def _fetch_databases(data: dict[str, Any]) -> dict[str, Any]:
@@ -273,10 +533,27 @@ def _count_rows(csv: Path) -> int:
 def _read_map(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise UsageError(f"Cannot find the column map {path}")
-    mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise UsageError(f"The column map {path} is larger than {MAX_YAML_BYTES // 1024} KB; it should be a short YAML mapping.")
+    try:
+        mapping = safe_yaml(path.read_text(encoding="utf-8"), f"The column map {path}") or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UsageError(f"Cannot read the column map {path} as YAML: {exc}") from None
     if not isinstance(mapping, dict):
         raise UsageError(f"{path} should map your column names to contract names (YOUR_NAME: contract_name).")
     return {str(k): str(v) for k, v in mapping.items() if v}
+
+
+def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:
+    """The kernel's arguments; with ``--quiet`` its log keeps to CRITICAL.
+
+    jupyter_client interrupts (SIGINT) every kernel it shuts down, and
+    ipykernel logs "KeyboardInterrupt caught in kernel" at ERROR level when the
+    interrupt lands while it is busy, after a run that went well.
+    """
+    if not quiet:
+        return list(arguments)
+    return [a for a in arguments if not a.startswith("--IPKernelApp.log_level")] + ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool) -> None:
@@ -294,7 +571,7 @@ def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool)
             progress_bar=not quiet,
             kernel_name="python3",
             log_output=False,
-            extra_arguments=report.KERNEL_ARGUMENTS,  # figures as PNG and SVG for figures/
+            extra_arguments=kernel_arguments(report.KERNEL_ARGUMENTS, quiet),  # figures as PNG and SVG
         )
     except PapermillExecutionError as exc:
         if exc.ename == "InputError":
@@ -312,7 +589,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=args.format)
         print(f"Wrote {args.spells:,} spells to {path}")
     else:
-        simulate.write_sample(out, seed=args.seed, n_spells=args.spells)
+        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down)
         print(f"Wrote the simulated economy ({args.spells:,} spells) to {out}")
     return 0
 
@@ -365,6 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
     p_run.add_argument("--pdf", action="store_true", help="also write report.pdf (A4, for board packs) with headless Chromium")
     p_run.add_argument("--chromium", metavar="PATH", help="the Chromium browser for --pdf (default: chromium on the PATH)")
+    p_run.add_argument("--sheet", action="append", metavar="NAME=SHEET",
+                       help="the sheet to read from an Excel input (default: the active visible sheet)")
+    p_run.add_argument("--dates", metavar="FROM:TO",
+                       help="plausible dates in the inputs (default 1990-01-01 to tomorrow); others are errors")
     p_run.add_argument("--engine", choices=["pandas", "duckdb", "spark"],
                        help="what reads the spells: pandas (default), duckdb (large files), spark (a cluster)")
     p_run.set_defaults(func=cmd_run)
@@ -381,6 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--seed", type=int, default=2026)
     p_sim.add_argument("--spells-only", action="store_true", help="write only a spells file, fast, for scale tests")
     p_sim.add_argument("--format", choices=["csv", "parquet"], default="parquet")
+    p_sim.add_argument("--step-down", choices=["admission", "mid_stay"], default="admission",
+                       help="when step-down is decided: at admission (the sample) or on hospital day 2 to 4")
     p_sim.set_defaults(func=cmd_simulate)
     return parser
 
@@ -401,6 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"handbook: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl+C"
+        print(f"handbook: stopped ({how}); nothing was written.", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Stopped) else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,9 @@ Outcomes, each defined here once:
   ``readmission_30d`` was to a different provider (invisible in one trust's
   own data);
 * ``death_30d`` — death from the acute discharge up to ``window_days - 1``
-  days after the end of care: in a later spell ending in death
-  (``discharge_method`` 4), or, when a ``deaths`` table of linked mortality
-  records is given, on its ``date_of_death``.
+  days after it, the same window for both groups: in a later spell ending in
+  death (``discharge_method`` 4), or on a ``date_of_death`` of a ``deaths``
+  table of linked mortality records when one is given.
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def link_step_down(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
 
     Applies the five rules in the module docstring. Returns (links,
     exclusions): links has spell_id, vw_stay_id, vw_admission_date,
-    vw_discharge_date, vw_days, vw_pathway, vw_provider_code; exclusions
+    vw_discharge_date, vw_days, vw_pathway, vw_provider_code and
+    referral_date (missing where the table has no such column); exclusions
     counts the stays set aside at each rule (table, step, rows_before,
     rows_removed, rows_after, reason).
     """
@@ -187,6 +188,8 @@ def link_step_down(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
         "vw_discharge_date": pd.to_datetime(vw["vw_discharge_date"]),
         "vw_pathway": vw["pathway"].astype("str"),
         "vw_provider_code": vw["provider_code"].astype("str"),
+        "referral_date": (pd.to_datetime(vw["referral_date"]) if "referral_date" in vw.columns
+                          else pd.Series(pd.NaT, index=vw.index, dtype="datetime64[ns]")),
     }).reset_index(drop=True)
     links.insert(4, "vw_days", (links["vw_discharge_date"] - links["vw_admission_date"]).dt.days.astype("int64"))
     return links, pd.DataFrame(ex)
@@ -206,6 +209,33 @@ class Cohort:
     exclusions: pd.DataFrame
     links: pd.DataFrame
     periods: pd.DataFrame
+
+
+def _eligible_spells(sp: pd.DataFrame, periods: pd.DataFrame, pathways: dict[str, list[str]],
+                     min_age: int, ex: list[dict]) -> pd.DataFrame:
+    """Emergency spells of adults in the pathways, at a virtual ward provider in the months it ran.
+
+    The first four cohort steps, each counted in ``ex``. Adds ``pathway``.
+    """
+    n = len(sp)
+    c = sp[sp["emergency"].astype(bool)]
+    _count(ex, "spells", "emergency admissions", n, len(c), "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
+    n = len(c)
+    c = c[c["age"] >= min_age]
+    _count(ex, "spells", f"aged {min_age} or over", n, len(c), f"aged under {min_age}")
+    n = len(c)
+    c = c.assign(pathway=assign_pathway(c["primary_diagnosis"], pathways) if "primary_diagnosis" in c.columns
+                 else pd.Series(pd.NA, index=c.index, dtype="str"))
+    c = c[c["pathway"].notna()]
+    _count(ex, "spells", "eligible pathway", n, len(c), "primary diagnosis outside the pathways' ICD-10 codes")
+    n = len(c)
+    c = c.merge(periods[["provider_code", "period_start", "period_end"]], on="provider_code", how="left")
+    in_period = (pd.to_datetime(c["admission_date"]) >= c["period_start"]) & \
+                (pd.to_datetime(c["admission_date"]) <= c["period_end"])
+    c = c[in_period.fillna(False).astype(bool)].drop(columns=["period_start", "period_end"])
+    _count(ex, "spells", "provider and months with a virtual ward", n, len(c),
+           "admitted at a provider without a virtual ward, or outside the months it ran")
+    return c
 
 
 def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
@@ -246,31 +276,16 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     periods = virtual_ward_periods(virtual_ward, starts)
     ex: list[dict] = []
 
-    n = len(sp)
-    c = sp[sp["emergency"].astype(bool)]
-    _count(ex, "spells", "emergency admissions", n, len(c), "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
-    n = len(c)
-    c = c[c["age"] >= min_age]
-    _count(ex, "spells", f"aged {min_age} or over", n, len(c), f"aged under {min_age}")
-    n = len(c)
-    c = c.assign(pathway=assign_pathway(c["primary_diagnosis"], pathways) if "primary_diagnosis" in c.columns
-                 else pd.Series(pd.NA, index=c.index, dtype="str"))
-    c = c[c["pathway"].notna()]
-    _count(ex, "spells", "eligible pathway", n, len(c), "primary diagnosis outside the pathways' ICD-10 codes")
-    n = len(c)
-    c = c.merge(periods[["provider_code", "period_start", "period_end"]], on="provider_code", how="left")
-    in_period = (pd.to_datetime(c["admission_date"]) >= c["period_start"]) & \
-                (pd.to_datetime(c["admission_date"]) <= c["period_end"])
-    c = c[in_period.fillna(False).astype(bool)].drop(columns=["period_start", "period_end"])
-    _count(ex, "spells", "provider and months with a virtual ward", n, len(c),
-           "admitted at a provider without a virtual ward, or outside the months it ran")
+    c = _eligible_spells(sp, periods, pathways, min_age, ex)
     n = len(c)
     if exclude_in_hospital_deaths:
-        c = c[~c["died"].fillna(False).astype(bool)]
+        c = c[~_died(c)]
     _count(ex, "spells", "discharged alive", n, len(c), "died in the acute spell, so could not be stepped down")
 
-    c = c.merge(links.drop(columns=["vw_pathway", "vw_provider_code"]), on="spell_id", how="left")
+    c = c.merge(links.drop(columns=["vw_pathway", "vw_provider_code", "referral_date"]), on="spell_id", how="left")
     c["treated"] = c["vw_stay_id"].notna().astype(int)
+    # the admission month: the discharge month comes after the treatment decision
+    c["month"] = pd.to_datetime(c["admission_date"]).dt.to_period("M").dt.to_timestamp()
     c["vw_days"] = c["vw_days"].fillna(0).astype("int64")
     c["acute_los"] = c["los_days"].astype("int64")
     c["total_los"] = c["acute_los"] + c["vw_days"]
@@ -308,21 +323,57 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     return Cohort(c[cols + extra].reset_index(drop=True), ex_out, links, periods)
 
 
-def _death_within(c: pd.DataFrame, sp: pd.DataFrame, deaths: pd.DataFrame | None, window: int) -> pd.Series:
-    """1 when the patient died from acute discharge to end of care + window - 1 days."""
-    start = pd.to_datetime(c["discharge_date"])
-    stop = c["end_of_care"] + pd.Timedelta(days=window - 1)
+def _died(frame: pd.DataFrame) -> pd.Series:
+    """True where the spell ended in death; False where it did not or ``died`` is unknown/absent."""
+    if "died" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["died"].astype("boolean").fillna(False).astype(bool)
+
+
+def death_dates(spells: pd.DataFrame, deaths: pd.DataFrame | None = None) -> pd.Series:
+    """Every known death, one row per (patient, date): a series of dates indexed by patient_id.
+
+    From spells that ended in death (``discharge_method`` 4, on the discharge
+    date) and, when given, linked mortality records (``patient_id``,
+    ``date_of_death``). Empty (but typed as dates) when there are none, so
+    comparisons with dates never fail.
+    """
+    died = spells[_died(spells)]
+    parts = [pd.DataFrame({"patient_id": died["patient_id"].astype("str"),
+                           "date_of_death": pd.to_datetime(died["discharge_date"])})]
     if deaths is not None:
-        dd = deaths.assign(patient_id=deaths["patient_id"].astype("str"),
-                           date_of_death=pd.to_datetime(deaths["date_of_death"]))
-        dd = dd.groupby("patient_id")["date_of_death"].min()
-    else:
-        died = sp[sp["died"].fillna(False).astype(bool)]
-        dd = died.assign(patient_id=died["patient_id"].astype("str"),
-                         date_of_death=pd.to_datetime(died["discharge_date"]))
-        dd = dd.groupby("patient_id")["date_of_death"].min()
-    when = c["patient_id"].astype("str").map(dd)
-    return ((when >= start) & (when <= stop)).fillna(False).astype(int)
+        parts.append(pd.DataFrame({"patient_id": deaths["patient_id"].astype("str"),
+                                   "date_of_death": pd.to_datetime(deaths["date_of_death"])}))
+    dd = pd.concat(parts, ignore_index=True)
+    dd["date_of_death"] = dd["date_of_death"].astype("datetime64[ns]")
+    return dd.drop_duplicates().set_index("patient_id")["date_of_death"].sort_values()
+
+
+def _first_death_between(patient_id: pd.Series, start: pd.Series, stop: pd.Series, dd: pd.Series) -> pd.Series:
+    """The first death date of each row's patient from ``start`` to ``stop`` (inclusive), else NaT."""
+    frame = pd.DataFrame({"patient_id": patient_id.astype("str").to_numpy(), "_row": np.arange(len(patient_id)),
+                          "start": pd.to_datetime(start).astype("datetime64[ns]").to_numpy(),
+                          "stop": pd.to_datetime(stop).astype("datetime64[ns]").to_numpy()})
+    m = frame.merge(dd.rename("when").reset_index(), on="patient_id", how="inner")
+    m = m[(m["when"] >= m["start"]) & (m["when"] <= m["stop"])]
+    first = m.groupby("_row")["when"].min()
+    out = pd.Series(pd.NaT, index=np.arange(len(patient_id)), dtype="datetime64[ns]")
+    out.loc[first.index] = first.to_numpy()
+    out.index = patient_id.index
+    return out
+
+
+def _death_within(c: pd.DataFrame, sp: pd.DataFrame, deaths: pd.DataFrame | None, window: int) -> pd.Series:
+    """1 when the patient died from the acute discharge to ``window - 1`` days after it.
+
+    The same window for both groups (a death on the virtual ward counts for a
+    treated spell). An earlier version counted treated patients' deaths up to
+    ``window - 1`` days after the virtual ward discharge: a longer window.
+    """
+    start = pd.to_datetime(c["discharge_date"])
+    stop = start + pd.Timedelta(days=window - 1)
+    when = _first_death_between(c["patient_id"], start, stop, death_dates(sp, deaths))
+    return when.notna().astype(int)
 
 
 def _readmission_elsewhere(c: pd.DataFrame, sp: pd.DataFrame) -> pd.Series:
@@ -390,3 +441,292 @@ def pathway_spells(spells: pd.DataFrame, pathways: dict[str, list[str]] | None =
     out = spells[spells["emergency"].astype(bool) & (spells["age"] >= min_age)].copy()
     out["pathway"] = assign_pathway(out["primary_diagnosis"], pathways)
     return out[out["pathway"].notna()].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# The target-trial design: one time zero for both arms (METHODS.md section 5)
+# ---------------------------------------------------------------------------
+
+#: Outcomes of the target-trial design, all counted from time zero over the
+#: same fixed windows in both arms.
+TARGET_TRIAL_OUTCOMES: list[str] = [
+    "acute_los", "total_los", "readmission_30d", "readmission_90d", "death_30d",
+    "readmission_or_death_30d", "days_alive_out_of_hospital_30d",
+]
+
+#: Covariates measured before time zero that :func:`build_target_trial` adds.
+PRIOR_USE_COVARIATES: list[str] = ["prior_emergency_admissions", "prior_bed_days"]
+
+TARGET_TRIAL_COLUMNS: list[str] = [
+    "risk_set", "landmark_day", "time_zero", "time_zero_source", "spell_id", "patient_id", "provider_code",
+    "admission_date", "discharge_date", "pathway", "age", "sex", "frailty_score", "imd_decile", "month",
+    *PRIOR_USE_COVARIATES, "treated", "vw_stay_id", "vw_days", "end_of_care", *TARGET_TRIAL_OUTCOMES,
+    "readmission_other_provider",
+]
+
+
+@dataclass
+class TargetTrial:
+    """What :func:`build_target_trial` returns.
+
+    ``rows``: one row per spell per risk set (a spell still in hospital on
+    several landmark days is a control in each; patient level, never
+    published); ``all_spells``: every eligible spell with its clock started at
+    admission and no risk set (the naive comparison); ``exclusions``, ``links``
+    and ``periods`` as in :class:`Cohort`; ``time_zero``: ``"referral_date"``,
+    ``"step-down day"`` or ``"mixed"``; ``time_zero_counts``: treated spells by
+    source of time zero.
+    """
+
+    rows: pd.DataFrame
+    all_spells: pd.DataFrame
+    exclusions: pd.DataFrame
+    links: pd.DataFrame
+    periods: pd.DataFrame
+    time_zero: str
+    time_zero_counts: dict[str, int]
+
+
+def prior_use(cohort: pd.DataFrame, spells: pd.DataFrame, days: int = 365) -> pd.DataFrame:
+    """Emergency admissions and bed days of each spell's patient in the ``days`` before its admission.
+
+    Columns spell_id, prior_emergency_admissions (emergency spells admitted in
+    [admission - days, admission), this spell excluded), prior_bed_days
+    (nights in hospital in that year, any spell). Measured before time zero,
+    from the spells themselves: in the first year of an extract the history
+    is shorter than a year (admission month, a covariate, carries that).
+    """
+    left = pd.DataFrame({"spell_id": cohort["spell_id"].astype("str").to_numpy(),
+                         "patient_id": cohort["patient_id"].astype("str").to_numpy(),
+                         "adm": pd.to_datetime(cohort["admission_date"]).astype("datetime64[ns]").to_numpy()})
+    left = left.drop_duplicates("spell_id")
+    right = pd.DataFrame({"other_id": spells["spell_id"].astype("str").to_numpy(),
+                          "patient_id": spells["patient_id"].astype("str").to_numpy(),
+                          "adm_j": pd.to_datetime(spells["admission_date"]).astype("datetime64[ns]").to_numpy(),
+                          "dis_j": pd.to_datetime(spells["discharge_date"]).astype("datetime64[ns]").to_numpy(),
+                          "emergency_j": spells["emergency"].astype(bool).to_numpy()})
+    m = left.merge(right[right["patient_id"].isin(left["patient_id"])], on="patient_id", how="inner")
+    start = m["adm"] - pd.Timedelta(days=days)
+    m = m[(m["other_id"] != m["spell_id"]) & (m["adm_j"] < m["adm"]) & (m["dis_j"] > start)
+          | (m["other_id"] != m["spell_id"]) & (m["adm_j"] >= start) & (m["adm_j"] < m["adm"])]
+    start = m["adm"] - pd.Timedelta(days=days)
+    nights = (np.minimum(m["dis_j"], m["adm"]) - np.maximum(m["adm_j"], start)).dt.days.clip(lower=0)
+    admitted_in_year = (m["adm_j"] >= start) & (m["adm_j"] < m["adm"]) & m["emergency_j"]
+    agg = pd.DataFrame({"spell_id": m["spell_id"], "n": admitted_in_year.astype(int), "nights": nights})
+    agg = agg.groupby("spell_id").sum()
+    out = left[["spell_id"]].merge(agg, left_on="spell_id", right_index=True, how="left")
+    return pd.DataFrame({"spell_id": out["spell_id"].to_numpy(),
+                         "prior_emergency_admissions": out["n"].fillna(0).astype("int64").to_numpy(),
+                         "prior_bed_days": out["nights"].fillna(0).astype("int64").to_numpy()})
+
+
+def time_zero_outcomes(rows: pd.DataFrame, spells: pd.DataFrame, deaths: pd.DataFrame | None = None,
+                       window_days: int = 30, long_window_days: int = 90,
+                       end_data: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The target-trial outcomes of each row, counted from its ``time_zero``.
+
+    ``rows`` needs spell_id, patient_id, provider_code, discharge_date,
+    end_of_care, time_zero and ``_gap`` (days from the acute discharge to the
+    patient's next emergency admission, any provider). The windows run from
+    time zero to ``window_days - 1`` days after it in both arms:
+
+    * ``acute_los`` — acute bed days from time zero (discharge minus time zero);
+    * ``total_los`` — days under care from time zero (to the virtual ward
+      discharge for a spell with a step-down stay, else the acute discharge);
+    * ``readmission_30d`` / ``readmission_90d`` — an emergency admission of the
+      patient to any provider after the acute discharge and within the window
+      (an escalation from the virtual ward back to hospital counts); the
+      90-day outcome is missing where its window runs past ``end_data``;
+    * ``death_30d`` — death in the window (in hospital, in a later spell, or in
+      the ``deaths`` records); deaths after time zero are outcomes, never
+      exclusions;
+    * ``readmission_or_death_30d`` — either;
+    * ``days_alive_out_of_hospital_30d`` — ``window_days`` minus nights in an
+      acute bed in the window (a day with a same-day admission counts one)
+      minus days after death; days on the virtual ward are days at home;
+    * ``readmission_other_provider`` — the counted 30-day readmission was to
+      another provider.
+    """
+    w, w_long = int(window_days), int(long_window_days)
+    t0 = pd.to_datetime(rows["time_zero"]).astype("datetime64[ns]")
+    dis = pd.to_datetime(rows["discharge_date"]).astype("datetime64[ns]")
+    eoc = pd.to_datetime(rows["end_of_care"]).astype("datetime64[ns]")
+    out = pd.DataFrame(index=rows.index)
+    out["acute_los"] = (dis - t0).dt.days.astype("int64")
+    out["total_los"] = (eoc - t0).dt.days.astype("int64")
+    gap = rows["_gap"].astype("Float64")
+    readmit_at = dis + pd.to_timedelta(gap.astype("float"), unit="D")
+    out["readmission_30d"] = (readmit_at <= t0 + pd.Timedelta(days=w - 1)).fillna(False).astype(int)
+    r90 = (readmit_at <= t0 + pd.Timedelta(days=w_long - 1)).fillna(False).astype(float)
+    if end_data is not None:
+        r90 = r90.where(t0 + pd.Timedelta(days=w_long - 1) <= end_data)
+    out["readmission_90d"] = r90
+    dd = death_dates(spells, deaths)
+    when = _first_death_between(rows["patient_id"], t0, t0 + pd.Timedelta(days=w - 1), dd)
+    out["death_30d"] = when.notna().astype(int)
+    out["readmission_or_death_30d"] = ((out["readmission_30d"] == 1) | (out["death_30d"] == 1)).astype(int)
+    # days alive and out of hospital
+    stop = t0 + pd.Timedelta(days=w)
+    index_nights = (np.minimum(dis, stop) - t0).dt.days.clip(lower=0)
+    key = pd.DataFrame({"_row": np.arange(len(rows)), "patient_id": rows["patient_id"].astype("str").to_numpy(),
+                        "spell_id": rows["spell_id"].astype("str").to_numpy(), "t0": t0.to_numpy(),
+                        "stop": stop.to_numpy(), "dis": dis.to_numpy()})
+    other = pd.DataFrame({"patient_id": spells["patient_id"].astype("str").to_numpy(),
+                          "other_id": spells["spell_id"].astype("str").to_numpy(),
+                          "adm_j": pd.to_datetime(spells["admission_date"]).astype("datetime64[ns]").to_numpy(),
+                          "dis_j": pd.to_datetime(spells["discharge_date"]).astype("datetime64[ns]").to_numpy()})
+    m = key.merge(other[other["patient_id"].isin(key["patient_id"])], on="patient_id", how="inner")
+    m = m[(m["other_id"] != m["spell_id"]) & (m["adm_j"] >= m["dis"]) & (m["adm_j"] < m["stop"])]
+    later = (np.minimum(m["dis_j"], m["stop"]) - np.maximum(m["adm_j"], m["t0"])).dt.days.clip(lower=1)
+    later_nights = pd.Series(later.to_numpy(), index=m["_row"].to_numpy()).groupby(level=0).sum()
+    later_nights = later_nights.reindex(np.arange(len(rows)), fill_value=0).to_numpy()
+    dead_days = (stop - when).dt.days.fillna(0).clip(lower=0).to_numpy()
+    daoh = (w - index_nights.to_numpy() - later_nights - dead_days).clip(0, w)
+    out["days_alive_out_of_hospital_30d"] = daoh.astype("int64")
+    # where the readmission went
+    em = spells[spells["emergency"].astype(bool)]
+    look = pd.DataFrame({"patient_id": em["patient_id"].astype("str").to_numpy(),
+                         "when": pd.to_datetime(em["admission_date"]).astype("datetime64[ns]").to_numpy(),
+                         "prov": em["provider_code"].astype("str").to_numpy(),
+                         "sid": em["spell_id"].astype("str").to_numpy()})
+    look = look.sort_values(["patient_id", "when", "sid"]).drop_duplicates(["patient_id", "when"])
+    idx = pd.MultiIndex.from_arrays([rows["patient_id"].astype("str"), readmit_at])
+    prov = pd.Series(look.set_index(["patient_id", "when"])["prov"].reindex(idx).to_numpy(), index=rows.index)
+    out["readmission_other_provider"] = ((out["readmission_30d"] == 1) & prov.notna()
+                                         & (prov != rows["provider_code"].astype("str"))).astype(int)
+    return out
+
+
+def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
+                       pathways: dict[str, list[str]] | None = None, window_days: int = 30,
+                       max_gap_days: int = 1, starts: dict[str, str] | None = None,
+                       covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
+                       follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18,
+                       long_window_days: int = 90, prior_days: int = 365) -> TargetTrial:
+    """The evaluation cohort of a target trial with one time zero for both arms.
+
+    METHODS.md section 5 (Hernán & Robins 2016, Am J Epidemiol 183:758, on
+    emulating a target trial; risk-set matching as in Li, Propert & Rosenbaum
+    2001, JASA 96:870). Eligible spells as in :func:`build_cohort` (emergency,
+    adults, pathway, provider and months with a virtual ward; no exclusion of
+    deaths). Time zero of a treated spell is its stay's ``referral_date`` when
+    given (it must lie within the spell: counted and set aside otherwise), else
+    the step-down day (the acute discharge onto the virtual ward): weaker,
+    because the patient was discharged that day, so time zero comes after the
+    decision and the shorter stay it caused. The treated spells of one
+    provider and pathway whose time zero falls on hospital day k form a risk
+    set with every eligible spell of that provider and pathway still in
+    hospital and alive on day k (discharge on or after day k) and not stepped
+    down before it; a spell stepped down later is a control here ("treat now
+    or wait"). Outcomes are counted from time zero
+    (:func:`time_zero_outcomes`); covariates are measured before it (age,
+    sex, deprivation, frailty, pathway, admission month, prior-year emergency
+    admissions and bed days). Rows whose ``window_days`` follow-up after time
+    zero runs past ``follow_up_end`` (default: the last admission in the data)
+    and rows missing a ``covariates`` value are counted and set aside.
+    """
+    pathways = DEFAULT_PATHWAYS if pathways is None else pathways
+    window = int(window_days)
+    if "los_days" not in spells.columns:
+        spells = add_spell_fields(spells, readmission_window_days=window)
+    sp = spells.copy()
+    sp["spell_id"] = sp["spell_id"].astype("str")
+    sp["provider_code"] = sp["provider_code"].astype("str")
+    adm_all = pd.to_datetime(sp["admission_date"])
+    end_data = pd.Timestamp(follow_up_end) if follow_up_end is not None else adm_all.max()
+    sp["_gap"] = next_emergency_gap(sp["patient_id"], sp["spell_id"], adm_all, pd.to_datetime(sp["discharge_date"]),
+                                    sp["emergency"]).astype("Float64")
+    links, ex_links = link_step_down(sp, virtual_ward, max_gap_days=max_gap_days)
+    periods = virtual_ward_periods(virtual_ward, starts)
+    ex: list[dict] = []
+    c = _eligible_spells(sp, periods, pathways, min_age, ex)
+    c = c.merge(links.drop(columns=["vw_pathway", "vw_provider_code"]), on="spell_id", how="left")
+    adm = pd.to_datetime(c["admission_date"]).astype("datetime64[ns]")
+    dis = pd.to_datetime(c["discharge_date"]).astype("datetime64[ns]")
+    linked = c["vw_stay_id"].notna()
+    ref = pd.to_datetime(c["referral_date"]).astype("datetime64[ns]")
+    has_ref = linked & ref.notna()
+    bad = has_ref & ((ref < adm) | (ref > dis))
+    n = len(c)
+    keep = ~bad.to_numpy()
+    c, adm, dis, linked, ref, has_ref = (x[keep] for x in (c, adm, dis, linked, ref, has_ref))
+    _count(ex, "spells", "referral_date within the linked spell", n, len(c),
+           "the step-down stay's referral_date is before the admission or after the acute discharge")
+    c = c.assign(
+        vw_days=c["vw_days"].fillna(0).astype("int64"),
+        end_of_care=c["vw_discharge_date"].astype("datetime64[ns]").where(linked, dis),
+        treatment_day=np.where(linked, np.where(has_ref, (ref - adm).dt.days, (dis - adm).dt.days), np.nan),
+        time_zero_source=np.where(has_ref, "referral_date", np.where(linked, "step-down day", "")),
+        month=adm.dt.to_period("M").dt.to_timestamp(),
+    )
+    c = c.merge(prior_use(c, sp, prior_days), on="spell_id", how="left")
+    counts = {src: int((c["time_zero_source"] == src).sum()) for src in ("referral_date", "step-down day")}
+    used = [k for k, v in counts.items() if v]
+    time_zero = used[0] if len(used) == 1 else ("mixed" if used else "none")
+
+    # risk sets: (provider, pathway, hospital day of a treated spell's time zero)
+    keys = c.loc[c["treatment_day"].notna(), ["provider_code", "pathway", "treatment_day"]].drop_duplicates()
+    keys = keys.rename(columns={"treatment_day": "landmark_day"})
+    r = c.merge(keys, on=["provider_code", "pathway"], how="inner")
+    r_los = (pd.to_datetime(r["discharge_date"]) - pd.to_datetime(r["admission_date"])).dt.days
+    at_risk = (r_los >= r["landmark_day"]) & ~(r["treatment_day"] < r["landmark_day"])
+    r = r[at_risk.to_numpy()].copy()
+    r["landmark_day"] = r["landmark_day"].astype("int64")
+    r["treated"] = (r["treatment_day"] == r["landmark_day"]).astype(int)
+    r["time_source_row"] = r["time_zero_source"]
+    r["time_zero_source"] = np.where(r["treated"] == 1, r["time_zero_source"], "")
+    r["time_zero"] = pd.to_datetime(r["admission_date"]).astype("datetime64[ns]") + pd.to_timedelta(
+        r["landmark_day"], unit="D")
+    r["risk_set"] = (r["provider_code"].astype("str") + " | " + r["pathway"].astype("str") + " | day "
+                     + r["landmark_day"].astype("str"))
+    n_spells = c["spell_id"].nunique()
+    _count(ex, "spells", "in a risk set", n_spells, r["spell_id"].nunique(),
+           "not in hospital on the hospital day of any step-down decision at its provider and pathway")
+    r = r.reset_index(drop=True)
+    r = pd.concat([r, time_zero_outcomes(r, sp, deaths, window, long_window_days, end_data)], axis=1)
+    # later steps count spells (a spell leaves when none of its risk-set rows is left)
+    n, n_rows = r["spell_id"].nunique(), len(r)
+    r = r[(r["time_zero"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
+    _count(ex, "spells", "follow-up complete", n, r["spell_id"].nunique(),
+           f"the {window}-day window after time zero runs past the end of the data ({end_data:%d %b %Y}); "
+           f"{n_rows - len(r):,} risk-set rows")
+    for col in covariates or []:
+        n, n_rows = r["spell_id"].nunique(), len(r)
+        if col not in r.columns:
+            raise ValueError(f"covariate '{col}' is not a column of the spells (columns: {list(r.columns)})")
+        r = r[r[col].notna().to_numpy()]
+        _count(ex, "spells", f"{col} recorded", n, r["spell_id"].nunique(),
+               f"{col} is missing; {n_rows - len(r):,} risk-set rows")
+
+    # the naive comparison: every eligible spell, clocks started at admission
+    a = c.assign(treated=linked.astype(int).to_numpy(), time_zero=adm.to_numpy(), landmark_day=0,
+                 risk_set="all eligible spells").reset_index(drop=True)
+    a = pd.concat([a, time_zero_outcomes(a, sp, deaths, window, long_window_days, end_data)], axis=1)
+    a = a[(a["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
+
+    treated_links = links[links["spell_id"].isin(r.loc[r["treated"] == 1, "spell_id"])]
+    ex_out = pd.concat([ex_links, pd.DataFrame(ex), pd.DataFrame([{
+        "table": "virtual_ward", "step": "linked spell in a risk set", "rows_before": len(links),
+        "rows_removed": len(links) - len(treated_links), "rows_after": len(treated_links),
+        "reason": "the linked spell is outside the cohort (pathway, period, referral date or follow-up)"}])],
+        ignore_index=True)
+    cols = [col for col in TARGET_TRIAL_COLUMNS if col in r.columns]
+    extra = [col for col in (covariates or []) if col not in cols]
+    a_cols = [col for col in TARGET_TRIAL_COLUMNS if col in a.columns] + [x for x in extra if x in a.columns]
+    return TargetTrial(r[cols + extra].reset_index(drop=True), a[a_cols].reset_index(drop=True), ex_out,
+                       links, periods, time_zero, counts)
+
+
+def describe_time_zero(trial: TargetTrial) -> str:
+    """One paragraph: which time zero the evaluation used, and why the fallback is weaker."""
+    c = trial.time_zero_counts
+    n_ref, n_step = c.get("referral_date", 0), c.get("step-down day", 0)
+    sets = trial.rows["risk_set"].nunique() if len(trial.rows) else 0
+    head = (f"Time zero: {n_ref:,} step-down stays have a referral_date (the day the step-down was decided) "
+            f"and {n_step:,} do not, so the step-down day (the acute discharge onto the virtual ward) is used "
+            f"for them. {sets:,} risk sets (provider, pathway and hospital day of time zero).")
+    if n_step == 0:
+        return head + " Every treated spell's clock starts on the day of the decision, like its controls'."
+    return head + (" The step-down day comes after the decision and after the shorter stay the decision caused: "
+                   "the comparison then asks what the remaining stay of patients still in hospital that day was, "
+                   "which flatters the ward. Add referral_date to the virtual ward extract to fix this.")

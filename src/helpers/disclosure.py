@@ -99,6 +99,24 @@ def suppress(
     return result, n_suppressed
 
 
+def drawable(
+    table: pd.DataFrame, counts: Iterable[str] | None = None, threshold: int = DEFAULT_THRESHOLD
+) -> pd.DataFrame:
+    """The rows of a table that a figure may draw.
+
+    A row with a count of 1 to ``threshold`` in any count column (``counts``,
+    by default :func:`guess_count_columns`) is left out whole: its position
+    on a funnel, caterpillar or quadrant plot, a bar or a label in an SVG would
+    give back the count, or the rate or mean starred beside it in the table.
+    """
+    counts = [c for c in (list(counts) if counts is not None else guess_count_columns(table)) if c in table.columns]
+    if not counts or threshold <= 0:
+        return table
+    values = table[counts].apply(pd.to_numeric, errors="coerce")
+    small = ((values >= 1) & (values <= threshold)).any(axis=1)
+    return table[~small.to_numpy()]
+
+
 def suppress_counts(counts: Iterable[int], threshold: int = DEFAULT_THRESHOLD) -> list[int | str]:
     """The small-number rule on a set of counts that add up to a shown total.
 
@@ -118,7 +136,10 @@ def suppress_counts(counts: Iterable[int], threshold: int = DEFAULT_THRESHOLD) -
 
 # --------------------------------------------------------------------------- identifier scan
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{6,}")
-_NHS_NUMBER = re.compile(r"(?<![\d.])(\d{3}[ -]?\d{3}[ -]?\d{4})(?![\d.])")
+#: Ten digits, or three, three and four digits with one space or hyphen between the groups (the
+#: way an NHS number is written), not part of a longer word or number: not inside a hash (letters
+#: and digits), a decimal (a point) or a longer run of digits.
+_NHS_NUMBER = re.compile(r"(?<!\w)(?<!\d\.)(\d{10}|\d{3}([ -])\d{3}\2\d{4})(?!\w|\.\d)")
 SCANNED_SUFFIXES = {".html", ".ipynb", ".csv", ".json", ".xlsx", ".txt", ".md", ".svg"}
 # What a reader can see is scanned, not how a file draws it: embedded images
 # (base64) and SVG geometry are left out, because their digit runs could pass
@@ -127,6 +148,10 @@ SCANNED_SUFFIXES = {".html", ".ipynb", ".csv", ".json", ".xlsx", ".txt", ".md", 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
 _SVG = re.compile(r"<svg\b.*?</svg>", re.S)
 _SVG_TEXT = re.compile(r"<!--(.*?)-->|(?<=>)([^<]+)(?=<)", re.S)
+_TAG = re.compile(r"<!--(.*?)-->|<[^>]*>", re.S)
+_SHOWN_ATTRIBUTE = re.compile(r"""\b(?:alt|title|aria-label)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+#: In plain text (a print, a text table), a line break, a tab or two spaces or more end a value.
+_PLAIN_GAP = re.compile(r"\r?\n|\t| {2,}")
 
 
 def is_valid_nhs_number(text: str) -> bool:
@@ -149,61 +174,125 @@ def svg_text(svg: str) -> str:
     return " ".join(a or b for a, b in _SVG_TEXT.findall(svg))
 
 
-def _output_text(path: Path) -> str:
-    """The text of an output file that a reader could see, for the scan."""
+def _svg_runs(svg: str) -> list[str]:
+    return [a or b for a, b in _SVG_TEXT.findall(svg)]
+
+
+def _plain_runs(text: str) -> list[str]:
+    return [run for run in _PLAIN_GAP.split(text) if run.strip()]
+
+
+def _html_runs(html: str) -> list[str]:
+    """The texts a reader sees in HTML, each on its own: text between tags, comments, alt and title texts."""
+    html = _BASE64.sub(" ", html)
+    runs: list[str] = []
+    for match in _SVG.finditer(html):
+        runs += _svg_runs(match.group(0))
+    html = _SVG.sub("<svg/>", html)
+    for tag in re.findall(r"<[^>]*>", html):
+        runs += [a or b for a, b in _SHOWN_ATTRIBUTE.findall(tag)]
+    for part in _TAG.split(html):
+        if part:
+            runs += _plain_runs(part)
+    return runs
+
+
+def _json_runs(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [r for k, v in value.items() for r in [str(k), *_json_runs(v)]]
+    if isinstance(value, list):
+        return [r for v in value for r in _json_runs(v)]
+    return [] if value is None else [str(value)]
+
+
+def output_values(path: Path) -> list[str]:
+    """The separate values of an output file as a reader sees them, for the identifier scan.
+
+    One value per workbook cell, CSV field, JSON value, HTML or SVG text run,
+    and piece of plain text between line breaks, tabs or wide gaps, so that two
+    neighbouring numbers (a count beside a count) are never read as one.
+    """
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         from openpyxl import load_workbook
 
         wb = load_workbook(path, read_only=True)
-        return "\n".join(
-            " ".join("" if v is None else str(v) for v in row)
-            for ws in wb.worksheets
-            for row in ws.iter_rows(values_only=True)
-        )
+        try:
+            return [str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row
+                    if v is not None]
+        finally:
+            wb.close()
     text = path.read_text(encoding="utf-8", errors="replace")
+    if suffix == ".csv":
+        import csv
+        import io
+
+        return [field for row in csv.reader(io.StringIO(text, newline="")) for field in row]
     if suffix == ".svg":
-        return svg_text(text)
+        return _svg_runs(text)
+    if suffix == ".html":
+        return _html_runs(text)
+    if suffix == ".json":
+        import json
+
+        try:
+            return _json_runs(json.loads(text))
+        except ValueError:
+            return _plain_runs(text)
     if suffix == ".ipynb":
         import json
 
         nb = json.loads(text)
-        parts = [json.dumps(nb.get("metadata", {}))]
+        runs = _json_runs(nb.get("metadata", {}))
         for cell in nb.get("cells", []):
-            parts.append(_joined(cell.get("source", "")))
+            runs += _json_runs(cell.get("metadata", {}))
+            runs += _plain_runs(_joined(cell.get("source", "")))
             for output in cell.get("outputs", []):
-                parts.append(_joined(output.get("text", "")))
-                parts.append(_joined(output.get("evalue", "")))
+                runs += _plain_runs(_joined(output.get("text", "")))
+                runs += _plain_runs(_joined(output.get("evalue", "")))
                 for mime, value in (output.get("data") or {}).items():
-                    if mime == "image/svg+xml":
-                        parts.append(svg_text(_joined(value)))
+                    if mime in ("image/svg+xml", "text/html"):
+                        runs += _html_runs(_joined(value))
+                    elif mime.endswith("json") and not isinstance(value, (str, list)):
+                        runs += _json_runs(value)
                     elif not mime.startswith("image/"):
-                        parts.append(_joined(value) if isinstance(value, (str, list)) else json.dumps(value))
-        text = "\n".join(parts)
-    return _BASE64.sub(" ", _SVG.sub(lambda m: svg_text(m.group(0)), text))
+                        runs += _plain_runs(_joined(value))
+        return runs
+    return _plain_runs(_BASE64.sub(" ", text))
+
+
+def _output_text(path: Path) -> str:
+    """The values of an output file (:func:`output_values`), one a line."""
+    return "\n".join(output_values(path))
 
 
 def _joined(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
+def nhs_numbers_in(value: str) -> set[str]:
+    """Valid NHS numbers written in one value (ten digits, or 3-3-4 with spaces or hyphens)."""
+    return {m.group(1) for m in _NHS_NUMBER.finditer(value) if is_valid_nhs_number(m.group(1))}
+
+
 def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:
     """Find input identifiers and valid NHS numbers in every file a run wrote.
 
     ``identifiers`` are the values of the input's identifier columns (patient
-    and record ids) of six characters or more. Returns one finding per file and
-    kind; an empty list means the folder is safe to send.
+    and record ids) of six characters or more. Each value of a file
+    (:func:`output_values`) is looked at on its own. Returns one finding per
+    file and kind; an empty list means the folder is safe to send.
     """
     ids = {str(i) for i in identifiers if i is not None and len(str(i)) >= 6}
     findings = []
     for path in sorted(Path(folder).rglob("*")):
         if not path.is_file() or path.suffix.lower() not in SCANNED_SUFFIXES:
             continue
-        text = _output_text(path)
-        hits = sorted({t for t in _TOKEN.findall(text) if t in ids})
+        values = output_values(path)
+        hits = sorted({t for v in values for t in _TOKEN.findall(v) if t in ids} | {v.strip() for v in values if v.strip() in ids})
         if hits:
             findings.append(f"{path.relative_to(folder)}: {len(hits)} input identifier value(s), e.g. {hits[0][:3]}…")
-        nhs = sorted({m for m in _NHS_NUMBER.findall(text) if is_valid_nhs_number(m)})
+        nhs = sorted({n for v in values for n in nhs_numbers_in(v)})
         if nhs:
             findings.append(f"{path.relative_to(folder)}: {len(nhs)} valid NHS number(s)")
     return findings

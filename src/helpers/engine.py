@@ -394,8 +394,9 @@ class TableSource:
 
 def _text_expr(raw: str, kind: str) -> str:
     """Trimmed text of a column, blank (empty, NA, NULL, NaN, None) as NULL: helpers.io's first step."""
-    if kind == "float":
-        base = f"CASE WHEN isnan({raw}) THEN NULL ELSE CAST({raw} AS VARCHAR) END"
+    if kind == "float":  # a whole float is a whole number's text, as helpers.io reads it (codes stored as 1.0)
+        base = (f"CASE WHEN isnan({raw}) THEN NULL WHEN {raw} = FLOOR({raw}) AND ABS({raw}) < 1e15 "
+                f"THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) ELSE CAST({raw} AS VARCHAR) END")
     else:
         base = f"CAST({raw} AS VARCHAR)"
     t = f"TRIM({base})"
@@ -460,8 +461,12 @@ def _column_sql(name: str, spec: Mapping[str, Any], kind: str) -> tuple[str, str
         if kind in {"integer", "float"}:
             pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r} AS DOUBLE) END"
         else:
-            pre = f"TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE)"
-            rules.append(_Rule(name, "a number", f"{t} IS NOT NULL AND {p} IS NULL", [name]))
+            # a comma only between thousands, as helpers.io
+            comma = f"(CONTAINS({t}, ',') AND NOT REGEXP_MATCHES({t}, {_lit(io._THOUSANDS.pattern)}))"
+            pre = f"CASE WHEN {comma} THEN NULL ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
+            rules.append(_Rule(name, "a number with commas only between thousands (1,234.5; a decimal point, "
+                                     "not a comma)", f"{t} IS NOT NULL AND {comma}", [name]))
+            rules.append(_Rule(name, "a number", f"{t} IS NOT NULL AND NOT {comma} AND {p} IS NULL", [name]))
         num = p
         if ctype == "integer":
             rules.append(_Rule(name, "a whole number", f"{p} IS NOT NULL AND {p} <> FLOOR({p})", [name]))
@@ -477,10 +482,14 @@ def _column_sql(name: str, spec: Mapping[str, Any], kind: str) -> tuple[str, str
             rules.append(_Rule(name, f"a value {rng}", " OR ".join(conds), [name]))
         return text, pre, value, rules
     if ctype == "date":
+        first, last = io.date_window()
+        window = _Rule(name, f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
+                             f"a wider window: handbook run --dates FROM:TO)",
+                       f"{v} < DATE '{first:%Y-%m-%d}' OR {v} > DATE '{last:%Y-%m-%d}'", [name])
         if kind in {"date", "timestamp"}:
-            return text, None, f"CAST({r} AS DATE)", rules
+            return text, None, f"CAST({r} AS DATE)", [*rules, window]
         rules.append(_Rule(name, "a date as yyyy-mm-dd or dd/mm/yyyy", f"{t} IS NOT NULL AND {p} IS NULL", [name]))
-        return text, _date_from_text(t), p, rules
+        return text, _date_from_text(t), p, [*rules, window]
     raise KeyError(f"Unknown type {ctype!r} for column {name!r} in the data dictionary")
 
 

@@ -174,6 +174,31 @@ FINANCIAL_IMPACT_COLUMNS: list[str] = [
 ]
 
 
+#: How a provider is paid for emergency spells (METHODS.md 6), with who gains when stays shorten.
+PAYMENT_REGIMES: dict[str, str] = {
+    "api": ("aligned payment and incentive (NHS Payment Scheme, since 2023/24): a fixed element pays for "
+            "emergency activity whatever its length of stay, so shorter stays free capacity without moving the "
+            "provider's income; the gain reaches cash only if beds close or are used for work paid through the "
+            "variable element, such as elective activity"),
+    "pbr": ("payment by results, a price per spell: a step-down does not change the number of spells, so income "
+            "moves only with long-stay payments and admissions avoided, and the commissioner saves what the "
+            "provider loses"),
+    "block": ("a block contract: income does not move with activity, so the provider keeps any cash it releases "
+              "and bears the ward's cost unless the commissioner funds it"),
+}
+#: Older names of the regimes, still accepted.
+PAYMENT_ALIASES: dict[str, str] = {"activity": "pbr", "fixed": "block"}
+
+
+def payment_regime(payment: str) -> str:
+    """The regime key (``api``, ``pbr`` or ``block``) of ``payment``, accepting the older names."""
+    key = PAYMENT_ALIASES.get(payment, payment)
+    if key not in PAYMENT_REGIMES:
+        raise ValueError(f"payment must be one of {sorted(PAYMENT_REGIMES)} (or {sorted(PAYMENT_ALIASES)}); "
+                         f"got {payment!r}")
+    return key
+
+
 def _unit_value(cost: float | UnitCost, fallback_year: str, fallback_source: str) -> tuple[float, str, str]:
     if isinstance(cost, UnitCost):
         return float(cost.value), cost.price_year, cost.source
@@ -193,7 +218,7 @@ def vw_financial_impact(
     cost_source: str = "local figure supplied by the user",
     occupancy: float = TARGET_OCCUPANCY,
     marginal_cost_share: float = MARGINAL_COST_SHARE,
-    payment: str = "activity",
+    payment: str = "api",
     vw_paid_by: str = "commissioner",
     admissions_avoided: float = 0.0,
     price_per_admission: float = 0.0,
@@ -221,22 +246,23 @@ def vw_financial_impact(
       ``provider_cost_change_gbp``, ``provider_net_gbp``,
       ``commissioner_spend_change_gbp`` and ``system_net_cash_gbp``.
 
-    Income under ``payment="activity"`` (payment by activity): a step-down
+    ``payment`` is a key of :data:`PAYMENT_REGIMES`: ``"api"`` (aligned
+    payment and incentive, the default since 2023/24), ``"pbr"`` (payment by
+    results per spell; older name ``"activity"``) or ``"block"`` (older name
+    ``"fixed"``). Income under ``payment="pbr"``: a step-down
     stay does not change the number of spells, so the provider's spell income
     is unchanged except for long-stay payments no longer due
     (``long_stay_payments_avoided``, £) and admissions avoided by step-up care
     (``admissions_avoided`` x ``price_per_admission``); the commissioner saves
-    what the provider loses. Under ``payment="fixed"`` (a block or the fixed
-    element of aligned payment and incentive) income does not move with
-    activity. ``vw_paid_by="commissioner"`` means the commissioner pays the
+    what the provider loses. Under ``"api"`` (whose fixed element pays for
+    emergency activity) and ``"block"`` income does not move with activity. ``vw_paid_by="commissioner"`` means the commissioner pays the
     provider for the virtual ward (a local price equal to its cost, as
     Bradford negotiated: King's Fund 2018); ``"provider"`` means the provider
     absorbs it. Payments between the two cancel in ``system_net_cash_gbp``.
     Every £ row carries its price year and source; rows that combine costs of
     different price years say so in ``note``.
     """
-    if payment not in {"activity", "fixed"}:
-        raise ValueError(f"payment must be 'activity' or 'fixed'; got {payment!r}")
+    regime = payment_regime(payment)
     if vw_paid_by not in {"commissioner", "provider"}:
         raise ValueError(f"vw_paid_by must be 'commissioner' or 'provider'; got {vw_paid_by!r}")
     if treated_spells < 0 or vw_patient_days < 0:
@@ -261,7 +287,7 @@ def vw_financial_impact(
     both_year = bd_year if vw_year == bd_year else f"{bd_year} and {vw_year}"
 
     income_change = 0.0
-    if payment == "activity":
+    if regime == "pbr":
         income_change -= long_stay_payments_avoided + admissions_avoided * price_per_admission
     vw_payment = vw_cost if vw_paid_by == "commissioner" else 0.0
     provider_income = income_change + vw_payment
@@ -300,7 +326,7 @@ def vw_financial_impact(
             "£ per virtual ward day", bd_year, bd_source,
             "the virtual ward day cost at which capacity released equals its cost"),
         row("provider_income_change_gbp", provider_income, "£", both_year, both_source,
-            f"{payment} payment; virtual ward paid by the {vw_paid_by}"),
+            f"{regime} payment; virtual ward paid by the {vw_paid_by}"),
         row("provider_cost_change_gbp", provider_cost, "£", both_year, both_source,
             "virtual ward cost minus cash released"),
         row("provider_net_gbp", provider_net, "£", both_year, both_source,
@@ -322,5 +348,8 @@ def which_organisation_wins(financial_impact: pd.DataFrame) -> str:
     c = (f"the commissioner pays {format_gbp(abs(comm))} {'more' if comm > 0 else 'less'}" if abs(comm) >= 0.5
          else "the commissioner's spending does not change")
     s = f"the system as a whole is {format_gbp(abs(system))} {'better' if system >= 0 else 'worse'} off in cash"
+    note = str(financial_impact.set_index("measure").loc["provider_income_change_gbp", "note"])
+    regime = note.split(" payment", 1)[0]
+    how = f" Under {PAYMENT_REGIMES[regime]}." if regime in PAYMENT_REGIMES else ""
     return (f"On these assumptions {p}, {c}, and {s}; the {format_gbp(capacity)} of capacity released is "
-            "only cash if beds close, otherwise it is room for other patients.")
+            "only cash if beds close, otherwise it is room for other patients." + how)

@@ -381,7 +381,10 @@ def estimate_dispersion(
     if total < 3 and model == "none":
         return Dispersion(model, tau2_method, float(trim), trim_method, float("nan"), 0.0, total, total)
     if total < 3:
-        raise ValueError(f"At least 3 providers are needed to estimate overdispersion; got {total}.")
+        raise InputError(  # the user's data: a message, not a traceback (a ValueError too)
+            f"At least 3 providers are needed to estimate overdispersion; got {total} with usable data. "
+            "A funnel plot compares providers: give an extract with more of them, or overdispersion=\"none\"."
+        )
     if trim_method not in ("truncate", "winsorise"):
         raise ValueError(f"trim_method must be 'truncate' or 'winsorise'; got {trim_method!r}.")
     if not 0 <= trim < 0.5:

@@ -35,6 +35,14 @@ from helpers import REPO_ROOT, SAMPLE_DIR
 
 DICTIONARY_PATH = REPO_ROOT / "data" / "data_dictionary.yaml"
 MAX_ROWS_SHOWN = 5
+#: Limits checked before a file is read into memory: an extract has tens of columns, not thousands.
+MAX_COLUMNS = 2000
+MAX_HEADER_BYTES = 256 * 1024
+#: The plausible window for dates, as ``FROM:TO`` (ISO dates) in this environment variable;
+#: by default 1 January 1990 to tomorrow. ``handbook run --dates`` sets it.
+DATE_WINDOW_VARIABLE = "HANDBOOK_DATES"
+#: Sheets the user named for Excel inputs, as JSON ``{"/full/path.xlsx": "sheet"}`` (``handbook run --sheet``).
+EXCEL_SHEETS_VARIABLE = "HANDBOOK_EXCEL_SHEETS"
 #: Row numbers in messages count the header as row 1, as a spreadsheet does.
 HEADER_ROWS = 1
 
@@ -115,9 +123,15 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
         raise InputError(f"Cannot find the file for {label}: {path}")
     if path.is_dir():
         raise InputError(f"Expected a file for {label} but {path} is a folder.")
+    if not path.is_file():
+        raise InputError(
+            f"Cannot use {path.name}: it is not an ordinary file (a pipe, socket or device). "
+            f"Save the data to a file first.\nFile: {path}"
+        )
     if path.stat().st_size == 0:
         raise InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
     suffix = path.suffix.lower()
+    check_header(path)
     if suffix in {".parquet", ".pq"}:
         try:
             df = pd.read_parquet(path)
@@ -126,10 +140,12 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
         df = df.astype(object).where(df.notna(), None)
         df = df.apply(lambda s: s.map(_to_text))
     elif suffix in {".xlsx", ".xlsm", ".xls"}:
+        sheet = excel_sheet(path)
         try:
-            df = pd.read_excel(path, dtype=str, sheet_name=0)
+            df = pd.read_excel(path, dtype=str, sheet_name=sheet)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"Cannot read {path.name} as Excel: {exc}\nFile: {path}") from None
+        df.attrs["sheet"] = sheet
     else:
         df = _read_csv_text(path)
     df.columns = [str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip() for c in df.columns]
@@ -140,9 +156,135 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
     return df
 
 
+def excel_sheet(path: Path) -> str | int:
+    """The sheet of a workbook to read: the one the user named, else the active sheet, or the
+    first visible one if that is hidden.
+
+    (``pd.read_excel`` reads the first sheet, which may be a hidden one.) A
+    named sheet comes from ``$HANDBOOK_EXCEL_SHEETS`` (``handbook run --sheet``).
+    Old ``.xls`` files: the named sheet or the first.
+    """
+    import json
+    import os
+
+    named = json.loads(os.environ.get(EXCEL_SHEETS_VARIABLE) or "{}").get(str(Path(path).resolve()))
+    if path.suffix.lower() == ".xls":
+        return named if named is not None else 0
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(path, read_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
+        raise InputError(f"Cannot read {path.name} as Excel: {exc}\nFile: {path}") from None
+    try:
+        if named is not None:
+            if named not in wb.sheetnames:
+                raise InputError(f"Cannot use {path.name}: it has no sheet called {named!r}; its sheets are "
+                                 f"{', '.join(map(repr, wb.sheetnames))}.\nFile: {path}")
+            return named
+        visible = [ws for ws in wb.worksheets if ws.sheet_state == "visible"]
+        if not visible:
+            raise InputError(f"Cannot use {path.name}: every sheet of the workbook is hidden.\nFile: {path}")
+        active = wb.active
+        return active.title if active in visible else visible[0].title
+    finally:
+        wb.close()
+
+
+def header_names(path: Path) -> list[str]:
+    """The column names of a file, read without reading its rows (CSV: the first line only)."""
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        import pyarrow.parquet as pq
+
+        try:
+            return [str(n) for n in pq.read_schema(path).names]
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"Cannot read {path.name} as Parquet: {exc}\nFile: {path}") from None
+    if suffix in {".xlsx", ".xlsm"}:
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(path, read_only=True)
+            ws = wb[excel_sheet(path)]
+            if (ws.max_column or 0) > MAX_COLUMNS:
+                raise InputError(f"Cannot use {path.name}: it has {ws.max_column:,} columns; "
+                                 f"an extract has at most {MAX_COLUMNS:,}.\nFile: {path}")
+            first = next(ws.iter_rows(max_row=1, values_only=True), ())
+            wb.close()
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"Cannot read {path.name} as Excel: {exc}\nFile: {path}") from None
+        return ["" if v is None else str(v) for v in first]
+    if suffix == ".xls":
+        return []
+    import csv
+    import io as _io
+
+    with open(path, "rb") as f:
+        head = f.read(MAX_HEADER_BYTES + 1)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 3 and head[1:4:2] == b"\x00\x00"):
+        raise InputError(
+            f"Cannot use {path.name}: it is UTF-16 text, which the handbook does not read. "
+            "Save it as CSV UTF-8 (Excel: Save As, 'CSV UTF-8 (Comma delimited)')."
+            f"\nFile: {path}"
+        )
+    end = head.find(b"\n")
+    if end < 0 and len(head) > MAX_HEADER_BYTES:
+        raise InputError(
+            f"Cannot use {path.name}: its first line (the header) is longer than {MAX_HEADER_BYTES // 1024} KB; "
+            f"a header names tens of columns.\nFile: {path}"
+        )
+    line = (head if end < 0 else head[:end]).rstrip(b"\r")
+    if b"\x00" in line:
+        return []  # not text: the reader says so
+    try:
+        return next(csv.reader(_io.StringIO(line.decode("utf-8", errors="replace"))), [])
+    except csv.Error:
+        return []
+
+
+def check_header(path: Path) -> None:
+    """Check a file's header before its rows are read: size, number of columns, repeated names.
+
+    Raises :class:`InputError` for more than :data:`MAX_COLUMNS` columns, for
+    two columns whose names differ only in case, spaces or hyphens (``age``
+    and ``age ``: which one is meant?), and with a hint for a file separated
+    by semicolons.
+    """
+    names = [str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip() for c in header_names(path)]
+    if len(names) > MAX_COLUMNS:
+        raise InputError(f"Cannot use {path.name}: it has {len(names):,} columns; an extract has at most "
+                         f"{MAX_COLUMNS:,}.\nFile: {path}")
+    if len(names) == 1 and names[0].count(";") >= 2:
+        raise InputError(f"Cannot use {path.name}: it has one column, {names[0][:60]!r}.{_semicolon_hint(path)}"
+                         f"\nFile: {path}")
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        if name:
+            seen.setdefault(_norm(name), []).append(i)
+    repeated = {k: v for k, v in seen.items() if len(v) > 1}
+    if repeated:
+        from openpyxl.utils import get_column_letter
+
+        raw = header_names(path)
+        lines = [
+            "  " + ", ".join(f"{raw[i]!r} (column {get_column_letter(i + 1)})" for i in where)
+            for where in repeated.values()
+        ]
+        raise InputError(
+            f"Cannot use {path.name}: {len(repeated)} column name{'s' if len(repeated) != 1 else ''} "
+            "appear more than once (ignoring case and spaces), so which one to read is unclear. "
+            "Rename or delete the extra columns:\n" + "\n".join(lines) + f"\nFile: {path}"
+        )
+
+
 def _to_text(value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # codes stored as floats (pandas writes nullable codes so): 1.0 is "1"
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d")
     if hasattr(value, "isoformat") and not isinstance(value, str):
@@ -169,10 +311,19 @@ def _read_csv_text(path: Path) -> pd.DataFrame:
         except pd.errors.EmptyDataError:
             raise InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}") from None
         except pd.errors.ParserError as exc:
-            raise InputError(f"Cannot read {path.name} as CSV: {exc}\nFile: {path}") from None
+            hint = _semicolon_hint(path)
+            raise InputError(f"Cannot read {path.name} as CSV: {exc}{hint}\nFile: {path}") from None
     raise InputError(
         f"Cannot read {path.name}: it is neither UTF-8 nor Windows (cp1252) text.\nFile: {path}"
     )
+
+
+def _semicolon_hint(path: Path) -> str:
+    names = header_names(path)
+    if len(names) == 1 and names[0].count(";") >= 2:
+        return (" The file seems to be separated by semicolons (;), as Excel saves CSV in some countries: "
+                "save it with commas as separators.")
+    return ""
 
 
 # --------------------------------------------------------------------------- mapping
@@ -224,6 +375,25 @@ def _suggest(name: str, aliases: list[str], leftover: list[str]) -> str:
 # --------------------------------------------------------------------------- coercion
 #: Text read as a missing value (any case, surrounding spaces ignored), as is an empty cell.
 BLANK_WORDS: tuple[str, ...] = ("NA", "NULL", "NAN", "NONE")
+
+_THOUSANDS = re.compile(r"^[-+]?£?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def date_window() -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The plausible dates of an extract: 1990-01-01 to tomorrow, or ``$HANDBOOK_DATES`` (``FROM:TO``).
+
+    A date outside is an error naming the column and rows: one admission in
+    1901 or a discharge in 2099 would change every yearly figure silently.
+    """
+    import datetime as dt
+    import os
+
+    text = os.environ.get(DATE_WINDOW_VARIABLE, "").strip()
+    if text:
+        first, _, last = text.partition(":")
+        return pd.Timestamp(first), pd.Timestamp(last)
+    return pd.Timestamp("1990-01-01"), pd.Timestamp(dt.date.today() + dt.timedelta(days=1))
+
 
 _ISO = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]00:00(:00)?(\.0+)?)?$")
 _UK = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}( 00:00(:00)?)?$")
@@ -309,9 +479,14 @@ def _coerce_column(
             values = upper.where(~blank, None)
         return values.astype("str")
     if kind in {"integer", "number"}:
-        cleaned = text.str.replace(",", "", regex=False).str.replace("£", "", regex=False)
+        # a comma only between thousands: "12,5" is not 125 (nor 12.5)
+        comma = text.str.contains(",", regex=False, na=False) & ~text.str.match(_THOUSANDS, na=False)
+        if comma.any():
+            problems.append(Problem(name, "a number with commas only between thousands (1,234.5; a decimal point, "
+                                          "not a comma)", _examples(raw, comma, [name]), int(comma.sum())))
+        cleaned = text.where(~comma, None).str.replace(",", "", regex=False).str.replace("£", "", regex=False)
         nums = pd.to_numeric(cleaned, errors="coerce")
-        bad = ~blank & nums.isna()
+        bad = ~blank & ~comma & nums.isna()
         if bad.any():
             problems.append(Problem(name, f"a number", _examples(raw, bad, [name]), int(bad.sum())))
         if kind == "integer":
@@ -342,6 +517,12 @@ def _coerce_column(
             problems.append(
                 Problem(name, "a date as yyyy-mm-dd or dd/mm/yyyy", _examples(raw, bad, [name]), int(bad.sum()))
             )
+        first, last = date_window()
+        outside = dates.notna() & ((dates < first) | (dates > last))
+        if outside.any():
+            problems.append(Problem(
+                name, f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
+                f"a wider window: handbook run --dates FROM:TO)", _examples(raw, outside, [name]), int(outside.sum())))
         return dates
     raise KeyError(f"Unknown type {kind!r} for column {name!r} in the data dictionary")
 
@@ -434,6 +615,7 @@ def load_table(
     out.attrs["load_summary"] = {
         "table": table,
         "file": path.name,
+        **({"sheet": raw.attrs["sheet"]} if "sheet" in raw.attrs else {}),
         "rows_read": int(len(raw)),
         "columns_mapped": {k: v for k, v in mapping.items() if k != v},
         "columns_ignored": leftover,

@@ -93,8 +93,47 @@ def publish(
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        safe.to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
+        inert_table(safe).to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
     return safe
+
+
+# --------------------------------------------------------------------------- nothing live in a spreadsheet
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, *CSV Injection*).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def inert_text(value: Any) -> Any:
+    """A value as it may go into a CSV file or a workbook: never the start of a formula.
+
+    Text starting with ``= + - @``, a tab or a carriage return gets a single
+    quote in front, as OWASP's *CSV Injection* advises, so Excel and LibreOffice
+    show it as text; a genuine negative number (``-250.5``) stays a number.
+    Everything else is returned unchanged. Every writer of a run's tables uses
+    this (:func:`publish` for ``tables/*.csv``, :func:`write_workbook`).
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NEGATIVE_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def inert_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with :func:`inert_text` applied to every text cell and column name."""
+    out = table.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]) and not pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].map(inert_text)
+    out.columns = [inert_text(c) for c in out.columns]
+    return out
+
+
+def _workbook_value(value: Any) -> Any:
+    """A cell value for openpyxl: inert (:func:`inert_text`), without the control characters XML cannot hold."""
+    if isinstance(value, str):
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        value = inert_text(ILLEGAL_CHARACTERS_RE.sub("", value))
+    return value
 
 
 # --------------------------------------------------------------------------- report.html
@@ -151,7 +190,7 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
             kept.append(output)
         cell.outputs = kept
     if front:
-        lines = [f"**{k}:** {_plain(v)}" for k, v in front.items() if k not in {"report"}]
+        lines = [f"**{markdown_literal(k)}:** {markdown_literal(_plain(v))}" for k, v in front.items() if k not in {"report"}]
         note = nbformat.v4.new_markdown_cell("*About this report.* " + "  \n".join(lines))
         first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
         nb.cells.insert(first + 1, note)
@@ -232,6 +271,18 @@ def _bibliography() -> dict[str, dict[str, str]]:
     return entries
 
 
+def markdown_literal(text: Any) -> str:
+    """Text to show as it is inside Markdown that becomes ``report.html``.
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark,
+    "Backslash escapes"), so a file name such as ``<img src=x onerror=...>.csv``
+    or a parameter value holding ``[link](javascript:...)`` is shown as text,
+    never as HTML or a link; line breaks and other control characters become spaces.
+    """
+    flat = re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", flat)
+
+
 def _plain(value: Any) -> str:
     if isinstance(value, Mapping):
         return "; ".join(f"{k} = {v!r}" for k, v in value.items()) or "none"
@@ -253,6 +304,7 @@ def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[
 
     source = nbformat.read(notebook_path, as_version=4)
     nb = findings_first(report_notebook(source, front), source)
+    _number_cells(nb)
     exporter = HTMLExporter(
         template_name="lab",
         extra_loaders=[DictLoader({"offline_report.html.j2": _OFFLINE_TEMPLATE + _REPORT_LAYOUT})],
@@ -263,7 +315,36 @@ def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[
     )
     exporter.embed_images = True
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": notebook_title(nb, title)}})
-    html_path.write_text(body, encoding="utf-8")
+    html_path.write_text(with_security_policy(body), encoding="utf-8")
+
+
+#: The content security policy of ``report.html``: nothing is fetched and no
+#: script runs (not even an inline ``onerror=``); the page's own inline styles
+#: and its ``data:`` images and fonts are allowed, so it works offline. The
+#: report needs no script: its template drops nbconvert's.
+REPORT_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+
+def with_security_policy(html: str) -> str:
+    """``html`` with :data:`REPORT_POLICY` as the first element of its head (a ``<meta>`` tag)."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_POLICY}"/>'
+    head = re.search(r"<head\b[^>]*>", html, re.I)
+    if head is None:
+        return meta + "\n" + html
+    return html[: head.end()] + "\n" + meta + html[head.end():]
+
+
+def _number_cells(nb: Any) -> None:
+    """Give cells ids from their place (``cell-000`` ...), so equal runs give equal HTML.
+
+    papermill gives its injected parameters cell a random id, and so does
+    nbformat to a new cell; the HTML carries the ids.
+    """
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
 
 
 # --------------------------------------------------------------------------- findings first (the board's order)
@@ -554,6 +635,7 @@ def front_matter(
     when = when or dt.datetime.now()
     data = [
         f"{name}: {spec['file']}"
+        + (f", sheet {spec['sheet']!r}" if spec.get("sheet") is not None else "")
         + (f", {spec['rows']:,} rows" if spec.get("rows") is not None else "")
         + (f", SHA-256 {spec['sha256'][:12]}…" if spec.get("sha256") else "")
         for name, spec in inputs.items()
@@ -587,20 +669,20 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
     wb = Workbook()
     ws = wb.active
     ws.title = "about"
-    ws["A1"] = f"NHS value handbook: {front.get('report', 'results')}"
+    ws["A1"] = _workbook_value(f"NHS value handbook: {front.get('report', 'results')}")
     ws["A1"].font = Font(bold=True, size=14, color=NHS_BLUE)
     row = 3
     wrap = Alignment(wrap_text=True, vertical="top")
     for key, value in front.items():
         if key == "report":
             continue
-        ws.cell(row=row, column=1, value=str(key)).font = Font(bold=True)
+        ws.cell(row=row, column=1, value=_workbook_value(str(key))).font = Font(bold=True)
         items = (
             [f"{k} = {v!r}" for k, v in value.items()] if isinstance(value, Mapping)
             else list(value) if isinstance(value, (list, tuple)) else [value]
         )
         for item in items or ["none"]:
-            cell = ws.cell(row=row, column=2, value=item if isinstance(item, (int, float)) else str(item))
+            cell = ws.cell(row=row, column=2, value=_workbook_value(item if isinstance(item, (int, float)) else str(item)))
             cell.alignment = wrap
             row += 1
     row += 1
@@ -619,7 +701,7 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
         name = csv.stem[:31]
         sheet = wb.create_sheet(name)
         names.append(csv.stem)
-        sheet.append(list(df.columns))
+        sheet.append([_workbook_value(c) for c in df.columns])
         for cell in sheet[1]:
             cell.font, cell.fill, cell.alignment = header_font, header_fill, header_align
         columns = []
@@ -631,7 +713,7 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
             else:
                 columns.append([_typed(v) for v in text])
         for record in zip(*columns) if columns else []:
-            sheet.append(list(record))
+            sheet.append([_workbook_value(v) for v in record])
         for j, (col, values) in enumerate(zip(df.columns, columns), start=1):
             is_date = any(isinstance(v, dt.datetime) for v in values)
             fmt = DATE if is_date else number_format(str(col), values)

@@ -350,6 +350,11 @@ VW_SELECTION: dict[str, float] = {
     "winter": 0.4,
 }
 
+# Mid-stay economy: referral among patients still in hospital on the decision day is rarer
+# (logit shifted) and less selective (the selection terms above scaled).
+VW_MID_STAY_INTERCEPT_SHIFT = -1.0
+VW_MID_STAY_SELECTION_SCALE = 0.5
+
 # Virtual ward selection and effects.
 VW_LOS_REDUCTION = 0.20
 VW_READMISSION_OR = 0.90
@@ -528,18 +533,38 @@ def _patients(rng: np.random.Generator, n: int, prov: dict[str, Any]) -> dict[st
 _COMPACT = {
     "provider": np.int16, "adm": np.int32, "los": np.int32, "method": np.int8, "group": np.int8, "icd": np.int16,
     "hrg": np.int16, "age": np.int16, "imd": np.int8, "y0": np.int32, "vw_days": np.int16, "p_r1": np.float32,
-    "p_r0": np.float32, "mu": np.float32, "dc_p": np.float32, "end_care": np.int32,
+    "p_r0": np.float32, "mu": np.float32, "dc_p": np.float32, "end_care": np.int32, "decision": np.int8,
+    "death_day": np.int32,
 }
 
 
+def _vw_options(step_down: str = "admission", decision_days: tuple[int, int] = (2, 4),
+                readmission_or: float | None = None) -> dict[str, Any]:
+    """The virtual ward options of :func:`simulate_economy`, checked."""
+    if step_down not in ("admission", "mid_stay"):
+        raise ValueError(f"step_down must be 'admission' or 'mid_stay', got {step_down!r}")
+    lo, hi = (int(x) for x in decision_days)
+    if not 0 <= lo <= hi:
+        raise ValueError(f"decision_days must be (first, last) hospital days with 0 <= first <= last, got {decision_days}")
+    ratio = VW_READMISSION_OR if readmission_or is None else float(readmission_or)
+    if ratio <= 0:
+        raise ValueError(f"readmission_or must be positive, got {readmission_or}")
+    return {"step_down": step_down, "decision_days": (lo, hi), "readmission_or": ratio}
+
+
 def _simulate_chains(
-    rng: np.random.Generator, pat: dict[str, np.ndarray], prov: dict[str, Any], tab: dict[str, Any]
+    rng: np.random.Generator, pat: dict[str, np.ndarray], prov: dict[str, Any], tab: dict[str, Any],
+    vw: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Simulate every patient's chain of spells, vectorised over patients.
 
     Returns the spells (all, including burn-in and after the period) and the
-    step-up virtual ward stays, as dicts of numpy arrays.
+    step-up virtual ward stays, as dicts of numpy arrays. ``vw`` holds the
+    virtual ward options of :func:`simulate_economy` (``step_down``,
+    ``decision_days``, ``readmission_or``).
     """
+    vw = _vw_options() if vw is None else vw
+    mid_stay = vw["step_down"] == "mid_stay"
     start, end = _day(PERIOD_START), _day(PERIOD_END)
     burn = start - BURN_IN_DAYS
     n_pat = len(pat["home"])
@@ -559,7 +584,7 @@ def _simulate_chains(
     out: dict[str, list[np.ndarray]] = {k: [] for k in (
         "patient", "provider", "adm", "los", "method", "group", "icd", "hrg", "classpat", "died", "age",
         "frailty", "cost", "imd", "male", "treated", "eligible", "y0", "vw_days", "p_r1", "p_r0", "readmit_next",
-        "mu", "dc_p", "end_care",
+        "mu", "dc_p", "end_care", "decision", "death_day",
     )}
     step_up: dict[str, list[np.ndarray]] = {k: [] for k in ("patient", "provider", "start", "days", "pathway")}
 
@@ -626,16 +651,29 @@ def _simulate_chains(
         )
         died = rng.random(n) < p_die
         # virtual ward step-down
-        eligible = vw_open & ~su & ~died
+        if mid_stay:
+            # the ward reviews on one hospital day, fixed by provider and pathway; only a patient
+            # still in hospital that day can be referred; death is no bar (it is an outcome)
+            lo, hi = vw["decision_days"]
+            decision = lo + (p + np.maximum(vw_path, 0)) % (hi - lo + 1)
+            eligible = vw_open & ~su & (y0 >= decision)
+        else:
+            decision = np.zeros(n, dtype=np.int64)  # referral at admission
+            eligible = vw_open & ~su & ~died
         path_term = np.array([VW_PATHWAY_TERM[k] for k in tab["vw_names"]])[np.maximum(vw_path, 0)]
         sel = VW_SELECTION
         e_logit = (
-            sel["intercept"] + sel["age_per_year_over_78"] * (age - 78)
+            sel["age_per_year_over_78"] * (age - 78)
             + sel["frailty_per_point_over_10"] * (frail30 - 10) + sel["imd_per_decile_less_deprived"] * (imd - 5.5)
             + sel["female"] * ~male + path_term + sel["winter"] * winter
         )
+        if mid_stay:
+            e_logit = e_logit * VW_MID_STAY_SELECTION_SCALE + VW_MID_STAY_INTERCEPT_SHIFT
+        e_logit = sel["intercept"] + e_logit
         treated = eligible & (rng.random(n) < _logistic(e_logit))
-        los = np.where(treated, y0 - rng.binomial(y0, VW_LOS_REDUCTION), y0)
+        # the ward shortens the stay still to come after the decision day
+        remain = np.maximum(y0 - decision, 0)
+        los = np.where(treated, y0 - rng.binomial(remain, VW_LOS_REDUCTION), y0)
         vw_p = np.array([VW_DAYS_P[k] for k in tab["vw_names"]])[np.maximum(vw_path, 0)]
         vw_days = np.where(treated | su, 2 + rng.binomial(12, vw_p), 0)
         # cost
@@ -650,16 +688,28 @@ def _simulate_chains(
             + rm["imd_per_decile_more_deprived"] * (5.5 - imd) + tab["readmit_term"][group] + rm["elective"] * ~emergency
         )
         p_r0 = _logistic(r_logit)
-        p_r1 = _logistic(r_logit + math.log(VW_READMISSION_OR))
+        p_r1 = _logistic(r_logit + math.log(vw["readmission_or"]))
         u = rng.random(n)
         re_next = ~died & ~su & (u < np.where(treated, p_r1, p_r0))
         end_care = np.where(su, a + vw_days, a + los + np.where(treated, vw_days, 0))
+        # a treated patient who dies does so on the virtual ward, at its end (not in the acute bed)
+        death_day = np.where(died, np.where(treated, end_care, a + los), -1)
+        died = died & ~treated if mid_stay else died
         # leaving the data (death at home, moving away) when not readmitted
         q = _logistic(-4.6 + 0.06 * (age - 70) + 0.05 * frail30)
-        leave = died | (~re_next & (rng.random(n) < q))
+        leave = (death_day >= 0) | (~re_next & (rng.random(n) < q))
         gap_re = 1 + np.floor(28 * rng.random(n) ** 1.6).astype(np.int64)
         gap_ix = 31 + np.floor(rng.exponential(365.0 / pat["rate"][i])).astype(np.int64)
         nxt = end_care + np.where(re_next, gap_re, gap_ix)
+        if mid_stay:
+            # the readmission clock starts at the acute discharge: an escalation from the virtual
+            # ward back to hospital is a readmission, and it ends the virtual ward stay
+            acute_end = a + los
+            re_at = acute_end + gap_re
+            escalated = treated & re_next & (re_at < end_care)
+            vw_days = np.where(escalated, re_at - acute_end, vw_days)
+            end_care = np.where(escalated, re_at, end_care)
+            nxt = np.where(re_next, re_at, end_care + gap_ix)
 
         keep = ~su
         for k, v in (
@@ -668,6 +718,7 @@ def _simulate_chains(
             ("frailty", frailty), ("cost", cost), ("imd", imd), ("male", male), ("treated", treated),
             ("eligible", eligible), ("y0", y0), ("vw_days", vw_days), ("p_r1", p_r1), ("p_r0", p_r0),
             ("readmit_next", re_next), ("mu", mu), ("dc_p", dc_p), ("end_care", end_care),
+            ("decision", decision), ("death_day", death_day),
         ):
             out[k].append(v[keep].astype(_COMPACT.get(k, v.dtype), copy=False))
         if su.any():
@@ -690,7 +741,8 @@ def _simulate_chains(
     return spells, su_out
 
 
-def _generate(n_spells: int, rng: np.random.Generator, prov: dict[str, Any], tab: dict[str, Any]):
+def _generate(n_spells: int, rng: np.random.Generator, prov: dict[str, Any], tab: dict[str, Any],
+              vw: dict[str, Any] | None = None):
     """Generate patients in batches until ``n_spells`` in-period spells exist; trim to exactly that."""
     start, end = _day(PERIOD_START), _day(PERIOD_END)
     batches, su_batches = [], []
@@ -699,7 +751,7 @@ def _generate(n_spells: int, rng: np.random.Generator, prov: dict[str, Any], tab
     while total < n_spells:
         n_pat = max(200, int(math.ceil((n_spells - total) / per_patient * 1.08)))
         pat = _patients(rng, n_pat, prov)
-        sp, su = _simulate_chains(rng, pat, prov, tab)
+        sp, su = _simulate_chains(rng, pat, prov, tab, vw)
         sp["patient"] = sp["patient"] + offset
         su["patient"] = su["patient"] + offset
         inside = (sp["adm"] >= start) & (sp["adm"] + sp["los"] <= end)
@@ -744,9 +796,10 @@ def _seeds(seed: int) -> tuple[dict[str, Any], np.random.SeedSequence, np.random
     return _provider_parameters(np.random.default_rng(ss_prov)), ss_main, ss_extra
 
 
-def _simulate_spells_core(n_spells: int, ss: np.random.SeedSequence, prov: dict[str, Any], tab: dict[str, Any]):
+def _simulate_spells_core(n_spells: int, ss: np.random.SeedSequence, prov: dict[str, Any], tab: dict[str, Any],
+                          vw: dict[str, Any] | None = None):
     """Run the simulation and return the in-period spells (first ``n_spells`` by patient)."""
-    sp, su = _generate(n_spells, np.random.default_rng(ss), prov, tab)
+    sp, su = _generate(n_spells, np.random.default_rng(ss), prov, tab, vw)
     start, end = _day(PERIOD_START), _day(PERIOD_END)
     inside = (sp["adm"] >= start) & (sp["adm"] + sp["los"] <= end)
     # the next spell of the same patient, in the full chain, before trimming
@@ -845,20 +898,30 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.DataFrame | dict]:
+def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = "admission",
+                     decision_days: tuple[int, int] = (2, 4),
+                     readmission_or: float | None = None) -> dict[str, pd.DataFrame | dict]:
     """Simulate the health economy described in this module's docstring.
 
-    Returns ``{"spells", "virtual_ward", "outcomes", "truth"}``: three
-    DataFrames with the columns of ``data/data_dictionary.yaml`` (dates as
-    ``datetime64``) and the dictionary of known truths (keys documented in the
-    module docstring). Exactly ``n_spells`` spells; the same seed gives the
-    same result.
+    Returns ``{"spells", "virtual_ward", "outcomes", "deaths", "truth"}``:
+    three DataFrames with the columns of ``data/data_dictionary.yaml`` (dates
+    as ``datetime64``), every death (``patient_id``, ``date_of_death``: in
+    hospital, or on the virtual ward; linked mortality records) and the
+    dictionary of known truths (keys documented in the module docstring).
+    Exactly ``n_spells`` spells; the same seed gives the same result.
+
+    ``step_down="admission"`` (the shipped sample) decides referral at
+    admission; ``"mid_stay"`` decides it on a hospital day in
+    ``decision_days`` (fixed by provider and pathway), only for patients still
+    in hospital that day, and shortens the stay still to come.
+    ``readmission_or`` replaces the ward's true readmission odds ratio (0.90).
     """
     if n_spells < 100:
         raise ValueError(f"n_spells must be at least 100, got {n_spells}")
+    vw = _vw_options(step_down, decision_days, readmission_or)
     prov, ss_main, ss_extra = _seeds(seed)
     tab = _tables()
-    sp, su = _simulate_spells_core(n_spells, ss_main, prov, tab)
+    sp, su = _simulate_spells_core(n_spells, ss_main, prov, tab, vw)
     rng = np.random.default_rng(ss_extra)
     start, end = _day(PERIOD_START), _day(PERIOD_END)
     n = len(sp["adm"])
@@ -897,6 +960,7 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
     n_vw = len(vw_start)
     linked = _id_strings("S", linked_no, swidth).to_numpy(zero_copy_only=False).astype(object)
     linked[route == 0] = None
+    referral = np.concatenate([sp["adm"][t_idx] + sp["decision"][t_idx], np.zeros(len(su["start"]), dtype=np.int64)])
     vw_tab = pa.table({
         "vw_stay_id": _id_strings("V", np.arange(1, n_vw + 1), max(6, len(str(n_vw)))),
         "patient_id": _id_strings("P", vw_patient[vw_order], pwidth),
@@ -906,8 +970,15 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
         "pathway": _codes(vw_path[vw_order], tab["vw_names"]),
         "route": _codes(route[vw_order], ("step_up", "step_down")),
         "linked_spell_id": pa.array(list(linked[vw_order]), type=pa.string()),
+        "referral_date": pa.array(np.asarray(referral[vw_order], dtype=np.int32), type=pa.int32(),
+                                  mask=(route[vw_order] == 0)).cast(pa.date32()),
     })
-    virtual_ward = _to_pandas(vw_tab, ("vw_admission_date", "vw_discharge_date"))
+    virtual_ward = _to_pandas(vw_tab, ("vw_admission_date", "vw_discharge_date", "referral_date"))
+    dead = np.nonzero(sp["death_day"] >= 0)[0]
+    deaths = pd.DataFrame({
+        "patient_id": _id_strings("P", sp_patient_no[dead], pwidth).to_pylist(),
+        "date_of_death": pd.to_datetime(sp["death_day"][dead].astype("datetime64[D]")).astype("datetime64[s]"),
+    }).sort_values(["date_of_death", "patient_id"], ignore_index=True)
 
     # outcomes (PROMs style) for the elective pathways
     path = tab["group_out"][sp["group"]]
@@ -1000,10 +1071,11 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
             "att_acute_los_days": round(float((sp["los"][tr] - sp["y0"][tr]).mean()), 4),
             "att_total_los_days": round(float((sp["los"][tr] + sp["vw_days"][tr] - sp["y0"][tr]).mean()), 4),
             "att_readmission_30d_rd": round(float((sp["p_r1"][tr] - sp["p_r0"][tr]).mean()), 4),
-            "readmission_odds_ratio": VW_READMISSION_OR,
+            "readmission_odds_ratio": vw["readmission_or"],
             "naive_acute_los_difference_days": round(naive, 4),
             "naive_acute_los_difference_all_controls_days": round(naive_all, 4),
             "los_reduction_fraction": VW_LOS_REDUCTION,
+            **_time_zero_truths(sp, tr, vw),
             "selection_model": {**VW_SELECTION, "pathway": dict(VW_PATHWAY_TERM)},
         },
         "outcomes": {
@@ -1015,18 +1087,58 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026) -> dict[str, pd.D
             "low_cost_high_gain": LOW_COST_HIGH_GAIN,
         },
     }
-    return {"spells": spells, "virtual_ward": virtual_ward, "outcomes": outcomes, "truth": _finite(truth)}
+    return {"spells": spells, "virtual_ward": virtual_ward, "outcomes": outcomes, "deaths": deaths,
+            "truth": _finite(truth)}
 
 
-def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000) -> dict[str, Path]:
+def _readmission_gap_cdf(g: np.ndarray) -> np.ndarray:
+    """P(gap <= g) for the readmission gap 1 + floor(28 u^1.6) days after the end of care."""
+    g = np.asarray(g, dtype=float)
+    return np.where(g < 1, 0.0, np.minimum(1.0, np.clip(g, 1, None) / 28.0) ** (1 / 1.6))
+
+
+def _time_zero_truths(sp: dict[str, np.ndarray], tr: np.ndarray, vw: dict[str, Any]) -> dict[str, Any]:
+    """Truths of the target-trial outcomes, counted from time zero (the decision day).
+
+    Over the treated: the expected risk of an emergency readmission admitted
+    within 30 days of time zero with the ward minus without it (exact over the
+    readmission gap), and the same for death; the decision days used.
+    """
+    if not tr.any():
+        return {"step_down": vw["step_down"], "decision_days": list(vw["decision_days"]),  # no treated spells
+                "att_readmission_30d_from_time_zero_rd": float("nan"), "att_death_30d_rd": float("nan")}
+    k = sp["decision"][tr].astype(float)
+    mid_stay = vw["step_down"] == "mid_stay"
+    # the readmission clock: from the acute discharge (mid-stay economy, escalations count) or
+    # from the end of care (the shipped economy); deaths on the virtual ward at its end
+    off1 = sp["los"][tr] - k + (0 if mid_stay else sp["vw_days"][tr])
+    off0 = sp["y0"][tr] - k
+    end1 = sp["los"][tr] - k + sp["vw_days"][tr]
+    alive = sp["death_day"][tr] < 0
+    w = READMISSION_WINDOW - 1
+    r1 = alive * sp["p_r1"][tr] * _readmission_gap_cdf(w - off1)
+    r0 = alive * sp["p_r0"][tr] * _readmission_gap_cdf(w - off0)
+    d1 = ~alive & (end1 <= w)
+    d0 = ~alive & (off0 <= w)
+    return {
+        "step_down": vw["step_down"],
+        "decision_days": list(vw["decision_days"]) if mid_stay else [0, 0],
+        "att_readmission_30d_from_time_zero_rd": round(float((r1 - r0).mean()), 4),
+        "att_death_30d_rd": round(float((d1.astype(float) - d0).mean()), 4),
+    }
+
+
+def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000, step_down: str = "admission",
+                 readmission_or: float | None = None) -> dict[str, Path]:
     """Write ``spells.csv``, ``virtual_ward.csv``, ``outcomes.csv`` and ``truth.json`` to ``out_dir``.
 
     Dates are ISO (yyyy-mm-dd); the same seed gives byte-identical files.
-    Returns the paths written.
+    ``step_down`` and ``readmission_or`` as in :func:`simulate_economy` (the
+    shipped sample is ``"admission"``). Returns the paths written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = simulate_economy(n_spells=n_spells, seed=seed)
+    res = simulate_economy(n_spells=n_spells, seed=seed, step_down=step_down, readmission_or=readmission_or)
     paths = {}
     for name in ("spells", "virtual_ward", "outcomes"):
         p = out / f"{name}.csv"

@@ -926,3 +926,61 @@ def read_series(
     optional = {group: "string"} if group else None
     frame = io.load_frame(path, required, "series", optional_columns=optional)
     return frame
+
+
+def suppress_small_counts(
+    table: pd.DataFrame,
+    summary: pd.DataFrame | None = None,
+    value_is_count: bool | None = None,
+    threshold: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Hide every plotted point that comes from a count of 1 to ``threshold`` (HES analysis guide).
+
+    A point is hidden when its numerator or denominator is such a count (its
+    proportion or rate would give the count away), or, for a series of counts
+    (a c-chart, or ``value_is_count``; ``None`` takes any xmr or run series of
+    whole numbers as counts), when its value is. The hidden point's ``value``
+    and ``moving_range``, and the next point's ``moving_range`` (the
+    difference would give the value back), become ``*``, as
+    :func:`helpers.disclosure.suppress` writes them; so does ``latest_value`` in
+    ``summary`` when the latest point is hidden. Limits and centre lines, made
+    from the whole series, stay. Charts draw a hidden point as a gap.
+    Numerator and denominator are left to :func:`helpers.report.publish`.
+    """
+    from helpers import disclosure
+
+    threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
+    out = table.copy()
+    if threshold <= 0 or out.empty:
+        return out, None if summary is None else summary.copy()
+
+    def small(col: str) -> pd.Series:
+        if col not in out.columns:
+            return pd.Series(False, index=out.index)
+        values = pd.to_numeric(out[col], errors="coerce")
+        return (values >= 1) & (values <= threshold)
+
+    values = pd.to_numeric(out["value"], errors="coerce")
+    if value_is_count is None:
+        whole = values.dropna()
+        value_is_count = bool(
+            (out["chart"].iloc[0] == "c")
+            or (out["chart"].iloc[0] in ("xmr", "run") and len(whole) and (whole % 1 == 0).all() and (whole >= 0).all())
+        )
+    hidden = small("numerator") | small("denominator")
+    if value_is_count:
+        hidden |= small("value")
+    order = out.sort_values(["group", "date"]).index
+    after_hidden = hidden.loc[order].groupby(out.loc[order, "group"]).shift(1, fill_value=False).reindex(out.index)
+    out["value"] = out["value"].astype("object").where(~hidden, disclosure.SUPPRESSED)
+    if "moving_range" in out.columns:
+        out["moving_range"] = out["moving_range"].astype("object").where(~(hidden | after_hidden), disclosure.SUPPRESSED)
+    if summary is None:
+        return out, None
+    hidden_latest = {
+        g for g, rows in out.loc[order].groupby("group") if hidden.loc[rows.index[-1]]
+    }
+    summary = summary.copy()
+    summary["latest_value"] = summary["latest_value"].astype("object").where(
+        ~summary["group"].isin(hidden_latest), disclosure.SUPPRESSED)
+    return out, summary

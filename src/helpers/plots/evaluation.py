@@ -19,11 +19,12 @@ from helpers.finance import format_gbp
 from helpers.plots import NHS, set_theme
 
 METHOD_LABELS: dict[str, str] = {
-    "naive": "Naive difference", "regression": "Regression adjustment",
-    "ipw": "Propensity weighting (ATT)", "matching": "Propensity matching",
+    "naive": "Naive difference", "regression": "Regression adjustment (model-dependent)",
+    "ipw": "Propensity weighting (ATT)", "matching": "Propensity matching", "aipw": "Doubly robust (AIPW)",
 }
 METHOD_COLOURS: dict[str, str] = {
     "naive": NHS["orange"], "regression": NHS["dark_grey"], "ipw": NHS["blue"], "matching": NHS["aqua_blue"],
+    "aipw": NHS["dark_blue"] if "dark_blue" in NHS else NHS["blue"],
 }
 
 
@@ -174,5 +175,53 @@ def finance_plot(financial_impact: pd.DataFrame) -> Figure:
     unit = v.loc["vw_cost_per_day_gbp"]
     ax.set_title(_wrap(f"The ward breaks even on capacity at {format_gbp(be['value'])} a virtual ward day; "
                        f"it costs {format_gbp(unit['value'])}", 90))
+    fig.tight_layout()
+    return fig
+
+
+def time_zero_figure() -> Figure:
+    """Two timelines of the same three patients: clocks from admission against one time zero.
+
+    A schematic for the chapter (no data): a patient stepped down after a
+    decision on hospital day 3, a patient discharged on day 1, and a patient
+    still in hospital on day 3. Top: the all-spells design starts every clock
+    at admission, so the treated patient's first three days (when she could
+    not yet be stepped down, and had to stay alive and in hospital to be) count
+    against the ward. Bottom: the target trial starts both clocks on day 3 and
+    compares her only with patients still in hospital that day.
+    """
+    set_theme()
+    fig, axes = plt.subplots(2, 1, figsize=(8.5, 5.2), sharex=True)
+    patients = [("Stepped down (decided day 3)", 0, 5, 10, NHS["blue"]),
+                ("Went home on day 1", 0, 1, None, NHS["dark_grey"]),
+                ("Still in hospital on day 3", 0, 8, None, NHS["dark_grey"])]
+    for ax, trial in zip(axes, (False, True)):
+        for row, (label, adm, dis, vw_end, colour) in enumerate(patients):
+            y = 2 - row
+            out_of_risk_set = trial and dis < 3
+            alpha = 0.25 if out_of_risk_set else 1.0
+            ax.barh(y, dis - adm, left=adm, height=0.45, color=colour, alpha=alpha)
+            if vw_end is not None:
+                ax.barh(y, vw_end - dis, left=dis, height=0.45, color=NHS["aqua_blue"], alpha=alpha, hatch="//")
+            start = 3 if trial else 0
+            if not out_of_risk_set:
+                ax.plot([start], [y], marker="o", color="black", zorder=3)
+            ax.text(-0.3, y, label, ha="right", va="center", fontsize=9, alpha=max(alpha, 0.6))
+            if out_of_risk_set:
+                ax.text(dis + 0.3, y, "not in the risk set: out of hospital on day 3", va="center", fontsize=8)
+        if trial:
+            ax.axvline(3, color="black", linestyle="--", linewidth=1)
+            ax.set_title("Target trial: both clocks start on day 3, the day of the decision", loc="left", fontsize=10)
+        else:
+            ax.axvspan(0, 3, ymin=0.7, ymax=0.98, color=NHS["orange"], alpha=0.2)
+            ax.text(1.5, 2.35, "days before the decision", ha="center", fontsize=8)
+            ax.set_title("All spells: every clock starts at admission", loc="left", fontsize=10)
+        ax.set_yticks([])
+        ax.set_ylim(-0.6, 2.7)
+    axes[1].set_xlabel("Hospital day (bars: acute stay, hatched: virtual ward; dot: where the clock starts)")
+    axes[1].set_xlim(-8, 11)
+    axes[1].set_xticks(range(0, 11))
+    fig.suptitle("Comparing from admission blames the ward for days before anyone could decide", x=0.02,
+                 ha="left", fontsize=11)
     fig.tight_layout()
     return fig

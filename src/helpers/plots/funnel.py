@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from helpers import disclosure
 from helpers.plots import NHS, set_theme
 
 _LINESTYLES = ["--", "-", ":", "-."]
@@ -68,6 +69,7 @@ def funnel_plot(
     ``outlier_level`` (the level that set the ``outlier`` column; default the
     outermost curve) is named in the legend.
     """
+    providers = disclosure.drawable(providers)  # a provider with a count of 1 to 7 is not drawn
     set_theme()
     col = _value_column(providers)
     x_col = "expected" if col == "ratio" else "denominator"
@@ -137,6 +139,7 @@ def caterpillar_plot(
     necessarily flagged. This is not a league table: neighbouring ranks are
     not distinguishable. ``outlier_level``, when given, is named in a legend.
     """
+    providers = disclosure.drawable(providers)  # a provider with a count of 1 to 7 is not drawn
     set_theme()
     col = _value_column(providers)
     scale = 100.0 if percent else 1.0
@@ -199,6 +202,7 @@ def opportunity_plot(
     ``outlier_column`` defaults to the table's one ``worse_than_<L>`` column,
     whose level the legend states.
     """
+    providers = disclosure.drawable(providers)  # a provider with a count of 1 to 7 is not drawn
     set_theme()
     if outlier_column is None:
         found = [c for c in providers.columns if str(c).startswith("worse_than_")]

@@ -73,7 +73,7 @@ def _badges(ax: plt.Axes, summary_row: pd.Series | None, fontsize: float = 9, st
 
 def _draw(ax: plt.Axes, g: pd.DataFrame, target: float | None, marker_scale: float = 1.0) -> None:
     """Draw one group's points, centre line, limits and target on ``ax``."""
-    g = g.sort_values("date")
+    g = g.sort_values("date").assign(value=lambda d: pd.to_numeric(d["value"], errors="coerce"))  # "*": a gap
     ax.plot(g["date"], g["value"], color=NHS["mid_grey"], linewidth=1.2, zorder=2)
     for _, p in g.groupby("period", sort=True):
         ax.plot(p["date"], p["mean"], color=NHS["dark_grey"], linewidth=1.4, zorder=1)

@@ -14,6 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 import matplotlib.pyplot as plt
 
+from helpers import disclosure
 from helpers import value as hv
 from helpers.plots import NHS, PALETTE, set_theme
 
@@ -77,7 +78,7 @@ def quadrant_plot(quadrant_table: pd.DataFrame, pathway: str) -> Figure:
     those clear of a median on at least one axis).
     """
     set_theme()
-    t = quadrant_table[quadrant_table["pathway"] == pathway].reset_index(drop=True)
+    t = disclosure.drawable(quadrant_table[quadrant_table["pathway"] == pathway]).reset_index(drop=True)  # not n of 1 to 7
     if t.empty:
         raise ValueError(f"No providers for pathway {pathway!r} in the quadrant table")
     fig, ax = plt.subplots(figsize=(9, 6))
