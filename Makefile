@@ -1,10 +1,12 @@
 # Two commands: `make book` and `make test`. Both create .venv from
 # requirements.txt first (once; again whenever requirements.txt changes).
+# `make test` also installs the optional Spark extra (requirements-spark.txt:
+# PySpark, about 500 MB) to test the Spark path; `make book` does not.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: book test venv clean
+.PHONY: book test lint venv spark clean
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,14 +15,24 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# The Spark extra, on top of the base environment (again whenever either changes).
+$(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt constraints.txt
+	$(BIN)/python -m pip install --quiet -r requirements-spark.txt
+	touch $@
+
 venv: $(VENV)/.installed
+
+spark: $(VENV)/.installed-spark
 
 book: venv
 	rm -rf _build
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: venv
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+test: venv spark lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -9,7 +9,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from helpers.cohort import DEFAULT_PATHWAYS, assign_pathway, build_cohort, link_step_down, virtual_ward_periods
+from helpers.cohort import (
+    DEFAULT_PATHWAYS,
+    assign_pathway,
+    build_cohort,
+    link_step_down,
+    virtual_ward_periods,
+)
 
 
 def _spell(spell_id, patient, adm, dis, diag="J18", method="21", provider="AAA", dismeth="1", age=80):

@@ -13,7 +13,6 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -284,8 +283,8 @@ def test_identifiers_in_outputs_finds_only_input_identifiers(tmp_path):
 
 # --------------------------------------------------------------------------- Spark
 def _spark_or_skip():
-    pytest.importorskip("pyspark", reason="pyspark is not installed: the Spark engine is not tested")
-    pytest.importorskip("sqlglot", reason="sqlglot is not installed: the Spark engine is not tested")
+    pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-spark.txt): the Spark engine is not tested")
+    pytest.importorskip("sqlglot", reason="sqlglot is not installed (requirements-spark.txt): the Spark engine is not tested")
     if shutil.which("java") is None:
         pytest.skip("Java is not installed: the Spark engine is not tested")
 

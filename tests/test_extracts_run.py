@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
-
 import postgres_server
+import pytest
 from extracts import hes_episodes, sample_spells, sus_spells
 
 N_SPELLS = 4000

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from helpers.io import InputError
 from scipy import stats
 
 from helpers import funnel as fn
+from helpers.io import InputError
 
 AE_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "ae_attendances.csv"
 

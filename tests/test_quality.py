@@ -71,7 +71,7 @@ def test_derived_fields_are_not_profiled_and_describe_says_what_was_read(spells)
     dq = quality.data_quality(derive.add_spell_fields(spells))
     assert "los_days" not in set(dq["column"])
     text = quality.describe(spells)
-    assert text.startswith("spells: 20 rows read from extract.csv; 10 of 16 columns present; renamed: PROCODE3 → provider_code, ")
+    assert text.startswith("spells: 20 rows read from extract.csv; 10 of 17 columns present; renamed: PROCODE3 → provider_code, ")
     assert "PROCODE3 → provider_code" in text and "1 column(s) not used: Ward" in text
     assert "admission_date: 3 April 2024 to 15 January 2025." in text and "2 providers." in text
 

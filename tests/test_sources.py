@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-import pytest
-
 import postgres_server
+import pytest
 from extracts import hes_episodes, sample_spells
+
 from helpers import io, sources
 
 PASSWORD = "t0p-secret-Pa55"

@@ -181,6 +181,7 @@ def test_assurance_icon_against_a_target():
     table = spc.spc(frame(SERIES_A), better="increase")
     lower, upper = 12 - 2.66 * 17 / 11, 12 + 2.66 * 17 / 11  # 7.89 and 16.11
     assert table["lower_limit"].iloc[-1] == pytest.approx(lower)
+    assert table["upper_limit"].iloc[-1] == pytest.approx(upper)
 
     def icon(target, better="increase"):
         return spc.summarise(table, better=better, target=target)["assurance_icon"].iloc[0]
@@ -327,7 +328,15 @@ def test_monthly_series_from_spells():
         "admission_method": ["21", "11", "22", "21", "21", "21"],
     })
     derived = add_spell_fields(spells)
-    bed_days = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0)
+    # admissions run from 2 January to 3 March: January and March are only partly covered, so by
+    # default only February is charted (and named in a warning)
+    with pytest.warns(spc.SPCWarning, match="Jan 2023, Mar 2023 \\(only partly inside"):
+        inferred = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0)
+    assert sorted(inferred["date"].dt.month.unique()) == [2]
+    assert [m.month for m, _ in inferred.attrs["months_left_out"]] == [1, 3]
+    # stated as the whole quarter, every month is complete
+    stated = {"coverage_start": "2023-01-01", "coverage_end": "2023-03-31"}
+    bed_days = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0, **stated)
     got = bed_days.set_index(["group", "date"])["value"]
     assert got[("RAA", pd.Timestamp("2023-01-01"))] == 4 + 2  # s1 and s6: the elective s2 does not count
     assert got[("RBB", pd.Timestamp("2023-01-01"))] == 3
@@ -339,15 +348,15 @@ def test_monthly_series_from_spells():
     # January starts on the first admission date: spells admitted before the
     # extract would be missing from it, so by default it is left out
     with pytest.warns(spc.SPCWarning, match="Jan 2023"):
-        default = spc.monthly_series(derived, "emergency_bed_days")
+        default = spc.monthly_series(derived, "emergency_bed_days", **stated)
     assert sorted(default["date"].dt.month.unique()) == [2, 3]
     # readmissions: follow-up ends at the last admission (3 March). January's
     # windows (discharges on 5, 6, 13 and 22 January, + 29 days) all end by then;
     # March's do not, so March is left out; February has no discharges at all.
     with pytest.warns(spc.SPCWarning) as caught:
-        rate = spc.monthly_series(derived, "readmission_rate", lead_in_days=0)
+        rate = spc.monthly_series(derived, "readmission_rate", lead_in_days=0, **stated)
     messages = " | ".join(str(w.message) for w in caught)
-    assert "left out 1 discharge month(s) (Mar 2023)" in messages
+    assert "left out 1 discharge month(s)" in messages and "Mar 2023 (its 30-day follow-up runs past" in messages
     assert "2 group-month(s) have no spell" in messages  # February, both providers
     jan = rate[rate["date"] == "2023-01-01"].set_index("group")
     # s1 (RAA, patient p1) is followed by an emergency admission on 1 March: 54 days, not within 30

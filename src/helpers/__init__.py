@@ -1,9 +1,57 @@
 """Computations behind the NHS value and efficiency handbook.
 
-One module per concept: ``io`` (loading and validating the data contract),
-``derive`` (derived fields), ``simulate`` (the simulated health economy),
-``casemix``, ``funnel``, ``opportunity``, ``spc``, ``evaluation``, ``finance``,
-``value``, ``disclosure``, ``plots``, ``report`` and ``cli``.
+Every number the book, the notebooks and ``handbook run`` show is computed
+here; a notebook explains and calls. The modules, as they are (each one's own
+docstring gives its sources):
+
+Data in
+    ``io``: reading a file (CSV in UTF-8 or cp1252, Excel, Parquet), mapping
+    HES/SUS names, checking every rule of ``data/data_dictionary.yaml``, and
+    :class:`~helpers.io.InputError`, whose message names file, column and rows.
+    ``derive``: the spells' derived fields (length of stay, emergency, day case,
+    the 30-day readmission linked across providers, financial year), defined once.
+    ``quality``: the data quality table and the exclusions flow of every report.
+    ``sources``: a SQL database table as an input (``--data spells=postgresql://...``).
+    ``episodes``: consultant episodes to provider spells, and spells to
+    continuous inpatient spells. ``comorbidity``: HFRS and the Charlson index
+    from ICD-10 diagnoses.
+    ``simulate``: the seeded simulated health economy behind ``data/sample/``
+    and its known truths (``truth.json``).
+
+Spell-level work at scale
+    ``engine``: the same reading, checks, derived fields and case-mix cell sums
+    in SQL, on DuckDB (one machine) or Spark (``--engine spark``; PySpark is the
+    optional extra of ``requirements-spark.txt``, imported only when asked
+    for). Its results equal the pandas path's to the last digit; each rule is
+    written twice (pandas and SQL) and kept in step by ``tests/test_engine.py``.
+
+Methods
+    ``indicators``: the indicators built from spells, each a record of its
+    published NHS definition (exclusions, source, departures) and its generic
+    version, read by the pandas path and the SQL engines alike. ``periods``:
+    the period an extract covers and monthly measures over complete months.
+    ``casemix``: indirect standardisation fitted on aggregated cells. ``funnel``: funnel plots (Spiegelhalter 2005) with
+    overdispersion. ``opportunity``: GIRFT-style opportunity with its interval.
+    ``spc``: *Making Data Count* SPC charts and their icons. ``cohort`` and
+    ``evaluation``: the virtual ward cohort and its effects (matching,
+    weighting, regression, time series, difference in differences).
+    ``finance``: bed days to beds and pounds, with cited unit costs.
+    ``value``: cost, outcome gain and the ratios between them.
+
+Out
+    ``disclosure``: small-number suppression and the identifier scan.
+    ``report``: ``publish`` (a notebook hands a table to a run) and the run's
+    writers (report.html, results.xlsx, run.json, figures). ``plots``: the
+    shared theme and one module of figures per topic; they compute nothing new.
+    ``display``: how a result table is shown (number formats shared by the
+    book, report.html and results.xlsx).
+    ``cli``: the ``handbook`` command (``run``, ``list``, ``template``, ``simulate``).
+
+The book itself
+    ``bibstyle``: author-year labels for the list of references.
+    ``offline``: MathJax served from the built book, not from a CDN.
+
+``tests/test_package.py`` checks that this list names every module.
 """
 
 from pathlib import Path

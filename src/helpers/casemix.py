@@ -29,13 +29,15 @@ curve for a binary outcome) and calibration by decile of predicted risk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 from scipy.special import gammaln
+
+from helpers import indicators
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
@@ -45,7 +47,7 @@ FRAILTY_BREAKS = [-np.inf, 5, 15.0000001, np.inf]
 FRAILTY_LABELS = ["<5", "5-15", ">15"]
 
 #: Default case-mix terms (columns after :func:`add_casemix_bands`).
-DEFAULT_TERMS: tuple[str, ...] = ("age_band", "sex", "admission_method", "hrg", "frailty_band")
+DEFAULT_TERMS: tuple[str, ...] = indicators.DEFAULT_TERMS
 #: The deprivation term added by ``include_deprivation=True``.
 DEPRIVATION_TERM = "imd_decile"
 #: Levels with fewer spells than this are pooled into "other" (stabilises the fit).
@@ -53,42 +55,24 @@ MIN_LEVEL_SPELLS = 30
 MISSING = "missing"
 OTHER = "other"
 
-
-@dataclass(frozen=True)
-class IndicatorDefinition:
-    """How an indicator is built from spells (see :data:`INDICATORS`)."""
-
-    name: str
-    outcome: str
-    family: Family
-    population: str
-    higher_is_better: bool
-    unit: str
-    label: str
+#: How an indicator is built from spells: the records of :mod:`helpers.indicators`.
+IndicatorDefinition = indicators.Indicator
+#: The indicators the variation notebook offers (published definitions and their generic versions).
+INDICATORS: dict[str, IndicatorDefinition] = indicators.INDICATORS
 
 
-#: The indicators the variation notebook offers.
-INDICATORS: dict[str, IndicatorDefinition] = {
-    "los": IndicatorDefinition("los", "los_days", "poisson", "ordinary admissions (day cases excluded)", False, "bed days", "length of stay"),
-    "readmission_30d": IndicatorDefinition(
-        "readmission_30d", "readmit_30d", "binomial", "spells eligible for a 30-day readmission (alive, full follow-up)", False,
-        "readmissions", "emergency readmission within 30 days",
-    ),
-    "day_case": IndicatorDefinition("day_case", "day_case", "binomial", "elective admissions", True, "day cases", "day-case rate"),
-    "mortality": IndicatorDefinition("mortality", "died", "binomial", "spells with a recorded discharge method", False, "deaths", "in-hospital mortality"),
-}
-
-
-def indicator_definition(name: str, aggregate: bool = False, higher_is_better: bool | None = None) -> IndicatorDefinition:
+def indicator_definition(name: str, aggregate: bool = False, higher_is_better: bool | None = None,
+                         resolved: IndicatorDefinition | None = None) -> IndicatorDefinition:
     """The definition of an indicator by name.
 
     From spells, only the :data:`INDICATORS` can be built. An aggregate
     ``indicator`` file may carry any measure (four-hour breaches, say): it then
     gets a plain definition named after it, lower being better unless
-    ``higher_is_better`` says otherwise.
+    ``higher_is_better`` says otherwise. ``resolved``: the definition that
+    applied to the spells (:func:`helpers.indicators.resolve`), to keep its label.
     """
     if name in INDICATORS:
-        d = INDICATORS[name]
+        d = resolved if resolved is not None else INDICATORS[name]
         return d if higher_is_better is None else replace(d, higher_is_better=bool(higher_is_better))
     if not aggregate:
         from helpers.io import InputError
@@ -122,54 +106,42 @@ def indicator_population(spells: pd.DataFrame, indicator: str) -> tuple[pd.DataF
     """Spells in the indicator's population, with its outcome in ``outcome``.
 
     ``spells`` must carry the derived fields of
-    :func:`helpers.derive.add_spell_fields`. Returns the population and an
-    ``exclusions`` table (step, rows_before, rows_excluded, rows_after,
-    reason) so that nothing is dropped silently.
+    :func:`helpers.derive.add_spell_fields` (and, for a published indicator,
+    the outcome of :func:`helpers.indicators.add_outcome`, added here when
+    missing). The definition is :func:`helpers.indicators.resolve` for the
+    spells' columns. Returns the population and an ``exclusions`` table
+    (step, rows_before, rows_excluded, rows_after, reason), one row per step
+    of the definition, so that nothing is dropped silently.
     """
     if indicator not in INDICATORS:
         raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
-    d = INDICATORS[indicator]
-    needed = {"los": ["los_days", "day_case"], "readmission_30d": ["readmit_30d", "readmission_eligible"],
-              "day_case": ["day_case", "elective"], "mortality": ["died"]}[indicator]
+    d = indicators.resolve(indicator, list(spells.columns), deaths="died_30d" in spells.columns)
+    needed = {"los": ["los_days", "day_case"], "readmission": ["readmission_eligible", "emergency"],
+              "day_case": ["day_case", "elective"], "mortality": ["died"]}[d.kind]
     missing = [c for c in needed if c not in spells.columns]
     if missing:
         raise KeyError(f"Spells: column(s) {', '.join(missing)} missing; run helpers.derive.add_spell_fields first.")
-    if indicator == "los":
-        keep = ~spells["day_case"].astype(bool)
-        reason = "day cases (planned same-day care) are not part of length of stay"
-    elif indicator == "readmission_30d":
-        keep = spells["readmission_eligible"].astype(bool)
-        reason = "died in hospital, or discharged too late for 30 days of follow-up"
-    elif indicator == "day_case":
-        keep = spells["elective"].astype(bool)
-        reason = "not an elective admission"
-    else:
-        keep = spells["died"].notna()
-        reason = "discharge method not recorded"
-    out = spells.loc[keep].copy()
-    out["outcome"] = out[d.outcome].astype("float64")
-    exclusions = pd.DataFrame(
-        {
-            "step": [f"{d.name}: {d.population}"],
-            "rows_before": [len(spells)],
-            "rows_excluded": [int((~keep).sum())],
-            "rows_after": [len(out)],
-            "reason": [reason],
-        }
-    )
-    return out, exclusions
+    if d.outcome not in spells.columns:
+        spells = indicators.add_outcome(spells, d)
+    return indicators.population(spells, d)
 
 
-def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) -> tuple[pd.DataFrame, int, pd.DataFrame]:
+def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) -> tuple[pd.DataFrame, float, pd.DataFrame]:
     """Spells discharged in one NHS financial year, or all of them.
 
-    Returns the spells, the number of financial years they cover (so an
-    opportunity can be expressed per year) and an exclusions table (step,
+    Returns the spells, the length in years of the period they cover (so an
+    opportunity can be expressed per year: the extract's coverage of
+    :func:`helpers.periods.coverage`, inferred from the admission dates, cut
+    to the financial year when one is chosen; not the number of financial
+    years that some discharge touches) and an exclusions table (step,
     rows_before, rows_excluded, rows_after, reason). Needs ``financial_year``
     from :func:`helpers.derive.add_spell_fields`.
     """
+    from helpers import periods
+
     if "financial_year" not in spells.columns:
         raise KeyError("Spells: column 'financial_year' missing; run helpers.derive.add_spell_fields first.")
+    cover = periods.coverage(spells)
     if financial_year is None:
         keep = pd.Series(True, index=spells.index)
     else:
@@ -177,13 +149,14 @@ def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) ->
         if not keep.any():
             years = ", ".join(sorted(spells["financial_year"].dropna().unique()))
             raise ValueError(f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {years}.")
+        cover = cover.clip(*periods.financial_year_bounds(financial_year))
     out = spells.loc[keep]
     exclusions = pd.DataFrame({
         "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
         "rows_before": [len(spells)], "rows_excluded": [int((~keep).sum())], "rows_after": [len(out)],
         "reason": ["discharged in another financial year" if financial_year else "none excluded"],
     })
-    return out, int(out["financial_year"].nunique()), exclusions
+    return out, cover.years, exclusions
 
 
 def bed_days_per_event(spells: pd.DataFrame, indicator: str) -> float | None:
@@ -195,14 +168,15 @@ def bed_days_per_event(spells: pd.DataFrame, indicator: str) -> float | None:
     ordinary elective spells (a spell converted to a day case releases it).
     ``mortality``: None - a death is not converted to bed days or pounds.
     """
-    if indicator == "los":
+    kind = INDICATORS[indicator].kind if indicator in INDICATORS else None
+    if kind == "los":
         return 1.0
-    if indicator == "readmission_30d":
+    if kind == "readmission":
         return float(spells.loc[spells["emergency"].astype(bool), "los_days"].mean())
-    if indicator == "day_case":
+    if kind == "day_case":
         ordinary = spells["elective"].astype(bool) & ~spells["day_case"].astype(bool)
         return float(spells.loc[ordinary, "los_days"].mean())
-    if indicator == "mortality":
+    if kind == "mortality":
         return None
     raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
 
@@ -220,7 +194,7 @@ def model_terms(terms: Sequence[str], include_deprivation: bool = False) -> list
 #: Why an indicator's population can be empty, in plain words (see :func:`empty_population_message`).
 _EMPTY_BECAUSE: dict[str, str] = {
     "los": "every spell is a day case (planned same-day care), and day cases are not part of length of stay",
-    "readmission_30d": (
+    "readmission": (
         "no spell has a full 30-day follow-up inside the extract: a spell counts only if the patient left "
         "hospital alive and the 30 days from discharge end by the last admission date in the file, so a short "
         "extract (a few thousand rows, or a few weeks of admissions) may have none"
@@ -236,7 +210,7 @@ def empty_population_message(indicator: str | None = None) -> str:
         d = INDICATORS[indicator]
         return (f"Cannot fit the case-mix model for {d.label} ({d.name}): the indicator's population is empty - "
                 f"there are no {d.population} - so there is no spell to compare providers on. This can happen when "
-                f"{_EMPTY_BECAUSE[d.name]}; or when the financial year chosen has none. "
+                f"{_EMPTY_BECAUSE[d.kind]}; or when the financial year chosen has none. "
                 "Use a longer extract, another financial year or another indicator.")
     return ("Cannot fit the case-mix model: the indicator's population is empty, so there is no spell to compare "
             "providers on. This can happen when no spell in the extract meets the indicator's definition - for "
@@ -407,7 +381,7 @@ def _irls(X: np.ndarray, y: np.ndarray, family: str, *, trials: np.ndarray | Non
     current = loglik(beta)
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count of iterations is returned
         eta = X @ beta + off
         if family == "binomial":
             prob = 1 / (1 + np.exp(-eta))

@@ -44,7 +44,7 @@ last into the second, and :func:`scores` scores the long form.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd

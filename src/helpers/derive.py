@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers import periods
+
 EMERGENCY_CODES = frozenset({"21", "22", "23", "24", "25", "26", "27", "28", "2A", "2B", "2C", "2D"})
 ELECTIVE_CODES = frozenset({"11", "12", "13"})
 
@@ -43,7 +45,9 @@ def add_spell_fields(
       provider, 0 to ``window - 1`` days after this spell's discharge;
     * ``readmission_days`` — days from discharge to that admission;
     * ``readmission_eligible`` — the patient left alive and the whole window
-      ends by ``follow_up_end`` (default: the last admission date in the data),
+      ends by ``follow_up_end`` (default: the end of the extract's coverage,
+      :func:`helpers.periods.coverage`: its last admission date, unless only a
+      few readmissions run on after its admissions stop),
       so a spell near the end of the extract is not counted as "no readmission";
     * ``financial_year`` (of discharge, ``'2024/25'``) and ``month`` (first day
       of the discharge month).
@@ -69,7 +73,7 @@ def add_spell_fields(
     window = int(readmission_window_days)
     out["readmission_days"] = days
     out["readmit_30d"] = days.notna() & (days < window)
-    end = pd.Timestamp(follow_up_end) if follow_up_end is not None else adm.max()
+    end = pd.Timestamp(follow_up_end) if follow_up_end is not None else periods.coverage(out).end
     alive = ~out["died"].fillna(False).astype(bool)
     out["readmission_eligible"] = alive & (dis + pd.Timedelta(days=window - 1) <= end)
     out["financial_year"] = financial_year(dis)

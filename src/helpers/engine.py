@@ -50,14 +50,17 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers import casemix, derive, io
-from helpers.casemix import DEFAULT_TERMS, INDICATORS, MIN_LEVEL_SPELLS, MISSING, CasemixModel, fit_cells
+from helpers import casemix, derive, indicators, io
+from helpers.casemix import INDICATORS, MIN_LEVEL_SPELLS, MISSING, CasemixModel, fit_cells
 
 Engine = Literal["pandas", "duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
 #: Environment variables read by :func:`spark_session`.
 SPARK_MASTER_ENV = "HANDBOOK_SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
+#: What a user without the optional Spark extra is told.
+SPARK_EXTRA_MISSING = ("The spark engine needs PySpark, an optional extra: install it with "
+                       "`.venv/bin/pip install -r requirements-spark.txt`; Spark also needs Java 17 or later.")
 #: Memory DuckDB may use before it spills to a temporary folder (env HANDBOOK_DUCKDB_MEMORY).
 DUCKDB_MEMORY_LIMIT = "2GB"
 
@@ -231,7 +234,10 @@ class _Spark(_Backend):
     name = "spark"
 
     def __init__(self, session: Any | None = None) -> None:
-        import sqlglot
+        try:
+            import sqlglot
+        except ImportError:  # pragma: no cover - depends on the machine
+            raise RuntimeError(SPARK_EXTRA_MISSING) from None
 
         self._sqlglot = sqlglot
         self.spark = session or spark_session()
@@ -313,7 +319,7 @@ def spark_session(app_name: str = "nhs-value-handbook") -> Any:
     try:
         from pyspark.sql import SparkSession
     except ImportError:  # pragma: no cover - depends on the machine
-        raise RuntimeError("The spark engine needs pyspark (pip install pyspark) and Java 17 or later.") from None
+        raise RuntimeError(SPARK_EXTRA_MISSING) from None
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -620,6 +626,11 @@ def _validate(src: TableSource, rules: list[_Rule]) -> None:
     row = be.query(f"SELECT {', '.join(stats + counts)} FROM ({src.typed_sql}) AS v").iloc[0]
     src.rows = int(row["n_rows"])
     src.stats = {k: row[k] for k in row.index if not k.startswith("c")}
+    if "admission_date" in src.present and src.rows:
+        src.stats["admissions_by_month"] = be.query(  # helpers.periods.admissions_by_month, for the coverage
+            "SELECT DATE_TRUNC('month', admission_date) AS month, COUNT(*) AS n, MIN(admission_date) AS first, "
+            f"MAX(admission_date) AS last FROM ({src.typed_sql}) AS v WHERE admission_date IS NOT NULL "
+            "GROUP BY DATE_TRUNC('month', admission_date)")
     if src.rows == 0:
         raise io.InputError(f"Cannot use {Path(str(src.path)).name}: it has a header but no rows of data.\nFile: {src.path}")
     n_bad = {id(r): int(row[f"c{i}"] or 0) for i, r in enumerate(checks)}
@@ -670,8 +681,12 @@ def _raw_value(value: Any, src: TableSource, column: str) -> Any:
 
 # --------------------------------------------------------------------------- derived fields
 def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readmission: bool,
-                 typed_sql: str | None = None, carry: Sequence[str] = ()) -> str:
-    """SQL of the spells with helpers.derive's fields; the readmission linkage only if asked."""
+                 typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency") -> str:
+    """SQL of the spells with helpers.derive's fields; the readmission linkage only if asked.
+
+    ``readmit``: the SQL condition of a spell that counts as a readmission
+    (any emergency admission; a published indicator leaves some out).
+    """
     cols = ", ".join([_q(c) for c in src.present] + [_q(c) for c in carry])
     typed_sql = typed_sql or src.typed_sql
     em = ", ".join(_lit(c) for c in sorted(derive.EMERGENCY_CODES))
@@ -681,7 +696,10 @@ def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readm
     else:
         day_case = f"(admission_method IN ({el}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"
     died = "(discharge_method = '4')" if "discharge_method" in src.present else "CAST(NULL AS BOOLEAN)"
-    end = pd.Timestamp(follow_up_end) if follow_up_end is not None else pd.Timestamp(src.stats["max_admission"])
+    from helpers import periods
+
+    end = (pd.Timestamp(follow_up_end) if follow_up_end is not None
+           else periods.coverage_from_months(src.stats["admissions_by_month"]).end)
     end_day = int((end.normalize() - pd.Timestamp("1970-01-01")).days)
     epoch = "DATE '1970-01-01'"
     base = (
@@ -703,9 +721,9 @@ def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readm
     # otherwise the first one on a later day.
     events = (
         f"SELECT spell_id, patient_id, _dis_day AS day, 1 AS is_dis, "
-        f"CASE WHEN emergency AND _adm_day = _dis_day THEN 1 ELSE 0 END AS self_today FROM ({base}) AS b "
+        f"CASE WHEN ({readmit}) AND _adm_day = _dis_day THEN 1 ELSE 0 END AS self_today FROM ({base}) AS b "
         f"UNION ALL SELECT spell_id, patient_id, _adm_day AS day, 0 AS is_dis, 0 AS self_today "
-        f"FROM ({base}) AS b WHERE emergency"
+        f"FROM ({base}) AS b WHERE {readmit}"
     )
     windowed = (
         f"SELECT spell_id, is_dis, day, self_today, "
@@ -788,14 +806,13 @@ def _as_dtype(values: pd.Series, dtype: str) -> pd.Series | np.ndarray:
 
 
 # --------------------------------------------------------------------------- case-mix cells
-#: Why each indicator's population leaves spells out (the words of helpers.casemix.indicator_population).
-_POPULATION: dict[str, tuple[str, str, str]] = {
-    # indicator: (SQL condition for the population, SQL outcome, reason for the excluded rows)
-    "los": ("NOT day_case", "los_days", "day cases (planned same-day care) are not part of length of stay"),
-    "readmission_30d": ("readmission_eligible", "CASE WHEN readmit_30d THEN 1 ELSE 0 END",
-                        "died in hospital, or discharged too late for 30 days of follow-up"),
-    "day_case": ("elective", "CASE WHEN day_case THEN 1 ELSE 0 END", "not an elective admission"),
-    "mortality": ("died IS NOT NULL", "CASE WHEN died THEN 1 ELSE 0 END", "discharge method not recorded"),
+#: The outcome of each kind of indicator in SQL over the derived spells (helpers.indicators records).
+_OUTCOME_SQL: dict[str, str] = {
+    "los_days": "los_days",
+    "readmit_30d": "CASE WHEN readmit_30d THEN 1 ELSE 0 END",
+    "readmit_30d_nhs": "CASE WHEN readmit_30d THEN 1 ELSE 0 END",  # linked with the indicator's readmission rule
+    "day_case": "CASE WHEN day_case THEN 1 ELSE 0 END",
+    "died": "CASE WHEN died THEN 1 ELSE 0 END",
 }
 
 
@@ -829,7 +846,7 @@ class VariationInput:
 
     ``model``: the fitted :class:`helpers.casemix.CasemixModel`; ``exclusions``:
     step, rows_before, rows_excluded, rows_after, reason (the financial year,
-    then the indicator's population); ``years``: financial years covered;
+    then each step of the indicator's definition); ``years``: length in years of the extract's coverage;
     ``bed_days_per_event``: see :func:`helpers.casemix.bed_days_per_event`;
     ``spells_read``: rows in the file; ``engine``: which engine ran;
     ``spells``: the spells of the financial year with their derived fields
@@ -843,64 +860,79 @@ class VariationInput:
 
     model: CasemixModel
     exclusions: pd.DataFrame
-    years: int
+    years: float
     bed_days_per_event: float | None
     spells_read: int
     engine: str
     spells: pd.DataFrame | None = None
     casemix_terms: pd.DataFrame | None = None
+    definition: indicators.Indicator | None = None
 
 
 def prepare_variation(
     data_spells: str | Path | None = None,
     indicator: str = "los",
-    case_mix: Sequence[str] = DEFAULT_TERMS,
+    case_mix: Sequence[str] | None = None,
     include_deprivation: bool = False,
     financial_year: str | None = None,
     column_map: Mapping[str, str] | None = None,
     engine: str = "pandas",
     *,
+    data_deaths: str | Path | None = None,
     min_level_spells: int = MIN_LEVEL_SPELLS,
     spark: Any | None = None,
 ) -> VariationInput:
     """Read the spells, derive, restrict, and fit the case-mix model of one indicator.
 
     ``engine="pandas"`` runs :func:`helpers.io.load_table`,
-    :func:`helpers.derive.add_spell_fields`, :func:`helpers.casemix.restrict_to_year`,
-    :func:`helpers.casemix.indicator_population` and
+    :func:`helpers.derive.add_spell_fields`, :func:`helpers.indicators.add_outcome`,
+    :func:`helpers.casemix.restrict_to_year`, :func:`helpers.indicators.population` and
     :func:`helpers.casemix.fit_casemix`. ``"duckdb"`` and ``"spark"`` do the
     spell-level steps in SQL and fit on the aggregated cells with
     :func:`helpers.casemix.fit_cells`: the same numbers, without holding the spells in memory.
+    The definition is :func:`helpers.indicators.resolve` for the file's columns
+    (and ``data_deaths``, a deaths table, for mortality); ``case_mix=None``
+    uses the definition's own terms. ``years`` is the length of the extract's
+    coverage (:mod:`helpers.periods`), within the financial year if one is chosen.
     An indicator whose population is empty raises :class:`helpers.io.InputError`
     (:func:`helpers.casemix.empty_population_message`) whichever engine ran.
     """
     if indicator not in INDICATORS:
         raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
-    definition = INDICATORS[indicator]
     if engine == "pandas":
         spells = casemix.add_casemix_bands(derive.add_spell_fields(io.load_table("spells", data_spells, column_map or None)))
+        deaths = io.load_table("deaths", data_deaths, column_map or None) if data_deaths is not None else None
+        definition = indicators.resolve(indicator, list(spells.columns), deaths is not None)
+        terms = definition.case_mix if case_mix is None else case_mix
         rows = int(spells.attrs.get("load_summary", {}).get("rows_read", len(spells)))
-        terms, term_table = casemix.resolve_terms(case_mix, list(spells.columns), include_deprivation,
+        terms, term_table = casemix.resolve_terms(terms, list(spells.columns), include_deprivation,
                                                   {str(k): int(v) for k, v in spells.notna().sum().items()})
+        spells = indicators.add_outcome(spells, definition, deaths)
         spells, years, year_exclusions = casemix.restrict_to_year(spells, financial_year)
-        population, exclusions = casemix.indicator_population(spells, indicator)
+        population, exclusions = indicators.population(spells, definition)
         model = casemix.fit_casemix(population, terms, definition.family,
                                     include_deprivation=casemix.DEPRIVATION_TERM in terms,
                                     min_level_spells=min_level_spells, indicator=indicator)
         per_event = casemix.bed_days_per_event(spells, indicator)
         return VariationInput(model, pd.concat([year_exclusions, exclusions], ignore_index=True), years, per_event,
-                              rows, engine, spells, term_table)
+                              rows, engine, spells, casemix_terms=term_table, definition=definition)
     src = open_table("spells", data_spells, column_map or None, engine, spark=spark)
     try:
-        return _variation_sql(src, definition, case_mix, include_deprivation, financial_year, min_level_spells, engine)
+        deaths_src = None
+        if data_deaths is not None:
+            deaths_src = open_table("deaths", data_deaths, column_map or None, engine, backend=src.backend)
+        definition = indicators.resolve(indicator, src.present, deaths_src is not None)
+        terms = definition.case_mix if case_mix is None else case_mix
+        return _variation_sql(src, definition, terms, include_deprivation, financial_year, min_level_spells, engine,
+                              deaths_src)
     finally:
         src.backend.close()
 
 
-def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, case_mix: Sequence[str],
+def _variation_sql(src: TableSource, definition: indicators.Indicator, case_mix: Sequence[str],
                    include_deprivation: bool, financial_year: str | None, min_level_spells: int,
-                   engine: str) -> VariationInput:
-    from helpers import disclosure
+                   engine: str, deaths: TableSource | None = None) -> VariationInput:
+    from helpers import disclosure, periods
 
     threshold = disclosure.DEFAULT_THRESHOLD
     be = src.backend
@@ -909,26 +941,41 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
     terms, term_table = casemix.resolve_terms(case_mix, src.present, include_deprivation, non_missing)
     include_deprivation = casemix.DEPRIVATION_TERM in terms
     term_sql = [_term_sql(t, src.present) for t in terms]
-    cond, outcome, reason = _POPULATION[definition.name]
-    derived = _derived_sql(src, 30, None, readmission=definition.name == "readmission_30d", carry=["_rownum"])
+    readmit = "emergency"
+    if definition.readmission_excludes is not None:
+        readmit = f"(emergency AND NOT {indicators.rule_sql(definition.readmission_excludes, src.present)})"
+    derived = _derived_sql(src, 30, None, readmission=definition.kind == "readmission", carry=["_rownum"],
+                           readmit=readmit)
+    outcome = _OUTCOME_SQL.get(definition.outcome)
+    if definition.outcome == "died_30d":
+        derived = _deaths_sql(derived, deaths, src)
+        outcome = "CASE WHEN died_30d THEN 1 ELSE 0 END"
+    flags = [indicators.rule_sql(s.rule, src.present) if s.needs is None or s.needs in src.present else "FALSE"
+             for s in definition.steps]
     in_year = "TRUE" if financial_year is None else f"financial_year = {_lit(financial_year)}"
     term_cols = ", ".join(f"{sql} AS _t{i}" for i, sql in enumerate(term_sql))
+    flag_cols = "".join(f", ({f}) AS _x{i}" for i, f in enumerate(flags))
+    in_pop = " AND ".join(f"NOT _x{i}" for i in range(len(flags))) or "TRUE"
     be.materialise(
         "variation_base",
         f"SELECT _rownum, provider_code, financial_year, emergency, elective, day_case, los_days, "
-        f"({in_year}) AS _in_year, ({cond}) AS _in_pop, CAST({outcome} AS BIGINT) AS _y, {term_cols} "
+        f"({in_year}) AS _in_year, CAST({outcome} AS BIGINT) AS _y, {term_cols}{flag_cols} "
         f"FROM ({derived}) AS d",
     )
+    be.materialise("variation_pop", f"SELECT *, ({in_pop}) AS _in_pop FROM variation_base")
+    step_counts = "".join(
+        f", SUM(CASE WHEN _in_year AND {' AND '.join([f'NOT _x{j}' for j in range(i)] + [f'_x{i}'])} THEN 1 ELSE 0 END) AS x{i}"
+        for i in range(len(flags)))
     c = be.query(
         "SELECT COUNT(*) AS n_all, SUM(CASE WHEN _in_year THEN 1 ELSE 0 END) AS n_year, "
         "SUM(CASE WHEN _in_year AND _in_pop THEN 1 ELSE 0 END) AS n_pop, "
         "COUNT(DISTINCT CASE WHEN _in_year THEN financial_year END) AS n_years, "
         "AVG(CASE WHEN _in_year AND emergency THEN los_days END) AS los_emergency, "
-        "AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective "
-        "FROM variation_base").iloc[0]
-    n_all, n_year, n_pop = int(c["n_all"]), int(c["n_year"] or 0), int(c["n_pop"] or 0)
+        f"AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective{step_counts} "
+        "FROM variation_pop").iloc[0]
+    n_all, n_year = int(c["n_all"]), int(c["n_year"] or 0)
     if financial_year is not None and n_year == 0:
-        years = be.query("SELECT DISTINCT financial_year FROM variation_base WHERE financial_year IS NOT NULL")
+        years = be.query("SELECT DISTINCT financial_year FROM variation_pop WHERE financial_year IS NOT NULL")
         listed = ", ".join(sorted(years["financial_year"].astype(str)))
         raise ValueError(f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {listed}.")
     year_ex = pd.DataFrame({
@@ -936,18 +983,16 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
         "rows_before": [n_all], "rows_excluded": [n_all - n_year], "rows_after": [n_year],
         "reason": ["discharged in another financial year" if financial_year else "none excluded"],
     })
-    pop_ex = pd.DataFrame({
-        "step": [f"{definition.name}: {definition.population}"], "rows_before": [n_year],
-        "rows_excluded": [n_year - n_pop], "rows_after": [n_pop], "reason": [reason],
-    })
+    pop_ex = indicators.exclusions_table(definition, [int(c[f"x{i}"] or 0) for i in range(len(flags))], n_year,
+                                         src.present)
     groups = ", ".join(f"_t{i}" for i in range(len(terms)))
     # _first (the cell's first row in the file) lets fit_cells add up in the order the rows would be
     pcells = be.query(f"SELECT {groups}, provider_code, COUNT(*) AS n, SUM(_y) AS events, MIN(_rownum) AS _first "
-                      f"FROM variation_base "
+                      f"FROM variation_pop "
                       f"WHERE _in_year AND _in_pop GROUP BY {groups}, provider_code")
     vcells = None
     if definition.family != "binomial":
-        vcells = be.query(f"SELECT {groups}, _y, COUNT(*) AS w, MIN(_rownum) AS _first FROM variation_base "
+        vcells = be.query(f"SELECT {groups}, _y, COUNT(*) AS w, MIN(_rownum) AS _first FROM variation_pop "
                           f"WHERE _in_year AND _in_pop GROUP BY {groups}, _y")
     names = {f"_t{i}": t for i, t in enumerate(terms)}
     pcells = pcells.rename(columns=names)
@@ -955,12 +1000,40 @@ def _variation_sql(src: TableSource, definition: casemix.IndicatorDefinition, ca
         vcells = vcells.rename(columns=names)
     model = fit_cells(pcells, terms, definition.family, vcells=vcells, include_deprivation=include_deprivation,
                       min_level_spells=min_level_spells, indicator=definition.name)
-    per_event = {"los": 1.0, "readmission_30d": c["los_emergency"], "day_case": c["los_ordinary_elective"],
-                 "mortality": None}[definition.name]
+    per_event = {"los": 1.0, "readmission": c["los_emergency"], "day_case": c["los_ordinary_elective"],
+                 "mortality": None}[definition.kind]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
     profile = _profile_sql(src, in_year, _derived_sql(src, 30, None, readmission=False), threshold)
-    return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), int(c["n_years"] or 0),
-                          per_event, src.rows, engine, _stand_in(src, n_year, profile), term_table)
+    cover = periods.coverage_from_months(src.stats["admissions_by_month"])
+    if financial_year is not None:
+        cover = cover.clip(*periods.financial_year_bounds(financial_year))
+    return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), cover.years,
+                          per_event, src.rows, engine, _stand_in(src, n_year, profile), casemix_terms=term_table,
+                          definition=definition)
+
+
+def _deaths_sql(derived: str, deaths: TableSource | None, src: TableSource) -> str:
+    """The derived spells with ``died_30d`` and ``death_follow_up`` (helpers.indicators.add_outcome in SQL).
+
+    Death in hospital, or a death 0 to 30 days after discharge attributed to
+    the patient's last spell discharged on or before it (as the SHMI does);
+    follow-up complete when discharge + 30 days is by the last admission date.
+    """
+    from helpers import periods
+
+    if deaths is None:
+        raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
+    end = periods.coverage_from_months(src.stats["admissions_by_month"]).end
+    end_day = int((end - pd.Timestamp("1970-01-01")).days)
+    window = indicators.DEATH_WINDOW
+    dod = (f"SELECT CAST(patient_id AS VARCHAR) AS _dpid, MIN(date_of_death) AS _dod FROM ({deaths.typed_sql}) AS t "
+           f"GROUP BY CAST(patient_id AS VARCHAR)")
+    joined = (f"SELECT d.*, x._dod, MAX(CASE WHEN d.discharge_date <= x._dod THEN d.discharge_date END) "
+              f"OVER (PARTITION BY d.patient_id) AS _last_before FROM ({derived}) AS d "
+              f"LEFT JOIN ({dod}) AS x ON CAST(d.patient_id AS VARCHAR) = x._dpid")
+    return (f"SELECT *, (COALESCE(died, FALSE) OR COALESCE(discharge_date = _last_before AND "
+            f"DATE_DIFF('day', discharge_date, _dod) <= {window}, FALSE)) AS died_30d, "
+            f"(_dis_day + {window} <= {end_day}) AS death_follow_up FROM ({joined}) AS j")
 
 
 # --------------------------------------------------------------------------- for the handbook command

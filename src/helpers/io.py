@@ -488,7 +488,7 @@ def _coerce_column(
         nums = pd.to_numeric(cleaned, errors="coerce")
         bad = ~blank & ~comma & nums.isna()
         if bad.any():
-            problems.append(Problem(name, f"a number", _examples(raw, bad, [name]), int(bad.sum())))
+            problems.append(Problem(name, "a number", _examples(raw, bad, [name]), int(bad.sum())))
         if kind == "integer":
             frac = nums.notna() & (nums != np.floor(nums))
             if frac.any():

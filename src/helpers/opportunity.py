@@ -51,7 +51,14 @@ import numpy as np
 import pandas as pd
 
 from helpers import finance
-from helpers.funnel import FunnelResult, back_transform, estimate_dispersion, level_label, limits_at, transform
+from helpers.funnel import (
+    FunnelResult,
+    back_transform,
+    estimate_dispersion,
+    level_label,
+    limits_at,
+    transform,
+)
 
 Benchmark = str | Sequence[str]
 
@@ -235,11 +242,14 @@ def opportunity(
     interval), opportunity, opportunity_lower,
     opportunity_upper (indicator units), bed_days, bed_days_lower,
     bed_days_upper, beds_equivalent, capacity_released_gbp,
-    cash_releasing_gbp, benchmark, price_year, note.
+    cash_releasing_gbp, benchmark, years, price_year, note.
 
     ``years`` is the length of the period the data cover: every opportunity
     figure (by provider and in the summary) is divided by it, so the table is
-    per year and beds equivalent (bed days / 365 / occupancy) is right.
+    per year and beds equivalent (bed days / 365 / occupancy) is right. Give
+    the length of the extract's coverage (:attr:`helpers.periods.Coverage.years`),
+    not the number of financial years some discharge touches; the summary
+    states it in its ``years`` column.
     """
     if years <= 0:
         raise ValueError(f"years must be above 0; got {years!r}.")
@@ -282,6 +292,7 @@ def opportunity(
     summary["capacity_released_gbp"] = money["capacity_released_gbp"].to_numpy()
     summary["cash_releasing_gbp"] = money["cash_releasing_gbp"].to_numpy()
     summary["benchmark"] = bench
+    summary["years"] = float(years)  # the divisor of every per-year figure, stated in the table
     summary["price_year"] = money["price_year"].iloc[0]
     summary["note"] = [
         "Every provider worse than the benchmark (and large enough to be flagged), as the national packs count it; "

@@ -282,10 +282,15 @@ def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str =
     n = len(spells)
     n_chart = int(on_chart.sum())
     n_counted = int((on_chart & counted).sum())
+    month_reason = "discharge month left out: the extract sees it only in part (see the notes above)"
+    if series.attrs.get("months_left_out"):
+        from helpers import periods
+
+        month_reason = "discharge month left out as incomplete - " + periods.caption(
+            series.attrs["months_left_out"]).removeprefix("Months left out as incomplete: ")
     return pd.DataFrame([
         {"table": "spells", "step": "discharged in a month on the chart", "rows_before": n,
-         "rows_excluded": n - n_chart, "rows_after": n_chart,
-         "reason": "discharge month left out: the extract sees it only in part (see the notes above)"},
+         "rows_excluded": n - n_chart, "rows_after": n_chart, "reason": month_reason},
         {"table": "spells", "step": step, "rows_before": n_chart, "rows_excluded": n_chart - n_counted,
          "rows_after": n_counted, "reason": reason},
     ])

@@ -27,9 +27,19 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from helpers import __version__, disclosure
+
 # The number formats and the rule choosing them live in helpers.display, shared with the book's tables.
 from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable from here)
-    DATE, DECIMAL, ONE_DECIMAL, P_VALUE, PERCENT, PERCENT_POINTS, PLAIN_WHOLE, POUNDS, SMALL_DECIMAL, WHOLE,
+    DATE,
+    DECIMAL,
+    ONE_DECIMAL,
+    P_VALUE,
+    PERCENT,
+    PERCENT_POINTS,
+    PLAIN_WHOLE,
+    POUNDS,
+    SMALL_DECIMAL,
+    WHOLE,
     number_format,
 )
 from helpers.io import identifier_columns

@@ -923,7 +923,6 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = 
     tab = _tables()
     sp, su = _simulate_spells_core(n_spells, ss_main, prov, tab, vw)
     rng = np.random.default_rng(ss_extra)
-    start, end = _day(PERIOD_START), _day(PERIOD_END)
     n = len(sp["adm"])
 
     # identifiers: patients numbered by first appearance, spells by admission date

@@ -724,6 +724,28 @@ MEASURES: dict[str, tuple[str, str]] = {
     "emergency_spells": ("xmr", "emergency spells discharged in the month"),
     "readmission_rate": ("p", "share of eligible spells discharged in the month with an emergency readmission within 30 days"),
 }
+#: Words for a chart's title and axis, by measure (used unless the user gives a label).
+MEASURE_LABELS: dict[str, str] = {
+    "emergency_bed_days": "Emergency bed days",
+    "emergency_spells": "Emergency spells",
+    "readmission_rate": "Emergency readmissions within 30 days",
+}
+#: Days of follow-up a measure needs after the month ends (readmission: 0 to 29 days).
+MEASURE_FOLLOW_UP: dict[str, int] = {"emergency_bed_days": 0, "emergency_spells": 0, "readmission_rate": 29}
+
+
+def measure_label(measure: str | None = None, chart: Chart = "xmr", label: str | None = None,
+                  value: str = "value") -> str:
+    """The words for a chart's title and y-axis: ``label`` if given, else the measure's (:data:`MEASURE_LABELS`).
+
+    For a user's series file (``measure`` None and not built from spells),
+    the name of its value column.
+    """
+    if label:
+        return str(label)
+    if measure in MEASURE_LABELS:
+        return MEASURE_LABELS[measure]
+    return str(value).replace("_", " ").capitalize()
 
 
 def monthly_series(
@@ -732,8 +754,10 @@ def monthly_series(
     group: str | None = "provider_code",
     chart: Chart = "xmr",
     lead_in_days: int = 30,
+    coverage_start: str | pd.Timestamp | None = None,
+    coverage_end: str | pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """A monthly series per group from spells with derived fields.
+    """A monthly series per group from spells with derived fields, over complete months only.
 
     ``spells`` must have passed :func:`helpers.derive.add_spell_fields`
     (``month`` is the first day of the discharge month; ``los_days``,
@@ -742,21 +766,27 @@ def monthly_series(
     ``chart`` (the readmission rate for p, p′ and u charts, emergency bed
     days otherwise).
 
-    Months are discharge months. An extract holds only spells admitted
-    after its start, so the first discharge months miss the long stays that
-    began earlier: months starting less than ``lead_in_days`` after the first
-    admission date in the data are left out, with a warning (0 keeps them).
+    Months are discharge months, kept only when complete
+    (:func:`helpers.periods.complete_months`): wholly inside the extract's
+    coverage (inferred from the first and last admission dates, or stated by
+    ``coverage_start`` and ``coverage_end``), starting at least
+    ``lead_in_days`` after it starts (earlier stays are missing), and, for
+    ``readmission_rate``, with every 30-day window ending inside it. Discharges
+    after the last admission are not a month of the process: the bed days fall
+    to zero only because no new patient is in the file. Each month left out is
+    named, with its reason, in a warning and in ``attrs["months_left_out"]``
+    (for the exclusions flow and the chart caption); ``attrs["coverage"]``
+    holds the coverage and ``attrs["label"]`` the measure's words.
 
-    Every group gets every month from the first to the last discharge month
-    in the data; a month with no spells counts 0 for the count measures. For
-    ``readmission_rate`` the last months, in which some spells' 30-day window
-    runs past the end of the data, are left out with a warning (a part-month
-    denominator would hold only the month's earliest discharges); a
-    group-month with no eligible spell has no proportion and is left out too.
+    Every group gets every complete month; a month with no spells counts 0
+    for the count measures. For ``readmission_rate`` a group-month with no
+    eligible spell has no proportion and is left out.
 
     Returns columns ``date``, ``group`` and either ``value`` (count measures)
     or ``numerator`` and ``denominator`` (``readmission_rate``).
     """
+    from helpers import periods
+
     if measure is None:
         measure = "readmission_rate" if chart in ("p", "pprime", "u") else "emergency_bed_days"
     if measure not in MEASURES:
@@ -768,6 +798,7 @@ def monthly_series(
             f"spells: missing derived column(s) {missing}; pass the spells through "
             "helpers.derive.add_spell_fields first"
         )
+    cover = periods.coverage(spells, coverage_start, coverage_end)
     s = pd.DataFrame({
         "date": pd.to_datetime(spells["month"]),
         "group": spells[group].astype("str") if group else "all",
@@ -781,35 +812,25 @@ def monthly_series(
         eligible = spells["readmission_eligible"].astype(bool)
         s["numerator"] = (spells["readmit_30d"].astype(bool) & eligible).astype(float)
         s["denominator"] = eligible.astype(float)
-    first_full = pd.to_datetime(spells["admission_date"]).min() + pd.Timedelta(days=lead_in_days)
     months = pd.date_range(s["date"].min(), s["date"].max(), freq="MS")
-    early = months[months < first_full] if lead_in_days > 0 else months[:0]
-    if len(early):
-        warnings.warn(
-            f"{measure}: left out {len(early)} discharge month(s) ({', '.join(f'{m:%b %Y}' for m in early)}) "
-            f"starting less than {lead_in_days} days after the first admission in the data: spells "
-            "admitted before the extract and discharged in them are missing, so their counts are too low",
-            SPCWarning, stacklevel=2,
-        )
-        months = months[months >= first_full]
-        s = s[s["date"].isin(months)]
-    if measure == "readmission_rate":
-        # a month is complete when every spell in it whose patient left alive is
-        # eligible, i.e. its 30-day window ends within the data
-        died = spells["died"].fillna(False).astype(bool) if "died" in spells.columns else False
-        open_window = ~spells["readmission_eligible"].astype(bool) & ~died
-        late = months[months.isin(pd.to_datetime(spells.loc[open_window, "month"]).unique())]
-        if len(late):
-            warnings.warn(
-                f"readmission_rate: left out {len(late)} discharge month(s) "
-                f"({', '.join(f'{m:%b %Y}' for m in late)}) in which some spells' 30-day window "
-                "ends after the data do, so their readmissions are not yet known",
-                SPCWarning, stacklevel=2,
-            )
-            months = months[~months.isin(late)]
-            s = s[s["date"].isin(months)]
     grid = pd.MultiIndex.from_product([months, sorted(s["group"].unique())], names=["date", "group"])
     out = s.groupby(["date", "group"]).sum().reindex(grid, fill_value=0.0).reset_index()
+    out, left_out = periods.complete_months(out, cover, "date", lead_in_days, MEASURE_FOLLOW_UP[measure])
+    if measure == "readmission_rate":
+        # a month whose spells are not all eligible (alive) has windows still open: its readmissions are not known
+        died = spells["died"].fillna(False).astype(bool) if "died" in spells.columns else False
+        open_window = ~spells["readmission_eligible"].astype(bool) & ~died
+        late = sorted(set(pd.to_datetime(spells.loc[open_window, "month"]).unique()) & set(out["date"]))
+        if late:
+            left_out = pd.concat([left_out, pd.DataFrame({"month": late, "reason": "some 30-day windows end after the "
+                                                          "follow-up the spells were derived with"})], ignore_index=True)
+            out = out[~out["date"].isin(late)].reset_index(drop=True)
+    if len(left_out):
+        warnings.warn(
+            f"{measure}: left out {len(left_out)} discharge month(s) that the extract does not cover completely "
+            f"({periods.caption(left_out).removeprefix('Months left out as incomplete: ').rstrip('.')})",
+            SPCWarning, stacklevel=2,
+        )
     if measure == "readmission_rate":
         empty = out["denominator"] <= 0
         if empty.any():
@@ -820,6 +841,8 @@ def monthly_series(
             )
             out = out[~empty].reset_index(drop=True)
     out["group"] = out["group"].astype("str")
+    out.attrs = {"coverage": cover, "months_left_out": periods.as_records(left_out), "label": MEASURE_LABELS[measure],
+                 "measure": measure}
     return out
 
 

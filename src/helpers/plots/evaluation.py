@@ -161,7 +161,7 @@ def finance_plot(financial_impact: pd.DataFrame) -> Figure:
              ("net_cash_gbp", "Net: cash\nminus cost", NHS["dark_red"])]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     x = np.arange(len(items))
-    for xi, (key, label, colour) in zip(x, items):
+    for xi, (key, _label, colour) in zip(x, items):
         r = v.loc[key]
         ax.bar(xi, r["value"], color=colour)
         if np.isfinite(r["ci_lower"]):

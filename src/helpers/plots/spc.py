@@ -207,3 +207,16 @@ def small_multiples(
     for ax, grp in zip(axes.flat, groups):
         _badges(ax, rows.get(grp), fontsize=9, stacked=True)
     return fig
+
+
+def add_caption(fig: plt.Figure, text: str, fontsize: float = 8.5) -> plt.Figure:
+    """Write ``text`` (for example :func:`helpers.periods.caption`) under a figure, wrapped to its width."""
+    import textwrap
+
+    if not text:
+        return fig
+    width = max(60, int(fig.get_figwidth() * 15))
+    lines = textwrap.wrap(text, width)
+    fig.text(0.01, 0, "\n".join(lines), ha="left", va="top", fontsize=fontsize, color=NHS["dark_grey"],
+             transform=fig.transFigure)
+    return fig

@@ -7,12 +7,12 @@ title, which states the finding, from the ``describe_*`` sentences of
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
-import matplotlib.pyplot as plt
 
 from helpers import disclosure
 from helpers import value as hv
