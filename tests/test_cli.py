@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
+from board_report import check_board_report
 from helpers.cli import available_notebooks, main, notebook_parameters
 
 NOTEBOOKS = sorted(available_notebooks())
@@ -46,6 +47,7 @@ def test_run_on_sample_writes_the_report_folder(tmp_path, name):
     html = (out / "report.html").read_text()
     assert "<img" in html or "data:image" in html  # figures embedded
     assert "import helpers" not in html  # code hidden
+    check_board_report(out)  # findings first, every summary number from its table, readable tables
     # no identifiers of the sample's patients in any output
     patients = set(pd.read_csv(Path(__file__).resolve().parents[1] / "data/sample/spells.csv", usecols=["patient_id"], dtype=str)["patient_id"].head(2000))
     for table in (out / "tables").glob("*.csv"):

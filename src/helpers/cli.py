@@ -3,14 +3,14 @@
 Usage::
 
     handbook list
-    handbook run NOTEBOOK [--data NAME=PATH ...] [--param KEY=VALUE ...] --out DIR [--force] [--quiet]
+    handbook run NOTEBOOK [--data NAME=PATH ...] [--param KEY=VALUE ...] --out DIR [--force] [--quiet] [--pdf [--chromium PATH]]
     handbook simulate --out DIR [--spells N] [--seed S] [--format csv|parquet]
     handbook template [TABLE] [--out FILE]
 
 ``run`` checks every input against the data contract before anything runs,
 executes the notebook with papermill in a staging folder, and only when all is
 well moves the results into ``DIR``: the executed notebook, ``report.html``
-(code hidden), ``tables/*.csv``, ``results.xlsx`` and ``run.json``. Bad input
+(code hidden; with ``--pdf`` also ``report.pdf``), ``tables/*.csv``, ``results.xlsx`` and ``run.json``. Bad input
 prints the loader's message and exits with status 2, writing nothing.
 """
 
@@ -165,6 +165,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     dates = set_date_window(getattr(args, "dates", None))
     set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
+    if getattr(args, "pdf", False):
+        from helpers import pdf
+
+        try:  # before anything runs: a missing browser is a usage problem, not a failed run
+            pdf.find_chromium(args.chromium)
+        except pdf.ChromiumMissing as exc:
+            raise UsageError(str(exc)) from None
+
     out = Path(args.out).expanduser().resolve()
     files = [p for p in data.values() if isinstance(p, Path)]
     previous_run = check_out_folder(out, [*files, *([Path(args.map)] if args.map else [])], args.force)
@@ -233,6 +241,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         title = report.notebook_title(nbformat.read(nb_path, as_version=4), args.notebook)
         front = report.front_matter(args.notebook, inputs, params, title)
         report.write_html(executed, staging / "report.html", title=args.notebook, front=front)
+        if getattr(args, "pdf", False):
+            pdf.write_pdf(staging / "report.html", staging / "report.pdf", args.chromium)
         elapsed = round(time.perf_counter() - started, 1)
         sheets = report.write_workbook(tables, staging / "results.xlsx", front)
         report.write_run_json(
@@ -267,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
     if not args.quiet:
-        print(f"Wrote {out}: report.html, results.xlsx, tables/ ({len(sheets)} tables), run.json "
+        print(f"Wrote {out}: report.html, {'report.pdf, ' if getattr(args, 'pdf', False) else ''}results.xlsx, tables/ ({len(sheets)} tables), run.json "
               f"in {elapsed:.0f} s")
     return 0
 
@@ -631,6 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
     p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_run.add_argument("--pdf", action="store_true", help="also write report.pdf (A4, for board packs) with headless Chromium")
+    p_run.add_argument("--chromium", metavar="PATH", help="the Chromium browser for --pdf (default: chromium on the PATH)")
     p_run.add_argument("--sheet", action="append", metavar="NAME=SHEET",
                        help="the sheet to read from an Excel input (default: the active visible sheet)")
     p_run.add_argument("--dates", metavar="FROM:TO",

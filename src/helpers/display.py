@@ -288,7 +288,9 @@ def formatted_frame(
     text = pd.DataFrame(out, columns=[str(c) for c in table.columns], dtype=object)
     if labels is not False:
         given = dict(labels) if isinstance(labels, Mapping) else {}
-        text.columns = [given.get(c, reader_label(c)) for c in text.columns]
+        shown = [given.get(c, reader_label(c)) for c in text.columns]
+        # two names with one label (opportunity, opportunity_gbp) keep their names, so no two columns look alike
+        text.columns = [label if shown.count(label) == 1 else name for label, name in zip(shown, text.columns)]
     return text
 
 

@@ -54,6 +54,7 @@ KERNEL_ARGUMENTS = [
     "--InlineBackend.figure_formats=['png', 'svg']",
     "--InlineBackend.print_figure_kwargs={'bbox_inches': 'tight', 'metadata': {'Date': None}}",
     "--IPKernelApp.log_level=ERROR",  # not the kernel's notice about its local connection
+    "--IPKernelApp.exec_lines=['import helpers.report; helpers.report.use_reader_tables()']",  # tables as readers see them
 ]
 
 #: The small-number rule as the front sheet states it.
@@ -311,11 +312,12 @@ def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    nb = report_notebook(nbformat.read(notebook_path, as_version=4), front)
+    source = nbformat.read(notebook_path, as_version=4)
+    nb = findings_first(report_notebook(source, front), source)
     _number_cells(nb)
     exporter = HTMLExporter(
         template_name="lab",
-        extra_loaders=[DictLoader({"offline_report.html.j2": _OFFLINE_TEMPLATE})],
+        extra_loaders=[DictLoader({"offline_report.html.j2": _OFFLINE_TEMPLATE + _REPORT_LAYOUT})],
         template_file="offline_report.html.j2",
         exclude_input=True,
         exclude_input_prompt=True,
@@ -353,6 +355,240 @@ def _number_cells(nb: Any) -> None:
     """
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:03d}"
+
+
+# --------------------------------------------------------------------------- findings first (the board's order)
+#: The report's own layout, added to :data:`_OFFLINE_TEMPLATE`: the summary box, and
+#: print rules for ``report.pdf`` (A4, page numbers, no figure or table row split across pages).
+_REPORT_LAYOUT = """
+{%- block html_head_css -%}
+<style type="text/css">
+.handbook-summary { border-left: 5px solid #005EB8; background: #F0F4F5; padding: 0.6em 1.2em; margin: 0.8em 0; }
+.handbook-summary h2 { margin-top: 0.3em; }
+.handbook-summary ul { padding-left: 1.2em; }
+.handbook-summary li { margin: 0.35em 0; line-height: 1.45; }
+.summary-data { border-collapse: collapse; margin-top: 0.8em; font-size: 0.9em; }
+.summary-data caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+.jp-RenderedHTMLCommon .summary-data th { text-align: left; vertical-align: top; padding: 0.2em 1em 0.2em 0; white-space: nowrap; }
+.jp-RenderedHTMLCommon .summary-data td { text-align: left; vertical-align: top; padding: 0.2em 0; }
+.jp-RenderedHTMLCommon table.reader-table { table-layout: auto; max-width: 100%; }
+.jp-RenderedHTMLCommon table.reader-table td, .jp-RenderedHTMLCommon table.reader-table th { text-align: left; }
+@page { size: A4; margin: 16mm 14mm 18mm 14mm;
+  @bottom-center { content: "Page " counter(page) " of " counter(pages); font-size: 9pt; color: #425563; } }
+@media print {
+  body { font-size: 10pt; }
+  .jp-RenderedImage, .jp-RenderedImage img, figure, .summary-data, tr { break-inside: avoid; page-break-inside: avoid; }
+  .jp-RenderedImage img { max-width: 100% !important; height: auto; }
+  h1, h2, h3, h4 { break-after: avoid; page-break-after: avoid; }
+  table.reader-table { font-size: 8pt !important; }
+  .jp-OutputArea-output { overflow: visible; }
+  .jp-OutputArea-child { break-inside: auto; }  /* a long table may continue on the next page, row by row */
+  table.reader-table td, table.reader-table th { padding: 0.15em 0.4em !important; }
+  pre { white-space: pre-wrap; }
+}
+</style>
+{%- endblock html_head_css -%}
+"""
+
+#: Heading of the closing appendix that holds the method cells, the chapters to read and the run's note.
+APPENDIX_HEADING = "How this was done"
+
+
+def _tags(cell: Any) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def _chapters(cells: Iterable[Any]) -> list[str]:
+    """The book chapters ({doc} targets) named in the given cells, in order, without repeats."""
+    found: list[str] = []
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            for match in _ROLE.finditer(cell.source):
+                if match.group(1) == "doc":
+                    labelled = _LABELLED.match(match.group(2).strip())
+                    target = labelled.group(2).strip() if labelled else match.group(2).strip()
+                    if target not in found:
+                        found.append(target)
+    return found
+
+
+def _demoted(source: str) -> str:
+    """Markdown with every heading one level lower (## becomes ###), for the appendix."""
+    return re.sub(r"^(#{1,5}) ", r"#\1 ", source, flags=re.M)
+
+
+def findings_first(nb: Any, source: Any | None = None) -> Any:
+    """Put a report in the order a board reads it (cell tags from :mod:`helpers.summary`).
+
+    The title, then the summary cell (tag ``summary``) with a copy of the
+    headline figure (tag ``headline-figure``), then the results in the
+    notebook's order; lesson-only cells (tag ``teaching``: prerequisites,
+    outcomes, recaps, exercises) are left out; method cells (tag ``method``),
+    the notebook's introduction and the run's note go to a closing "How this
+    was done" appendix, which names the book's chapters that explain the
+    method. ``source``: the notebook before :func:`report_notebook` (for the
+    chapters its cross-references name). A notebook with none of these tags
+    is returned as it is.
+    """
+    import nbformat
+
+    from helpers import summary as sm
+
+    cells = list(nb.cells)
+    tagged = {sm.SUMMARY_TAG, sm.HEADLINE_TAG, sm.TEACHING_TAG, sm.METHOD_TAG}
+    if not any(_tags(c) & tagged for c in cells):
+        return nb
+    nb = copy.copy(nb)
+    title_at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), None)
+    note = next((c for c in cells if c.cell_type == "markdown" and c.source.startswith("*About this report.*")), None)
+    top: list[Any] = []
+    intro = ""
+    if title_at is not None:
+        title = cells[title_at]
+        lines = title.source.split("\n")
+        heading = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+        if heading is not None:
+            top.append(nbformat.v4.new_markdown_cell(lines[heading]))
+            intro = "\n".join(lines[:heading] + lines[heading + 1:]).strip()
+        else:
+            top.append(title)
+    for cell in cells:
+        if sm.SUMMARY_TAG in _tags(cell):
+            top.append(cell)
+    for cell in cells:
+        if sm.HEADLINE_TAG in _tags(cell):
+            figure = copy.deepcopy(cell)
+            figure["id"] = f"{cell.get('id', 'figure')}-headline"
+            figure.outputs = [o for o in figure.outputs if "image/png" in o.get("data", {})]
+            top.append(figure)
+    body, methods = [], []
+    for i, cell in enumerate(cells):
+        tags = _tags(cell)
+        if i == title_at or cell is note or tags & {sm.SUMMARY_TAG, sm.TEACHING_TAG}:
+            continue
+        if sm.METHOD_TAG in tags:
+            if cell.cell_type == "markdown":
+                cell = copy.deepcopy(cell)
+                cell.source = _demoted(cell.source)
+            methods.append(cell)
+        else:
+            body.append(cell)
+    original = source.cells if source is not None else []
+    lesson = [c for c in original if _tags(c) & {sm.TEACHING_TAG, sm.METHOD_TAG}]
+    chapters = [plain_roles(f"{{doc}}`{target}`") + f" (`{target.removeprefix('../')}.md` in the handbook)"
+                for target in _chapters(lesson)]
+    appendix = [nbformat.v4.new_markdown_cell(
+        f"## {APPENDIX_HEADING}\n\n" + (intro + "\n\n" if intro else "")
+        + "The steps below are those of the handbook's notebook; its chapters explain each method in full"
+        + (":\n\n" + "\n".join(f"* {c}" for c in chapters) if chapters else ".")
+    )]
+    nb.cells = top + body + appendix + methods + ([note] if note is not None else [])
+    return nb
+
+
+def use_reader_tables() -> None:
+    """Show every table a notebook displays as :func:`reader_table_html` does (run in the report's kernel).
+
+    :data:`KERNEL_ARGUMENTS` calls this when ``handbook run`` starts the
+    kernel, so ``report.html`` has no index column, no ``NaN`` or ``<NA>``,
+    and the workbook's number formats; the book is not affected.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    html_formatter = shell.display_formatter.formatters["text/html"]
+    html_formatter.for_type(pd.DataFrame, reader_table_html)
+    html_formatter.for_type(pd.Series, reader_table_html)
+    from helpers import display
+
+    html_formatter.for_type(display.ReaderTable, reader_table_html)  # a notebook's format_table(...), fitted to the page
+
+
+#: A table wider than this many columns is split (or, with few rows, transposed).
+MAX_REPORT_COLUMNS = 7
+
+
+def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
+    """A displayed table as the report shows it, through :func:`helpers.display.format_table`.
+
+    A meaningful index (a named one, or a crosstab's) becomes a column; a
+    default one is dropped. A wide table of up to three rows is transposed;
+    a wider one with more rows is split into parts of at most
+    :data:`MAX_REPORT_COLUMNS` columns, each repeating the table's leading
+    text columns (at most two, such as pathway and provider), so no table
+    runs off an A4 page.
+    """
+    try:
+        return _reader_table(table)
+    except Exception:  # never stop a run over layout: the table plainly, without its index
+        return table.to_html() if hasattr(table, "set_table_styles") else pd.DataFrame(table).to_html(index=False, na_rep="–")
+
+
+def _reader_table(table: Any) -> str:
+    from helpers import display
+
+    if isinstance(table, display.ReaderTable):
+        return _fitted(table)
+    frame = table.to_frame() if isinstance(table, pd.Series) else table
+    if not isinstance(frame.index, pd.RangeIndex) or any(n is not None for n in frame.index.names):
+        frame = frame.reset_index()
+    if isinstance(frame.columns, pd.MultiIndex):
+        frame.columns = [" ".join(str(x) for x in c if str(x)) for c in frame.columns]
+    frame.columns = [str(c) for c in frame.columns]
+    frame = frame.loc[:, ~pd.Index(frame.columns).duplicated()]
+    if len(frame.columns) <= MAX_REPORT_COLUMNS:
+        return display.format_table(frame).to_html()
+    if len(frame) <= 3:
+        return display.format_table(frame, transpose=True).to_html()
+    keys = []
+    for col in frame.columns[:2]:
+        if pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+            break
+        keys.append(col)
+    keys = keys or [frame.columns[0]]
+    rest = [c for c in frame.columns if c not in keys]
+    step = MAX_REPORT_COLUMNS - len(keys)
+    parts = [frame[[*keys, *rest[i:i + step]]] for i in range(0, len(rest), step)]
+    return "".join(display.format_table(part).to_html() for part in parts)
+
+
+_NUMBER_TEXT = re.compile(r"^[-+]?£?[-+]?[\d,.]+%?$|^[<>]0\.\d+$|^[–*∞]$")
+
+
+def _fitted(styler: Any) -> str:
+    """A table already formatted by :func:`helpers.display.format_table`, split or transposed to fit an A4 page.
+
+    Works on its formatted text (``styler.data``), so the numbers read as the
+    notebook showed them; columns whose every cell is a number (or blank, or
+    ``*``) stay right-aligned.
+    """
+    from helpers import display
+
+    text = styler.data
+    if len(text.columns) <= MAX_REPORT_COLUMNS or text.columns.duplicated().any():
+        return styler.to_html()
+    if len(text) <= 3:
+        return display.format_table(text, labels=False, unit_column=None, transpose=True,
+                                    caption=styler.caption).to_html()
+    numeric = [c for c in text.columns if text[c].astype(str).str.match(_NUMBER_TEXT).all()]
+    keys = [c for c in text.columns[:2] if c not in numeric]
+    keys = keys if keys and keys[0] == text.columns[0] else [text.columns[0]]
+    keys = keys[: 1 + (len(keys) > 1 and keys[1] == text.columns[1])]
+    rest = [c for c in text.columns if c not in keys]
+    step = MAX_REPORT_COLUMNS - len(keys)
+    pages = []
+    for i in range(0, len(rest), step):
+        part = text[[*keys, *rest[i:i + step]]]
+        styles = []
+        for j, col in enumerate(part.columns):
+            if col in numeric:
+                styles += [{"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
+                           {"selector": f"th.col{j}", "props": "text-align: right;"}]
+        shown = display.format_table(part, labels=False, unit_column=None, caption=styler.caption if not i else None)
+        pages.append(shown.set_table_styles(styles, overwrite=False).to_html())
+    return "".join(pages)
 
 
 # --------------------------------------------------------------------------- figures
