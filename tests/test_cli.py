@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from board_report import check_board_report
 from openpyxl import load_workbook
 
-from board_report import check_board_report
 from helpers.cli import available_notebooks, main, notebook_parameters
 
 NOTEBOOKS = sorted(available_notebooks())

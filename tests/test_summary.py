@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-
 from board_report import check_board_report, check_fact
+
 from helpers import pdf, report
 from helpers import summary as sm
 
