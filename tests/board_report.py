@@ -68,6 +68,9 @@ def check_fact(tables: Path, table: str, column: str, where: str, how: str, kind
     numbers = [float(c) for c in cells if c != ""]
     if how == "value":
         assert len(cells) == 1, label
+        if not numbers:  # a blank cell: the summary must say so, not invent a number
+            assert shown == sm.NOT_AVAILABLE, label
+            return
         value = numbers[0]
     else:
         value = {"sum": sum, "min": min, "max": max}[how](numbers)

@@ -41,6 +41,7 @@ Kind = Literal["count", "number", "decimal1", "size1", "gbp", "percent", "month"
 
 #: What a summary says for a count hidden by the small-number rule.
 SUPPRESSED_WORDS = "a few (fewer than 8)"
+NOT_AVAILABLE = "not available"  # a blank cell in the result table (for example a net not computed across price years)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def write(value: Any, kind: Kind) -> str:
         return "none" if not items else items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     number = _number(value)
     if number is None:
-        return "not available"
+        return NOT_AVAILABLE
     if kind == "gbp":
         return f"{'-' if round(number) < 0 else ''}£{abs(number):,.0f}"
     if kind == "decimal1":
@@ -175,7 +176,7 @@ def fact(
     if kind == "month":
         dates = [pd.Timestamp(v) for v in values
                  if not (isinstance(v, str) and v.strip() in ("", disclosure.SUPPRESSED)) and pd.notna(v)]
-        value: Any = (min(dates) if how == "min" else max(dates)) if dates else "not available"
+        value: Any = (min(dates) if how == "min" else max(dates)) if dates else NOT_AVAILABLE
         return Fact(write(value, kind) if dates else value, name, column, key, how, kind)
     if any(isinstance(v, str) and v == disclosure.SUPPRESSED for v in values):
         return Fact(SUPPRESSED_WORDS, name, column, key, how, kind)
