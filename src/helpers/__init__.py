@@ -44,7 +44,9 @@ Out
     writers (report.html, results.xlsx, run.json, figures). ``plots``: the
     shared theme and one module of figures per topic; they compute nothing new.
     ``display``: how a result table is shown (number formats shared by the
-    book, report.html and results.xlsx).
+    book, report.html and results.xlsx). ``summary``: the findings a report
+    opens with, written from the notebook's own result tables, and the data
+    box. ``pdf``: report.pdf printed from report.html by headless Chromium.
     ``cli``: the ``handbook`` command (``run``, ``list``, ``template``, ``simulate``).
 
 The book itself
