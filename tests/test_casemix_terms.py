@@ -42,6 +42,12 @@ def test_unknown_term_is_a_clear_error():
         casemix.resolve_terms(["frailty_bnd"], ["age"])
 
 
+def test_one_term_given_as_text_is_one_term_not_its_letters():
+    """`--param case_mix=age_band` arrives as the string "age_band"."""
+    used, _ = casemix.resolve_terms("age_band", ["age", "sex"])
+    assert used == ["age_band"]
+
+
 @pytest.mark.parametrize("which", ["pandas", "duckdb"])
 def test_default_case_mix_runs_without_optional_columns(spells_without_optional, which):
     prepared = engine.prepare_variation(spells_without_optional, "los", engine=which)

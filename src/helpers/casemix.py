@@ -658,6 +658,8 @@ def resolve_terms(
     from helpers.io import table_columns
 
     known = set(table_columns("spells")) | set(BANDED_TERMS)
+    if isinstance(terms, str):  # `--param case_mix=age_band`: one term, not its letters
+        terms = [terms]
     wanted = model_terms(terms, include_deprivation)
     unknown = [t for t in wanted if t not in known]
     if unknown:
