@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from helpers import casemix, engine, io
+from helpers import casemix, io, variation
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +50,11 @@ def test_one_term_given_as_text_is_one_term_not_its_letters():
 
 @pytest.mark.parametrize("which", ["pandas", "duckdb"])
 def test_default_case_mix_runs_without_optional_columns(spells_without_optional, which):
-    prepared = engine.prepare_variation(spells_without_optional, "los", engine=which)
+    prepared = variation.prepare_variation(spells_without_optional, "los", engine=which)
     terms = prepared.casemix_terms.set_index("term")
     assert terms.loc[["hrg", "frailty_band"], "used"].eq("no").all()
     assert prepared.model.terms == ["age_band", "sex", "admission_method"]
     # the same fit as asking for the three terms explicitly
-    explicit = engine.prepare_variation(spells_without_optional, "los", ["age_band", "sex", "admission_method"],
+    explicit = variation.prepare_variation(spells_without_optional, "los", ["age_band", "sex", "admission_method"],
                                         engine=which)
     pd.testing.assert_frame_equal(prepared.model.providers, explicit.model.providers)

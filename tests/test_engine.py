@@ -16,13 +16,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import casemix, derive, engine, funnel, io, opportunity
+from helpers import casemix, contract, derive, disclosure, engine, funnel, io, opportunity, quality, variation
 
 SAMPLE = io.sample_path("spells")
 EXACT = {"check_exact": True}  # the engines add up in the rows' order: the same numbers to the last bit
 
 
-def provider_indicator(prepared: engine.VariationInput, indicator: str) -> pd.DataFrame:
+def provider_indicator(prepared: variation.VariationInput, indicator: str) -> pd.DataFrame:
     """The variation notebook's provider_indicator table from a prepared input (its cells 11 and 13)."""
     definition = casemix.INDICATORS[indicator]
     model = prepared.model
@@ -37,8 +37,8 @@ def provider_indicator(prepared: engine.VariationInput, indicator: str) -> pd.Da
 
 
 @pytest.fixture(scope="module")
-def pandas_results() -> dict[str, engine.VariationInput]:
-    return {ind: engine.prepare_variation(None, ind, engine="pandas") for ind in ("los", "readmission_30d")}
+def pandas_results() -> dict[str, variation.VariationInput]:
+    return {ind: variation.prepare_variation(None, ind, engine="pandas") for ind in ("los", "readmission_30d")}
 
 
 def bad_spells(tmp_path: Path) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def bad_spells(tmp_path: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- DuckDB
 @pytest.mark.parametrize("indicator", ["los", "readmission_30d"])
 def test_duckdb_provider_indicator_is_the_pandas_table(pandas_results, indicator):
-    duck = engine.prepare_variation(None, indicator, engine="duckdb")
+    duck = variation.prepare_variation(None, indicator, engine="duckdb")
     expected = provider_indicator(pandas_results[indicator], indicator)
     pd.testing.assert_frame_equal(provider_indicator(duck, indicator), expected, **EXACT)
     pd.testing.assert_frame_equal(duck.exclusions, pandas_results[indicator].exclusions)
@@ -78,14 +78,14 @@ def test_duckdb_provider_indicator_is_the_pandas_table(pandas_results, indicator
         pd.testing.assert_frame_equal(getattr(duck.model, table), getattr(pandas_results[indicator].model, table),
                                       **EXACT)
     # the data quality profile computed in SQL is the table helpers.quality makes from the rows
-    pd.testing.assert_frame_equal(engine.data_quality(duck.spells), engine.data_quality(pandas_results[indicator].spells))
-    assert engine.describe(duck.spells) == engine.describe(pandas_results[indicator].spells)
+    pd.testing.assert_frame_equal(quality.data_quality(duck.spells), quality.data_quality(pandas_results[indicator].spells))
+    assert quality.describe(duck.spells) == quality.describe(pandas_results[indicator].spells)
 
 
 @pytest.mark.parametrize("indicator", ["day_case", "mortality"])
 def test_duckdb_binomial_indicators_and_one_year(indicator):
-    a = engine.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas")
-    b = engine.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb")
+    a = variation.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas")
+    b = variation.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb")
     pd.testing.assert_frame_equal(b.model.providers, a.model.providers, **EXACT)
     pd.testing.assert_frame_equal(b.model.coefficients, a.model.coefficients, **EXACT)
     pd.testing.assert_frame_equal(b.exclusions, a.exclusions)
@@ -103,7 +103,7 @@ def test_fit_cells_negative_binomial_and_rare_levels_match_fit_casemix():
     pcells = cells_in.groupby(terms + ["provider_code"], dropna=False).agg(n=("outcome", "size"),
                                                                            events=("outcome", "sum")).reset_index()
     vcells = cells_in.assign(_y=cells_in["outcome"]).groupby(terms + ["_y"], dropna=False).size().rename("w").reset_index()
-    cells = engine.fit_cells(pcells, terms, "negative_binomial", vcells=vcells)
+    cells = casemix.fit_cells(pcells, terms, "negative_binomial", vcells=vcells)
     assert rows.pooled_levels.loc[rows.pooled_levels["term"] == "hrg", "levels_pooled"].iloc[0] > 0
     pd.testing.assert_frame_equal(cells.pooled_levels, rows.pooled_levels)
     pd.testing.assert_frame_equal(cells.providers, rows.providers, rtol=1e-7)
@@ -112,7 +112,7 @@ def test_fit_cells_negative_binomial_and_rare_levels_match_fit_casemix():
 
 def test_duckdb_spells_frame_is_the_pandas_frame():
     expected = derive.add_spell_fields(io.load_table("spells"))
-    got = engine.load_spells(None, engine="duckdb")
+    got = derive.load_spells(None, engine="duckdb")
     pd.testing.assert_frame_equal(got, expected)
     # the linkage found readmissions to another provider, the definition's point
     readmitted = got[got["readmit_30d"].fillna(False)]
@@ -133,7 +133,7 @@ def test_readmission_linkage_by_hand(tmp_path):
                                         "discharge_date", "admission_method"]).assign(age="70", sex="1", discharge_method="1")
     path = tmp_path / "five.csv"
     frame.to_csv(path, index=False)
-    got = engine.load_spells(path, engine="duckdb")
+    got = derive.load_spells(path, engine="duckdb")
     assert got["readmission_days"].tolist() == [0, 1, 34, pd.NA, pd.NA]
     assert got["readmit_30d"].tolist() == [True, True, False, False, False]
     pd.testing.assert_frame_equal(got, derive.add_spell_fields(io.load_table("spells", path)))
@@ -153,7 +153,7 @@ def test_duckdb_reads_a_hes_style_extract_as_pandas_does(tmp_path, suffix):
     else:
         raw.to_excel(path, index=False)
     expected = derive.add_spell_fields(io.load_table("spells", path))
-    got = engine.load_spells(path, engine="duckdb")
+    got = derive.load_spells(path, engine="duckdb")
     pd.testing.assert_frame_equal(got, expected)
     assert got.attrs["load_summary"]["columns_mapped"] == expected.attrs["load_summary"]["columns_mapped"]
     assert got.attrs["load_summary"]["columns_ignored"] == ["extra"]
@@ -170,7 +170,7 @@ def test_duckdb_bad_file_gives_the_pandas_message(tmp_path, suffix):
     with pytest.raises(io.InputError) as pandas_error:
         io.load_table("spells", path)
     with pytest.raises(io.InputError) as duck_error:
-        engine.validate_table("spells", path, engine="duckdb")
+        contract.validate_table("spells", path, engine="duckdb")
     assert str(duck_error.value) == str(pandas_error.value)
     message = str(duck_error.value)
     assert "11 problems found" in message
@@ -192,7 +192,7 @@ def test_duckdb_na_like_text_in_required_columns_gives_the_pandas_message(tmp_pa
     with pytest.raises(io.InputError) as pandas_error:
         io.load_table("spells", path)
     with pytest.raises(io.InputError) as duck_error:
-        engine.validate_table("spells", path, engine="duckdb")
+        contract.validate_table("spells", path, engine="duckdb")
     assert str(duck_error.value) == str(pandas_error.value)
     message = str(duck_error.value)
     assert "3 problems found" in message
@@ -209,11 +209,11 @@ def test_duckdb_missing_column_message_matches(tmp_path):
     with pytest.raises(io.InputError) as pandas_error:
         io.load_table("spells", path)
     with pytest.raises(io.InputError) as duck_error:
-        engine.validate_table("spells", path, engine="duckdb")
+        contract.validate_table("spells", path, engine="duckdb")
     assert str(duck_error.value) == str(pandas_error.value)
     assert "Did you mean 'ADMDATE'?" in str(duck_error.value)
     # and the column map fixes it, with the same rows as pandas
-    assert engine.validate_table("spells", path, {"ADMDATE": "admission_date"}, engine="duckdb") == 20
+    assert contract.validate_table("spells", path, {"ADMDATE": "admission_date"}, engine="duckdb") == 20
 
 
 def test_virtual_ward_table_rules(tmp_path):
@@ -227,7 +227,7 @@ def test_virtual_ward_table_rules(tmp_path):
     with pytest.raises(io.InputError) as pandas_error:
         io.load_table("virtual_ward", path)
     with pytest.raises(io.InputError) as duck_error:
-        engine.validate_table("virtual_ward", path, engine="duckdb")
+        contract.validate_table("virtual_ward", path, engine="duckdb")
     assert str(duck_error.value) == str(pandas_error.value)
     assert "a value where route is step_down" in str(duck_error.value)
 
@@ -243,19 +243,19 @@ def test_empty_indicator_population_is_the_same_input_error_in_every_engine(tmp_
     messages = []
     for name in ("pandas", "duckdb"):
         with pytest.raises(io.InputError) as info:
-            engine.prepare_variation(path, "readmission_30d", engine=name)
+            variation.prepare_variation(path, "readmission_30d", engine=name)
         messages.append(str(info.value))
     assert messages[0] == messages[1] == casemix.empty_population_message("readmission_30d")
     assert "no spell has a full 30-day follow-up inside the extract" in messages[0]
     # the other indicators still fit on the same extract
-    assert engine.prepare_variation(path, "los", engine="duckdb").model.providers["denominator"].sum() > 0
+    assert variation.prepare_variation(path, "los", engine="duckdb").model.providers["denominator"].sum() > 0
 
 
 def test_unknown_term_and_year_are_clear_errors():
     with pytest.raises(ValueError, match=r"Case-mix term\(s\) 'ethnicity' unknown"):
-        engine.prepare_variation(None, "los", ["age_band", "ethnicity"], engine="duckdb")
+        variation.prepare_variation(None, "los", ["age_band", "ethnicity"], engine="duckdb")
     with pytest.raises(ValueError, match="the data cover 2023/24, 2024/25"):
-        engine.prepare_variation(None, "los", financial_year="2019/20", engine="duckdb")
+        variation.prepare_variation(None, "los", financial_year="2019/20", engine="duckdb")
 
 
 def test_handbook_run_engine_duckdb_writes_the_pandas_tables(tmp_path):
@@ -277,7 +277,7 @@ def test_identifiers_in_outputs_finds_only_input_identifiers(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "table.csv").write_text(f"provider_code,note\nT01,{spells.loc[7, 'patient_id']}\nT02,P9999999x\n")
-    found = engine.identifiers_in_outputs(out, {"spells": None})
+    found = disclosure.identifiers_in_outputs(out, {"spells": None})
     assert found == {spells.loc[7, "patient_id"]}
 
 
@@ -304,7 +304,7 @@ def spark():
 
 def test_spark_provider_indicator_is_the_pandas_table(pandas_results, spark):
     for indicator in ("readmission_30d",):  # the one with the linkage; the rest of the SQL is shared
-        got = engine.prepare_variation(None, indicator, engine="spark", spark=spark)
+        got = variation.prepare_variation(None, indicator, engine="spark", spark=spark)
         expected = provider_indicator(pandas_results[indicator], indicator)
         pd.testing.assert_frame_equal(provider_indicator(got, indicator), expected, **EXACT)
         pd.testing.assert_frame_equal(got.exclusions, pandas_results[indicator].exclusions)
@@ -317,12 +317,12 @@ def test_spark_bad_file_gives_the_pandas_message(tmp_path, spark):
     with pytest.raises(io.InputError) as pandas_error:
         io.load_table("spells", path)
     with pytest.raises(io.InputError) as spark_error:
-        engine.validate_table("spells", path, engine="spark", spark=spark)
+        contract.validate_table("spells", path, engine="spark", spark=spark)
     assert str(spark_error.value) == str(pandas_error.value)
 
 
 def test_spark_sql_is_transpiled_not_handwritten(spark):
-    backend = engine._Spark(spark)
+    backend = engine.Spark(spark)
     sql = backend.to_spark("SELECT DATE_DIFF('day', DATE '2024-01-01', DATE '2024-03-01') AS d, "
                            "REGEXP_MATCHES('J44', '^[A-Z][0-9]{2}') AS ok")
     row = spark.sql(sql).collect()[0]

@@ -157,14 +157,14 @@ def test_epikey_alone_is_not_a_spell_id(tmp_path):
 def test_duckdb_engine_builds_spells_from_episodes_too(tmp_path):
     from extracts import hes_episodes, sample_spells
 
-    from helpers import engine
+    from helpers import variation
 
     hes, _ = hes_episodes(sample_spells(3000))
     path = tmp_path / "hes_apc.csv"
     hes.to_csv(path, index=False)
     terms = ["age_band", "sex", "admission_method", "hrg", "frailty_band", "charlson_band"]
-    by_pandas = engine.prepare_variation(str(path), "los", terms, engine="pandas")
-    by_duckdb = engine.prepare_variation(str(path), "los", terms, engine="duckdb")
+    by_pandas = variation.prepare_variation(str(path), "los", terms, engine="pandas")
+    by_duckdb = variation.prepare_variation(str(path), "los", terms, engine="duckdb")
     assert by_pandas.model.terms == by_duckdb.model.terms == terms  # both scores computed from the diagnoses
     pd.testing.assert_frame_equal(by_pandas.model.providers, by_duckdb.model.providers, rtol=1e-9)
     flows = [quality.exclusion_flow(p.spells, p.exclusions) for p in (by_pandas, by_duckdb)]

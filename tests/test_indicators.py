@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import casemix, derive, engine, indicators, io
+from helpers import casemix, derive, indicators, io, variation
 
 END = "2024-06-30"  # the last admission date: the extract's coverage ends here
 
@@ -86,16 +86,16 @@ def loaded(files) -> pd.DataFrame:
     return derive.add_spell_fields(io.load_table("spells", files["spells"]))
 
 
-def steps(prepared: engine.VariationInput) -> dict[str, int]:
+def steps(prepared: variation.VariationInput) -> dict[str, int]:
     ex = prepared.exclusions
     return dict(zip(ex["step"].str.split(": ", n=1).str[-1], ex["rows_excluded"]))
 
 
-def both(files, indicator, **kw) -> engine.VariationInput:
+def both(files, indicator, **kw) -> variation.VariationInput:
     """The pandas and DuckDB results, which must agree exactly; returns the pandas one."""
     kw.setdefault("case_mix", ["age_band", "sex"])  # the hand-built spells have no frailty score
-    a = engine.prepare_variation(files["spells"], indicator, engine="pandas", min_level_spells=1, **kw)
-    b = engine.prepare_variation(files["spells"], indicator, engine="duckdb", min_level_spells=1, **kw)
+    a = variation.prepare_variation(files["spells"], indicator, engine="pandas", min_level_spells=1, **kw)
+    b = variation.prepare_variation(files["spells"], indicator, engine="duckdb", min_level_spells=1, **kw)
     pd.testing.assert_frame_equal(a.exclusions, b.exclusions)
     pd.testing.assert_frame_equal(a.model.providers, b.model.providers, check_exact=True)
     assert a.years == b.years

@@ -58,9 +58,9 @@ for package in ("helpers", "helpers.plots"):
         importlib.import_module(module.name)
 for line in json.loads(sys.argv[2]):
     exec(line)
-from helpers import engine
+from helpers import variation
 try:
-    engine.prepare_variation(None, "los", engine="spark")
+    variation.prepare_variation(None, "los", engine="spark")
 except RuntimeError as error:
     message = str(error)
 else:

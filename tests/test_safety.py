@@ -484,7 +484,7 @@ def test_utf16_semicolons_and_a_pipe_get_their_own_messages(tmp_path, capsys):
 def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
     from openpyxl import Workbook
 
-    from helpers import engine, io
+    from helpers import contract, io
 
     df = extract(30)
     wb = Workbook()
@@ -509,7 +509,7 @@ def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
     reference = io.load_table("spells", tmp_path / "x.csv")
     parquet = io.load_table("spells", tmp_path / "extract.parquet")
     pd.testing.assert_series_equal(parquet["admission_method"], reference["admission_method"])
-    assert engine.validate_table("spells", tmp_path / "extract.parquet", None, "duckdb") == 30
+    assert contract.validate_table("spells", tmp_path / "extract.parquet", None, "duckdb") == 30
 
 
 # --------------------------------------------------------------------------- D3 small providers in figures

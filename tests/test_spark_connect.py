@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from test_engine import EXACT, bad_spells, provider_indicator
 
-from helpers import engine, io
+from helpers import contract, engine, io, variation
 
 #: Seconds to wait for the server's port to open (a JVM start; about 15 s on an idle 2-core machine).
 START_TIMEOUT = 240
@@ -119,8 +119,8 @@ def test_spark_connect_provider_indicator_is_the_pandas_table(through_remote):
     assert type(session).__module__.startswith("pyspark.sql.connect"), type(session)  # Connect, not local mode
     assert session.range(3).count() == 3  # the server answers
     indicator = "readmission_30d"  # the one with the linkage across providers; the rest of the SQL is shared
-    expected = engine.prepare_variation(None, indicator, engine="pandas")
-    got = engine.prepare_variation(None, indicator, engine="spark")  # the session comes from SPARK_REMOTE
+    expected = variation.prepare_variation(None, indicator, engine="pandas")
+    got = variation.prepare_variation(None, indicator, engine="spark")  # the session comes from SPARK_REMOTE
     pd.testing.assert_frame_equal(provider_indicator(got, indicator), provider_indicator(expected, indicator),
                                   **EXACT)
     pd.testing.assert_frame_equal(got.exclusions, expected.exclusions)
@@ -136,6 +136,6 @@ def test_spark_connect_bad_file_gives_the_pandas_message(tmp_path, through_remot
     with pytest.raises(io.InputError) as pandas_error:
         io.load_table("spells", path)
     with pytest.raises(io.InputError) as spark_error:
-        engine.validate_table("spells", path, engine="spark")
+        contract.validate_table("spells", path, engine="spark")
     assert str(spark_error.value) == str(pandas_error.value)
     assert "11 problems found" in str(spark_error.value)  # the rows are numbered as the file's (test_engine.py)

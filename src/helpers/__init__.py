@@ -18,12 +18,17 @@ Data in
     ``simulate``: the seeded simulated health economy behind ``data/sample/``
     and its known truths (``truth.json``).
 
-Spell-level work at scale
-    ``engine``: the same reading, checks, derived fields and case-mix cell sums
-    in SQL, on DuckDB (one machine) or Spark (``--engine spark``; PySpark is the
-    optional extra of ``requirements-spark.txt``, imported only when asked
-    for). Its results equal the pandas path's to the last digit; each rule is
-    written twice (pandas and SQL) and kept in step by ``tests/test_engine.py``.
+Spell-level work, in SQL
+    ``engine``: the engines that run it: DuckDB (one machine, the default) or
+    Spark (``--engine spark``; PySpark is the optional extra of
+    ``requirements-spark.txt``, imported only when asked for), the same SQL
+    transpiled by sqlglot. ``contract``: a contract table read by an engine and
+    every rule of ``data/data_dictionary.yaml`` checked, with the message of
+    :class:`~helpers.io.InputError`. ``variation``: spells to the case-mix
+    cells of one indicator (reading, derived fields, year, population) and
+    the fitted model. The rules are written once, in SQL, in the module of
+    their concept (``derive``, ``casemix``, ``indicators``, ``quality``);
+    ``tests/test_engine.py`` checks that the engines agree.
 
 Methods
     ``indicators``: the indicators built from spells, each a record of its

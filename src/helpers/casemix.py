@@ -38,6 +38,7 @@ from scipy import optimize
 from scipy.special import gammaln
 
 from helpers import indicators
+from helpers.engine import literal, quote
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
@@ -692,3 +693,28 @@ def describe_terms(table: pd.DataFrame) -> str:
     for row in table.loc[table["used"] != "yes"].itertuples():
         lines.append(f"Not used: {row.term}, because {row.reason}.")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the bands in SQL
+def term_sql(term: str, present: Sequence[str]) -> str:
+    """A case-mix term as text (NULL when missing), as helpers.add_casemix_bands and fit_"""
+    if term == "age_band" and "age" in present:
+        edges = list(zip(AGE_BREAKS[1:-1], AGE_LABELS[:-1]))
+        whens = " ".join(f"WHEN age < {int(b)} THEN {literal(lab)}" for b, lab in edges)
+        return f"CASE WHEN age IS NULL THEN NULL {whens} ELSE {literal(AGE_LABELS[-1])} END"
+    if term == "frailty_band" and "frailty_score" in present:
+        lo, mid = FRAILTY_BREAKS[1], FRAILTY_BREAKS[2]
+        a, b, c = FRAILTY_LABELS
+        return (f"CASE WHEN frailty_score IS NULL THEN {literal(MISSING)} WHEN frailty_score < {lo!r} THEN {literal(a)} "
+                f"WHEN frailty_score < {mid!r} THEN {literal(b)} ELSE {literal(c)} END")
+    if term == "charlson_band" and "charlson_index" in present:
+        from helpers import comorbidity
+
+        edges = list(zip(comorbidity.CHARLSON_BREAKS[1:-1], comorbidity.CHARLSON_LABELS[:-1]))
+        whens = " ".join(f"WHEN charlson_index < {int(b)} THEN {literal(lab)}" for b, lab in edges)
+        return (f"CASE WHEN charlson_index IS NULL THEN {literal(MISSING)} {whens} "
+                f"ELSE {literal(comorbidity.CHARLSON_LABELS[-1])} END")
+    if term in present:
+        return f"CAST({quote(term)} AS VARCHAR)"
+    bands = [b for b, need in (("age_band", "age"), ("frailty_band", "frailty_score")) if need in present]
+    raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join([*present, *bands])}.")

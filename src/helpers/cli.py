@@ -188,9 +188,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if path is None and name in CONTRACT_TABLES and not sample_path(name).is_file():
             continue  # an optional input with no sample (deaths): not given, nothing to check
         if name in CONTRACT_TABLES and params.get("engine", "pandas") != "pandas":
-            from helpers import engine as engines
+            from helpers import contract
 
-            rows = engines.validate_table(name, path, column_map if path is not None else None, "duckdb")
+            rows = contract.validate_table(name, path, column_map if path is not None else None, "duckdb")
             streamed[name] = path
         elif name in CONTRACT_TABLES:
             # check every contract input (the sample too) before anything runs; raises InputError
@@ -261,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         report.write_figures(executed, staging / "figures")
         if streamed:
-            identifiers |= engines.identifiers_in_outputs(staging, streamed, column_map or None)
+            identifiers |= disclosure.identifiers_in_outputs(staging, streamed, column_map or None)
         findings = disclosure.scan_outputs(staging, identifiers)
         if findings:
             raise RuntimeError(
@@ -489,12 +489,12 @@ def stop_on_sigterm() -> Any:
 
 def _identifier_values(frame: Any) -> set[str]:
     """Values of the identifier columns (patient or record ids) of a raw input, matched by name."""
-    from helpers.io import _norm
+    from helpers.io import normalise_name
 
-    wanted = {_norm(c) for c in identifier_columns()}
+    wanted = {normalise_name(c) for c in identifier_columns()}
     found: set[str] = set()
     for col in frame.columns:
-        if _norm(col) in wanted:
+        if normalise_name(col) in wanted:
             found.update(str(v).strip() for v in frame[col].dropna())
     return found
 

@@ -10,10 +10,15 @@ NHS Digital's emergency readmissions indicator, which counts 0 to 29 days).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 
-from helpers import periods
+from helpers import io, periods
+from helpers.contract import TableSource, open_table
+from helpers.engine import DuckDB, literal, quote
 
 EMERGENCY_CODES = frozenset({"21", "22", "23", "24", "25", "26", "27", "28", "2A", "2B", "2C", "2D"})
 ELECTIVE_CODES = frozenset({"11", "12", "13"})
@@ -117,3 +122,127 @@ def next_emergency_gap(
     gap = np.where(same_patient, adm_day[em_rows[at]] - dis_day if n else 0, -1)
     result = pd.Series(gap, index=patient_id.index, dtype="Int64")
     return result.where(same_patient, pd.NA)
+
+
+# --------------------------------------------------------------------------- derived fields
+def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, readmission: bool,
+                 typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency") -> str:
+    """SQL of the spells with helpers.derive's fields; the readmission linkage only if asked.
+
+    ``readmit``: the SQL condition of a spell that counts as a readmission
+    (any emergency admission; a published indicator leaves some out).
+    """
+    cols = ", ".join([quote(c) for c in src.present] + [quote(c) for c in carry])
+    typed_sql = typed_sql or src.typed_sql
+    em = ", ".join(literal(c) for c in sorted(EMERGENCY_CODES))
+    el = ", ".join(literal(c) for c in sorted(ELECTIVE_CODES))
+    if "patient_classification" in src.present and int(src.stats.get("n_classpat") or 0) > 0:
+        day_case = "COALESCE(patient_classification = '2', FALSE)"
+    else:
+        day_case = f"(admission_method IN ({el}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"
+    died = "(discharge_method = '4')" if "discharge_method" in src.present else "CAST(NULL AS BOOLEAN)"
+    end = (pd.Timestamp(follow_up_end) if follow_up_end is not None
+           else periods.coverage_from_months(src.stats["admissions_by_month"]).end)
+    end_day = int((end.normalize() - pd.Timestamp("1970-01-01")).days)
+    epoch = "DATE '1970-01-01'"
+    base = (
+        f"SELECT {cols}, DATE_DIFF('day', admission_date, discharge_date) AS los_days, "
+        f"admission_method IN ({em}) AS emergency, admission_method IN ({el}) AS elective, "
+        f"{day_case} AS day_case, {died} AS died, "
+        f"DATE_DIFF('day', {epoch}, admission_date) AS _adm_day, DATE_DIFF('day', {epoch}, discharge_date) AS _dis_day, "
+        f"YEAR(discharge_date) - CASE WHEN MONTH(discharge_date) < 4 THEN 1 ELSE 0 END AS _fy "
+        f"FROM ({typed_sql}) AS v"
+    )
+    fy = "CAST(_fy AS VARCHAR) || '/' || LPAD(CAST((_fy + 1) % 100 AS VARCHAR), 2, '0')"
+    eligible = f"(NOT COALESCE(died, FALSE) AND _dis_day + {window - 1} <= {end_day})"
+    if not readmission:
+        return (f"SELECT *, CAST(NULL AS BIGINT) AS readmission_days, FALSE AS readmit_30d, "
+                f"{eligible} AS readmission_eligible, {fy} AS financial_year FROM ({base}) AS b")
+    # The next emergency admission on or after discharge, other than the spell itself
+    # (helpers.derive.next_emergency_gap): one sorted pass over discharges and emergency
+    # admissions per patient. Another emergency admission on the discharge day gives 0;
+    # otherwise the first one on a later day.
+    events = (
+        f"SELECT spell_id, patient_id, _dis_day AS day, 1 AS is_dis, "
+        f"CASE WHEN ({readmit}) AND _adm_day = _dis_day THEN 1 ELSE 0 END AS self_today FROM ({base}) AS b "
+        f"UNION ALL SELECT spell_id, patient_id, _adm_day AS day, 0 AS is_dis, 0 AS self_today "
+        f"FROM ({base}) AS b WHERE {readmit}"
+    )
+    windowed = (
+        f"SELECT spell_id, is_dis, day, self_today, "
+        f"MIN(CASE WHEN is_dis = 0 THEN day END) OVER (PARTITION BY patient_id ORDER BY day "
+        f"RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_later, "
+        f"SUM(1 - is_dis) OVER (PARTITION BY patient_id ORDER BY day "
+        f"RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS adm_today FROM ({events}) AS e"
+    )
+    gaps = (f"SELECT spell_id AS _gap_spell, CASE WHEN adm_today - self_today > 0 THEN 0 "
+            f"ELSE next_later - day END AS readmission_days FROM ({windowed}) AS w WHERE is_dis = 1")
+    return (
+        f"SELECT b.*, g.readmission_days, "
+        f"COALESCE(g.readmission_days < {int(window)}, FALSE) AS readmit_30d, "
+        f"{eligible} AS readmission_eligible, {fy} AS financial_year "
+        f"FROM ({base}) AS b JOIN ({gaps}) AS g ON b.spell_id = g._gap_spell"
+    )
+
+
+_SPELL_DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
+
+
+def load_spells(
+    path: str | Path | None = None,
+    column_map: Mapping[str, str] | None = None,
+    engine: str = "duckdb",
+    readmission_window_days: int = 30,
+    follow_up_end: Any | None = None,
+    *,
+    spark: Any | None = None,
+) -> pd.DataFrame:
+    """Spells with the derived fields, read, validated and derived by an engine.
+
+    The same frame as ``derive.add_spell_fields(io.load_table("spells", path,
+    column_map), readmission_window_days, follow_up_end)`` - same columns,
+    order, dtypes and values - for patient-level analyses (the virtual ward
+    evaluation) on files too big for the pandas reader. ``engine="pandas"``
+    runs exactly that.
+    """
+    if engine == "pandas":
+        return add_spell_fields(io.load_table("spells", path, column_map), readmission_window_days, follow_up_end)
+    src = open_table("spells", path, column_map, engine, spark=spark)
+    try:
+        be = src.backend
+        sql = spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"])
+        month = "DATE_TRUNC('month', discharge_date) AS month"
+        keep = ", ".join(quote(c) for c in src.present)
+        derived = ("los_days, emergency, elective, day_case, died, readmission_days, readmit_30d, "
+                   "readmission_eligible, financial_year")
+        final = f"SELECT {keep}, {derived}, {month} FROM ({sql}) AS d ORDER BY _rownum"
+        frame = be.arrow(final).to_pandas() if isinstance(be, DuckDB) else be.query(final)
+    finally:
+        src.backend.close()
+    spec = io.table_columns("spells")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for c in src.present:
+        out[c] = _as_dtype(frame[c], _SPELL_DTYPES[spec[c]["type"]])
+    out["los_days"] = frame["los_days"].astype("int64").to_numpy()
+    for c in ("emergency", "elective", "day_case"):
+        out[c] = frame[c].astype(bool).to_numpy()
+    out["died"] = pd.array(frame["died"].to_numpy(), dtype="boolean")
+    out["readmission_days"] = pd.array(frame["readmission_days"].to_numpy(), dtype="Int64")
+    out["readmit_30d"] = pd.array(frame["readmit_30d"].astype(bool).to_numpy(), dtype="boolean")
+    out["readmission_eligible"] = frame["readmission_eligible"].astype(bool).to_numpy()
+    out["financial_year"] = frame["financial_year"].astype("str").to_numpy()
+    out["month"] = pd.to_datetime(frame["month"]).astype("datetime64[us]").to_numpy()
+    out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
+                                 "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
+                                 "columns_ignored": src.leftover, "engine": engine, **src.origin}
+    return out
+
+
+def _as_dtype(values: pd.Series, dtype: str) -> pd.Series | np.ndarray:
+    if dtype == "str":
+        return values.astype("str").to_numpy()
+    if dtype == "datetime64[us]":
+        return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
+    if dtype == "Int64":
+        return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64").astype("Int64")
+    return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64")

@@ -17,6 +17,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from helpers import contract, engine, io
+
 #: HES analysis guide: counts 1 to 7 are suppressed.
 DEFAULT_THRESHOLD = 7
 #: Secondary suppression rounds the row's other counts to a multiple of this.
@@ -296,3 +298,35 @@ def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:
         if nhs:
             findings.append(f"{path.relative_to(folder)}: {len(nhs)} valid NHS number(s)")
     return findings
+
+
+def identifiers_in_outputs(folder: str | Path, inputs: Mapping[str, str | Path | None],
+                           column_map: Mapping[str, str] | None = None) -> set[str]:
+    """Identifier values of the inputs that appear as words in the files a run wrote.
+
+    For :func:`helpers.disclosure.scan_outputs` on inputs too big to hold
+    their identifiers in memory: the words of the (small) outputs are looked
+    up in the inputs' identifier columns by DuckDB, so only the matches come back.
+    """
+    words: set[str] = set()
+    for p in Path(folder).rglob("*"):
+        if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES:
+            words |= set(_TOKEN.findall(_output_text(p)))
+    words = {w for w in words if len(w) >= 6}
+    if not words:
+        return set()
+    found: set[str] = set()
+    id_columns = io.identifier_columns()
+    for table, path in inputs.items():
+        src = contract.open_table(table, path, column_map, "duckdb")
+        try:
+            be = src.backend
+            assert isinstance(be, engine.DuckDB)
+            be.con.register("_words", pd.DataFrame({"w": sorted(words)}))
+            for col in [c for c in src.present if c in id_columns]:
+                hit = be.query(f"SELECT DISTINCT CAST({engine.quote(col)} AS VARCHAR) AS v FROM ({src.typed_sql}) AS t "
+                               f"WHERE CAST({engine.quote(col)} AS VARCHAR) IN (SELECT w FROM _words)")
+                found |= set(hit["v"].astype(str))
+        finally:
+            src.backend.close()
+    return found

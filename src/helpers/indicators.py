@@ -42,10 +42,15 @@ The generic teaching versions keep their own names: ``readmission_30d_all``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence, Union
+from typing import TYPE_CHECKING, Literal, Sequence, Union
 
 import numpy as np
 import pandas as pd
+
+from helpers import periods
+
+if TYPE_CHECKING:
+    from helpers.contract import TableSource
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
@@ -488,3 +493,36 @@ def describe(indicator: Indicator) -> str:
     if indicator.departures:
         text += " Where the handbook departs from it: " + " ".join(indicator.departures)
     return text
+
+
+# --------------------------------------------------------------------------- in SQL
+#: The outcome of each kind of indicator in SQL over the derived spells (helpers.indicators records).
+OUTCOME_SQL: dict[str, str] = {
+    "los_days": "los_days",
+    "readmit_30d": "CASE WHEN readmit_30d THEN 1 ELSE 0 END",
+    "readmit_30d_nhs": "CASE WHEN readmit_30d THEN 1 ELSE 0 END",  # linked with the indicator's readmission rule
+    "day_case": "CASE WHEN day_case THEN 1 ELSE 0 END",
+    "died": "CASE WHEN died THEN 1 ELSE 0 END",
+}
+
+
+def deaths_sql(derived: str, deaths: TableSource | None, src: TableSource) -> str:
+    """The derived spells with ``died_30d`` and ``death_follow_up`` (helpers.indicators.add_outcome in SQL).
+
+    Death in hospital, or a death 0 to 30 days after discharge attributed to
+    the patient's last spell discharged on or before it (as the SHMI does);
+    follow-up complete when discharge + 30 days is by the last admission date.
+    """
+    if deaths is None:
+        raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
+    end = periods.coverage_from_months(src.stats["admissions_by_month"]).end
+    end_day = int((end - pd.Timestamp("1970-01-01")).days)
+    window = DEATH_WINDOW
+    dod = (f"SELECT CAST(patient_id AS VARCHAR) AS _dpid, MIN(date_of_death) AS _dod FROM ({deaths.typed_sql}) AS t "
+           f"GROUP BY CAST(patient_id AS VARCHAR)")
+    joined = (f"SELECT d.*, x._dod, MAX(CASE WHEN d.discharge_date <= x._dod THEN d.discharge_date END) "
+              f"OVER (PARTITION BY d.patient_id) AS _last_before FROM ({derived}) AS d "
+              f"LEFT JOIN ({dod}) AS x ON CAST(d.patient_id AS VARCHAR) = x._dpid")
+    return (f"SELECT *, (COALESCE(died, FALSE) OR COALESCE(discharge_date = _last_before AND "
+            f"DATE_DIFF('day', discharge_date, _dod) <= {window}, FALSE)) AS died_30d, "
+            f"(_dis_day + {window} <= {end_day}) AS death_follow_up FROM ({joined}) AS j")

@@ -71,7 +71,7 @@ class Problem:
         return "\n".join(lines)
 
 
-def _raise(path: Path | str, problems: list[Problem], table: str | None = None) -> None:
+def raise_problems(path: Path | str, problems: list[Problem], table: str | None = None) -> None:
     what = f" as the '{table}' table" if table else ""
     n = len(problems)
     msg = (
@@ -138,7 +138,7 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
         except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
             raise InputError(f"Cannot read {path.name} as Parquet: {exc}\nFile: {path}") from None
         df = df.astype(object).where(df.notna(), None)
-        df = df.apply(lambda s: s.map(_to_text))
+        df = df.apply(lambda s: s.map(to_text))
     elif suffix in {".xlsx", ".xlsm", ".xls"}:
         sheet = excel_sheet(path)
         try:
@@ -263,7 +263,7 @@ def check_header(path: Path) -> None:
     seen: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         if name:
-            seen.setdefault(_norm(name), []).append(i)
+            seen.setdefault(normalise_name(name), []).append(i)
     repeated = {k: v for k, v in seen.items() if len(v) > 1}
     if repeated:
         from openpyxl.utils import get_column_letter
@@ -280,7 +280,7 @@ def check_header(path: Path) -> None:
         )
 
 
-def _to_text(value: Any) -> Any:
+def to_text(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
@@ -327,7 +327,7 @@ def _semicolon_hint(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- mapping
-def _norm(name: str) -> str:
+def normalise_name(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", str(name).strip()).upper()
 
 
@@ -342,9 +342,9 @@ def map_columns(
     The user's ``column_map`` wins, then the contract name itself, then aliases.
     """
     columns = list(columns)
-    by_norm = {_norm(c): c for c in columns}
+    by_norm = {normalise_name(c): c for c in columns}
     mapping: dict[str, str] = {}
-    user = {_norm(k): v for k, v in (column_map or {}).items()}
+    user = {normalise_name(k): v for k, v in (column_map or {}).items()}
     for normed, target in user.items():
         if normed in by_norm and target in spec:
             mapping[by_norm[normed]] = target
@@ -353,7 +353,7 @@ def map_columns(
         if target in taken:
             continue
         for candidate in [target, *col_spec.get("aliases", [])]:
-            src = by_norm.get(_norm(candidate))
+            src = by_norm.get(normalise_name(candidate))
             if src is not None and src not in mapping:
                 mapping[src] = target
                 break
@@ -361,9 +361,9 @@ def map_columns(
     return mapping, leftover
 
 
-def _suggest(name: str, aliases: list[str], leftover: list[str]) -> str:
-    pool = {_norm(c): c for c in leftover}
-    targets = [_norm(a) for a in [name, *aliases]]
+def suggest_column(name: str, aliases: list[str], leftover: list[str]) -> str:
+    pool = {normalise_name(c): c for c in leftover}
+    targets = [normalise_name(a) for a in [name, *aliases]]
     best: list[str] = []
     for t in targets:
         best += difflib.get_close_matches(t, list(pool), n=1, cutoff=0.6)
@@ -376,7 +376,7 @@ def _suggest(name: str, aliases: list[str], leftover: list[str]) -> str:
 #: Text read as a missing value (any case, surrounding spaces ignored), as is an empty cell.
 BLANK_WORDS: tuple[str, ...] = ("NA", "NULL", "NAN", "NONE")
 
-_THOUSANDS = re.compile(r"^[-+]?£?\d{1,3}(,\d{3})+(\.\d+)?$")
+THOUSANDS = re.compile(r"^[-+]?£?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
 def date_window() -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -427,12 +427,12 @@ def _examples(
     idx = np.flatnonzero(mask.to_numpy())[:MAX_ROWS_SHOWN]
     rows = []
     for i in idx:
-        values = ", ".join(f"{c}={_show(src[c].iloc[i])}" for c in cols if c in src.columns)
+        values = ", ".join(f"{c}={show_value(src[c].iloc[i])}" for c in cols if c in src.columns)
         rows.append(f"row {i + 1 + HEADER_ROWS}: {values}")
     return rows
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "(blank)"
     if isinstance(value, pd.Timestamp):
@@ -480,7 +480,7 @@ def _coerce_column(
         return values.astype("str")
     if kind in {"integer", "number"}:
         # a comma only between thousands: "12,5" is not 125 (nor 12.5)
-        comma = text.str.contains(",", regex=False, na=False) & ~text.str.match(_THOUSANDS, na=False)
+        comma = text.str.contains(",", regex=False, na=False) & ~text.str.match(THOUSANDS, na=False)
         if comma.any():
             problems.append(Problem(name, "a number with commas only between thousands (1,234.5; a decimal point, "
                                           "not a comma)", _examples(raw, comma, [name]), int(comma.sum())))
@@ -562,13 +562,13 @@ def load_table(
     missing = [c for c, s in spec.items() if s.get("required") and c not in mapping.values()]
     for col in missing:
         aliases = spec[col].get("aliases", [])
-        hint = _suggest(col, aliases, leftover)
+        hint = suggest_column(col, aliases, leftover)
         known = f" (or one of {', '.join(aliases)})" if aliases else ""
         problems.append(Problem(col, f"a column named {col}{known}; none found.{hint}"))
     if problems:
         found = ", ".join(map(str, raw.columns[:30]))
         problems.append(Problem("(header)", f"the contract's columns; the file has: {found}"))
-        _raise(path, problems, table)
+        raise_problems(path, problems, table)
 
     renamed = raw.rename(columns=mapping)[list(mapping.values())]
     out = pd.DataFrame(index=renamed.index)
@@ -608,7 +608,7 @@ def load_table(
             if wcol in out.columns and (out[wcol] == wval).any():
                 problems.append(Problem(col, f"a column {col}, needed because some rows have {wcol} = {wval}"))
     if problems:
-        _raise(path, problems, table)
+        raise_problems(path, problems, table)
 
     if table == "spells":
         out = episodes.add_diagnosis_scores(out, raw)
@@ -648,10 +648,10 @@ def load_frame(
     problems: list[Problem] = []
     for col in required_columns:
         if col not in mapping.values():
-            problems.append(Problem(col, f"a column named {col}; none found.{_suggest(col, [], leftover)}"))
+            problems.append(Problem(col, f"a column named {col}; none found.{suggest_column(col, [], leftover)}"))
     if problems:
         problems.append(Problem("(header)", f"the file has: {', '.join(map(str, raw.columns[:30]))}"))
-        _raise(path, problems, name)
+        raise_problems(path, problems, name)
     renamed = raw.rename(columns=mapping)[list(mapping.values())]
     out = pd.DataFrame(index=renamed.index)
     for col in spec:
@@ -663,7 +663,7 @@ def load_frame(
                     problems.append(Problem(col, "a value in every row (it is required)", _examples(renamed, empty, [col]),
                                             int(empty.sum())))
     if problems:
-        _raise(path, problems, name)
+        raise_problems(path, problems, name)
     out.attrs["load_summary"] = {"table": name, "file": path.name, "rows_read": int(len(raw)), "columns_ignored": leftover}
     return out
 

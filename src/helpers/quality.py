@@ -27,12 +27,17 @@ subtraction.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pandas as pd
 
-from helpers import disclosure
+from helpers import disclosure, io
+from helpers.engine import literal, quote
 from helpers.io import data_dictionary, identifier_columns
+
+if TYPE_CHECKING:
+    from helpers.contract import TableSource
 
 #: Columns whose values are listed with their counts, besides those with an ``allowed`` list.
 LISTED_COLUMNS = frozenset({"provider_code", "pathway", "route"})
@@ -124,6 +129,9 @@ def data_quality(
         out = pd.concat([data_quality(f, threshold) for f in frame.values()], ignore_index=True)
         out.attrs["disclosure"] = {"counts": []}
         return out
+    profile = frame.attrs.get("engine_profile")
+    if profile is not None:  # profiled in SQL by helpers.variation: the frame holds no rows
+        return profile["data_quality"]
     summary = _summary(frame)
     table = str(summary["table"])
     spec = _contract(table)
@@ -312,13 +320,19 @@ def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
     For the top of a report, next to the :func:`data_quality` table.
     """
     frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
-    return "\n".join(describe_profile(name, _summary(f), data_quality(f), len(f)) for name, f in frames.items())
+    return "\n".join(describe_profile(name, _summary(f), data_quality(f), profiled_rows(f)) for name, f in frames.items())
+
+
+def profiled_rows(frame: pd.DataFrame) -> int:
+    """Rows a table's data quality profile counts: its own, or those an engine profiled in SQL."""
+    profile = frame.attrs.get("engine_profile")
+    return len(frame) if profile is None else int(profile["rows"])
 
 
 def describe_profile(name: str, summary: Mapping, profile: pd.DataFrame, profiled_rows: int) -> str:
     """The sentences of :func:`describe` for one table, from its load summary and its data quality profile.
 
-    Shared by the pandas path and :mod:`helpers.engine`, which profiles in SQL.
+    Also for a table profiled in SQL (:func:`profile_sql`).
     """
     present = profile[profile["source_column"] != ""]
     text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
@@ -338,3 +352,80 @@ def describe_profile(name: str, summary: Mapping, profile: pd.DataFrame, profile
     if len(providers) and providers["distinct_values"].iloc[0]:
         text += f" {providers['distinct_values'].iloc[0]:,} providers."
     return text
+
+
+# --------------------------------------------------------------------------- data quality without the rows
+def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> pd.DataFrame:
+    """helpers.data_quality computed in SQL over the spells that pass ``where``.
+
+    Same columns, same rules (missing values, distinct values, first and last
+    dates, the codes of coded columns with their counts, suppressed together
+    with the missing count by :func:`helpers.disclosure.suppress_counts`).
+    """
+    spec = io.table_columns(src.table)
+    be = src.backend
+    ids = io.identifier_columns()
+    source = {v: k for k, v in src.mapping.items()}
+    base = f"SELECT * FROM ({derived}) AS d WHERE {where}"
+    aggs = ["COUNT(*) AS n_rows"]
+    for i, c in enumerate(src.present):
+        aggs += [f"COUNT({quote(c)}) AS n{i}", f"COUNT(DISTINCT {quote(c)}) AS d{i}"]
+        if spec[c]["type"] == "date":
+            aggs += [f"MIN({quote(c)}) AS lo{i}", f"MAX({quote(c)}) AS hi{i}"]
+    stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
+    rows = int(stats["n_rows"])
+    listed_columns = [c for c in src.present if ("allowed" in spec[c] or c in LISTED_COLUMNS) and c not in ids]
+    codes = pd.DataFrame(columns=["c", "v", "k"])
+    if listed_columns:
+        codes = be.query(" UNION ALL ".join(
+            f"SELECT {literal(c)} AS c, CAST({quote(c)} AS VARCHAR) AS v, COUNT(*) AS k FROM ({base}) AS b "
+            f"WHERE {quote(c)} IS NOT NULL GROUP BY {quote(c)}" for c in listed_columns))
+    records = []
+    for name, col_spec in spec.items():
+        record: dict[str, Any] = {
+            "table": src.table, "column": name, "source_column": "", "type": col_spec.get("type", ""),
+            "required": "yes" if col_spec.get("required") else "no", "rows": rows, "n_missing": rows,
+            "pct_complete": 0.0, "first": "", "last": "", "distinct_values": 0, "values_seen": "", "note": "",
+        }
+        if name not in src.present:
+            record["note"] = "not in the file" + (" (optional)" if not col_spec.get("required") else "")
+            records.append(record)
+            continue
+        i = src.present.index(name)
+        record["source_column"] = str(source.get(name, name)).strip()
+        n_missing: int | str = rows - int(stats[f"n{i}"])
+        record["distinct_values"] = int(stats[f"d{i}"])
+        if record["type"] == "date" and stats[f"lo{i}"] is not None:
+            record["first"], record["last"] = (f"{pd.Timestamp(stats[k]):%Y-%m-%d}" for k in (f"lo{i}", f"hi{i}"))
+        listed = "allowed" in col_spec or name in LISTED_COLUMNS
+        if name in ids:
+            record["note"] = "identifier: values never shown"
+            listed = False
+        if listed:
+            counts = codes[codes["c"] == name]
+            counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
+            shown = disclosure.suppress_counts([int(n_missing), *counts["k"].astype(int).tolist()], threshold)
+            n_missing, code_counts = shown[0], shown[1:]
+            parts = [f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}" for code, n in zip(counts["v"], code_counts)]
+            if len(parts) > MAX_CODES:
+                parts = parts[:MAX_CODES] + [f"… and {len(parts) - MAX_CODES:,} more"]
+            record["values_seen"] = "; ".join(parts)
+        elif threshold > 0 and 1 <= int(n_missing) <= threshold:
+            n_missing = disclosure.SUPPRESSED
+        record["n_missing"] = n_missing
+        record["pct_complete"] = (disclosure.SUPPRESSED if n_missing == disclosure.SUPPRESSED
+                                  else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0))
+        records.append(record)
+    out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
+    out.attrs["disclosure"] = {"counts": []}
+    return out
+
+
+def stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.DataFrame:
+    """A frame with no rows that carries what the quality functions read from a loaded table."""
+    frame = pd.DataFrame(columns=src.present)
+    frame.attrs["load_summary"] = {"table": src.table, "file": Path(str(src.path)).name, "rows_read": src.rows,
+                                   "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
+                                   "columns_ignored": src.leftover, **src.origin}
+    frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
+    return frame

@@ -199,4 +199,4 @@ def _as_text(value: Any) -> str | None:
         return None
     if isinstance(value, float) and value != value:
         return None
-    return io._to_text(value)
+    return io.to_text(value)
