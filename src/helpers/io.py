@@ -99,11 +99,8 @@ def table_columns(table: str) -> dict[str, dict[str, Any]]:
 
 
 def identifier_columns() -> set[str]:
-    """Columns that identify a patient or a record: never written to outputs."""
-    ids = {"patient_id", "spell_id", "vw_stay_id", "outcome_id", "linked_spell_id"}
-    for spec in data_dictionary()["tables"].values():
-        ids |= {c for c, s in spec["columns"].items() if s.get("identifier")}
-    return ids
+    """Columns that identify a patient or a record (``identifier: true`` in the contract): never written to outputs."""
+    return {c for spec in data_dictionary()["tables"].values() for c, s in spec["columns"].items() if s.get("identifier")}
 
 
 def sample_path(table: str) -> Path:
