@@ -6,10 +6,16 @@ Length of stay is derived from the dates, never trusted from input
 readmission is the patient's next emergency admission, to any provider in the
 data, from 0 to ``window - 1`` days after discharge ("within 30 days" as in
 NHS Digital's emergency readmissions indicator, which counts 0 to 29 days).
+
+Each field is a record of :data:`SPELL_FIELDS` (its name, what it means, its
+SQL): the engines build the spells' fields from those records
+(:func:`spell_fields_sql`, :func:`load_spells`) and ``tests/test_engine.py``
+compares every record across DuckDB, Spark and :func:`add_spell_fields`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -124,44 +130,103 @@ def next_emergency_gap(
     return result.where(same_patient, pd.NA)
 
 
-# --------------------------------------------------------------------------- derived fields
+# --------------------------------------------------------------------------- derived fields in SQL
+@dataclass(frozen=True)
+class SpellField:
+    """One derived field of the spells: its name, what it means and its SQL (DuckDB's dialect).
+
+    ``sql`` reads the contract columns of the typed spells and the fields
+    listed before it, with the placeholders ``{emergency_codes}``,
+    ``{elective_codes}``, ``{window}``, ``{last_day}`` (days from discharge to
+    the window's last day: ``window - 1``) and ``{end_day}`` (the end of
+    follow-up, in days since 1970). ``needs``: a contract column the SQL reads
+    that a file may lack (or hold empty); ``otherwise`` is the SQL then.
+    ``stage``: ``"spell"`` (from the spell's own row), ``"linkage"`` (the
+    readmission linkage across the patient's spells, :func:`spell_fields_sql`)
+    or ``"linked"`` (after the linkage). ``dtype``: the pandas dtype of the field.
+    """
+
+    name: str
+    meaning: str
+    sql: str
+    stage: str = "spell"
+    needs: str | None = None
+    otherwise: str | None = None
+    dtype: str = "bool"
+
+
+#: The derived fields, in the order they are added. One edit here adds a field to every engine.
+SPELL_FIELDS: tuple[SpellField, ...] = (
+    SpellField("los_days", "discharge date minus admission date, in days (0 for a same-day spell)",
+               "DATE_DIFF('day', admission_date, discharge_date)", dtype="int64"),
+    SpellField("emergency", "admission method 21-28 or 2A-2D (HES ADMIMETH)", "admission_method IN ({emergency_codes})"),
+    SpellField("elective", "admission method 11-13 (HES ADMIMETH)", "admission_method IN ({elective_codes})"),
+    SpellField("day_case", "patient classification 2 (HES CLASSPAT); without it, an elective spell of 0 days",
+               "COALESCE(patient_classification = '2', FALSE)", needs="patient_classification",
+               otherwise="(admission_method IN ({elective_codes}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"),
+    SpellField("died", "discharge method 4 (died); missing where the file has no discharge method",
+               "(discharge_method = '4')", needs="discharge_method", otherwise="CAST(NULL AS BOOLEAN)", dtype="boolean"),
+    SpellField("readmission_days", "days from discharge to the patient's next emergency admission, to any provider, "
+               "on or after the discharge day (missing if none)", "readmission_days", stage="linkage", dtype="Int64"),
+    SpellField("readmit_30d", "an emergency readmission 0 to window - 1 days after discharge",
+               "COALESCE(readmission_days < {window}, FALSE)", stage="linked", dtype="boolean"),
+    SpellField("readmission_eligible", "left alive, and the whole readmission window ends by the end of follow-up",
+               "(NOT COALESCE(died, FALSE) AND _dis_day + {last_day} <= {end_day})", stage="linked"),
+    SpellField("financial_year", "NHS financial year (April to March) of discharge, as 2024/25",
+               "CAST(_fy AS VARCHAR) || '/' || LPAD(CAST((_fy + 1) % 100 AS VARCHAR), 2, '0')", stage="linked",
+               dtype="str"),
+    SpellField("month", "first day of the discharge month", "DATE_TRUNC('month', discharge_date)", stage="linked",
+               dtype="datetime64[us]"),
+)
+
+
 def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, readmission: bool,
-                 typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency") -> str:
-    """SQL of the spells with helpers.derive's fields; the readmission linkage only if asked.
+                     typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency") -> str:
+    """SQL of the spells with the fields of :data:`SPELL_FIELDS`; the readmission linkage only if asked.
 
     ``readmit``: the SQL condition of a spell that counts as a readmission
     (any emergency admission; a published indicator leaves some out).
+    Without the linkage, ``readmission_days`` is missing and ``readmit_30d`` false.
     """
     cols = ", ".join([quote(c) for c in src.present] + [quote(c) for c in carry])
     typed_sql = typed_sql or src.typed_sql
-    em = ", ".join(literal(c) for c in sorted(EMERGENCY_CODES))
-    el = ", ".join(literal(c) for c in sorted(ELECTIVE_CODES))
-    if "patient_classification" in src.present and int(src.stats.get("n_classpat") or 0) > 0:
-        day_case = "COALESCE(patient_classification = '2', FALSE)"
-    else:
-        day_case = f"(admission_method IN ({el}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"
-    died = "(discharge_method = '4')" if "discharge_method" in src.present else "CAST(NULL AS BOOLEAN)"
     end = (pd.Timestamp(follow_up_end) if follow_up_end is not None
            else periods.coverage_from_months(src.stats["admissions_by_month"]).end)
-    end_day = int((end.normalize() - pd.Timestamp("1970-01-01")).days)
+    values = {
+        "emergency_codes": ", ".join(literal(c) for c in sorted(EMERGENCY_CODES)),
+        "elective_codes": ", ".join(literal(c) for c in sorted(ELECTIVE_CODES)),
+        "window": int(window), "last_day": int(window) - 1,
+        "end_day": int((end.normalize() - pd.Timestamp("1970-01-01")).days),
+    }
+    has = {"patient_classification": int(src.stats.get("n_classpat") or 0) > 0}
+
+    def field_sql(f: SpellField) -> str:
+        usable = f.needs is None or (f.needs in src.present and has.get(f.needs, True))
+        return (f.sql if usable else str(f.otherwise)).format(**values)
+
     epoch = "DATE '1970-01-01'"
+    spell = ", ".join(f"{field_sql(f)} AS {f.name}" for f in SPELL_FIELDS if f.stage == "spell")
     base = (
-        f"SELECT {cols}, DATE_DIFF('day', admission_date, discharge_date) AS los_days, "
-        f"admission_method IN ({em}) AS emergency, admission_method IN ({el}) AS elective, "
-        f"{day_case} AS day_case, {died} AS died, "
+        f"SELECT {cols}, {spell}, "
         f"DATE_DIFF('day', {epoch}, admission_date) AS _adm_day, DATE_DIFF('day', {epoch}, discharge_date) AS _dis_day, "
         f"YEAR(discharge_date) - CASE WHEN MONTH(discharge_date) < 4 THEN 1 ELSE 0 END AS _fy "
         f"FROM ({typed_sql}) AS v"
     )
-    fy = "CAST(_fy AS VARCHAR) || '/' || LPAD(CAST((_fy + 1) % 100 AS VARCHAR), 2, '0')"
-    eligible = f"(NOT COALESCE(died, FALSE) AND _dis_day + {window - 1} <= {end_day})"
+    linked = ", ".join(f"{field_sql(f)} AS {f.name}" for f in SPELL_FIELDS if f.stage == "linked")
     if not readmission:
-        return (f"SELECT *, CAST(NULL AS BIGINT) AS readmission_days, FALSE AS readmit_30d, "
-                f"{eligible} AS readmission_eligible, {fy} AS financial_year FROM ({base}) AS b")
-    # The next emergency admission on or after discharge, other than the spell itself
-    # (helpers.derive.next_emergency_gap): one sorted pass over discharges and emergency
-    # admissions per patient. Another emergency admission on the discharge day gives 0;
-    # otherwise the first one on a later day.
+        return (f"SELECT *, {linked} FROM (SELECT *, CAST(NULL AS BIGINT) AS readmission_days FROM ({base}) AS b) AS l")
+    return f"SELECT *, {linked} FROM ({readmission_linkage_sql(base, readmit)}) AS l"
+
+
+def readmission_linkage_sql(base: str, readmit: str = "emergency") -> str:
+    """The spells of ``base`` with ``readmission_days``: the next emergency admission on or after discharge.
+
+    Other than the spell itself (as :func:`next_emergency_gap`): one sorted
+    pass over discharges and emergency admissions per patient. Another
+    emergency admission on the discharge day gives 0; otherwise the first one
+    on a later day. ``base`` has ``spell_id``, ``patient_id``, ``_adm_day``
+    and ``_dis_day``; ``readmit`` is the SQL condition of a readmission.
+    """
     events = (
         f"SELECT spell_id, patient_id, _dis_day AS day, 1 AS is_dis, "
         f"CASE WHEN ({readmit}) AND _adm_day = _dis_day THEN 1 ELSE 0 END AS self_today FROM ({base}) AS b "
@@ -177,12 +242,7 @@ def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, r
     )
     gaps = (f"SELECT spell_id AS _gap_spell, CASE WHEN adm_today - self_today > 0 THEN 0 "
             f"ELSE next_later - day END AS readmission_days FROM ({windowed}) AS w WHERE is_dis = 1")
-    return (
-        f"SELECT b.*, g.readmission_days, "
-        f"COALESCE(g.readmission_days < {int(window)}, FALSE) AS readmit_30d, "
-        f"{eligible} AS readmission_eligible, {fy} AS financial_year "
-        f"FROM ({base}) AS b JOIN ({gaps}) AS g ON b.spell_id = g._gap_spell"
-    )
+    return f"SELECT b.*, g.readmission_days FROM ({base}) AS b JOIN ({gaps}) AS g ON b.spell_id = g._gap_spell"
 
 
 _SPELL_DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
@@ -211,11 +271,8 @@ def load_spells(
     try:
         be = src.backend
         sql = spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"])
-        month = "DATE_TRUNC('month', discharge_date) AS month"
-        keep = ", ".join(quote(c) for c in src.present)
-        derived = ("los_days, emergency, elective, day_case, died, readmission_days, readmit_30d, "
-                   "readmission_eligible, financial_year")
-        final = f"SELECT {keep}, {derived}, {month} FROM ({sql}) AS d ORDER BY _rownum"
+        keep = ", ".join([quote(c) for c in src.present] + [f.name for f in SPELL_FIELDS])
+        final = f"SELECT {keep} FROM ({sql}) AS d ORDER BY _rownum"
         frame = be.arrow(final).to_pandas() if isinstance(be, DuckDB) else be.query(final)
     finally:
         src.backend.close()
@@ -223,19 +280,25 @@ def load_spells(
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     for c in src.present:
         out[c] = _as_dtype(frame[c], _SPELL_DTYPES[spec[c]["type"]])
-    out["los_days"] = frame["los_days"].astype("int64").to_numpy()
-    for c in ("emergency", "elective", "day_case"):
-        out[c] = frame[c].astype(bool).to_numpy()
-    out["died"] = pd.array(frame["died"].to_numpy(), dtype="boolean")
-    out["readmission_days"] = pd.array(frame["readmission_days"].to_numpy(), dtype="Int64")
-    out["readmit_30d"] = pd.array(frame["readmit_30d"].astype(bool).to_numpy(), dtype="boolean")
-    out["readmission_eligible"] = frame["readmission_eligible"].astype(bool).to_numpy()
-    out["financial_year"] = frame["financial_year"].astype("str").to_numpy()
-    out["month"] = pd.to_datetime(frame["month"]).astype("datetime64[us]").to_numpy()
+    for f in SPELL_FIELDS:
+        out[f.name] = field_values(frame[f.name], f.dtype)
     out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
                                  "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
                                  "columns_ignored": src.leftover, "engine": engine, **src.origin}
     return out
+
+
+def field_values(values: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A derived field as an engine returned it, in its pandas dtype (:attr:`SpellField.dtype`)."""
+    if dtype in {"int64", "bool"}:
+        return values.astype(dtype).to_numpy()
+    if dtype in {"boolean", "Int64"}:
+        return pd.array(values.to_numpy(), dtype=dtype)
+    if dtype == "str":
+        return values.astype("str").to_numpy()
+    if dtype == "datetime64[us]":
+        return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
+    raise KeyError(f"Unknown dtype {dtype!r} of a derived field")
 
 
 def _as_dtype(values: pd.Series, dtype: str) -> pd.Series | np.ndarray:
