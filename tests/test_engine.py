@@ -216,6 +216,40 @@ def test_duckdb_missing_column_message_matches(tmp_path):
     assert contract.validate_table("spells", path, {"ADMDATE": "admission_date"}, engine="duckdb") == 20
 
 
+def broken_file(tmp_path: Path, rule: contract.ContractRule) -> Path:
+    """200 sample rows of the rule's table with its example: one row that breaks the rule and nothing else."""
+    table, column, value = rule.example
+    frame = pd.read_csv(io.sample_path(table), dtype=str, keep_default_na=False).head(200)
+    row = 5
+    when = io.table_columns(table)[column].get("required_when")
+    if when:  # a row where the column is needed
+        (other, needed), = when.items()
+        row = int(frame.index[frame[other] == needed][0])
+    if value == contract.DROPPED:
+        frame = frame.drop(columns=[column])
+    elif value == contract.DUPLICATE:
+        frame.loc[row, column] = frame.loc[row - 1, column]
+    else:
+        frame.loc[row, column] = value
+    path = tmp_path / f"{table}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("rule", contract.CONTRACT_RULES, ids=lambda r: r.name)
+def test_every_contract_rule_gives_the_pandas_message_in_duckdb(tmp_path, rule):
+    """Loops over the records of helpers.contract: a new rule is checked in every engine with no new test."""
+    table, column, _ = rule.example
+    path = broken_file(tmp_path, rule)
+    with pytest.raises(io.InputError) as pandas_error:
+        io.load_table(table, path)
+    with pytest.raises(io.InputError) as duckdb_error:
+        contract.validate_table(table, path, engine="duckdb")
+    message = str(duckdb_error.value)
+    assert message == str(pandas_error.value)
+    assert "1 problem found" in message and f"column '{column}'" in message
+
+
 def test_virtual_ward_table_rules(tmp_path):
     vw = pd.read_csv(io.sample_path("virtual_ward"), dtype=str, keep_default_na=False).head(50)
     vw.loc[2, "route"] = "step-down"  # recoded
@@ -340,6 +374,16 @@ def test_spark_bad_file_gives_the_pandas_message(tmp_path, spark):
     with pytest.raises(io.InputError) as spark_error:
         contract.validate_table("spells", path, engine="spark", spark=spark)
     assert str(spark_error.value) == str(pandas_error.value)
+
+
+@pytest.mark.parametrize("rule", contract.CONTRACT_RULES, ids=lambda r: r.name)
+def test_every_contract_rule_gives_the_same_message_in_spark(tmp_path, spark, rule):
+    path = broken_file(tmp_path, rule)
+    with pytest.raises(io.InputError) as duckdb_error:
+        contract.validate_table(rule.example[0], path, engine="duckdb")
+    with pytest.raises(io.InputError) as spark_error:
+        contract.validate_table(rule.example[0], path, engine="spark", spark=spark)
+    assert str(spark_error.value) == str(duckdb_error.value)
 
 
 def test_spark_sql_is_transpiled_not_handwritten(spark):

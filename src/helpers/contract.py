@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -25,9 +25,160 @@ _ISO_SQL = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]00:00(:00)?([.]0+)?)?$"
 _UK_SQL = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( 00:00(:00)?)?$"
 
 
+@dataclass(frozen=True)
+class Column:
+    """One contract column as the rules see it: its specification and the SQL names of its layers.
+
+    ``raw`` is the file's column; ``text`` its trimmed text, blanks as NULL;
+    ``parsed`` the code looked up (coded text), the number or the date;
+    ``value`` the typed contract column; ``number`` the value a range is
+    checked on. ``kind``: the file column's own type (text, integer, float,
+    date, timestamp); ``present``: the contract columns the file has.
+    """
+
+    name: str
+    spec: Mapping[str, Any]
+    kind: str = "text"
+    present: tuple[str, ...] = ()
+
+    @property
+    def type(self) -> str:
+        return str(self.spec["type"])
+
+    raw = property(lambda self: quote(f"r_{self.name}"))
+    text = property(lambda self: quote(f"t_{self.name}"))
+    parsed = property(lambda self: quote(f"p_{self.name}"))
+    value = property(lambda self: quote(self.name))
+
+    @property
+    def number(self) -> str:
+        p = self.parsed
+        return f"(CASE WHEN {p} = FLOOR({p}) THEN {p} END)" if self.type == "integer" else p
+
+    def when(self) -> tuple[str, Any] | None:
+        """The (column, value) of ``required_when``, if the column has that rule."""
+        when = self.spec.get("required_when")
+        return next(iter(when.items())) if when else None
+
+
+def _range(spec: Mapping[str, Any]) -> str:
+    lo, hi = spec.get("min"), spec.get("max")
+    return f"between {lo} and {hi}" if lo is not None and hi is not None else (
+        f"at least {lo}" if lo is not None else f"at most {hi}")
+
+
+def _range_sql(c: Column) -> str:
+    lo, hi = c.spec.get("min"), c.spec.get("max")
+    return " OR ".join(([f"{c.number} < {lo}"] if lo is not None else []) + ([f"{c.number} > {hi}"] if hi is not None else []))
+
+
+def _stray_comma(text: str) -> str:
+    """A comma that is not between thousands ("12,5" is neither 125 nor 12.5)."""
+    return f"(CONTAINS({text}, ',') AND NOT REGEXP_MATCHES({text}, {literal(io.THOUSANDS.pattern)}))"
+
+
+def _anchored(pattern: str) -> str:
+    return pattern if pattern.startswith("^") else "^(" + pattern + ")"
+
+
+def _window_text() -> str:
+    first, last = io.date_window()
+    return (f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
+            f"a wider window: handbook run --dates FROM:TO)")
+
+
+def _window_sql(c: Column) -> str:
+    first, last = io.date_window()
+    return f"{c.value} < DATE '{first:%Y-%m-%d}' OR {c.value} > DATE '{last:%Y-%m-%d}'"
+
+
+#: In :attr:`ContractRule.example`: the value of the row before (a duplicate), or the column left out.
+DUPLICATE, DROPPED = "<the row before's value>", "<no such column>"
+
+
+@dataclass(frozen=True)
+class ContractRule:
+    """One rule of the data contract: when it applies, what it means, its message and its SQL.
+
+    ``applies(column)``: whether a contract column has the rule (from its
+    entry in ``data/data_dictionary.yaml``). ``expected(column)``: the words
+    after "expected" in :class:`helpers.io.InputError`'s message.
+    ``condition(column)``: SQL, over the column's layers (:class:`Column`),
+    true on a row that breaks the rule (None: counted apart, ``unique``).
+    ``shows(column)``: the columns whose values as written the message shows.
+    ``stage``: ``"value"`` (each value on its own, checked first, column by
+    column), ``"row"`` (the typed row), ``"table"`` (a column the file lacks).
+    ``example``: (table, column, a value that breaks it) for the parity tests.
+    """
+
+    name: str
+    meaning: str
+    applies: Callable[[Column], bool]
+    expected: Callable[[Column], str]
+    condition: Callable[[Column], str | None]
+    example: tuple[str, str, str]
+    shows: Callable[[Column], list[str]] = lambda c: [c.name]
+    stage: str = "value"
+
+
+#: Every rule of the contract, in the order the message lists them. One edit here adds a rule to every engine.
+CONTRACT_RULES: tuple[ContractRule, ...] = (
+    ContractRule("allowed", "a coded column holds one of its codes (trimmed, any case, or a recoded spelling)",
+                 lambda c: c.type == "string" and bool(c.spec.get("allowed")),
+                 lambda c: "one of " + ", ".join(str(a) for a in c.spec["allowed"]),
+                 lambda c: f"{c.text} IS NOT NULL AND {c.parsed} IS NULL", ("spells", "admission_method", "99")),
+    ContractRule("pattern", "a code matches its pattern (ICD-10, OPCS-4: a letter and two digits, then detail)",
+                 lambda c: c.type == "string" and "pattern" in c.spec,
+                 lambda c: f"a code matching {c.spec['pattern']}",
+                 lambda c: (f"{c.text} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({c.value}, "
+                            f"{literal(_anchored(c.spec['pattern']))}), FALSE)"), ("spells", "primary_diagnosis", "123")),
+    ContractRule("thousands", "a comma in a number only between thousands",
+                 lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"},
+                 lambda c: "a number with commas only between thousands (1,234.5; a decimal point, not a comma)",
+                 lambda c: f"{c.text} IS NOT NULL AND {_stray_comma(c.text)}", ("spells", "spell_cost", "12,5")),
+    ContractRule("number", "a number column holds numbers (a £ sign and thousands commas allowed)",
+                 lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"}, lambda c: "a number",
+                 lambda c: f"{c.text} IS NOT NULL AND NOT {_stray_comma(c.text)} AND {c.parsed} IS NULL",
+                 ("spells", "age", "eighty")),
+    ContractRule("whole", "an integer column holds whole numbers", lambda c: c.type == "integer",
+                 lambda c: "a whole number", lambda c: f"{c.parsed} IS NOT NULL AND {c.parsed} <> FLOOR({c.parsed})",
+                 ("spells", "age", "4.5")),
+    ContractRule("range", "a number within its bounds (min, max: inclusive)",
+                 lambda c: c.type in {"integer", "number"} and ("min" in c.spec or "max" in c.spec),
+                 lambda c: f"a value {_range(c.spec)}", _range_sql, ("spells", "age", "130")),
+    ContractRule("date", "a date as yyyy-mm-dd or dd/mm/yyyy, and a real calendar day",
+                 lambda c: c.type == "date" and c.kind not in {"date", "timestamp"},
+                 lambda c: "a date as yyyy-mm-dd or dd/mm/yyyy", lambda c: f"{c.text} IS NOT NULL AND {c.parsed} IS NULL",
+                 ("spells", "admission_date", "2024-02-30")),
+    ContractRule("date window", "a plausible date: 1990 to tomorrow, or handbook run --dates FROM:TO",
+                 lambda c: c.type == "date", lambda c: _window_text(), _window_sql,
+                 ("spells", "admission_date", "1901-04-01")),
+    ContractRule("required", "a required column has a value in every row (blank or NA-like text is missing)",
+                 lambda c: bool(c.spec.get("required")), lambda c: "a value in every row (it is required)",
+                 lambda c: f"{c.value} IS NULL AND {c.text} IS NULL", ("spells", "patient_id", " null "), stage="row"),
+    ContractRule("unique", "an identifying column has each value once", lambda c: bool(c.spec.get("unique")),
+                 lambda c: "each value only once (it identifies a row)", lambda c: None,
+                 ("spells", "spell_id", DUPLICATE), stage="row"),
+    ContractRule("not before", "a date not before another (discharge not before admission)",
+                 lambda c: c.spec.get("not_before") in c.present, lambda c: f"a date not before {c.spec['not_before']}",
+                 lambda c: f"{c.value} < {quote(c.spec['not_before'])}", ("spells", "discharge_date", "01/01/2020"),
+                 shows=lambda c: [c.spec["not_before"], c.name], stage="row"),
+    ContractRule("required when", "a value where another column says it is needed (a step-down's spell)",
+                 lambda c: c.when() is not None and c.when()[0] in c.present,
+                 lambda c: "a value where {} is {}".format(*c.when()),
+                 lambda c: f"{quote(c.when()[0])} = {literal(c.when()[1])} AND {c.value} IS NULL",
+                 ("virtual_ward", "linked_spell_id", ""), shows=lambda c: [c.when()[0], c.name], stage="row"),
+    ContractRule("needed column", "a column the file lacks, needed because some rows say so",
+                 lambda c: c.when() is not None and c.when()[0] in c.present and c.name not in c.present,
+                 lambda c: "a column {0}, needed because some rows have {1} = {2}".format(c.name, *c.when()),
+                 lambda c: f"{quote(c.when()[0])} = {literal(c.when()[1])}", ("virtual_ward", "linked_spell_id", DROPPED),
+                 shows=lambda c: [], stage="table"),
+)
+
+
 @dataclass
-class Rule:
-    """One rule of the contract as SQL: the rows that break it and how io words it."""
+class Check:
+    """A rule of the contract applied to one column: the rows that break it and how io words it."""
 
     column: str
     expected: str
@@ -91,70 +242,57 @@ def _date_from_text(t: str) -> str:
             f"WHEN REGEXP_MATCHES({t}, {literal(_UK_SQL)}) THEN {make(uk, uk_full, (3, 2, 1))} END")
 
 
-def _column_sql(name: str, spec: Mapping[str, Any], kind: str) -> tuple[str, str | None, str, list[Rule]]:
-    """SQL of one contract column: its text, an intermediate, its value, and its rules in io's order.
+def _column_sql(c: Column) -> tuple[str, str | None, str]:
+    """SQL of one contract column's layers: its text, an intermediate (or None) and its value.
 
     Layers (each evaluated once per row): ``r_<name>`` is the raw column;
     the text ``t_<name>`` is trimmed with blanks as NULL; the intermediate
     ``p_<name>`` is the code looked up (coded strings), the number (numbers)
     or the parsed date (dates); the value is the contract column itself.
-    Rule conditions refer to those columns by name.
+    The rules (:data:`CONTRACT_RULES`) refer to those columns by name.
     """
-    r, t, p, v = quote(f"r_{name}"), quote(f"t_{name}"), quote(f"p_{name}"), quote(name)
-    text = _text_expr(r, kind)
-    rules: list[Rule] = []
-    ctype = spec["type"]
-    if ctype == "string":
+    r, t, p, spec = c.raw, c.text, c.parsed, c.spec
+    text = _text_expr(r, c.kind)
+    if c.type == "string":
         pre, value = None, t
         if "allowed" in spec or "recode" in spec:
-            allowed = [str(a) for a in spec.get("allowed", [])]
-            lookup = {a.upper(): a for a in allowed}
+            lookup = {str(a).upper(): str(a) for a in spec.get("allowed", [])}
             lookup |= {str(k).upper(): str(val) for k, val in (spec.get("recode") or {}).items()}
             cases = " ".join(f"WHEN {literal(k)} THEN {literal(val)}" for k, val in lookup.items())
             pre = f"CASE UPPER({t}) {cases} END"
-            if allowed:
-                rules.append(Rule(name, "one of " + ", ".join(allowed), f"{t} IS NOT NULL AND {p} IS NULL", [name]))
             value = f"COALESCE({p}, {t})"
         if "pattern" in spec:
-            patt = spec["pattern"] if spec["pattern"].startswith("^") else "^(" + spec["pattern"] + ")"
             value = f"CASE WHEN {t} IS NOT NULL THEN REPLACE(UPPER({value}), '.', '') END"
-            rules.append(Rule(name, f"a code matching {spec['pattern']}",
-                               f"{t} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({v}, {literal(patt)}), FALSE)", [name]))
-        return text, pre, value, rules
-    if ctype in {"integer", "number"}:
-        if kind in {"integer", "float"}:
+        return text, pre, value
+    if c.type in {"integer", "number"}:
+        if c.kind in {"integer", "float"}:
             pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r} AS DOUBLE) END"
         else:
-            # a comma only between thousands, as helpers.io
-            comma = f"(CONTAINS({t}, ',') AND NOT REGEXP_MATCHES({t}, {literal(io.THOUSANDS.pattern)}))"
-            pre = f"CASE WHEN {comma} THEN NULL ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
-            rules.append(Rule(name, "a number with commas only between thousands (1,234.5; a decimal point, "
-                                     "not a comma)", f"{t} IS NOT NULL AND {comma}", [name]))
-            rules.append(Rule(name, "a number", f"{t} IS NOT NULL AND NOT {comma} AND {p} IS NULL", [name]))
-        num = p
-        if ctype == "integer":
-            rules.append(Rule(name, "a whole number", f"{p} IS NOT NULL AND {p} <> FLOOR({p})", [name]))
-            num = f"(CASE WHEN {p} = FLOOR({p}) THEN {p} END)"
-            value = f"CAST(ROUND({num}) AS BIGINT)"
-        else:
-            value = p
-        lo, hi = spec.get("min"), spec.get("max")
-        if lo is not None or hi is not None:
-            conds = ([f"{num} < {lo}"] if lo is not None else []) + ([f"{num} > {hi}"] if hi is not None else [])
-            rng = (f"between {lo} and {hi}" if lo is not None and hi is not None
-                   else (f"at least {lo}" if lo is not None else f"at most {hi}"))
-            rules.append(Rule(name, f"a value {rng}", " OR ".join(conds), [name]))
-        return text, pre, value, rules
-    if ctype == "date":
-        first, last = io.date_window()
-        window = Rule(name, f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
-                             f"a wider window: handbook run --dates FROM:TO)",
-                       f"{v} < DATE '{first:%Y-%m-%d}' OR {v} > DATE '{last:%Y-%m-%d}'", [name])
-        if kind in {"date", "timestamp"}:
-            return text, None, f"CAST({r} AS DATE)", [*rules, window]
-        rules.append(Rule(name, "a date as yyyy-mm-dd or dd/mm/yyyy", f"{t} IS NOT NULL AND {p} IS NULL", [name]))
-        return text, _date_from_text(t), p, [*rules, window]
-    raise KeyError(f"Unknown type {ctype!r} for column {name!r} in the data dictionary")
+            pre = (f"CASE WHEN {_stray_comma(t)} THEN NULL "
+                   f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END")
+        return text, pre, (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p)
+    if c.type == "date":
+        if c.kind in {"date", "timestamp"}:
+            return text, None, f"CAST({r} AS DATE)"
+        return text, _date_from_text(t), p
+    raise KeyError(f"Unknown type {c.type!r} for column {c.name!r} in the data dictionary")
+
+
+def checks(spec: Mapping[str, Mapping[str, Any]], present: list[str], kinds: Mapping[str, str]) -> list[Check]:
+    """The rules of :data:`CONTRACT_RULES` that apply to a table's columns, in the message's order.
+
+    Value rules column by column, then row rules column by column, then the
+    columns the file lacks that some rows need (as :func:`helpers.io.load_table` words them).
+    """
+    columns = {name: Column(name, spec[name], kinds.get(name, "text"), tuple(present)) for name in spec}
+    out: list[Check] = []
+    for stage, names in (("value", present), ("row", present), ("table", [n for n in spec if n not in present])):
+        for name in names:
+            col = columns[name]
+            for rule in CONTRACT_RULES:
+                if rule.stage == stage and rule.applies(col):
+                    out.append(Check(name, rule.expected(col), rule.condition(col), rule.shows(col), unique=rule.name == "unique"))
+    return out
 
 
 def open_table(
@@ -223,34 +361,10 @@ def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Map
     by_target = {target: clean[src] for src, target in mapping.items()}
     present = [c for c in spec if c in by_target]
     src_kind = {c: kinds[by_target[c]] for c in present}
-    texts, pres, values, rules = {}, {}, {}, []
+    texts, pres, values = {}, {}, {}
     for c in present:
-        texts[c], pres[c], values[c], col_rules = _column_sql(c, spec[c], src_kind[c])
-        rules += col_rules
-    # second pass, as io: required, unique, not_before, required_when; then columns some rows need
-    for c in present:
-        cs = spec[c]
-        if cs.get("required"):  # missing because blank (t_ is NULL: empty or NA-like text), as io
-            rules.append(Rule(c, "a value in every row (it is required)", f"{quote(c)} IS NULL AND {quote('t_' + c)} IS NULL",
-                               [c]))
-        if cs.get("unique"):
-            rules.append(Rule(c, "each value only once (it identifies a row)", None, [c], unique=True))
-        other = cs.get("not_before")
-        if other and other in present:
-            rules.append(Rule(c, f"a date not before {other}", f"{quote(c)} < {quote(other)}", [other, c]))
-        when = cs.get("required_when")
-        if when:
-            (wcol, wval), = when.items()
-            if wcol in present:
-                rules.append(Rule(c, f"a value where {wcol} is {wval}", f"{quote(wcol)} = {literal(wval)} AND {quote(c)} IS NULL",
-                                   [wcol, c]))
-    for c, cs in spec.items():
-        when = cs.get("required_when")
-        if when and c not in present:
-            (wcol, wval), = when.items()
-            if wcol in present:
-                rules.append(Rule(c, f"a column {c}, needed because some rows have {wcol} = {wval}",
-                                   f"{quote(wcol)} = {literal(wval)}", []))
+        texts[c], pres[c], values[c] = _column_sql(Column(c, spec[c], src_kind[c], tuple(present)))
+    rules = checks(spec, present, src_kind)
     flagged = [r for r in rules if not r.unique]
     raw_cols = ", ".join(f"{quote(by_target[c])} AS {quote('r_' + c)}" for c in present)
     text_cols = ", ".join(f"{texts[c]} AS {quote('t_' + c)}" for c in present)
@@ -272,7 +386,7 @@ def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Map
     return src
 
 
-def _validate(src: TableSource, rules: list[Rule]) -> None:
+def _validate(src: TableSource, rules: list[Check]) -> None:
     be = src.backend
     checks = [r for r in rules if not r.unique]
     counts = [f"SUM(CASE WHEN {r.condition} THEN 1 ELSE 0 END) AS c{i}" for i, r in enumerate(checks)]
