@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
-from helpers import io
-from helpers.engine import Backend, connect, literal, quote
+from helpers import engine as engines
+from helpers import episodes, io
 
-# The date forms helpers.io.parse_dates accepts, as regular expressions both engines read
+# The date forms accepted, as regular expressions both engines read
 # (ISO yyyy-mm-dd, optionally with a midnight time; UK dd/mm/yyyy, optionally with midnight).
 _ISO_SQL = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([ T]00:00(:00)?([.]0+)?)?$"
 _UK_SQL = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( 00:00(:00)?)?$"
@@ -40,15 +41,16 @@ class Column:
     spec: Mapping[str, Any]
     kind: str = "text"
     present: tuple[str, ...] = ()
+    hes: str = ""  # "age" or "date": a HES column whose codes helpers.episodes.read_hes_codes undoes
 
     @property
     def type(self) -> str:
         return str(self.spec["type"])
 
-    raw = property(lambda self: quote(f"r_{self.name}"))
-    text = property(lambda self: quote(f"t_{self.name}"))
-    parsed = property(lambda self: quote(f"p_{self.name}"))
-    value = property(lambda self: quote(self.name))
+    raw = property(lambda self: engines.quote(f"r_{self.name}"))
+    text = property(lambda self: engines.quote(f"t_{self.name}"))
+    parsed = property(lambda self: engines.quote(f"p_{self.name}"))
+    value = property(lambda self: engines.quote(self.name))
 
     @property
     def number(self) -> str:
@@ -74,7 +76,7 @@ def _range_sql(c: Column) -> str:
 
 def _stray_comma(text: str) -> str:
     """A comma that is not between thousands ("12,5" is neither 125 nor 12.5)."""
-    return f"(CONTAINS({text}, ',') AND NOT REGEXP_MATCHES({text}, {literal(io.THOUSANDS.pattern)}))"
+    return f"(CONTAINS({text}, ',') AND NOT REGEXP_MATCHES({text}, {engines.literal(io.THOUSANDS.pattern)}))"
 
 
 def _anchored(pattern: str) -> str:
@@ -131,7 +133,7 @@ CONTRACT_RULES: tuple[ContractRule, ...] = (
                  lambda c: c.type == "string" and "pattern" in c.spec,
                  lambda c: f"a code matching {c.spec['pattern']}",
                  lambda c: (f"{c.text} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({c.value}, "
-                            f"{literal(_anchored(c.spec['pattern']))}), FALSE)"), ("spells", "primary_diagnosis", "123")),
+                            f"{engines.literal(_anchored(c.spec['pattern']))}), FALSE)"), ("spells", "primary_diagnosis", "123")),
     ContractRule("thousands", "a comma in a number only between thousands",
                  lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"},
                  lambda c: "a number with commas only between thousands (1,234.5; a decimal point, not a comma)",
@@ -161,17 +163,17 @@ CONTRACT_RULES: tuple[ContractRule, ...] = (
                  ("spells", "spell_id", DUPLICATE), stage="row"),
     ContractRule("not before", "a date not before another (discharge not before admission)",
                  lambda c: c.spec.get("not_before") in c.present, lambda c: f"a date not before {c.spec['not_before']}",
-                 lambda c: f"{c.value} < {quote(c.spec['not_before'])}", ("spells", "discharge_date", "01/01/2020"),
+                 lambda c: f"{c.value} < {engines.quote(c.spec['not_before'])}", ("spells", "discharge_date", "01/01/2020"),
                  shows=lambda c: [c.spec["not_before"], c.name], stage="row"),
     ContractRule("required when", "a value where another column says it is needed (a step-down's spell)",
                  lambda c: c.when() is not None and c.when()[0] in c.present,
                  lambda c: "a value where {} is {}".format(*c.when()),
-                 lambda c: f"{quote(c.when()[0])} = {literal(c.when()[1])} AND {c.value} IS NULL",
+                 lambda c: f"{engines.quote(c.when()[0])} = {engines.literal(c.when()[1])} AND {c.value} IS NULL",
                  ("virtual_ward", "linked_spell_id", ""), shows=lambda c: [c.when()[0], c.name], stage="row"),
     ContractRule("needed column", "a column the file lacks, needed because some rows say so",
                  lambda c: c.when() is not None and c.when()[0] in c.present and c.name not in c.present,
                  lambda c: "a column {0}, needed because some rows have {1} = {2}".format(c.name, *c.when()),
-                 lambda c: f"{quote(c.when()[0])} = {literal(c.when()[1])}", ("virtual_ward", "linked_spell_id", DROPPED),
+                 lambda c: f"{engines.quote(c.when()[0])} = {engines.literal(c.when()[1])}", ("virtual_ward", "linked_spell_id", DROPPED),
                  shows=lambda c: [], stage="table"),
 )
 
@@ -193,7 +195,7 @@ class TableSource:
 
     table: str
     path: Path | str
-    backend: Backend
+    backend: engines.Backend
     raw_view: str
     typed_sql: str
     raw_names: dict[str, str]
@@ -215,31 +217,25 @@ def _text_expr(raw: str, kind: str) -> str:
     else:
         base = f"CAST({raw} AS VARCHAR)"
     t = f"TRIM({base})"
-    words = ", ".join(literal(w) for w in io.BLANK_WORDS)
+    words = ", ".join(engines.literal(w) for w in io.BLANK_WORDS)
     return f"CASE WHEN {t} = '' OR UPPER({t}) IN ({words}) THEN NULL ELSE {t} END"
 
 
 def _date_from_text(t: str) -> str:
-    """helpers.io.parse_dates in SQL: ISO or UK form, and a real calendar date, else NULL."""
+    """The date a text holds: ISO (yyyy-mm-dd) or UK (dd/mm/yyyy) form, and a real calendar date, else NULL.
+
+    The form is checked by a regular expression; the calendar (no 30 February,
+    29 February in leap years only) by the engine's own cast to a date.
+    """
     iso = f"SUBSTRING({t}, 1, 10)"
     uk = f"SPLIT_PART({t}, ' ', 1)"
-
-    def parts(text: str, pattern: str, order: tuple[int, int, int]) -> tuple[str, str, str]:
-        return tuple(f"CAST(REGEXP_EXTRACT({text}, {literal(pattern)}, {g}) AS INTEGER)" for g in order)  # type: ignore[return-value]
-
-    iso_full = "^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})$"
-    uk_full = "^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})$"
-
-    def make(text: str, pattern: str, order: tuple[int, int, int]) -> str:
-        y, m, d = parts(text, pattern, order)
-        leap = f"(({y}) % 4 = 0 AND (({y}) % 100 <> 0 OR ({y}) % 400 = 0))"
-        last = (f"CASE WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END "
-                f"WHEN {m} IN (4, 6, 9, 11) THEN 30 ELSE 31 END")
-        ok = f"REGEXP_MATCHES({text}, {literal(pattern)}) AND {y} >= 1 AND {m} BETWEEN 1 AND 12 AND {d} BETWEEN 1 AND {last}"
-        return f"CASE WHEN {ok} THEN MAKE_DATE({y}, {m}, {d}) END"
-
-    return (f"CASE WHEN REGEXP_MATCHES({t}, {literal(_ISO_SQL)}) THEN {make(iso, iso_full, (1, 2, 3))} "
-            f"WHEN REGEXP_MATCHES({t}, {literal(_UK_SQL)}) THEN {make(uk, uk_full, (3, 2, 1))} END")
+    lit = engines.literal
+    iso_full, uk_full = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}$", "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}$"
+    uk_as_iso = f"SPLIT_PART({uk}, '/', 3) || '-' || SPLIT_PART({uk}, '/', 2) || '-' || SPLIT_PART({uk}, '/', 1)"
+    return (f"CASE WHEN REGEXP_MATCHES({t}, {lit(_ISO_SQL)}) THEN CASE WHEN REGEXP_MATCHES({iso}, {lit(iso_full)}) "
+            f"AND SUBSTRING({iso}, 1, 4) <> '0000' THEN TRY_CAST({iso} AS DATE) END "
+            f"WHEN REGEXP_MATCHES({t}, {lit(_UK_SQL)}) THEN CASE WHEN REGEXP_MATCHES({uk}, {lit(uk_full)}) "
+            f"AND SPLIT_PART({uk}, '/', 3) <> '0000' THEN TRY_CAST({uk_as_iso} AS DATE) END END")
 
 
 def _column_sql(c: Column) -> tuple[str, str | None, str]:
@@ -253,12 +249,17 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
     """
     r, t, p, spec = c.raw, c.text, c.parsed, c.spec
     text = _text_expr(r, c.kind)
+    if c.hes == "age":  # HES infant ages 7001-7007 are 0
+        text = f"CASE WHEN ({text}) IN ({', '.join(engines.literal(a) for a in sorted(episodes.HES_INFANT_AGES))}) THEN '0' ELSE {text} END"
+    elif c.hes == "date":  # HES null dates (1800-01-01 ...) are blank
+        nulls = ", ".join(engines.literal(d) for d in sorted(episodes.HES_NULL_DATES))
+        text = f"CASE WHEN SUBSTRING({text}, 1, 10) IN ({nulls}) THEN NULL ELSE {text} END"
     if c.type == "string":
         pre, value = None, t
         if "allowed" in spec or "recode" in spec:
             lookup = {str(a).upper(): str(a) for a in spec.get("allowed", [])}
             lookup |= {str(k).upper(): str(val) for k, val in (spec.get("recode") or {}).items()}
-            cases = " ".join(f"WHEN {literal(k)} THEN {literal(val)}" for k, val in lookup.items())
+            cases = " ".join(f"WHEN {engines.literal(k)} THEN {engines.literal(val)}" for k, val in lookup.items())
             pre = f"CASE UPPER({t}) {cases} END"
             value = f"COALESCE({p}, {t})"
         if "pattern" in spec:
@@ -266,14 +267,14 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
         return text, pre, value
     if c.type in {"integer", "number"}:
         if c.kind in {"integer", "float"}:
-            pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r} AS DOUBLE) END"
+            pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r if c.hes != 'age' else t} AS DOUBLE) END"
         else:
             pre = (f"CASE WHEN {_stray_comma(t)} THEN NULL "
                    f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END")
         return text, pre, (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p)
     if c.type == "date":
         if c.kind in {"date", "timestamp"}:
-            return text, None, f"CAST({r} AS DATE)"
+            return text, None, f"CASE WHEN {t} IS NOT NULL THEN CAST({r} AS DATE) END"
         return text, _date_from_text(t), p
     raise KeyError(f"Unknown type {c.type!r} for column {c.name!r} in the data dictionary")
 
@@ -301,7 +302,7 @@ def open_table(
     column_map: Mapping[str, str] | None = None,
     engine: str = "duckdb",
     *,
-    backend: Backend | None = None,
+    backend: engines.Backend | None = None,
     spark: Any | None = None,
 ) -> TableSource:
     """Read one contract table with an engine and validate it; raise :class:`helpers.io.InputError`.
@@ -324,12 +325,10 @@ def open_table(
             raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
     origin: dict[str, Any] = {}
     if table == "spells" and "://" not in str(path):
-        from helpers import episodes
-
         built = episodes.spells_file_for_engine(path, column_map)  # episodes, or diagnoses to score
         if built is not None:
             path, origin = built
-    be = backend or connect(engine, spark)
+    be = backend or engines.connect(engine, spark)
     try:
         src = _open(table, spec, path, column_map, be)
         src.origin = origin
@@ -340,10 +339,23 @@ def open_table(
         raise
 
 
+def _hes(table: str, file_name: str) -> str:
+    """Which HES convention a file column follows (spells and episodes): "age", "date" or none."""
+    if table not in {"spells", "episodes"}:
+        return ""
+    name = str(file_name).strip().upper()
+    if name in episodes.HES_AGE_COLUMNS:
+        return "age"
+    return "date" if name.endswith("DATE") or name in episodes.HES_DATE_NAMES else ""
+
+
 def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Mapping[str, str] | None,
-          be: Backend) -> TableSource:
+          be: engines.Backend, frame: pd.DataFrame | None = None) -> TableSource:
     raw_view = f"raw_{table}"
-    names, kinds, file_kind = be.register(path, raw_view)
+    if frame is not None:
+        names, kinds, file_kind = be.register_frame(frame, raw_view)  # type: ignore[attr-defined]
+    else:
+        names, kinds, file_kind = be.register(path, raw_view)
     clean = {str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip(): c for c in names}
     mapping, leftover = io.map_columns(list(clean), spec, column_map)
     problems: list[io.Problem] = []
@@ -355,7 +367,8 @@ def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Map
         problems.append(io.Problem(col, f"a column named {col}{known}; none found.{hint}"))
     if problems:
         found = ", ".join(list(clean)[:30])
-        problems.append(io.Problem("(header)", f"the contract's columns; the file has: {found}"))
+        contract = "the contract's columns; " if table in io.data_dictionary()["tables"] else ""
+        problems.append(io.Problem("(header)", f"{contract}the file has: {found}"))
         io.raise_problems(path, problems, table)
 
     by_target = {target: clean[src] for src, target in mapping.items()}
@@ -363,19 +376,20 @@ def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Map
     src_kind = {c: kinds[by_target[c]] for c in present}
     texts, pres, values = {}, {}, {}
     for c in present:
-        texts[c], pres[c], values[c] = _column_sql(Column(c, spec[c], src_kind[c], tuple(present)))
+        col = Column(c, spec[c], src_kind[c], tuple(present), _hes(table, by_target[c]))
+        texts[c], pres[c], values[c] = _column_sql(col)
     rules = checks(spec, present, src_kind)
     flagged = [r for r in rules if not r.unique]
-    raw_cols = ", ".join(f"{quote(by_target[c])} AS {quote('r_' + c)}" for c in present)
-    text_cols = ", ".join(f"{texts[c]} AS {quote('t_' + c)}" for c in present)
-    pre_cols = "".join(f", {pres[c]} AS {quote('p_' + c)}" for c in present if pres[c] is not None)
-    value_cols = ", ".join(f"{values[c]} AS {quote(c)}" for c in present)
+    raw_cols = ", ".join(f"{engines.quote(by_target[c])} AS {engines.quote('r_' + c)}" for c in present)
+    text_cols = ", ".join(f"{texts[c]} AS {engines.quote('t_' + c)}" for c in present)
+    pre_cols = "".join(f", {pres[c]} AS {engines.quote('p_' + c)}" for c in present if pres[c] is not None)
+    value_cols = ", ".join(f"{values[c]} AS {engines.quote(c)}" for c in present)
     flag_cols = "".join(f", COALESCE({r.condition}, FALSE) AS _bad{i}" for i, r in enumerate(flagged))
-    keep = ", ".join(quote(c) for c in present)
+    keep = ", ".join(engines.quote(c) for c in present)
     order = be.order_column()
     select = (f"SELECT {keep}{', ' + order if order else ''}{flag_cols} FROM (SELECT *, {value_cols} FROM "
               f"(SELECT *{pre_cols} FROM (SELECT *, {text_cols} FROM (SELECT {raw_cols}{', ' + order if order else ''} "
-              f"FROM {quote(raw_view)}) AS r) AS t) AS p) AS v")
+              f"FROM {engines.quote(raw_view)}) AS r) AS t) AS p) AS v")
     typed_name = f"{table}_typed"
     be.materialise(typed_name, select)
     typed_sql = be.typed_select(typed_name)
@@ -392,9 +406,9 @@ def _validate(src: TableSource, rules: list[Check]) -> None:
     counts = [f"SUM(CASE WHEN {r.condition} THEN 1 ELSE 0 END) AS c{i}" for i, r in enumerate(checks)]
     stats = ["COUNT(*) AS n_rows"]
     if "patient_classification" in src.present:
-        stats.append(f"COUNT({quote('patient_classification')}) AS n_classpat")
+        stats.append(f"COUNT({engines.quote('patient_classification')}) AS n_classpat")
     if "admission_date" in src.present:
-        stats.append(f"MAX({quote('admission_date')}) AS max_admission")
+        stats.append(f"MAX({engines.quote('admission_date')}) AS max_admission")
     row = be.query(f"SELECT {', '.join(stats + counts)} FROM ({src.typed_sql}) AS v").iloc[0]
     src.rows = int(row["n_rows"])
     src.stats = {k: row[k] for k in row.index if not k.startswith("c")}
@@ -408,7 +422,7 @@ def _validate(src: TableSource, rules: list[Check]) -> None:
     n_bad = {id(r): int(row[f"c{i}"] or 0) for i, r in enumerate(checks)}
     for r in rules:
         if r.unique:
-            c = quote(r.column)
+            c = engines.quote(r.column)
             dup = be.query(f"SELECT SUM(k) AS n FROM (SELECT COUNT(*) AS k FROM ({src.typed_sql}) AS v "
                            f"WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1) AS d").iloc[0]["n"]
             n_bad[id(r)] = int(dup or 0)
@@ -459,3 +473,49 @@ def validate_table(table: str, path: str | Path | None, column_map: Mapping[str,
     src = open_table(table, path, column_map, engine, spark=spark)
     src.backend.close()
     return src.rows
+
+
+# --------------------------------------------------------------------------- a typed frame for pandas
+#: The pandas dtype of each contract type.
+DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
+
+
+def typed_values(values: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A column as an engine returned it, in the pandas dtype of :data:`DTYPES`."""
+    if dtype == "str":
+        return values.astype("str").to_numpy()
+    if dtype == "datetime64[us]":
+        return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
+    if dtype == "Int64":
+        return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64").astype("Int64")
+    return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64")
+
+
+def read_typed(table: str, path: Path, column_map: Mapping[str, str] | None = None, *,
+               raw: pd.DataFrame | None = None, spec: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One table read and checked by DuckDB, as a typed pandas frame (the contract columns, in order).
+
+    ``raw``: the file already read as text (an Excel sheet, a database
+    table, a file whose diagnoses are scored); ``spec``: the columns of a
+    table outside the contract (a notebook's own input). Raises
+    :class:`helpers.io.InputError` as :func:`open_table` does.
+    ``attrs["load_summary"]`` says what was read.
+    """
+    spec = io.table_columns(table) if spec is None else spec
+    be = engines.connect("duckdb")
+    try:
+        src = _open(table, spec, path, column_map, be, raw)
+        cols = ", ".join(engines.quote(c) for c in src.present)
+        frame = be.arrow(f"SELECT {cols} FROM ({src.typed_sql}) AS v ORDER BY _rownum").to_pandas()  # type: ignore[attr-defined]
+    finally:
+        be.close()
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for c in src.present:
+        out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
+    out.attrs["load_summary"] = {
+        "table": table, "file": Path(path).name,
+        **({"sheet": raw.attrs["sheet"]} if raw is not None and "sheet" in raw.attrs else {}),
+        "rows_read": src.rows, "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
+        "columns_ignored": src.leftover,
+    }
+    return out

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import io, periods
-from helpers.contract import TableSource, open_table
+from helpers.contract import DTYPES, TableSource, open_table, typed_values
 from helpers.engine import DuckDB, literal, quote
 
 EMERGENCY_CODES = frozenset({"21", "22", "23", "24", "25", "26", "27", "28", "2A", "2B", "2C", "2D"})
@@ -245,9 +245,6 @@ def readmission_linkage_sql(base: str, readmit: str = "emergency") -> str:
     return f"SELECT b.*, g.readmission_days FROM ({base}) AS b JOIN ({gaps}) AS g ON b.spell_id = g._gap_spell"
 
 
-_SPELL_DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
-
-
 def load_spells(
     path: str | Path | None = None,
     column_map: Mapping[str, str] | None = None,
@@ -279,7 +276,7 @@ def load_spells(
     spec = io.table_columns("spells")
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     for c in src.present:
-        out[c] = _as_dtype(frame[c], _SPELL_DTYPES[spec[c]["type"]])
+        out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
     for f in SPELL_FIELDS:
         out[f.name] = field_values(frame[f.name], f.dtype)
     out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
@@ -299,13 +296,3 @@ def field_values(values: pd.Series, dtype: str) -> pd.api.extensions.ExtensionAr
     if dtype == "datetime64[us]":
         return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
     raise KeyError(f"Unknown dtype {dtype!r} of a derived field")
-
-
-def _as_dtype(values: pd.Series, dtype: str) -> pd.Series | np.ndarray:
-    if dtype == "str":
-        return values.astype("str").to_numpy()
-    if dtype == "datetime64[us]":
-        return pd.to_datetime(values).astype("datetime64[us]").to_numpy()
-    if dtype == "Int64":
-        return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64").astype("Int64")
-    return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64")

@@ -134,10 +134,8 @@ class DuckDB(Backend):
             except self._duckdb.Error as exc:
                 raise io.InputError(f"Cannot read {path.name} as Parquet: {exc}\nFile: {path}") from None
         elif suffix in {".xlsx", ".xlsm", ".xls"}:
-            frame = io.read_raw(path)  # a workbook is never national-size: read it as helpers.io does
-            self.con.register(f"{view}_frame", frame)
-            self.con.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}")
-            kind = "excel"
+            # a workbook is never national-size: read it as helpers.io does
+            return self.register_frame(io.read_raw(path), view, "excel")
         else:
             kind = "csv"
             source = self._csv_source(path)
@@ -145,6 +143,13 @@ class DuckDB(Backend):
         desc = self.con.execute(f"DESCRIBE SELECT * FROM {quote(view)}").fetchall()
         names = [r[0] for r in desc]
         return names, {r[0]: column_kind(r[1]) for r in desc}, kind
+
+    def register_frame(self, frame: pd.DataFrame, view: str, kind: str = "frame") -> tuple[list[str], dict[str, str], str]:
+        """Create ``view`` over a pandas frame (a file already read as text); as :meth:`register`."""
+        self.con.register(f"{view}_frame", frame)
+        self.con.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}")
+        desc = self.con.execute(f"DESCRIBE SELECT * FROM {quote(view)}").fetchall()
+        return [r[0] for r in desc], {r[0]: column_kind(r[1]) for r in desc}, kind
 
     def _csv_source(self, path: Path) -> str:
         with open(path, "rb") as f:

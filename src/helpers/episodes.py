@@ -204,6 +204,8 @@ def link_continuous_spells(spells: pd.DataFrame, max_gap_days: int = MAX_TRANSFE
 #: HES codes for an age under one year (STARTAGE, ENDAGE, ADMIAGE 7001-7007: under a day to under a year).
 HES_INFANT_AGES = frozenset({"7001", "7002", "7003", "7004", "7005", "7006", "7007"})
 HES_AGE_COLUMNS = frozenset({"STARTAGE", "ADMIAGE", "ENDAGE", "STARTAGE_CALC"})
+#: HES date columns whose names do not end in DATE (besides those that do).
+HES_DATE_NAMES = frozenset({"EPISTART", "EPIEND", "ADMIDATE", "DISDATE", "ELECDATE"})
 #: HES null dates: 1800-01-01 "not applicable", 1801-01-01 "not known" (and the 1582-10-15 and 1600-01-01 of some
 #: extracts); read as blank.
 HES_NULL_DATES = frozenset({"1800-01-01", "1801-01-01", "1582-10-15", "1600-01-01",
@@ -223,7 +225,7 @@ def read_hes_codes(raw: pd.DataFrame) -> pd.DataFrame:
     out = raw
     for col in raw.columns:
         name = str(col).strip().upper()
-        is_date = name.endswith("DATE") or name in {"EPISTART", "EPIEND", "ADMIDATE", "DISDATE", "ELECDATE"}
+        is_date = name.endswith("DATE") or name in HES_DATE_NAMES
         if name not in HES_AGE_COLUMNS and not is_date:
             continue
         values = raw[col].astype("str").str.strip()
@@ -323,6 +325,14 @@ def _header(path: Path) -> list[str]:
     return []
 
 
+def needs_pandas(columns: list[str], column_map: Mapping[str, str] | None = None) -> bool:
+    """Whether a spells file with these columns is first read by pandas: episodes to build into spells,
+    or diagnoses to score (a file without a frailty score of its own)."""
+    wide, concatenated = comorbidity.diagnosis_columns(columns)
+    scores_absent = not {"FRAILTY_SCORE", "HFRS"} & {str(c).strip().upper() for c in columns}
+    return is_episode_level(columns, column_map) or bool((wide or concatenated) and scores_absent)
+
+
 def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | None = None
                            ) -> tuple[Path, dict[str, Any]] | None:
     """For the DuckDB and Spark engines: an episode-level file, or one with diagnoses, as a spells file.
@@ -337,10 +347,7 @@ def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | Non
     path = Path(path)
     if not path.is_file():
         return None
-    columns = _header(path)
-    wide, concatenated = comorbidity.diagnosis_columns(columns)
-    scores_absent = not {"FRAILTY_SCORE", "HFRS"} & {c.strip().upper() for c in columns}
-    if not is_episode_level(columns, column_map) and not ((wide or concatenated) and scores_absent):
+    if not needs_pandas(_header(path), column_map):
         return None
     import atexit
     import shutil

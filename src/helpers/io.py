@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from helpers import REPO_ROOT, SAMPLE_DIR
+from helpers import REPO_ROOT, SAMPLE_DIR, contract, episodes
 
 DICTIONARY_PATH = REPO_ROOT / "data" / "data_dictionary.yaml"
 MAX_ROWS_SHOWN = 5
@@ -45,6 +45,8 @@ DATE_WINDOW_VARIABLE = "HANDBOOK_DATES"
 EXCEL_SHEETS_VARIABLE = "HANDBOOK_EXCEL_SHEETS"
 #: Row numbers in messages count the header as row 1, as a spreadsheet does.
 HEADER_ROWS = 1
+#: Workbooks: read by pandas (openpyxl) and handed to DuckDB as text.
+EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls"})
 
 
 class InputError(ValueError):
@@ -109,12 +111,12 @@ def sample_path(table: str) -> Path:
 
 
 # --------------------------------------------------------------------------- reading
-def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
-    """Read a CSV, Parquet or Excel file with every column as text.
+def check_file(path: Path, name: str | None = None) -> None:
+    """The checks made before a file is read: it exists, is an ordinary non-empty file, and its header is sound.
 
-    Raises :class:`InputError` for a missing, empty, header-only or binary file.
+    Raises :class:`InputError` for a missing, empty or binary file, a folder,
+    a pipe, and the header problems of :func:`check_header`.
     """
-    path = Path(path)
     label = name or path.name
     if not path.exists():
         raise InputError(f"Cannot find the file for {label}: {path}")
@@ -127,8 +129,17 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
         )
     if path.stat().st_size == 0:
         raise InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
-    suffix = path.suffix.lower()
     check_header(path)
+
+
+def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
+    """Read a CSV, Parquet or Excel file with every column as text.
+
+    Raises :class:`InputError` for a missing, empty, header-only or binary file.
+    """
+    path = Path(path)
+    check_file(path, name)
+    suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"}:
         try:
             df = pd.read_parquet(path)
@@ -369,7 +380,7 @@ def suggest_column(name: str, aliases: list[str], leftover: list[str]) -> str:
     return ""
 
 
-# --------------------------------------------------------------------------- coercion
+# --------------------------------------------------------------------------- reading values (the rules themselves: helpers.contract)
 #: Text read as a missing value (any case, surrounding spaces ignored), as is an empty cell.
 BLANK_WORDS: tuple[str, ...] = ("NA", "NULL", "NAN", "NONE")
 
@@ -392,43 +403,6 @@ def date_window() -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp("1990-01-01"), pd.Timestamp(dt.date.today() + dt.timedelta(days=1))
 
 
-_ISO = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]00:00(:00)?(\.0+)?)?$")
-_UK = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}( 00:00(:00)?)?$")
-
-
-def parse_dates(text: pd.Series) -> pd.Series:
-    """Parse ISO ``yyyy-mm-dd`` or UK ``dd/mm/yyyy`` dates; failures become NaT."""
-    text = text.str.strip()
-    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us]")
-    iso = text.str.match(_ISO, na=False)
-    uk = text.str.match(_UK, na=False)
-    if iso.any():
-        out[iso] = pd.to_datetime(text[iso].str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
-    if uk.any():
-        out[uk] = pd.to_datetime(
-            text[uk].str.split(" ").str[0], format="%d/%m/%Y", errors="coerce"
-        )
-    return out
-
-
-def _blank(values: pd.Series) -> pd.Series:
-    """Whether each raw value is missing: absent, empty, only spaces, or one of :data:`BLANK_WORDS`."""
-    text = values.astype("str").str.strip()
-    return (text.isna() | (text == "") | text.str.upper().isin(BLANK_WORDS)).astype(bool)
-
-
-def _examples(
-    df: pd.DataFrame, mask: pd.Series, cols: list[str], raw: pd.DataFrame | None = None
-) -> list[str]:
-    src = raw if raw is not None else df
-    idx = np.flatnonzero(mask.to_numpy())[:MAX_ROWS_SHOWN]
-    rows = []
-    for i in idx:
-        values = ", ".join(f"{c}={show_value(src[c].iloc[i])}" for c in cols if c in src.columns)
-        rows.append(f"row {i + 1 + HEADER_ROWS}: {values}")
-    return rows
-
-
 def show_value(value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return "(blank)"
@@ -436,92 +410,6 @@ def show_value(value: Any) -> str:
         return value.strftime("%Y-%m-%d")
     text = str(value)
     return repr(text) if text.strip() != text or text == "" else text
-
-
-def _coerce_column(
-    name: str, text: pd.Series, col_spec: Mapping[str, Any], problems: list[Problem], raw: pd.DataFrame
-) -> pd.Series:
-    kind = col_spec["type"]
-    text = text.astype("str").str.strip()
-    blank = _blank(text)
-    text = text.where(~blank, None)
-    if kind == "string":
-        values = text
-        if "allowed" in col_spec or "recode" in col_spec:
-            allowed = [str(a) for a in col_spec.get("allowed", [])]
-            lookup = {a.upper(): a for a in allowed}
-            lookup |= {str(k).upper(): str(v) for k, v in (col_spec.get("recode") or {}).items()}
-            up = text.str.upper()
-            mapped = up.map(lambda v: lookup.get(v) if v is not None else None)
-            # single-digit codes given without their leading zero-free form, e.g. "1.0"
-            bad = ~blank & mapped.isna()
-            if bad.any() and allowed:
-                problems.append(
-                    Problem(
-                        name,
-                        "one of " + ", ".join(allowed),
-                        _examples(raw, bad, [name]),
-                        int(bad.sum()),
-                    )
-                )
-            values = mapped.where(~bad, text)
-        if "pattern" in col_spec:
-            patt = re.compile(col_spec["pattern"])
-            upper = values.str.upper().str.replace(".", "", regex=False)
-            bad = ~blank & ~upper.str.match(patt, na=False)
-            if bad.any():
-                problems.append(
-                    Problem(name, f"a code matching {col_spec['pattern']}", _examples(raw, bad, [name]), int(bad.sum()))
-                )
-            values = upper.where(~blank, None)
-        return values.astype("str")
-    if kind in {"integer", "number"}:
-        # a comma only between thousands: "12,5" is not 125 (nor 12.5)
-        comma = text.str.contains(",", regex=False, na=False) & ~text.str.match(THOUSANDS, na=False)
-        if comma.any():
-            problems.append(Problem(name, "a number with commas only between thousands (1,234.5; a decimal point, "
-                                          "not a comma)", _examples(raw, comma, [name]), int(comma.sum())))
-        cleaned = text.where(~comma, None).str.replace(",", "", regex=False).str.replace("£", "", regex=False)
-        nums = pd.to_numeric(cleaned, errors="coerce")
-        bad = ~blank & ~comma & nums.isna()
-        if bad.any():
-            problems.append(Problem(name, "a number", _examples(raw, bad, [name]), int(bad.sum())))
-        if kind == "integer":
-            frac = nums.notna() & (nums != np.floor(nums))
-            if frac.any():
-                problems.append(Problem(name, "a whole number", _examples(raw, frac, [name]), int(frac.sum())))
-            nums = nums.where(~frac)
-            values = nums.round().astype("Int64")
-        else:
-            values = nums.astype("Float64")
-        out_of_range = pd.Series(False, index=nums.index)
-        lo, hi = col_spec.get("min"), col_spec.get("max")
-        if lo is not None:
-            out_of_range |= nums < lo
-        if hi is not None:
-            out_of_range |= nums > hi
-        if out_of_range.any():
-            rng = (
-                f"between {lo} and {hi}" if lo is not None and hi is not None
-                else (f"at least {lo}" if lo is not None else f"at most {hi}")
-            )
-            problems.append(Problem(name, f"a value {rng}", _examples(raw, out_of_range, [name]), int(out_of_range.sum())))
-        return values
-    if kind == "date":
-        dates = parse_dates(text.fillna(""))
-        bad = ~blank & dates.isna()
-        if bad.any():
-            problems.append(
-                Problem(name, "a date as yyyy-mm-dd or dd/mm/yyyy", _examples(raw, bad, [name]), int(bad.sum()))
-            )
-        first, last = date_window()
-        outside = dates.notna() & ((dates < first) | (dates > last))
-        if outside.any():
-            problems.append(Problem(
-                name, f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
-                f"a wider window: handbook run --dates FROM:TO)", _examples(raw, outside, [name]), int(outside.sum())))
-        return dates
-    raise KeyError(f"Unknown type {kind!r} for column {name!r} in the data dictionary")
 
 
 # --------------------------------------------------------------------------- loaders
@@ -532,91 +420,33 @@ def load_table(
     *,
     raw: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Load, map, coerce and validate one contract table (``spells``, ...).
+    """Load, map, type and check one contract table (``spells``, ...).
 
-    ``path=None`` loads the sample shipped in ``data/sample``. Raises
-    :class:`InputError` naming the file, column, expectation and up to five
-    rows for every rule broken. Columns outside the contract are not carried
-    forward; the returned frame's ``attrs["load_summary"]`` lists them.
+    ``path=None`` loads the sample shipped in ``data/sample``. The file is
+    read and every rule of the contract checked in SQL by DuckDB
+    (:func:`helpers.contract.read_typed`, the rules of
+    :data:`helpers.contract.CONTRACT_RULES`); raises :class:`InputError`
+    naming the file, column, expectation and up to five rows for every rule
+    broken. Columns outside the contract are not carried forward; the
+    returned frame's ``attrs["load_summary"]`` lists them.
 
     Spells: an episode-level file (HES APC: an episode order and a provider
     spell number) is built into spells by :mod:`helpers.episodes`; diagnosis
     columns give ``frailty_score`` and ``charlson_index`` where the file has
     none (:mod:`helpers.comorbidity`). ``raw``: the file already read as text.
     """
-    spec = table_columns(table)
     path = Path(path) if path is not None else sample_path(table)
-    raw = read_raw(path) if raw is None else raw
-    if table == "spells":
-        from helpers import episodes
-
+    if raw is None:
+        check_file(path)
+        if path.suffix.lower() in EXCEL_SUFFIXES or (table == "spells" and episodes.needs_pandas(header_names(path), column_map)):
+            raw = read_raw(path)
+    if table == "spells" and raw is not None:
         raw = episodes.read_hes_codes(raw)  # HES infant ages (7001-7007) and null dates (1800-01-01)
         if episodes.is_episode_level(raw.columns, column_map):
             return episodes.load_spells(raw, path, column_map)
-    mapping, leftover = map_columns(raw.columns, spec, column_map)
-    problems: list[Problem] = []
-
-    missing = [c for c, s in spec.items() if s.get("required") and c not in mapping.values()]
-    for col in missing:
-        aliases = spec[col].get("aliases", [])
-        hint = suggest_column(col, aliases, leftover)
-        known = f" (or one of {', '.join(aliases)})" if aliases else ""
-        problems.append(Problem(col, f"a column named {col}{known}; none found.{hint}"))
-    if problems:
-        found = ", ".join(map(str, raw.columns[:30]))
-        problems.append(Problem("(header)", f"the contract's columns; the file has: {found}"))
-        raise_problems(path, problems, table)
-
-    renamed = raw.rename(columns=mapping)[list(mapping.values())]
-    out = pd.DataFrame(index=renamed.index)
-    for col in spec:
-        if col in renamed.columns:
-            out[col] = _coerce_column(col, renamed[col], spec[col], problems, renamed)
-
-    for col, col_spec in spec.items():
-        if col not in out.columns:
-            continue
-        if col_spec.get("required"):
-            # missing after coercion because the cell was blank (empty or NA-like text); a value that
-            # failed to coerce is missing too, but its own rule has reported it already
-            empty = out[col].isna() & _blank(renamed[col])
-            if empty.any():
-                problems.append(Problem(col, "a value in every row (it is required)", _examples(renamed, empty, [col]), int(empty.sum())))
-        if col_spec.get("unique"):
-            dup = out[col].notna() & out[col].duplicated(keep=False)
-            if dup.any():
-                problems.append(Problem(col, "each value only once (it identifies a row)", _examples(renamed, dup, [col]), int(dup.sum())))
-        other = col_spec.get("not_before")
-        if other and other in out.columns:
-            early = out[col].notna() & out[other].notna() & (out[col] < out[other])
-            if early.any():
-                problems.append(Problem(col, f"a date not before {other}", _examples(renamed, early, [other, col]), int(early.sum())))
-        when = col_spec.get("required_when")
-        if when:
-            (wcol, wval), = when.items()
-            if wcol in out.columns:
-                need = (out[wcol] == wval) & out[col].isna() if col in out.columns else (out[wcol] == wval)
-                if need.any():
-                    problems.append(Problem(col, f"a value where {wcol} is {wval}", _examples(renamed, need, [wcol, col]), int(need.sum())))
-    for col, col_spec in spec.items():
-        when = col_spec.get("required_when")
-        if when and col not in out.columns:
-            (wcol, wval), = when.items()
-            if wcol in out.columns and (out[wcol] == wval).any():
-                problems.append(Problem(col, f"a column {col}, needed because some rows have {wcol} = {wval}"))
-    if problems:
-        raise_problems(path, problems, table)
-
-    if table == "spells":
+    out = contract.read_typed(table, path, column_map, raw=raw)
+    if table == "spells" and raw is not None:
         out = episodes.add_diagnosis_scores(out, raw)
-    out.attrs["load_summary"] = {
-        "table": table,
-        "file": path.name,
-        **({"sheet": raw.attrs["sheet"]} if "sheet" in raw.attrs else {}),
-        "rows_read": int(len(raw)),
-        "columns_mapped": {k: v for k, v in mapping.items() if k != v},
-        "columns_ignored": leftover,
-    }
     return out
 
 
@@ -630,9 +460,9 @@ def load_frame(
     """Load a notebook's own input (an ``indicator`` or ``series`` table).
 
     ``required_columns`` and ``optional_columns`` map column name to type
-    (``string``, ``integer``, ``number``, ``date``). Same reading rules and
-    messages as :func:`load_table`; missing values in required columns (blank, or
-    text such as NA or NULL) are errors.
+    (``string``, ``integer``, ``number``, ``date``). Same reading rules,
+    checks (in SQL) and messages as :func:`load_table`; missing values in
+    required columns (blank, or text such as NA or NULL) are errors.
     """
     spec: dict[str, dict[str, Any]] = {}
     for col, kind in required_columns.items():
@@ -640,28 +470,11 @@ def load_frame(
     for col, kind in (optional_columns or {}).items():
         spec[col] = {"type": kind, "required": False}
     path = Path(path)
-    raw = read_raw(path, name)
-    mapping, leftover = map_columns(raw.columns, spec, column_map)
-    problems: list[Problem] = []
-    for col in required_columns:
-        if col not in mapping.values():
-            problems.append(Problem(col, f"a column named {col}; none found.{suggest_column(col, [], leftover)}"))
-    if problems:
-        problems.append(Problem("(header)", f"the file has: {', '.join(map(str, raw.columns[:30]))}"))
-        raise_problems(path, problems, name)
-    renamed = raw.rename(columns=mapping)[list(mapping.values())]
-    out = pd.DataFrame(index=renamed.index)
-    for col in spec:
-        if col in renamed.columns:
-            out[col] = _coerce_column(col, renamed[col], spec[col], problems, renamed)
-            if spec[col]["required"]:
-                empty = out[col].isna() & _blank(renamed[col])
-                if empty.any():
-                    problems.append(Problem(col, "a value in every row (it is required)", _examples(renamed, empty, [col]),
-                                            int(empty.sum())))
-    if problems:
-        raise_problems(path, problems, name)
-    out.attrs["load_summary"] = {"table": name, "file": path.name, "rows_read": int(len(raw)), "columns_ignored": leftover}
+    check_file(path, name)
+    raw = read_raw(path, name) if path.suffix.lower() in EXCEL_SUFFIXES else None
+    out = contract.read_typed(name, path, column_map, raw=raw, spec=spec)
+    summary = out.attrs["load_summary"]
+    out.attrs["load_summary"] = {k: summary[k] for k in ("table", "file", "rows_read", "columns_ignored")}
     return out
 
 
