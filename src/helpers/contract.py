@@ -468,8 +468,6 @@ def _raw_value(value: Any, src: TableSource, column: str) -> Any:
 def validate_table(table: str, path: str | Path | None, column_map: Mapping[str, str] | None = None,
                    engine: str = "duckdb", *, spark: Any | None = None) -> int:
     """Check one contract input with an engine; return its number of rows or raise InputError."""
-    if engine == "pandas":
-        return int(len(io.load_table(table, path, column_map)))
     src = open_table(table, path, column_map, engine, spark=spark)
     src.backend.close()
     return src.rows

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from helpers import engine as engines
 from helpers import io, periods
 from helpers.contract import DTYPES, TableSource, open_table, typed_values
 from helpers.engine import DuckDB, literal, quote
@@ -259,11 +260,9 @@ def load_spells(
     The same frame as ``derive.add_spell_fields(io.load_table("spells", path,
     column_map), readmission_window_days, follow_up_end)`` - same columns,
     order, dtypes and values - for patient-level analyses (the virtual ward
-    evaluation) on files too big for the pandas reader. ``engine="pandas"``
-    runs exactly that.
+    evaluation). ``engine="pandas"``, the retired in-memory path, runs on DuckDB.
     """
-    if engine == "pandas":
-        return add_spell_fields(io.load_table("spells", path, column_map), readmission_window_days, follow_up_end)
+    engine = engines.engine_name(engine)
     src = open_table("spells", path, column_map, engine, spark=spark)
     try:
         be = src.backend

@@ -34,8 +34,11 @@ import pandas as pd
 
 from helpers import io
 
-Engine = Literal["pandas", "duckdb", "spark"]
-ENGINES: tuple[str, ...] = ("pandas", "duckdb", "spark")
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
+#: Engines that no longer exist, and the one that runs in their place. "pandas" was the
+#: in-memory path; spell-level work is SQL only now, and DuckDB reads a file of any size.
+RETIRED_ENGINES: dict[str, str] = {"pandas": "duckdb"}
 #: Environment variables read by :func:`spark_session`.
 SPARK_MASTER_ENV = "HANDBOOK_SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
@@ -315,7 +318,16 @@ def spark_session(app_name: str = "nhs-value-handbook") -> Any:
             .getOrCreate())
 
 
+def engine_name(engine: str | None) -> str:
+    """The engine that runs: ``"duckdb"`` by default; a retired name (``"pandas"``) runs on its replacement."""
+    name = RETIRED_ENGINES.get(str(engine), engine) if engine else "duckdb"
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
+    return str(name)
+
+
 def connect(engine: str, spark: Any | None = None, threads: int | None = None) -> Backend:
+    engine = engine_name(engine)
     if engine == "duckdb":
         return DuckDB(threads=threads)
     if engine == "spark":

@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from helpers import casemix, derive, disclosure, indicators, io, periods
+from helpers import casemix, disclosure, indicators, periods
+from helpers import engine as engines
 from helpers.casemix import INDICATORS, MIN_LEVEL_SPELLS, CasemixModel, fit_cells, term_sql
 from helpers.contract import TableSource, open_table
 from helpers.derive import spell_fields_sql
@@ -36,10 +37,9 @@ class VariationInput:
     then each step of the indicator's definition); ``years``: length in years of the extract's coverage;
     ``bed_days_per_event``: see :func:`helpers.casemix.bed_days_per_event`;
     ``spells_read``: rows in the file; ``engine``: which engine ran;
-    ``spells``: the spells of the financial year with their derived fields
-    (pandas), or, from DuckDB and Spark, a frame with no rows whose attrs
+    ``spells``: a frame with no rows whose attrs
     carry the load summary and the data quality profile computed in SQL, for
-    :func:`data_quality`, :func:`describe` and
+    :func:`helpers.quality.data_quality`, :func:`helpers.quality.describe` and
     :func:`helpers.quality.exclusion_flow`; ``casemix_terms``: the case-mix
     terms asked for, whether each was used and why not
     (:func:`helpers.casemix.resolve_terms`).
@@ -63,7 +63,7 @@ def prepare_variation(
     include_deprivation: bool = False,
     financial_year: str | None = None,
     column_map: Mapping[str, str] | None = None,
-    engine: str = "pandas",
+    engine: str = "duckdb",
     *,
     data_deaths: str | Path | None = None,
     min_level_spells: int = MIN_LEVEL_SPELLS,
@@ -71,12 +71,11 @@ def prepare_variation(
 ) -> VariationInput:
     """Read the spells, derive, restrict, and fit the case-mix model of one indicator.
 
-    ``engine="pandas"`` runs :func:`helpers.io.load_table`,
-    :func:`helpers.derive.add_spell_fields`, :func:`helpers.indicators.add_outcome`,
-    :func:`helpers.casemix.restrict_to_year`, :func:`helpers.indicators.population` and
-    :func:`helpers.casemix.fit_casemix`. ``"duckdb"`` and ``"spark"`` do the
-    spell-level steps in SQL and fit on the aggregated cells with
-    :func:`helpers.casemix.fit_cells`: the same numbers, without holding the spells in memory.
+    The spell-level steps run in SQL on ``engine`` (``"duckdb"``, the default,
+    or ``"spark"``; ``"pandas"``, the retired in-memory path, runs on DuckDB)
+    and the model is fitted on the aggregated cells with
+    :func:`helpers.casemix.fit_cells`: the numbers of
+    :func:`helpers.casemix.fit_casemix` on the rows, without holding the spells in memory.
     The definition is :func:`helpers.indicators.resolve` for the file's columns
     (and ``data_deaths``, a deaths table, for mortality); ``case_mix=None``
     uses the definition's own terms. ``years`` is the length of the extract's
@@ -86,23 +85,7 @@ def prepare_variation(
     """
     if indicator not in INDICATORS:
         raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
-    if engine == "pandas":
-        spells = casemix.add_casemix_bands(derive.add_spell_fields(io.load_table("spells", data_spells, column_map or None)))
-        deaths = io.load_table("deaths", data_deaths, column_map or None) if data_deaths is not None else None
-        definition = indicators.resolve(indicator, list(spells.columns), deaths is not None)
-        terms = definition.case_mix if case_mix is None else case_mix
-        rows = int(spells.attrs.get("load_summary", {}).get("rows_read", len(spells)))
-        terms, term_table = casemix.resolve_terms(terms, list(spells.columns), include_deprivation,
-                                                  {str(k): int(v) for k, v in spells.notna().sum().items()})
-        spells = indicators.add_outcome(spells, definition, deaths)
-        spells, years, year_exclusions = casemix.restrict_to_year(spells, financial_year)
-        population, exclusions = indicators.population(spells, definition)
-        model = casemix.fit_casemix(population, terms, definition.family,
-                                    include_deprivation=casemix.DEPRIVATION_TERM in terms,
-                                    min_level_spells=min_level_spells, indicator=indicator)
-        per_event = casemix.bed_days_per_event(spells, indicator)
-        return VariationInput(model, pd.concat([year_exclusions, exclusions], ignore_index=True), years, per_event,
-                              rows, engine, spells, casemix_terms=term_table, definition=definition)
+    engine = engines.engine_name(engine)
     src = open_table("spells", data_spells, column_map or None, engine, spark=spark)
     try:
         deaths_src = None
