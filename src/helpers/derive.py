@@ -44,7 +44,10 @@ def add_spell_fields(
     readmission_window_days: int = 30,
     follow_up_end: pd.Timestamp | str | None = None,
 ) -> pd.DataFrame:
-    """Return a copy of ``spells`` with the derived fields added.
+    """Return a copy of ``spells`` with the derived fields added, by the SQL of :data:`SPELL_FIELDS` run on it.
+
+    DuckDB reads the frame (the columns the fields need, in memory); the
+    frame's other columns are carried as they are.
 
     Added columns:
 
@@ -64,33 +67,49 @@ def add_spell_fields(
     * ``financial_year`` (of discharge, ``'2024/25'``) and ``month`` (first day
       of the discharge month).
     """
+    inputs = [c for c in _FIELD_INPUTS if c in spells.columns]
+    frame = pd.DataFrame(index=pd.RangeIndex(len(spells)))
+    for c in inputs:
+        values = spells[c].reset_index(drop=True)
+        if c in {"admission_date", "discharge_date"}:
+            frame[c] = pd.to_datetime(values).astype("datetime64[us]")
+        else:
+            frame[c] = values.astype("str").where(values.notna(), None)
+    frame["_rownum"] = np.arange(len(frame))
+    be = DuckDB()
+    try:
+        be.con.register("spells_frame", frame)
+        src = TableSource("spells", "", be, "spells_frame", "SELECT * FROM spells_frame", {}, inputs, {}, "frame", {}, [],
+                          rows=len(frame))
+        src.stats = {"n_classpat": int(frame["patient_classification"].notna().sum()) if "patient_classification" in inputs else 0}
+        if follow_up_end is None:
+            src.stats["admissions_by_month"] = admissions_by_month(src)
+        sql = spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"],
+                               key="_rownum")
+        names = ", ".join(f.name for f in SPELL_FIELDS)
+        fields = be.arrow(f"SELECT {names} FROM ({sql}) AS d ORDER BY _rownum").to_pandas()
+    finally:
+        be.close()
     out = spells.copy()
-    adm = pd.to_datetime(out["admission_date"])
-    dis = pd.to_datetime(out["discharge_date"])
-    out["los_days"] = (dis - adm).dt.days.astype("int64")
-    method = out["admission_method"].astype("str")
-    out["emergency"] = method.isin(EMERGENCY_CODES)
-    out["elective"] = method.isin(ELECTIVE_CODES)
-    if "patient_classification" in out.columns and out["patient_classification"].notna().any():
-        out["day_case"] = out["patient_classification"].astype("str").eq("2").fillna(False).astype(bool)
-    else:
-        out["day_case"] = out["elective"] & (out["los_days"] == 0)
-    if "discharge_method" in out.columns:
-        died = out["discharge_method"].astype("str").eq("4")
-        out["died"] = died.astype("boolean").where(out["discharge_method"].notna(), pd.NA)
-    else:
-        out["died"] = pd.array([pd.NA] * len(out), dtype="boolean")
-
-    days = next_emergency_gap(out["patient_id"], out["spell_id"], adm, dis, out["emergency"])
-    window = int(readmission_window_days)
-    out["readmission_days"] = days
-    out["readmit_30d"] = days.notna() & (days < window)
-    end = pd.Timestamp(follow_up_end) if follow_up_end is not None else periods.coverage(out).end
-    alive = ~out["died"].fillna(False).astype(bool)
-    out["readmission_eligible"] = alive & (dis + pd.Timedelta(days=window - 1) <= end)
-    out["financial_year"] = financial_year(dis)
-    out["month"] = dis.dt.to_period("M").dt.to_timestamp()
+    for f in SPELL_FIELDS:
+        out[f.name] = field_values(fields[f.name], f.dtype)
     return out
+
+
+#: The columns of the spells the derived fields read.
+_FIELD_INPUTS = ("spell_id", "patient_id", "admission_date", "discharge_date", "admission_method",
+                 "patient_classification", "discharge_method")
+
+
+def admissions_by_month(src: TableSource) -> pd.DataFrame:
+    """Admissions per month (month, n, first, last) of a table with an admission date, in SQL.
+
+    What :func:`helpers.periods.coverage_from_months` reads to find the end of follow-up.
+    """
+    return src.backend.query(
+        "SELECT DATE_TRUNC('month', admission_date) AS month, COUNT(*) AS n, MIN(admission_date) AS first, "
+        f"MAX(admission_date) AS last FROM ({src.typed_sql}) AS v WHERE admission_date IS NOT NULL "
+        "GROUP BY DATE_TRUNC('month', admission_date)")
 
 
 def next_emergency_gap(
@@ -182,12 +201,14 @@ SPELL_FIELDS: tuple[SpellField, ...] = (
 
 
 def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, readmission: bool,
-                     typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency") -> str:
+                     typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency",
+                     key: str = "spell_id") -> str:
     """SQL of the spells with the fields of :data:`SPELL_FIELDS`; the readmission linkage only if asked.
 
     ``readmit``: the SQL condition of a spell that counts as a readmission
     (any emergency admission; a published indicator leaves some out).
     Without the linkage, ``readmission_days`` is missing and ``readmit_30d`` false.
+    ``key``: the column that tells the spells apart (``_rownum`` when spell ids may repeat).
     """
     cols = ", ".join([quote(c) for c in src.present] + [quote(c) for c in carry])
     typed_sql = typed_sql or src.typed_sql
@@ -216,34 +237,34 @@ def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, r
     linked = ", ".join(f"{field_sql(f)} AS {f.name}" for f in SPELL_FIELDS if f.stage == "linked")
     if not readmission:
         return (f"SELECT *, {linked} FROM (SELECT *, CAST(NULL AS BIGINT) AS readmission_days FROM ({base}) AS b) AS l")
-    return f"SELECT *, {linked} FROM ({readmission_linkage_sql(base, readmit)}) AS l"
+    return f"SELECT *, {linked} FROM ({readmission_linkage_sql(base, readmit, key)}) AS l"
 
 
-def readmission_linkage_sql(base: str, readmit: str = "emergency") -> str:
+def readmission_linkage_sql(base: str, readmit: str = "emergency", key: str = "spell_id") -> str:
     """The spells of ``base`` with ``readmission_days``: the next emergency admission on or after discharge.
 
     Other than the spell itself (as :func:`next_emergency_gap`): one sorted
     pass over discharges and emergency admissions per patient. Another
     emergency admission on the discharge day gives 0; otherwise the first one
-    on a later day. ``base`` has ``spell_id``, ``patient_id``, ``_adm_day``
-    and ``_dis_day``; ``readmit`` is the SQL condition of a readmission.
+    on a later day. ``base`` has ``key`` (unique per spell), ``patient_id``,
+    ``_adm_day`` and ``_dis_day``; ``readmit`` is the SQL condition of a readmission.
     """
     events = (
-        f"SELECT spell_id, patient_id, _dis_day AS day, 1 AS is_dis, "
+        f"SELECT {key} AS _key, patient_id, _dis_day AS day, 1 AS is_dis, "
         f"CASE WHEN ({readmit}) AND _adm_day = _dis_day THEN 1 ELSE 0 END AS self_today FROM ({base}) AS b "
-        f"UNION ALL SELECT spell_id, patient_id, _adm_day AS day, 0 AS is_dis, 0 AS self_today "
+        f"UNION ALL SELECT {key} AS _key, patient_id, _adm_day AS day, 0 AS is_dis, 0 AS self_today "
         f"FROM ({base}) AS b WHERE {readmit}"
     )
     windowed = (
-        f"SELECT spell_id, is_dis, day, self_today, "
+        f"SELECT _key, is_dis, day, self_today, "
         f"MIN(CASE WHEN is_dis = 0 THEN day END) OVER (PARTITION BY patient_id ORDER BY day "
         f"RANGE BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_later, "
         f"SUM(1 - is_dis) OVER (PARTITION BY patient_id ORDER BY day "
         f"RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS adm_today FROM ({events}) AS e"
     )
-    gaps = (f"SELECT spell_id AS _gap_spell, CASE WHEN adm_today - self_today > 0 THEN 0 "
+    gaps = (f"SELECT _key AS _gap_key, CASE WHEN adm_today - self_today > 0 THEN 0 "
             f"ELSE next_later - day END AS readmission_days FROM ({windowed}) AS w WHERE is_dis = 1")
-    return f"SELECT b.*, g.readmission_days FROM ({base}) AS b JOIN ({gaps}) AS g ON b.spell_id = g._gap_spell"
+    return f"SELECT b.*, g.readmission_days FROM ({base}) AS b JOIN ({gaps}) AS g ON b.{key} = g._gap_key"
 
 
 def load_spells(
