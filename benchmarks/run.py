@@ -13,10 +13,10 @@ maximum resident set size (``os.wait4``), not the benchmark's:
 * ``variation``: what the variation notebook computes from the spells -
   read and validate, derived fields, case-mix cells, the model, the funnel
   and the opportunity with its 2,000-draw interval
-  (:func:`helpers.engine.prepare_variation`, :func:`helpers.funnel.funnel`,
+  (:func:`helpers.variation.prepare_variation`, :func:`helpers.funnel.funnel`,
   :func:`helpers.opportunity.opportunity`);
 * ``virtual_ward``: what the virtual ward notebook computes for its effect
-  table - spells with derived fields (:func:`helpers.engine.load_spells`),
+  table - spells with derived fields (:func:`helpers.derive.load_spells`),
   the stays, the cohort and the four estimators for six outcomes;
 * ``run_variation`` and ``run_virtual_ward``: what a user waits for,
   ``handbook run variation|virtual_ward --engine ENGINE --data spells=FILE``
@@ -67,7 +67,7 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
         return {"rows": int(row[0])}
     if task == "variation":
         from helpers import casemix, funnel, opportunity
-        from helpers import engine as eng
+        from helpers import variation as eng
 
         indicator = extra.get("indicator", "los")
         definition = casemix.INDICATORS[indicator]
@@ -80,7 +80,7 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
                 "naive_opportunity": float(opp.summary.loc[0, "opportunity"])}
     if task == "virtual_ward":
         from helpers import cohort as co
-        from helpers import engine as eng
+        from helpers import derive as eng
         from helpers import evaluation as ev
         from helpers import io
 
