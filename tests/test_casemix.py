@@ -234,3 +234,19 @@ def test_empty_population_is_a_plain_input_error_before_any_fitting():
     with pytest.raises(InputError) as cells:
         casemix.fit_cells(pcells, ["a", "b"], "binomial", indicator="readmission_30d")
     assert str(cells.value) == message
+
+
+def test_bands_at_their_boundaries():
+    """The bands (helpers.casemix.term_sql, run on the frame by DuckDB) at each cut point, worked by hand."""
+    spells = pd.DataFrame({
+        "age": pd.array([0, 17, 18, 44, 45, 64, 65, 74, 75, 84, 85, 120], dtype="Int64"),
+        "frailty_score": pd.array([0, 4.9, 5, 15, 15.5, None, 0, 0, 0, 0, 0, 0], dtype="Float64"),
+        "charlson_index": pd.array([0, 1, 2, 3, 4, 5, None, 0, 0, 0, 0, 0], dtype="Int64"),
+    }, index=range(100, 112))
+    out = casemix.add_casemix_bands(spells)
+    assert list(out.index) == list(spells.index)  # the frame's own index and order are kept
+    assert out["age_band"].tolist() == ["0-17", "0-17", "18-44", "18-44", "45-64", "45-64", "65-74", "65-74",
+                                        "75-84", "75-84", "85+", "85+"]
+    assert out["frailty_band"].tolist()[:6] == ["<5", "<5", "5-15", "5-15", ">15", "missing"]
+    assert out["charlson_band"].tolist()[:7] == ["0", "1-2", "1-2", "3-4", "3-4", "5+", "missing"]
+    assert str(out["age_band"].dtype) == "str"

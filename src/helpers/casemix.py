@@ -38,7 +38,7 @@ from scipy import optimize
 from scipy.special import gammaln
 
 from helpers import indicators
-from helpers.engine import literal, quote
+from helpers.engine import DuckDB, literal, quote
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
@@ -88,19 +88,32 @@ def add_casemix_bands(spells: pd.DataFrame) -> pd.DataFrame:
     """Copy of ``spells`` with ``age_band``, and ``frailty_band`` and ``charlson_band`` where their scores exist.
 
     Bands as in the module docstring; a missing frailty score becomes
-    ``"missing"`` (a level of its own, not a dropped row).
+    ``"missing"`` (a level of its own, not a dropped row). The bands are the
+    SQL of :func:`term_sql`, run on the frame by DuckDB (the same SQL the
+    engines run on a file).
     """
     out = spells.copy()
-    if "age" in out.columns:
-        out["age_band"] = pd.cut(pd.to_numeric(out["age"]), AGE_BREAKS, right=False, labels=AGE_LABELS).astype("str")
-    if "frailty_score" in out.columns:
-        band = pd.cut(pd.to_numeric(out["frailty_score"]), FRAILTY_BREAKS, right=False, labels=FRAILTY_LABELS).astype("str")
-        out["frailty_band"] = band.where(out["frailty_score"].notna(), MISSING)
-    if "charlson_index" in out.columns:
-        from helpers.comorbidity import charlson_band
-
-        out["charlson_band"] = charlson_band(out["charlson_index"]).fillna(MISSING)
+    bands = [(band, need) for band, need in BANDS if need in spells.columns]
+    if not bands:
+        return out
+    frame = pd.DataFrame({need: pd.to_numeric(spells[need]).astype("Float64").to_numpy() for _, need in bands})
+    frame["_rownum"] = np.arange(len(frame))
+    be = DuckDB()
+    try:
+        be.con.register("bands_frame", frame)
+        present = [need for _, need in bands]
+        cols = ", ".join(f"{term_sql(band, present)} AS {band}" for band, _ in bands)
+        result = be.arrow(f"SELECT {cols} FROM bands_frame ORDER BY _rownum").to_pandas()
+    finally:
+        be.close()
+    for band, _ in bands:
+        out[band] = result[band].astype("str").to_numpy()
     return out
+
+
+#: The case-mix bands and the column each is cut from (:func:`term_sql` holds the cut points' SQL).
+BANDS: tuple[tuple[str, str], ...] = (("age_band", "age"), ("frailty_band", "frailty_score"),
+                                      ("charlson_band", "charlson_index"))
 
 
 def indicator_population(spells: pd.DataFrame, indicator: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -697,7 +710,7 @@ def describe_terms(table: pd.DataFrame) -> str:
 
 # --------------------------------------------------------------------------- the bands in SQL
 def term_sql(term: str, present: Sequence[str]) -> str:
-    """A case-mix term as text (NULL when missing), as helpers.add_casemix_bands and fit_"""
+    """A case-mix term as text, in SQL: a band of :data:`BANDS` (age missing: NULL; a score missing: "missing") or a column."""
     if term == "age_band" and "age" in present:
         edges = list(zip(AGE_BREAKS[1:-1], AGE_LABELS[:-1]))
         whens = " ".join(f"WHEN age < {int(b)} THEN {literal(lab)}" for b, lab in edges)
