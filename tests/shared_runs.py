@@ -165,7 +165,12 @@ class HandbookRuns:
         result = run.result
         assert result is not None, f"handbook {' '.join(spec.arguments(run.out))} did not run: {run.error}"
         assert result.returncode == 0, result.stderr[-3000:]
+        assert run_key(run.spec) == key, "an input of the run was changed by the run"  # inputs are never modified
         return run.out
+
+    def made_from(self, spec: RunSpec) -> RunSpec:
+        """The spec the shared run was made with (its inputs may be another test's copies of the same files)."""
+        return self._runs[run_key(spec)].spec
 
     def _work(self) -> None:
         while True:
