@@ -2,8 +2,9 @@
 
 One hostile but valid run of the SPC notebook is shared by several tests (a run
 costs seconds; it comes from the session's ``handbook_runs``, tests/conftest.py):
-a series file whose name is an HTML tag with an ``onerror`` handler, whose groups look like spreadsheet formulas, charted as a c-chart of
-small counts with a parameter value holding a script tag. The other tests are
+a series file whose name is an HTML tag with an ``onerror`` handler, whose
+groups look like spreadsheet formulas, charted as a c-chart of small counts
+with a parameter value holding a script tag. The other tests are
 refusals, which stop before the notebook starts.
 """
 
