@@ -17,7 +17,7 @@ leak it into a run another test reads.
 
 Runs a selected test will need can be started in the background when the
 session starts (tests/conftest.py, one at a time by default, on the core the
-tests leave idle): a test module lists them in a module-level
+tests leave idle; one more while a test waits for a run): a test module lists them in a module-level
 ``PREFETCH_RUNS = {test or fixture name: builder}``, where ``builder(folder)``
 writes the inputs into ``folder`` and returns the :class:`RunSpec` objects.
 A test that asks for a run still waiting in the queue makes it at once itself.
@@ -125,6 +125,8 @@ class HandbookRuns:
         self._runs: dict[tuple, _Run] = {}
         self._queue: list[tuple] = []
         self._threads: list[threading.Thread] = []
+        self._active = 0  # background threads making runs
+        self._waiting = 0  # tests waiting for a run: each lends its core to one more background run
         self._procs: set[subprocess.Popen] = set()
         self._closed = False
 
@@ -139,11 +141,15 @@ class HandbookRuns:
                 return
             self._runs[key] = self._new(spec)
             self._queue.append(key)
-            self._threads = [t for t in self._threads if t.is_alive()]
-            if len(self._threads) < self._workers:
-                thread = threading.Thread(target=self._work, name="handbook-prefetch", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        """Start background threads up to the number allowed (called holding the lock)."""
+        while self._queue and not self._closed and self._active < self._workers + self._waiting:
+            self._active += 1
+            thread = threading.Thread(target=self._work, name="handbook-prefetch", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def get(self, spec: RunSpec) -> Path:
         """The folder of this run (made now if nobody has made or started it); fails the test if the run failed."""
@@ -161,7 +167,10 @@ class HandbookRuns:
             self._execute(run)
         else:
             with self._lock:
+                self._waiting += 1
+                self._start_workers()
                 self._lock.wait_for(lambda: run.state == "done")
+                self._waiting -= 1
         result = run.result
         assert result is not None, f"handbook {' '.join(spec.arguments(run.out))} did not run: {run.error}"
         assert result.returncode == 0, result.stderr[-3000:]
@@ -175,7 +184,8 @@ class HandbookRuns:
     def _work(self) -> None:
         while True:
             with self._lock:
-                if not self._queue or self._closed:
+                if not self._queue or self._closed or self._active > self._workers + self._waiting:
+                    self._active -= 1
                     return
                 run = self._runs[self._queue.pop(0)]
                 run.state = "running"
