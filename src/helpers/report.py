@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
+from IPython.display import display as show
 
-from helpers import __version__, disclosure
+from helpers import __version__, disclosure, engine, quality
 
 # The number formats and the rule choosing them live in helpers.display, shared with the book's tables.
 from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable from here)
@@ -40,6 +41,7 @@ from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable
     POUNDS,
     SMALL_DECIMAL,
     WHOLE,
+    format_table,
     number_format,
 )
 from helpers.io import identifier_columns
@@ -105,6 +107,35 @@ def publish(
         out.mkdir(parents=True, exist_ok=True)
         inert_table(safe).to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
     return safe
+
+
+#: The columns of the data quality and exclusions tables a report shows (their CSV files keep every column).
+DATA_QUALITY_SHOWN = ["table", "column", "source_column", "required", "n_missing", "pct_complete", "first", "last",
+                      "values_seen"]
+EXCLUSIONS_SHOWN = ["table", "step", "rows_excluded", "rows_after", "reason"]
+
+
+def publish_data_quality(
+    loaded: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *steps: pd.DataFrame | None,
+    output_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The data quality block every notebook runs right after loading its inputs, as one call.
+
+    Prints what was read (:func:`helpers.quality.describe`), publishes the
+    ``data_quality`` table and the ``exclusions`` flow (``steps``: the
+    notebook's own exclusion tables, in order; see :func:`helpers.quality.exclusion_flow`)
+    with :func:`publish`, shows both, and returns them (after disclosure
+    control) for the findings summary. ``loaded`` is the loaded table, or
+    ``{table name: table}`` for several inputs; a table the DuckDB or Spark
+    engine profiled without loading it is described from that profile.
+    """
+    print(engine.describe(loaded))
+    data_quality = publish(engine.data_quality(loaded), "data_quality", output_dir)
+    exclusions = publish(quality.exclusion_flow(loaded, *steps), "exclusions", output_dir)
+    show(format_table(data_quality[DATA_QUALITY_SHOWN]))
+    show(format_table(exclusions[EXCLUSIONS_SHOWN]))
+    return data_quality, exclusions
 
 
 # --------------------------------------------------------------------------- nothing live in a spreadsheet
