@@ -8,6 +8,7 @@ told what to install.
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -80,3 +81,61 @@ def test_helpers_and_notebook_imports_need_no_pyspark():
     assert result["loaded"] == []
     # asking for Spark without the extra says what to install, instead of a bare ImportError
     assert "requirements-spark.txt" in result["message"], result["message"]
+
+
+# --------------------------------------------------------------------------- habits: private names, imports at the top
+SRC = ROOT / "src" / "helpers"
+#: Lazy imports allowed inside functions: the optional Spark extra (requirements-spark.txt), which a user
+#: without it must be able to do without (see test_helpers_and_notebook_imports_need_no_pyspark).
+LAZY_IMPORTS_ALLOWED = ("pyspark", "py4j", "sqlglot")
+
+
+def _modules() -> dict[str, ast.Module]:
+    """Every module of the package, by dotted name, parsed."""
+    out = {}
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return out
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_module_uses_another_modules_private_names():
+    modules = _modules()
+    found = []
+    for name, tree in modules.items():
+        aliases = {}  # local name -> helpers module it stands for
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "helpers":
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" in modules:
+                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                    elif _is_private(alias.name):
+                        found.append(f"{name}: from {node.module} import {alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in modules and alias.asname:
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and aliases[node.value.id] != name and _is_private(node.attr)):
+                found.append(f"{name}: {node.value.id}.{node.attr} (line {node.lineno})")
+    assert not found, "private names used across modules (make them public, or move the code):\n" + "\n".join(
+        sorted(set(found)))
+
+
+def test_imports_are_at_the_top_of_each_module():
+    found = []
+    for name, tree in _modules().items():
+        top = set(map(id, tree.body))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+                imported = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                if all(i.split(".")[0] in LAZY_IMPORTS_ALLOWED for i in imported):
+                    continue
+                found.append(f"{name} line {node.lineno}: {ast.unparse(node)}")
+    assert not found, "imports inside functions (move them to the top of the module):\n" + "\n".join(found)

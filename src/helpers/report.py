@@ -17,6 +17,7 @@ turns the executed notebook and its tables into the files a user can send:
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -24,10 +25,19 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import nbformat
 import pandas as pd
+from IPython import get_ipython
 from IPython.display import display as show
+from jinja2 import DictLoader
+from nbconvert import HTMLExporter
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
 
-from helpers import __version__, disclosure, engine, quality
+from helpers import REPO_ROOT, __version__, disclosure, display, engine, quality
+from helpers import summary as sm
 
 # The number formats and the rule choosing them live in helpers.display, shared with the book's tables.
 from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable from here)
@@ -171,8 +181,6 @@ def inert_table(table: pd.DataFrame) -> pd.DataFrame:
 def _workbook_value(value: Any) -> Any:
     """A cell value for openpyxl: inert (:func:`inert_text`), without the control characters XML cannot hold."""
     if isinstance(value, str):
-        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
         value = inert_text(ILLEGAL_CHARACTERS_RE.sub("", value))
     return value
 
@@ -209,8 +217,6 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
     (:func:`plain_roles`); ``front`` (see :func:`front_matter`) becomes a short note
     under the title saying what was run, when and on which data.
     """
-    import nbformat
-
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -251,8 +257,6 @@ def plain_roles(text: str, notebooks_dir: Path | None = None) -> str:
     report of a run is a single page: the book's cross-references cannot
     be links there.
     """
-    from helpers import REPO_ROOT
-
     base = notebooks_dir or REPO_ROOT / "notebooks"
 
     def one(match: re.Match) -> str:
@@ -293,8 +297,6 @@ def _citation(key: str) -> str:
 
 
 def _bibliography() -> dict[str, dict[str, str]]:
-    from helpers import REPO_ROOT
-
     path = REPO_ROOT / "book" / "references.bib"
     entries: dict[str, dict[str, str]] = {}
     if not path.is_file():
@@ -339,10 +341,6 @@ def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[
     figures are embedded as PNG (``data:`` URIs); no script is loaded from
     the internet (see :data:`_OFFLINE_TEMPLATE`), so the file opens offline.
     """
-    import nbformat
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
     source = nbformat.read(notebook_path, as_version=4)
     nb = findings_first(report_notebook(source, front), source)
     _number_cells(nb)
@@ -461,10 +459,6 @@ def findings_first(nb: Any, source: Any | None = None) -> Any:
     chapters its cross-references name). A notebook with none of these tags
     is returned as it is.
     """
-    import nbformat
-
-    from helpers import summary as sm
-
     cells = list(nb.cells)
     tagged = {sm.SUMMARY_TAG, sm.HEADLINE_TAG, sm.TEACHING_TAG, sm.METHOD_TAG}
     if not any(_tags(c) & tagged for c in cells):
@@ -524,16 +518,12 @@ def use_reader_tables() -> None:
     kernel, so ``report.html`` has no index column, no ``NaN`` or ``<NA>``,
     and the workbook's number formats; the book is not affected.
     """
-    from IPython import get_ipython
-
     shell = get_ipython()
     if shell is None:
         return
     html_formatter = shell.display_formatter.formatters["text/html"]
     html_formatter.for_type(pd.DataFrame, reader_table_html)
     html_formatter.for_type(pd.Series, reader_table_html)
-    from helpers import display
-
     html_formatter.for_type(display.ReaderTable, reader_table_html)  # a notebook's format_table(...), fitted to the page
 
 
@@ -558,8 +548,6 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
 
 
 def _reader_table(table: Any) -> str:
-    from helpers import display
-
     if isinstance(table, display.ReaderTable):
         return _fitted(table)
     frame = table.to_frame() if isinstance(table, pd.Series) else table
@@ -595,8 +583,6 @@ def _fitted(styler: Any) -> str:
     notebook showed them; columns whose every cell is a number (or blank, or
     ``*``) stay right-aligned.
     """
-    from helpers import display
-
     text = styler.data
     if len(text.columns) <= MAX_REPORT_COLUMNS or text.columns.duplicated().any():
         return styler.to_html()
@@ -628,10 +614,6 @@ def write_figures(notebook_path: Path, folder: Path) -> list[Path]:
 
     Figures are numbered in the order they appear. Returns the paths written.
     """
-    import base64
-
-    import nbformat
-
     nb = nbformat.read(notebook_path, as_version=4)
     written: list[Path] = []
     number = 0
@@ -703,10 +685,6 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
     ISO dates as dates, suppressed cells (``*``) aligned with the numbers.
     Returns the sheet names of the tables, in order.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
     wb = Workbook()
     ws = wb.active
     ws.title = "about"
