@@ -11,8 +11,11 @@ from __future__ import annotations
 import ast
 import json
 import pkgutil
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import helpers
@@ -139,3 +142,48 @@ def test_imports_are_at_the_top_of_each_module():
                     continue
                 found.append(f"{name} line {node.lineno}: {ast.unparse(node)}")
     assert not found, "imports inside functions (move them to the top of the module):\n" + "\n".join(found)
+
+
+# --------------------------------------------------------------------------- a non-editable install
+_DOC_ROLE = re.compile(r"\{doc\}`(?:[^`<]*<)?([^`>]+)>?`")
+
+
+def _read_at_run_time() -> set[str]:
+    """The repository's files the code reads at run time, as paths from helpers.REPO_ROOT."""
+    from helpers import cli, io
+
+    root = helpers.REPO_ROOT
+    paths = {io.DICTIONARY_PATH, root / "book" / "references.bib"}  # the contract; the report's citations
+    samples = {io.sample_path(table) for table in io.data_dictionary()["tables"]}  # `handbook run` on the sample
+    paths |= {p for p in samples if p.is_file()}  # (deaths and episodes have no sample)
+    for notebook in cli.available_notebooks().values():
+        paths.add(notebook)
+        for target in _DOC_ROLE.findall(notebook.read_text(encoding="utf-8")):  # a report's chapter titles
+            chapter = (cli.NOTEBOOKS_DIR / target.strip()).with_suffix(".md").resolve()
+            if not chapter.with_suffix(".ipynb").is_file():  # another notebook is named, not read
+                assert chapter.is_file(), (notebook.name, target)
+                paths.add(chapter)
+    return {p.resolve().relative_to(root.resolve()).as_posix() for p in paths}
+
+
+def test_the_wheel_ships_what_the_code_reads(tmp_path):
+    """``pip install .`` (not editable) works: the wheel holds every module and every file read at run time."""
+    tree = tmp_path / "repo"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "_build", "images")
+    for folder in ("src", "data", "notebooks", "book"):
+        shutil.copytree(ROOT / folder, tree / folder, ignore=skip)
+    for name in ("pyproject.toml", "setup.py"):
+        shutil.copy(ROOT / name, tree / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                           "-w", str(tmp_path / "dist"), str(tree)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {f"{p.relative_to(SRC.parent).as_posix()}" for p in SRC.rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
+    shipped = {f"helpers/_shipped/{p}" for p in _read_at_run_time()}
+    assert len(shipped) >= 10 and shipped <= names, sorted(shipped - names)
+    assert not any(n.startswith(("tests/", ".venv/")) for n in names)
+    # the entry point `handbook` is declared
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "handbook = helpers.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
