@@ -40,7 +40,8 @@ Methods
 
 Out
     ``disclosure``: small-number suppression and the identifier scan.
-    ``report``: ``publish`` (a notebook hands a table to a run) and the run's
+    ``report``: ``publish`` (a notebook hands a table to a run),
+    ``publish_data_quality`` (every notebook's data quality block, one call) and the run's
     writers (report.html, results.xlsx, run.json, figures). ``plots``: the
     shared theme and one module of figures per topic; they compute nothing new.
     ``display``: how a result table is shown (number formats shared by the
