@@ -13,6 +13,10 @@ turns the executed notebook and its tables into the files a user can send:
 * ``figures/figure_NN.png`` and ``.svg`` (:func:`write_figures`; the kernel
   draws both when started with :data:`KERNEL_ARGUMENTS`);
 * ``tables/NAME.csv`` (:func:`publish`) and ``run.json`` (:func:`write_run_json`).
+
+The writers import nbformat, nbconvert and jinja2 inside the functions that
+use them: a notebook imports this module for :func:`publish`, and importing
+nbformat (its schema validator) costs seconds in every notebook's kernel.
 """
 
 from __future__ import annotations
@@ -25,12 +29,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import nbformat
 import pandas as pd
 from IPython import get_ipython
 from IPython.display import display as show
-from jinja2 import DictLoader
-from nbconvert import HTMLExporter
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -217,6 +218,8 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
     (:func:`plain_roles`); ``front`` (see :func:`front_matter`) becomes a short note
     under the title saying what was run, when and on which data.
     """
+    import nbformat  # a writer of the run (see the module docstring)
+
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -341,6 +344,10 @@ def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[
     figures are embedded as PNG (``data:`` URIs); no script is loaded from
     the internet (see :data:`_OFFLINE_TEMPLATE`), so the file opens offline.
     """
+    import nbformat  # a writer of the run (see the module docstring)
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
     source = nbformat.read(notebook_path, as_version=4)
     nb = findings_first(report_notebook(source, front), source)
     _number_cells(nb)
@@ -459,6 +466,8 @@ def findings_first(nb: Any, source: Any | None = None) -> Any:
     chapters its cross-references name). A notebook with none of these tags
     is returned as it is.
     """
+    import nbformat  # a writer of the run (see the module docstring)
+
     cells = list(nb.cells)
     tagged = {sm.SUMMARY_TAG, sm.HEADLINE_TAG, sm.TEACHING_TAG, sm.METHOD_TAG}
     if not any(_tags(c) & tagged for c in cells):
@@ -614,6 +623,8 @@ def write_figures(notebook_path: Path, folder: Path) -> list[Path]:
 
     Figures are numbered in the order they appear. Returns the paths written.
     """
+    import nbformat  # a writer of the run (see the module docstring)
+
     nb = nbformat.read(notebook_path, as_version=4)
     written: list[Path] = []
     number = 0
