@@ -1,10 +1,11 @@
 """The target-trial cohort built in SQL is the cohort built in pandas (METHODS.md section 5).
 
-:func:`helpers.cohort.build_target_trial_sql` reads the spells with an engine
-and brings only the cohort to pandas; :func:`helpers.cohort.build_target_trial`
+:func:`helpers.cohort.prepare_virtual_ward` with an engine (DuckDB) reads
+the spells in SQL and brings only the cohort to pandas; with ``"pandas"`` it
 holds every spell. Every column of the risk-set rows and of the all-spells
-rows, the exclusions, the links and the effect table must be the same to the
-last digit: on the shipped sample, on a mid-stay simulation (decisions on
+rows, the exclusions, the links, the all-spells design of
+:func:`helpers.cohort.build_cohort`, the provider-level monthly bed days and
+the effect table must be the same to the last digit: on the shipped sample, on a mid-stay simulation (decisions on
 hospital day 2 to 4, linked deaths, known true effects) and on small tables
 built by hand to hit the edge cases (deaths in hospital and after, a
 referral date outside its spell, an escalation back to hospital, a history
@@ -29,16 +30,23 @@ PARTS = ("rows", "all_spells", "exclusions", "links", "periods")
 
 
 def _both(path, stays, deaths=None, **kw):
-    spells = engine.load_spells(path, None, "pandas", kw.get("window_days", 30))
-    by_pandas = co.build_target_trial(spells, stays, deaths=deaths, **kw)
-    by_sql, stand_in = co.build_target_trial_sql(path, stays, deaths=deaths, **kw)
-    return by_pandas, by_sql, stand_in
+    by_pandas = co.prepare_virtual_ward(path, stays, deaths=deaths, engine="pandas", **kw)
+    by_sql = co.prepare_virtual_ward(path, stays, deaths=deaths, engine="duckdb", **kw)
+    _assert_same_design(by_pandas.all_spells_design, by_sql.all_spells_design)
+    pd.testing.assert_frame_equal(by_pandas.monthly, by_sql.monthly, check_exact=True, obj="monthly")
+    assert by_pandas.coverage == by_sql.coverage
+    return by_pandas.trial, by_sql.trial, by_sql.spells
 
 
 def _assert_same(a: co.TargetTrial, b: co.TargetTrial) -> None:
     for part in PARTS:
         pd.testing.assert_frame_equal(getattr(a, part), getattr(b, part), check_exact=True, obj=part)
     assert (a.time_zero, a.time_zero_counts) == (b.time_zero, b.time_zero_counts)
+
+
+def _assert_same_design(a: co.Cohort, b: co.Cohort) -> None:
+    for part in ("spells", "exclusions", "links", "periods"):
+        pd.testing.assert_frame_equal(getattr(a, part), getattr(b, part), check_exact=True, obj=part)
 
 
 def test_sample_cohort_is_the_same_in_sql_and_pandas():
@@ -138,4 +146,4 @@ def test_edge_cases_by_hand_are_the_same_in_sql_and_pandas(tmp_path):
 def test_overlapping_pathways_are_refused_in_sql_as_in_pandas():
     stays = io.load_table("virtual_ward")
     with pytest.raises(ValueError, match="overlaps another pathway"):
-        co.build_target_trial_sql(None, stays, pathways={"a": ["J09-J22"], "b": ["J18"]})
+        co.prepare_virtual_ward(None, stays, pathways={"a": ["J09-J22"], "b": ["J18"]})

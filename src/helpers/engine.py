@@ -747,7 +747,7 @@ def derived_spells_sql(src: TableSource, readmission_window_days: int = 30, foll
     """SQL (DuckDB dialect) of the spells of ``src`` with the derived fields of :func:`load_spells`.
 
     For modules that build on the spells in SQL and bring only their result
-    to pandas (:func:`helpers.cohort.build_target_trial_sql`). Columns: the
+    to pandas (:func:`helpers.cohort.prepare_virtual_ward`). Columns: the
     contract columns present, ``carry``, los_days, emergency, elective,
     day_case, died, readmission_days, readmit_30d, readmission_eligible,
     financial_year.
