@@ -556,16 +556,23 @@ def match_within_risk_sets(logit_ps: np.ndarray, treated: np.ndarray, risk_set: 
     rs, unit = np.asarray(risk_set).astype(str), np.asarray(unit).astype(str)
     var = [lp[t == g].var(ddof=1) if (t == g).sum() > 1 else 0.0 for g in (1, 0)]
     caliper = caliper_sd * float(np.sqrt((var[0] + var[1]) / 2))
-    used: set[str] = set()
+    # the rows of each risk set found once (one sort), used controls marked by unit code: linear, not
+    # risk sets x rows, at national size
+    unit_code = pd.factorize(unit)[0]
+    used = np.zeros(int(unit_code.max()) + 1 if len(unit_code) else 0, dtype=bool)
+    order = np.argsort(rs, kind="stable")
+    names = sorted(set(rs[t == 1]))
+    first = np.searchsorted(rs[order], names, side="left")
+    last = np.searchsorted(rs[order], names, side="right")
     parts = []
-    for k, name in enumerate(sorted(set(rs[t == 1]))):
-        pos = np.flatnonzero(rs == name)
-        pos = pos[(t[pos] == 1) | ~np.isin(unit[pos], list(used))]
+    for k, name in enumerate(names):
+        pos = order[first[k]:last[k]]  # ascending: the stable sort keeps the data's order within a risk set
+        pos = pos[(t[pos] == 1) | ~used[unit_code[pos]]]
         pairs = match_nearest(lp[pos], t[pos], seed=seed + k, caliper=caliper)
         pairs["treated_pos"] = pos[pairs["treated_pos"].to_numpy()]
         ok = pairs["control_pos"] >= 0
         pairs.loc[ok, "control_pos"] = pos[pairs.loc[ok, "control_pos"].to_numpy()]
-        used.update(unit[pairs.loc[ok, "control_pos"].to_numpy()])
+        used[unit_code[pairs.loc[ok, "control_pos"].to_numpy()]] = True
         pairs["risk_set"] = name
         parts.append(pairs)
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
