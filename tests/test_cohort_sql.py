@@ -87,8 +87,11 @@ def test_mid_stay_cohort_and_effects_are_the_same_in_sql_and_pandas(mid_stay):
     assert main["ci_lower"] <= truth["att_acute_los_days"] <= main["ci_upper"]
 
 
-def test_mid_stay_without_deaths_other_windows_and_follow_up_end(mid_stay):
+def test_mid_stay_without_deaths_or_referral_dates_other_windows_and_follow_up_end(mid_stay):
     path, econ = mid_stay
+    a, b, _ = _both(path, econ["virtual_ward"].drop(columns=["referral_date"]), covariates=["age", "prior_bed_days"])
+    _assert_same(a, b)
+    assert b.time_zero == "step-down day"
     kw = dict(window_days=14, long_window_days=60, prior_days=180, max_gap_days=0, min_age=65,
               follow_up_end="2024-12-31", pathways={"heart failure": ["I50"], "respiratory": ["J09-J22", "J44"]})
     a, b, _ = _both(path, econ["virtual_ward"], **kw)

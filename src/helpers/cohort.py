@@ -792,6 +792,14 @@ def _register(backend, name: str, frame: pd.DataFrame) -> None:
         df.createOrReplaceTempView(name)
 
 
+def _view(backend, name: str, sql: str) -> None:
+    """A named query the later SQL reads (not kept: each use runs it again)."""
+    if hasattr(backend, "con"):  # DuckDB
+        backend.con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {sql}')
+    else:  # Spark
+        backend.spark.sql(backend.to_spark(sql)).createOrReplaceTempView(name)
+
+
 def _fetch(backend, sql: str) -> pd.DataFrame:
     """A query's result as a pandas frame (DuckDB through Arrow)."""
     if hasattr(backend, "arrow"):
@@ -930,7 +938,7 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
         present = list(src.present)
         stand_in = engines.profile_stand_in(src)
         coverage = periods_mod.coverage_from_months(src.stats["admissions_by_month"])
-        derived = engines.derived_spells_sql(src, window)
+        derived = engines.derived_spells_sql(src, window, readmission=False)
         has_dx = "primary_diagnosis" in present
         case = ("CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in conditions) + " END"
                 if has_dx and conditions else "CAST(NULL AS VARCHAR)")
@@ -938,23 +946,15 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
                 if has_dx and conditions else "0")
         keep = ", ".join(f'"{c}"' for c in present if c not in ("spell_id", "patient_id", "provider_code"))
         adult = f"emergency AND age >= {int(min_age)}"
-        be.materialise("tt_all", (
+        # every spell, as a view: each use below is one scan of the engine's typed table, nothing is copied
+        _view(be, "tt_all", (
             f"SELECT CAST(spell_id AS VARCHAR) AS spell_id, CAST(patient_id AS VARCHAR) AS patient_id, "
             f"CAST(provider_code AS VARCHAR) AS provider_code, {keep}, _rownum, "
             f"{_day('admission_date')} AS adm, {_day('discharge_date')} AS dis, emergency, "
-            f"COALESCE(died, FALSE) AS died, readmission_days AS gap, "
+            f"COALESCE(died, FALSE) AS died, "
             f"CASE WHEN {adult} THEN {case} END AS pathway, "
             f"CASE WHEN {adult} THEN {hits} ELSE 0 END AS n_pathways "
             f"FROM ({derived}) AS d"))
-        be.materialise("tt_spells", "SELECT spell_id, patient_id, provider_code, adm, dis, emergency, died FROM tt_all")
-        clash = be.query("SELECT primary_diagnosis, pathway FROM tt_all WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1") \
-            if has_dx else pd.DataFrame()
-        if len(clash):  # assign_pathway's message, for the first spell whose diagnosis is in two pathways
-            assign_pathway(clash["primary_diagnosis"].astype("str"), pathways)
-        last_adm = be.query("SELECT MAX(adm) AS last_adm FROM tt_spells").iloc[0]["last_adm"]
-        end_data = (pd.Timestamp(follow_up_end) if follow_up_end is not None
-                    else _EPOCH + pd.Timedelta(days=int(last_adm)))
-        end_day = int((end_data.normalize() - _EPOCH).days)
 
         # linkage and periods: the virtual ward table is small; only the spells it names come back
         vw_ids = pd.DataFrame({"linked_spell_id": virtual_ward["linked_spell_id"].dropna().astype("str").unique()})
@@ -968,12 +968,6 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
         _register(be, "tt_links", links[["spell_id", "vw_stay_id", "vw_admission_date", "vw_discharge_date", "vw_days",
                                          "referral_date"]])
         _register(be, "tt_periods", periods[["provider_code", "period_start", "period_end"]])
-        if deaths is not None:
-            _register(be, "tt_death_records", pd.DataFrame({"patient_id": deaths["patient_id"].astype("str"),
-                                                             "date_of_death": deaths["date_of_death"]}))
-        be.materialise("tt_deaths", "SELECT patient_id, dis AS dday FROM tt_spells WHERE died" + (
-            f" UNION ALL SELECT CAST(patient_id AS VARCHAR) AS patient_id, {_day('date_of_death')} AS dday "
-            f"FROM tt_death_records WHERE date_of_death IS NOT NULL" if deaths is not None else ""))
 
         # the eligible spells (_eligible_spells), each step counted
         in_period = (f"(p.provider_code IS NOT NULL AND a.adm >= {_day('p.period_start')} "
@@ -983,9 +977,16 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
             f"SUM(CASE WHEN {adult} THEN 1 ELSE 0 END) AS n2, "
             f"SUM(CASE WHEN pathway IS NOT NULL THEN 1 ELSE 0 END) AS n3, "
             f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} THEN 1 ELSE 0 END) AS n4, "
-            f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} AND NOT died THEN 1 ELSE 0 END) AS n5 "
+            f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} AND NOT died THEN 1 ELSE 0 END) AS n5, "
+            f"SUM(CASE WHEN n_pathways > 1 THEN 1 ELSE 0 END) AS clashes, MAX(adm) AS last_adm "
             f"FROM tt_all AS a LEFT JOIN tt_periods AS p ON a.provider_code = p.provider_code").iloc[0]
         n = [int(flow[f"n{i}"] or 0) for i in range(6)]
+        if int(flow["clashes"] or 0):  # assign_pathway's message, for the first spell whose diagnosis is in two
+            clash = be.query("SELECT primary_diagnosis FROM tt_all WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1")
+            assign_pathway(clash["primary_diagnosis"].astype("str"), pathways)
+        end_data = (pd.Timestamp(follow_up_end) if follow_up_end is not None
+                    else _EPOCH + pd.Timedelta(days=int(flow["last_adm"])))
+        end_day = int((end_data.normalize() - _EPOCH).days)
         ex: list[dict] = []
         _count(ex, "spells", "emergency admissions", n[0], n[1], "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
         _count(ex, "spells", f"aged {min_age} or over", n[1], n[2], f"aged under {min_age}")
@@ -993,11 +994,26 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
         _count(ex, "spells", "provider and months with a virtual ward", n[3], n[4],
                "admitted at a provider without a virtual ward, or outside the months it ran")
         ex_old = list(ex)
-        be.materialise("tt_eligible_all", (
+        be.materialise("tt_eligible_link", (
             f"SELECT a.*, l.vw_stay_id, l.vw_admission_date, l.vw_discharge_date, l.referral_date, "
             f"COALESCE(l.vw_days, 0) AS vw_days, CASE WHEN l.vw_stay_id IS NOT NULL THEN 1 ELSE 0 END AS linked "
             f"FROM tt_all AS a JOIN tt_periods AS p ON a.provider_code = p.provider_code "
             f"LEFT JOIN tt_links AS l ON l.spell_id = a.spell_id WHERE a.pathway IS NOT NULL AND {in_period}"))
+        # the spells and deaths of the cohort's patients: all the history and the outcomes look at
+        be.materialise("tt_spells", "SELECT spell_id, patient_id, provider_code, adm, dis, emergency, died FROM tt_all "
+                                    "WHERE patient_id IN (SELECT patient_id FROM tt_eligible_link)")
+        if deaths is not None:
+            _register(be, "tt_death_records", pd.DataFrame({"patient_id": deaths["patient_id"].astype("str"),
+                                                             "date_of_death": deaths["date_of_death"]}))
+        be.materialise("tt_deaths", "SELECT patient_id, dis AS dday FROM tt_spells WHERE died" + (
+            f" UNION ALL SELECT CAST(patient_id AS VARCHAR) AS patient_id, {_day('date_of_death')} AS dday "
+            f"FROM tt_death_records WHERE date_of_death IS NOT NULL" if deaths is not None else ""))
+        # days to the next emergency admission (helpers.derive.next_emergency_gap): the first one on or
+        # after the discharge day, at any provider, other than the spell itself
+        be.materialise("tt_eligible_all", (
+            "SELECT e.*, g.gap FROM tt_eligible_link AS e LEFT JOIN (SELECT e2.spell_id, MIN(s.adm - e2.dis) AS gap "
+            "FROM tt_eligible_link AS e2 JOIN tt_spells AS s ON s.patient_id = e2.patient_id AND s.emergency "
+            "AND s.adm >= e2.dis AND s.spell_id <> e2.spell_id GROUP BY e2.spell_id) AS g ON g.spell_id = e.spell_id"))
         trial = _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, long_window_days,
                            prior_days, end_data, end_day, n[4])
         _count(ex_old, "spells", "discharged alive", n[4], n[5], "died in the acute spell, so could not be stepped down")

@@ -743,16 +743,17 @@ def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readm
 
 
 def derived_spells_sql(src: TableSource, readmission_window_days: int = 30, follow_up_end: Any | None = None,
-                       carry: Sequence[str] = ("_rownum",)) -> str:
+                       carry: Sequence[str] = ("_rownum",), readmission: bool = True) -> str:
     """SQL (DuckDB dialect) of the spells of ``src`` with the derived fields of :func:`load_spells`.
 
     For modules that build on the spells in SQL and bring only their result
     to pandas (:func:`helpers.cohort.prepare_virtual_ward`). Columns: the
     contract columns present, ``carry``, los_days, emergency, elective,
     day_case, died, readmission_days, readmit_30d, readmission_eligible,
-    financial_year.
+    financial_year. ``readmission=False`` leaves out the readmission linkage
+    (a window over every spell): readmission_days is then missing.
     """
-    return _derived_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=list(carry))
+    return _derived_sql(src, int(readmission_window_days), follow_up_end, readmission=readmission, carry=list(carry))
 
 
 _SPELL_DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
