@@ -144,8 +144,7 @@ def propensity_scores(data: pd.DataFrame, covariates: list[str], treatment: str 
     """
     X = design_matrix(data, covariates)
     t = _binary(data[treatment], treatment)
-    fit = sm.GLM(t, X.to_numpy(), family=sm.families.Binomial()).fit()
-    return pd.Series(np.clip(fit.fittedvalues, 1e-10, 1 - 1e-10), index=data.index, name="propensity")
+    return pd.Series(np.clip(_logistic_fitted(t, X.to_numpy()), 1e-10, 1 - 1e-10), index=data.index, name="propensity")
 
 
 def att_weights(treated: np.ndarray | pd.Series, propensity: np.ndarray | pd.Series) -> np.ndarray:
@@ -260,6 +259,12 @@ def _glm_irls(y: np.ndarray, X: np.ndarray, family, maxiter: int = 100, tol: flo
     return beta
 
 
+def _logistic_fitted(t: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Fitted probabilities of a logistic regression of ``t`` on ``X`` (:func:`_glm_irls`; statsmodels' fit)."""
+    family = sm.families.Binomial()
+    return family.fitted(np.asarray(X, float) @ _glm_irls(np.asarray(t, float), np.asarray(X, float), family))
+
+
 def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str,
                         level: float = 0.95) -> dict:
     """Outcome regression with the effect on the treated by marginal standardisation.
@@ -321,7 +326,7 @@ def ipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95,
     y, t, X = np.asarray(y, float), np.asarray(t, float), np.asarray(X, float)
     n, p = X.shape
     if propensity is None:
-        propensity = sm.GLM(t, X, family=sm.families.Binomial()).fit().fittedvalues
+        propensity = _logistic_fitted(t, X)
     e = np.clip(np.asarray(propensity, float), 1e-10, 1 - 1e-10)
     odds = e / (1 - e)
     w0 = (1 - t) * odds
@@ -473,8 +478,7 @@ def estimate_effects(cohort: pd.DataFrame, outcomes: list[str] | None = None,
     if t.sum() < 2 or (1 - t).sum() < 2:
         raise ValueError(f"need at least two treated and two control rows; have {int(t.sum())} and {int((1 - t).sum())}")
     X = design_matrix(cohort, covariates).to_numpy()
-    ps_fit = sm.GLM(t, X, family=sm.families.Binomial()).fit()
-    ps = pd.Series(np.clip(ps_fit.fittedvalues, 1e-10, 1 - 1e-10), index=cohort.index, name="propensity")
+    ps = pd.Series(np.clip(_logistic_fitted(t, X), 1e-10, 1 - 1e-10), index=cohort.index, name="propensity")
     pairs = match_nearest(logit(ps.to_numpy()), t, caliper_sd=caliper_sd, seed=seed)
     n_pairs = int((pairs["control_pos"] >= 0).sum())
     n_unmatched = len(pairs) - n_pairs
@@ -703,8 +707,7 @@ def estimate_target_trial(trial, outcomes: list[str] | None = None, covariates: 
                          f"and {int((1 - t).sum())}")
     cov, Xdf = _tt_design(rows, covariates)
     X = Xdf.to_numpy()
-    ps_fit = sm.GLM(t, X, family=sm.families.Binomial()).fit()
-    ps = pd.Series(np.clip(ps_fit.fittedvalues, 1e-10, 1 - 1e-10), index=rows.index, name="propensity")
+    ps = pd.Series(np.clip(_logistic_fitted(t, X), 1e-10, 1 - 1e-10), index=rows.index, name="propensity")
     # spells as integer codes in the order of their labels: the same clusters, in the same order, grouped fast
     cluster = pd.factorize(rows["spell_id"].astype(str), sort=True)[0]
     pairs = match_within_risk_sets(logit(ps.to_numpy()), t, rows["risk_set"].to_numpy(), cluster,
