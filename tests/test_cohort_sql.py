@@ -20,10 +20,8 @@ import pandas as pd
 import pytest
 
 from helpers import cohort as co
-from helpers import engine
+from helpers import engine, io, simulate
 from helpers import evaluation as ev
-from helpers import io
-from helpers import simulate
 
 COVARIATES = ["age", "sex", "frailty_score", "imd_decile", "month", "prior_emergency_admissions", "prior_bed_days"]
 PARTS = ("rows", "all_spells", "exclusions", "links", "periods")

@@ -56,6 +56,11 @@ import numpy as np
 import pandas as pd
 
 from helpers.derive import add_spell_fields, next_emergency_gap
+from helpers.engine import derived_spells_sql, load_spells, open_table, profile_stand_in
+from helpers.evaluation import monthly_bed_days
+from helpers.io import table_columns
+from helpers.periods import coverage as extract_coverage
+from helpers.periods import coverage_from_months
 
 #: Default pathways from the ICD-10 primary diagnosis (three-character codes;
 #: ranges are inclusive). Acute respiratory infection: influenza and pneumonia
@@ -787,9 +792,7 @@ def _register(backend, name: str, frame: pd.DataFrame) -> None:
     if hasattr(backend, "con"):  # DuckDB
         backend.con.register(name, frame)
     else:  # Spark
-        session = backend.spark
-        backend._frames[name] = df = session.createDataFrame(frame.astype(object).where(frame.notna(), None))
-        df.createOrReplaceTempView(name)
+        backend.spark.createDataFrame(frame.astype(object).where(frame.notna(), None)).createOrReplaceTempView(name)
 
 
 def _view(backend, name: str, sql: str) -> None:
@@ -904,9 +907,6 @@ def prepare_virtual_ward(data_spells: str | None, virtual_ward: pd.DataFrame,
     column, to the last digit (``tests/test_cohort_sql.py``). The all-spells
     design takes the ``covariates`` that are spell columns, plus pathway.
     """
-    from helpers import evaluation, periods as periods_mod
-    from helpers.engine import load_spells
-
     pathways = DEFAULT_PATHWAYS if pathways is None else pathways
     trial_kw = dict(pathways=pathways, window_days=window_days, max_gap_days=max_gap_days, starts=starts,
                     deaths=deaths, follow_up_end=follow_up_end, min_age=min_age)
@@ -916,8 +916,8 @@ def prepare_virtual_ward(data_spells: str | None, virtual_ward: pd.DataFrame,
         trial = build_target_trial(spells, virtual_ward, covariates=covariates, long_window_days=long_window_days,
                                    prior_days=prior_days, **trial_kw)
         old = build_cohort(spells, virtual_ward, covariates=old_cov, **trial_kw)
-        monthly = evaluation.monthly_bed_days(pathway_spells(spells, pathways, min_age))
-        return VirtualWardInput(trial, old, spells, monthly, periods_mod.coverage(spells), engine)
+        monthly = monthly_bed_days(pathway_spells(spells, pathways, min_age))
+        return VirtualWardInput(trial, old, spells, monthly, extract_coverage(spells), engine)
     return _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_days, column_map, engine,
                         spark, **trial_kw)
 
@@ -925,20 +925,16 @@ def prepare_virtual_ward(data_spells: str | None, virtual_ward: pd.DataFrame,
 def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_days, column_map, engine, spark,
                  pathways, window_days, max_gap_days, starts, deaths, follow_up_end, min_age) -> VirtualWardInput:
     """:func:`prepare_virtual_ward` with an engine: the steps of the pandas build, in SQL."""
-    from helpers import engine as engines
-    from helpers import evaluation, io
-    from helpers import periods as periods_mod
-
     window = int(window_days)
     conditions = _pathway_sql(pathways)
-    src = engines.open_table("spells", data_spells, column_map, engine, spark=spark)
+    src = open_table("spells", data_spells, column_map, engine, spark=spark)
     be = src.backend
     try:
-        spec = io.table_columns("spells")
+        spec = table_columns("spells")
         present = list(src.present)
-        stand_in = engines.profile_stand_in(src)
-        coverage = periods_mod.coverage_from_months(src.stats["admissions_by_month"])
-        derived = engines.derived_spells_sql(src, window, readmission=False)
+        stand_in = profile_stand_in(src)
+        coverage = coverage_from_months(src.stats["admissions_by_month"])
+        derived = derived_spells_sql(src, window, readmission=False)
         has_dx = "primary_diagnosis" in present
         case = ("CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in conditions) + " END"
                 if has_dx and conditions else "CAST(NULL AS VARCHAR)")
@@ -1022,7 +1018,7 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
         pathway_rows = _fetch(be, "SELECT provider_code, adm, dis FROM tt_all WHERE pathway IS NOT NULL ORDER BY _rownum")
     finally:
         be.close()
-    monthly = evaluation.monthly_bed_days(pd.DataFrame({
+    monthly = monthly_bed_days(pd.DataFrame({
         "provider_code": pathway_rows["provider_code"].astype("str"),
         "admission_date": _from_days(pathway_rows["adm"], "us"), "discharge_date": _from_days(pathway_rows["dis"], "us")}))
     return VirtualWardInput(trial, old, stand_in, monthly, coverage, engine)
