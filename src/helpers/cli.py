@@ -37,6 +37,8 @@ from helpers import REPO_ROOT, __version__, disclosure
 from helpers.io import InputError, data_dictionary, identifier_columns, load_table, sample_path, table_columns
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: The notebook to copy for a new analysis (CONTRIBUTING.md, "A new notebook"); it runs like the others.
+TEMPLATE_NOTEBOOK = "template"
 CONTRACT_TABLES = tuple(data_dictionary()["tables"])
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -119,7 +121,7 @@ def package_versions() -> dict[str, str]:
 # --------------------------------------------------------------------------- commands
 def cmd_list(_: argparse.Namespace) -> int:
     for name, path in available_notebooks().items():
-        print(name)
+        print(name + ("  (the template for a new notebook: copy it)" if name == TEMPLATE_NOTEBOOK else ""))
         for key, spec in notebook_parameters(path).items():
             comment = f"  # {spec['help']}" if spec.get("help") else ""
             print(f"    {key} = {spec['default']}{comment}")
@@ -585,12 +587,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.spells_only:
-        path = out if out.suffix else out / f"spells.{args.format}"
+        fmt = args.format or "parquet"
+        path = out if out.suffix else out / f"spells.{fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=args.format)
+        simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=fmt)
         print(f"Wrote {args.spells:,} spells to {path}")
     else:
-        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down)
+        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down,
+                              fmt=args.format or "csv")
         print(f"Wrote the simulated economy ({args.spells:,} spells) to {out}")
     return 0
 
@@ -662,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--spells", type=int, default=50_000, help="number of spells")
     p_sim.add_argument("--seed", type=int, default=2026)
     p_sim.add_argument("--spells-only", action="store_true", help="write only a spells file, fast, for scale tests")
-    p_sim.add_argument("--format", choices=["csv", "parquet"], default="parquet")
+    p_sim.add_argument("--format", choices=["csv", "parquet"], default=None,
+                       help="file format (default: parquet with --spells-only, csv for the economy, as the sample)")
     p_sim.add_argument("--step-down", choices=["admission", "mid_stay"], default="admission",
                        help="when step-down is decided: at admission (the sample) or on hospital day 2 to 4")
     p_sim.set_defaults(func=cmd_simulate)
