@@ -37,6 +37,8 @@ from helpers import REPO_ROOT, __version__, disclosure
 from helpers.io import InputError, data_dictionary, identifier_columns, load_table, sample_path, table_columns
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: The notebook to copy for a new analysis (CONTRIBUTING.md, "A new notebook"); it runs like the others.
+TEMPLATE_NOTEBOOK = "template"
 CONTRACT_TABLES = tuple(data_dictionary()["tables"])
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -119,7 +121,7 @@ def package_versions() -> dict[str, str]:
 # --------------------------------------------------------------------------- commands
 def cmd_list(_: argparse.Namespace) -> int:
     for name, path in available_notebooks().items():
-        print(name)
+        print(name + ("  (the template for a new notebook: copy it)" if name == TEMPLATE_NOTEBOOK else ""))
         for key, spec in notebook_parameters(path).items():
             comment = f"  # {spec['help']}" if spec.get("help") else ""
             print(f"    {key} = {spec['default']}{comment}")

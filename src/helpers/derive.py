@@ -240,6 +240,19 @@ def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, r
     return f"SELECT *, {linked} FROM ({readmission_linkage_sql(base, readmit, key)}) AS l"
 
 
+def derived_spells_sql(src: TableSource, readmission_window_days: int = 30, follow_up_end: Any | None = None,
+                       carry: Sequence[str] = ("_rownum",), readmission: bool = True) -> str:
+    """SQL (DuckDB dialect) of the spells of ``src`` with the derived fields of :func:`load_spells`.
+
+    For modules that build on the spells in SQL and bring only their result
+    to pandas (:func:`helpers.cohort.prepare_virtual_ward`). Columns: the
+    contract columns present, ``carry`` and the fields of :data:`SPELL_FIELDS`.
+    ``readmission=False`` leaves out the readmission linkage (a window over
+    every spell): readmission_days is then missing.
+    """
+    return spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=readmission, carry=list(carry))
+
+
 def readmission_linkage_sql(base: str, readmit: str = "emergency", key: str = "spell_id") -> str:
     """The spells of ``base`` with ``readmission_days``: the next emergency admission on or after discharge.
 

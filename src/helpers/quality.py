@@ -429,3 +429,14 @@ def stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.Da
                                    "columns_ignored": src.leftover, **src.origin}
     frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
     return frame
+
+
+def profile_stand_in(src: TableSource, threshold: int | None = None) -> pd.DataFrame:
+    """A zero-row stand-in for a table read by an engine, carrying its data-quality profile (every row).
+
+    :func:`data_quality`, :func:`describe` and :func:`exclusion_flow` read it
+    as they read a loaded table, so a notebook that never loads the spells
+    into pandas reports on them the same way.
+    """
+    threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
+    return stand_in(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))

@@ -182,6 +182,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 PERIOD_START = "2023-04-01"
 PERIOD_END = "2025-03-31"
@@ -1167,9 +1169,6 @@ def write_spells_file(
     and spell numbers run on across chunks. Within a chunk, spells are in
     admission date order.
     """
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
     path = Path(path)
