@@ -29,6 +29,7 @@ curve for a binary outcome) and calibration by decile of predicted risk.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
@@ -37,8 +38,9 @@ import pandas as pd
 from scipy import optimize
 from scipy.special import gammaln
 
-from helpers import indicators
+from helpers import comorbidity, indicators, periods
 from helpers.engine import DuckDB, literal, quote
+from helpers.io import InputError, table_columns
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
@@ -76,8 +78,6 @@ def indicator_definition(name: str, aggregate: bool = False, higher_is_better: b
         d = resolved if resolved is not None else INDICATORS[name]
         return d if higher_is_better is None else replace(d, higher_is_better=bool(higher_is_better))
     if not aggregate:
-        from helpers.io import InputError
-
         raise InputError(f"indicator must be one of {', '.join(INDICATORS)} when built from spells; got {name!r}.")
     label = str(name).replace("_", " ")
     return IndicatorDefinition(name, name, "binomial", "as supplied in the indicator file", bool(higher_is_better), "events", label)
@@ -151,8 +151,6 @@ def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) ->
     rows_before, rows_excluded, rows_after, reason). Needs ``financial_year``
     from :func:`helpers.derive.add_spell_fields`.
     """
-    from helpers import periods
-
     if "financial_year" not in spells.columns:
         raise KeyError("Spells: column 'financial_year' missing; run helpers.derive.add_spell_fields first.")
     cover = periods.coverage(spells)
@@ -491,8 +489,6 @@ def fit_cells(
         if term not in pcells.columns:
             raise KeyError(f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}.")
     if len(pcells) == 0 or int(pd.to_numeric(pcells["n"]).sum()) == 0:
-        from helpers.io import InputError
-
         raise InputError(empty_population_message(indicator))
     # in the order of the cells' first rows, when known: sums then run as over the rows (bit for bit)
     pc = pcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in pcells else pcells.copy()
@@ -603,8 +599,6 @@ def fit_casemix(
         if col not in frame.columns:
             raise KeyError(f"Case-mix model: column {col!r} not found.")
     if len(frame) == 0:
-        from helpers.io import InputError
-
         raise InputError(empty_population_message(indicator))
     y_all = pd.to_numeric(frame[outcome], errors="coerce")
     bad = y_all.isna() | (y_all < 0)
@@ -669,16 +663,12 @@ def resolve_terms(
     Returns the terms to fit (``imd_decile`` added when ``include_deprivation``
     and present) and a table with columns term, column, used (yes/no), reason.
     """
-    from helpers.io import table_columns
-
     known = set(table_columns("spells")) | set(BANDED_TERMS)
     if isinstance(terms, str):  # `--param case_mix=age_band`: one term, not its letters
         terms = [terms]
     wanted = model_terms(terms, include_deprivation)
     unknown = [t for t in wanted if t not in known]
     if unknown:
-        import difflib
-
         hints = [f"{t!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(t, sorted(known), n=1)) else repr(t)
                  for t in unknown]
         raise ValueError(f"Case-mix term(s) {', '.join(hints)} unknown; a term is a spells column or one of "
@@ -721,8 +711,6 @@ def term_sql(term: str, present: Sequence[str]) -> str:
         return (f"CASE WHEN frailty_score IS NULL THEN {literal(MISSING)} WHEN frailty_score < {lo!r} THEN {literal(a)} "
                 f"WHEN frailty_score < {mid!r} THEN {literal(b)} ELSE {literal(c)} END")
     if term == "charlson_band" and "charlson_index" in present:
-        from helpers import comorbidity
-
         edges = list(zip(comorbidity.CHARLSON_BREAKS[1:-1], comorbidity.CHARLSON_LABELS[:-1]))
         whens = " ".join(f"WHEN charlson_index < {int(b)} THEN {literal(lab)}" for b, lab in edges)
         return (f"CASE WHEN charlson_index IS NULL THEN {literal(MISSING)} {whens} "

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import pandas as pd
 
 from helpers import io
@@ -114,8 +115,6 @@ class DuckDB(Backend):
     name = "duckdb"
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
-        import duckdb
-
         self._duckdb = duckdb
         self._tmp = tempfile.TemporaryDirectory(prefix="handbook-duckdb-")
         self.con = duckdb.connect(config={"preserve_insertion_order": True})

@@ -42,15 +42,13 @@ The generic teaching versions keep their own names: ``readmission_30d_all``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, Sequence, Union
+from typing import Literal, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from helpers import derive, periods
-
-if TYPE_CHECKING:
-    from helpers.contract import TableSource
+from helpers.contract import TableSource
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 

@@ -20,7 +20,12 @@ Input files are only ever opened for reading.
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import difflib
+import io as _io
+import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,7 +34,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
+from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 
 from helpers import REPO_ROOT, SAMPLE_DIR, contract, episodes
 
@@ -172,13 +180,10 @@ def excel_sheet(path: Path) -> str | int:
     named sheet comes from ``$HANDBOOK_EXCEL_SHEETS`` (``handbook run --sheet``).
     Old ``.xls`` files: the named sheet or the first.
     """
-    import json
-    import os
 
     named = json.loads(os.environ.get(EXCEL_SHEETS_VARIABLE) or "{}").get(str(Path(path).resolve()))
     if path.suffix.lower() == ".xls":
         return named if named is not None else 0
-    from openpyxl import load_workbook
 
     try:
         wb = load_workbook(path, read_only=True)
@@ -203,15 +208,11 @@ def header_names(path: Path) -> list[str]:
     """The column names of a file, read without reading its rows (CSV: the first line only)."""
     suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
-
         try:
             return [str(n) for n in pq.read_schema(path).names]
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"Cannot read {path.name} as Parquet: {exc}\nFile: {path}") from None
     if suffix in {".xlsx", ".xlsm"}:
-        from openpyxl import load_workbook
-
         try:
             wb = load_workbook(path, read_only=True)
             ws = wb[excel_sheet(path)]
@@ -227,8 +228,6 @@ def header_names(path: Path) -> list[str]:
         return ["" if v is None else str(v) for v in first]
     if suffix == ".xls":
         return []
-    import csv
-    import io as _io
 
     with open(path, "rb") as f:
         head = f.read(MAX_HEADER_BYTES + 1)
@@ -274,8 +273,6 @@ def check_header(path: Path) -> None:
             seen.setdefault(normalise_name(name), []).append(i)
     repeated = {k: v for k, v in seen.items() if len(v) > 1}
     if repeated:
-        from openpyxl.utils import get_column_letter
-
         raw = header_names(path)
         lines = [
             "  " + ", ".join(f"{raw[i]!r} (column {get_column_letter(i + 1)})" for i in where)
@@ -393,8 +390,6 @@ def date_window() -> tuple[pd.Timestamp, pd.Timestamp]:
     A date outside is an error naming the column and rows: one admission in
     1901 or a discharge in 2099 would change every yearly figure silently.
     """
-    import datetime as dt
-    import os
 
     text = os.environ.get(DATE_WINDOW_VARIABLE, "").strip()
     if text:

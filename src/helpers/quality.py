@@ -28,16 +28,14 @@ subtraction.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
-from helpers import disclosure, io
+from helpers import disclosure, io, periods
+from helpers.contract import TableSource
 from helpers.engine import literal, quote
 from helpers.io import data_dictionary, identifier_columns
-
-if TYPE_CHECKING:
-    from helpers.contract import TableSource
 
 #: Columns whose values are listed with their counts, besides those with an ``allowed`` list.
 LISTED_COLUMNS = frozenset({"provider_code", "pathway", "route"})
@@ -292,8 +290,6 @@ def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str =
     n_counted = int((on_chart & counted).sum())
     month_reason = "discharge month left out: the extract sees it only in part (see the notes above)"
     if series.attrs.get("months_left_out"):
-        from helpers import periods
-
         month_reason = "discharge month left out as incomplete - " + periods.caption(
             series.attrs["months_left_out"]).removeprefix("Months left out as incomplete: ")
     return pd.DataFrame([
