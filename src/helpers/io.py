@@ -331,6 +331,11 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", str(name).strip()).upper()
 
 
+def column_key(name: str) -> str:
+    """A column name as it is matched to the contract's names: trimmed, spaces and hyphens as ``_``, upper case."""
+    return _norm(name)
+
+
 def map_columns(
     columns: Iterable[str],
     spec: Mapping[str, Mapping[str, Any]],
