@@ -394,13 +394,12 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
                                     request.force)
     private = Path(tempfile.mkdtemp(prefix="handbook-run-"))  # fetched tables and identifier values; removed below
     staging: Path | None = None
-    previous_handler = None
+    previous_handler = stop_on_sigterm()  # from here a stop removes the private folder and the staging folder
     try:
         data, fetched = fetch_databases(request.data, private)
         checked = check_inputs(request, data, fetched, private)
         started = time.perf_counter()
         staging = make_staging(out)
-        previous_handler = stop_on_sigterm()
         tables = staging / "tables"
         tables.mkdir()
         params = {**request.params, **{f"data_{k}": str(v) for k, v in data.items()}, "output_dir": str(tables)}
