@@ -176,3 +176,19 @@ def test_comparison_from_spells_is_the_case_mix_model_and_from_a_file_the_file(t
     assert comparison.Comparison.show({}, "calibration") == comparison.NO_MODEL_NOTE
     with pytest.raises(io.InputError, match="indicator must be one of"):
         comparison.prepare_comparison(None, None, "four_hour_breaches")
+
+
+def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(tmp_path, spells_file, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    check = run.check_contract_table
+
+    def stopped(name, path, column_map, engine_name, keep):
+        check(name, path, column_map, engine_name, keep)  # the identifier values are written, then Ctrl+C
+        assert list(keep.iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "check_contract_table", stopped)
+    assert main(["run", "variation", "--data", f"spells={spells_file}", "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert "stopped (Ctrl+C); nothing was written" in capsys.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == [] and not (tmp_path / "run").exists()

@@ -396,8 +396,10 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
     staging: Path | None = None
     previous_handler = stop_on_sigterm()  # from here a stop removes the private folder and the staging folder
     try:
-        data, fetched = fetch_databases(request.data, private)
-        checked = check_inputs(request, data, fetched, private)
+        (private / "fetched").mkdir()
+        (private / "identifiers").mkdir()
+        data, fetched = fetch_databases(request.data, private / "fetched")
+        checked = check_inputs(request, data, fetched, private / "identifiers")
         started = time.perf_counter()
         staging = make_staging(out)
         tables = staging / "tables"
