@@ -200,7 +200,10 @@ def check_contract_table(name: str, path: Path | None, column_map: Mapping[str, 
                 f"WHERE LENGTH(CAST({_q(c)} AS VARCHAR)) >= {disclosure.MIN_IDENTIFIER_LENGTH}" for c in ids)
             src.backend.con.execute(f"COPY ({text}) TO {_lit(str(kept))} (FORMAT PARQUET)")
         mapped = {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v}
-        return int(src.rows), mapped, list(src.leftover), frozenset(), kept
+        ignored = list(src.leftover)
+        if "columns_mapped" in src.origin:  # built from episodes or diagnoses first: the original file's names
+            mapped, ignored = dict(src.origin["columns_mapped"]), list(src.origin.get("columns_ignored") or [])
+        return int(src.rows), mapped, ignored, frozenset(), kept
     finally:
         src.backend.close()
 
