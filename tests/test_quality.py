@@ -146,3 +146,41 @@ def test_monthly_series_steps_by_hand():
     steps = quality.monthly_series_steps(spells, rates)  # June left out (open windows); all 7 left are eligible
     assert steps["step"].tolist() == ["discharged in a month on the chart", "eligible for readmission follow-up"]
     assert steps["rows_excluded"].tolist() == [3, 0]
+
+
+# --------------------------------------------------------------------------- the notebooks' data quality block
+def test_the_data_quality_block_is_one_call(spells, tmp_path, capsys):
+    from helpers.report import publish_data_quality
+
+    step = casemix.restrict_to_year(derive.add_spell_fields(spells), "2024/25")[2]
+    old, new = tmp_path / "old", tmp_path / "new"
+    # the block the four notebooks used to spell out, cell by cell
+    text = quality.describe(spells)
+    publish(quality.data_quality(spells), "data_quality", old)
+    publish(quality.exclusion_flow(spells, step), "exclusions", old)
+    shown_before = capsys.readouterr().out
+    data_quality, exclusions = publish_data_quality(spells, step, output_dir=new)
+    shown = capsys.readouterr().out
+    for name in ("data_quality", "exclusions"):  # the published tables do not change
+        assert (new / f"{name}.csv").read_bytes() == (old / f"{name}.csv").read_bytes()
+    assert shown_before == "" and shown.startswith(text + "\n")  # what was read, then the two tables
+    assert list(exclusions["step"]) == ["read from extract.csv", "financial year 2024/25", "analysed"]
+    # every discharge of the 20 spells falls in 2024/25 (April 2024 and January-February 2025)
+    assert exclusions["rows_after"].tolist() == [N, N, N] and data_quality["table"].eq("spells").all()
+
+
+def test_the_data_quality_block_of_two_inputs_and_of_an_engine_profile(tmp_path, capsys):
+    from helpers import engine
+    from helpers.report import publish_data_quality
+
+    spells, stays = io.load_table("spells"), io.load_table("virtual_ward")
+    data_quality, exclusions = publish_data_quality({"spells": spells, "virtual_ward": stays}, output_dir=tmp_path)
+    assert list(data_quality["table"].unique()) == ["spells", "virtual_ward"]
+    assert exclusions.loc[exclusions["step"] == "analysed", "rows_after"].tolist() == [len(spells), len(stays)]
+    # DuckDB profiles a national file in SQL and hands on a frame without rows: the block reads the profile
+    duck = engine.prepare_variation(None, "los", engine="duckdb")
+    assert len(duck.spells) == 0
+    capsys.readouterr()
+    data_quality, _ = publish_data_quality(duck.spells, duck.exclusions)
+    assert capsys.readouterr().out.startswith(f"spells: {len(spells):,} rows read from spells.csv")
+    pd.testing.assert_frame_equal(data_quality, publish(quality.data_quality(spells), "data_quality"))

@@ -332,3 +332,25 @@ def test_national_file_in_one_chunk_is_the_same_economy_as_simulate_economy(tmp_
     a = national[cols].astype(dates).sort_values(cols).reset_index(drop=True)
     b = sample[cols].astype(dates).sort_values(cols).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def test_the_command_writes_the_economy_in_the_format_asked_with_deaths_in_mid_stay_mode(tmp_path):
+    """`handbook simulate --format parquet` is honoured for the economy, not only --spells-only,
+    and the mid-stay mode writes the deaths table its evaluation reads; both load through the contract."""
+    from helpers.cli import main
+
+    out = tmp_path / "economy"
+    assert main(["simulate", "--out", str(out), "--spells", "3000", "--format", "parquet",
+                 "--step-down", "mid_stay"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["deaths.parquet", "outcomes.parquet", "spells.parquet", "truth.json",
+                       "virtual_ward.parquet"]
+    spells = load_table("spells", out / "spells.parquet")
+    deaths = load_table("deaths", out / "deaths.parquet")
+    assert len(spells) == 3000
+    assert set(deaths["patient_id"]) <= set(spells["patient_id"])
+    assert len(deaths) > 0
+    plain = tmp_path / "plain"
+    assert main(["simulate", "--out", str(plain), "--spells", "3000"]) == 0
+    assert sorted(p.name for p in plain.iterdir()) == ["outcomes.csv", "spells.csv", "truth.json",
+                                                       "virtual_ward.csv"]

@@ -41,7 +41,8 @@ Methods
 
 Out
     ``disclosure``: small-number suppression and the identifier scan.
-    ``report``: ``publish`` (a notebook hands a table to a run) and the run's
+    ``report``: ``publish`` (a notebook hands a table to a run),
+    ``publish_data_quality`` (every notebook's data quality block, one call) and the run's
     writers (report.html, results.xlsx, run.json, figures). ``plots``: the
     shared theme and one module of figures per topic; they compute nothing new.
     ``display``: how a result table is shown (number formats shared by the
@@ -63,7 +64,9 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: Root of the repository (the package is installed in editable mode from it).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Where the handbook's own files are read from (``data/``, ``notebooks/``, ``book/``): the repository in a
+#: checkout (an editable install), or the copy a wheel ships in ``helpers/_shipped`` (``pip install .``; setup.py).
+SHIPPED_DIR = Path(__file__).resolve().parent / "_shipped"
+REPO_ROOT = SHIPPED_DIR if SHIPPED_DIR.is_dir() else Path(__file__).resolve().parents[2]
 #: Folder of the sample data shipped with the book.
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"

@@ -20,19 +20,23 @@ import argparse
 import ast
 import datetime as dt
 import difflib
+import json
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import papermill as pm
 import yaml
 
-from helpers import REPO_ROOT, run
+from helpers import REPO_ROOT, io, pdf, run, simulate, sources
 from helpers.io import InputError, data_dictionary, table_columns
 from helpers.run import Stopped, UsageError
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: The notebook to copy for a new analysis (CONTRIBUTING.md, "A new notebook"); it runs like the others.
+TEMPLATE_NOTEBOOK = "template"
 CONTRACT_TABLES = tuple(data_dictionary()["tables"])
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -45,7 +49,6 @@ def available_notebooks() -> dict[str, Path]:
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The parameters cell of a notebook: name -> default, type and comment."""
-    import papermill as pm
 
     return pm.inspect_notebook(str(path))
 
@@ -94,7 +97,7 @@ _execute = run.execute_notebook
 # --------------------------------------------------------------------------- commands
 def cmd_list(_: argparse.Namespace) -> int:
     for name, path in available_notebooks().items():
-        print(name)
+        print(name + ("  (the template for a new notebook: copy it)" if name == TEMPLATE_NOTEBOOK else ""))
         for key, spec in notebook_parameters(path).items():
             comment = f"  # {spec['help']}" if spec.get("help") else ""
             print(f"    {key} = {spec['default']}{comment}")
@@ -122,7 +125,6 @@ def run_request(args: argparse.Namespace) -> run.RunRequest:
         )
     nb_path = notebooks[args.notebook]
     declared = notebook_parameters(nb_path)
-    from helpers import sources
 
     given = parse_assignments(args.data, "--data")  # a file, or a database address (helpers.sources)
     data = {k: v if sources.is_url(v) else Path(v).expanduser().resolve() for k, v in given.items()}
@@ -151,7 +153,6 @@ def run_request(args: argparse.Namespace) -> run.RunRequest:
     set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
     if getattr(args, "pdf", False):
-        from helpers import pdf
 
         try:  # before anything runs: a missing browser is a usage problem, not a failed run
             pdf.find_chromium(args.chromium)
@@ -180,9 +181,7 @@ def notebook_engine(params: dict[str, Any], declared: dict[str, dict[str, Any]])
 
 def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
     """Name the sheet to read for Excel inputs (``--sheet NAME=SHEET``), for the checks and the notebook's kernel."""
-    import json
 
-    from helpers import io
 
     if not sheets:
         return
@@ -199,7 +198,6 @@ def set_date_window(text: str | None) -> str:
 
     Returns the window in force, as ``FROM:TO``.
     """
-    from helpers import io
 
     if text:
         first, sep, last = text.partition(":")
@@ -229,7 +227,6 @@ def data_parameters(raw_params: dict[str, str], data: dict[str, Any]) -> dict[st
         name = key.removeprefix("data_")
         if name in data:
             raise UsageError(f"The input {name!r} is given twice (--data {name}=... and --param {key}=...); give it once.")
-        from helpers import sources
 
         value = raw_params.pop(key).strip()
         routed[name] = value if sources.is_url(value) else Path(value).expanduser().resolve()
@@ -296,16 +293,17 @@ def _read_map(path: Path) -> dict[str, str]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from helpers import simulate
 
     out = Path(args.out)
     if args.spells_only:
-        path = out if out.suffix else out / f"spells.{args.format}"
+        fmt = args.format or "parquet"
+        path = out if out.suffix else out / f"spells.{fmt}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=args.format)
+        simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=fmt)
         print(f"Wrote {args.spells:,} spells to {path}")
     else:
-        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down)
+        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down,
+                              fmt=args.format or "csv")
         print(f"Wrote the simulated economy ({args.spells:,} spells) to {out}")
     return 0
 
@@ -378,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--spells", type=int, default=50_000, help="number of spells")
     p_sim.add_argument("--seed", type=int, default=2026)
     p_sim.add_argument("--spells-only", action="store_true", help="write only a spells file, fast, for scale tests")
-    p_sim.add_argument("--format", choices=["csv", "parquet"], default="parquet")
+    p_sim.add_argument("--format", choices=["csv", "parquet"], default=None,
+                       help="file format (default: parquet with --spells-only, csv for the economy, as the sample)")
     p_sim.add_argument("--step-down", choices=["admission", "mid_stay"], default="admission",
                        help="when step-down is decided: at admission (the sample) or on hospital day 2 to 4")
     p_sim.set_defaults(func=cmd_simulate)
@@ -391,7 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        from helpers import sources
 
         print(sources.reword(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT

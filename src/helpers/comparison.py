@@ -19,7 +19,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from helpers import casemix, disclosure, funnel, indicators, io
+from helpers import casemix, disclosure, funnel, indicators, io, report
+from helpers import engine as engines
+from helpers.display import format_table
 
 #: What the calibration step says when the indicator file carries its own expected values.
 NO_MODEL_NOTE = "No case-mix model: the indicator file carries its own expected values."
@@ -89,15 +91,11 @@ class Comparison:
 
     def publish_model_tables(self, output_dir: str | Path | None) -> dict[str, pd.DataFrame]:
         """Publish the case-mix tables (:func:`helpers.report.publish`); returns them as published, by name."""
-        from helpers import report
-
         return {t.name: report.publish(t.table, t.name, output_dir, threshold=t.threshold) for t in self.model_tables}
 
     @staticmethod
     def show(published: Mapping[str, pd.DataFrame], name: str) -> Any:
         """A published model table formatted for reading, or the sentence that says there is no model."""
-        from helpers.display import format_table
-
         return format_table(published[name]) if name in published else NO_MODEL_NOTE
 
 
@@ -127,8 +125,6 @@ def prepare_comparison(
     casemix.indicator_definition(indicator, data_indicator is not None, higher_is_better)  # a wrong name stops here
     if data_indicator is not None:
         return _from_indicator_file(data_indicator, indicator, column_map, higher_is_better, bed_days_per_event)
-    from helpers import engine as engines
-
     prepared = engines.prepare_variation(data_spells, indicator, case_mix, adjust_for_deprivation, financial_year,
                                          column_map or None, engine, data_deaths=data_deaths)
     definition = casemix.indicator_definition(indicator, False, higher_is_better, prepared.definition)

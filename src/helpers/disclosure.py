@@ -10,12 +10,16 @@ shown: it discloses nothing about a person.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from openpyxl import load_workbook
 
 #: HES analysis guide: counts 1 to 7 are suppressed.
 DEFAULT_THRESHOLD = 7
@@ -216,8 +220,6 @@ def output_values(path: Path) -> list[str]:
     """
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
-        from openpyxl import load_workbook
-
         wb = load_workbook(path, read_only=True)
         try:
             return [str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row
@@ -226,24 +228,17 @@ def output_values(path: Path) -> list[str]:
             wb.close()
     text = path.read_text(encoding="utf-8", errors="replace")
     if suffix == ".csv":
-        import csv
-        import io
-
         return [field for row in csv.reader(io.StringIO(text, newline="")) for field in row]
     if suffix == ".svg":
         return _svg_runs(text)
     if suffix == ".html":
         return _html_runs(text)
     if suffix == ".json":
-        import json
-
         try:
             return _json_runs(json.loads(text))
         except ValueError:
             return _plain_runs(text)
     if suffix == ".ipynb":
-        import json
-
         nb = json.loads(text)
         runs = _json_runs(nb.get("metadata", {}))
         for cell in nb.get("cells", []):

@@ -55,11 +55,15 @@ spells, spells linked into CIP spells.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from helpers import comorbidity, io
 
@@ -310,8 +314,6 @@ def _header(path: Path) -> list[str]:
     """The column names of a file, read without its rows (Excel: the first sheet's header)."""
     suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"}:
-        import pyarrow.parquet as pq
-
         return list(pq.read_schema(path).names)
     if suffix in {".xlsx", ".xlsm", ".xls"}:
         return [str(c) for c in pd.read_excel(path, nrows=0).columns]
@@ -342,10 +344,6 @@ def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | Non
     scores_absent = not {"FRAILTY_SCORE", "HFRS"} & {c.strip().upper() for c in columns}
     if not is_episode_level(columns, column_map) and not ((wide or concatenated) and scores_absent):
         return None
-    import atexit
-    import shutil
-    import tempfile
-
     spells = io.load_table("spells", path, column_map)
     folder = Path(tempfile.mkdtemp(prefix="handbook-spells-"))
     atexit.register(shutil.rmtree, folder, True)

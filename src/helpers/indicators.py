@@ -47,6 +47,8 @@ from typing import Literal, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from helpers import derive, periods
+
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
 #: Default case-mix terms (columns after :func:`helpers.casemix.add_casemix_bands`).
@@ -434,8 +436,6 @@ def add_outcome(spells: pd.DataFrame, indicator: Indicator, deaths: pd.DataFrame
     before the death (as the SHMI does); ``death_follow_up``: the 30 days end
     by ``follow_up_end`` (default: the end of the extract's coverage).
     """
-    from helpers import derive
-
     out = spells.copy()
     if indicator.readmission_excludes is not None and indicator.outcome not in out.columns:
         counted = out["emergency"].to_numpy(bool) & ~rule_mask(indicator.readmission_excludes, out)
@@ -446,8 +446,6 @@ def add_outcome(spells: pd.DataFrame, indicator: Indicator, deaths: pd.DataFrame
         if deaths is None:
             raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
         out["died_30d"] = deaths_within(out, deaths)
-        from helpers import periods
-
         end = pd.Timestamp(follow_up_end) if follow_up_end is not None else periods.coverage(out).end
         out["death_follow_up"] = (pd.to_datetime(out["discharge_date"]) + pd.Timedelta(days=DEATH_WINDOW) <= end).to_numpy()
     return out

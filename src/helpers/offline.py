@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import mathjax  # the django-static-mathjax distribution's package (requirements.txt)
+
 #: The MathJax component the book loads: TeX and MathML input, HTML/CSS output (Sphinx's default).
 MATHJAX_SCRIPT = "tex-mml-chtml.js"
 #: Where the book serves MathJax, relative to its ``_static`` folder.
@@ -26,12 +28,6 @@ _PARTS = ("a11y", "adaptors", "input", "output", "sre", "ui")
 
 def mathjax_dir() -> Path:
     """The folder of MathJax's browser files (``es5``) in the installed ``django-static-mathjax`` package."""
-    try:
-        import mathjax  # the django-static-mathjax distribution's package
-    except ImportError as err:  # pragma: no cover - the package is a pinned requirement
-        raise RuntimeError(
-            "MathJax is not installed: run `pip install -r requirements.txt` (package django-static-mathjax)."
-        ) from err
     folder = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
     if not (folder / MATHJAX_SCRIPT).is_file():
         raise RuntimeError(f"MathJax's {MATHJAX_SCRIPT} is missing from {folder}: reinstall django-static-mathjax.")

@@ -13,10 +13,15 @@ turns the executed notebook and its tables into the files a user can send:
 * ``figures/figure_NN.png`` and ``.svg`` (:func:`write_figures`; the kernel
   draws both when started with :data:`KERNEL_ARGUMENTS`);
 * ``tables/NAME.csv`` (:func:`publish`) and ``run.json`` (:func:`write_run_json`).
+
+The writers import nbformat, nbconvert and jinja2 inside the functions that
+use them: a notebook imports this module for :func:`publish`, and importing
+nbformat (its schema validator) costs seconds in every notebook's kernel.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 import json
@@ -25,8 +30,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
+from IPython import get_ipython
+from IPython.display import display as show
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
 
-from helpers import __version__, disclosure
+from helpers import REPO_ROOT, __version__, disclosure, display, engine, quality
+from helpers import summary as sm
 
 # The number formats and the rule choosing them live in helpers.display, shared with the book's tables.
 from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable from here)
@@ -40,6 +52,7 @@ from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable
     POUNDS,
     SMALL_DECIMAL,
     WHOLE,
+    format_table,
     number_format,
 )
 from helpers.io import identifier_columns
@@ -107,6 +120,35 @@ def publish(
     return safe
 
 
+#: The columns of the data quality and exclusions tables a report shows (their CSV files keep every column).
+DATA_QUALITY_SHOWN = ["table", "column", "source_column", "required", "n_missing", "pct_complete", "first", "last",
+                      "values_seen"]
+EXCLUSIONS_SHOWN = ["table", "step", "rows_excluded", "rows_after", "reason"]
+
+
+def publish_data_quality(
+    loaded: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *steps: pd.DataFrame | None,
+    output_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The data quality block every notebook runs right after loading its inputs, as one call.
+
+    Prints what was read (:func:`helpers.quality.describe`), publishes the
+    ``data_quality`` table and the ``exclusions`` flow (``steps``: the
+    notebook's own exclusion tables, in order; see :func:`helpers.quality.exclusion_flow`)
+    with :func:`publish`, shows both, and returns them (after disclosure
+    control) for the findings summary. ``loaded`` is the loaded table, or
+    ``{table name: table}`` for several inputs; a table the DuckDB or Spark
+    engine profiled without loading it is described from that profile.
+    """
+    print(engine.describe(loaded))
+    data_quality = publish(engine.data_quality(loaded), "data_quality", output_dir)
+    exclusions = publish(quality.exclusion_flow(loaded, *steps), "exclusions", output_dir)
+    show(format_table(data_quality[DATA_QUALITY_SHOWN]))
+    show(format_table(exclusions[EXCLUSIONS_SHOWN]))
+    return data_quality, exclusions
+
+
 # --------------------------------------------------------------------------- nothing live in a spreadsheet
 #: First characters that make a spreadsheet read a cell as a formula (OWASP, *CSV Injection*).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -140,8 +182,6 @@ def inert_table(table: pd.DataFrame) -> pd.DataFrame:
 def _workbook_value(value: Any) -> Any:
     """A cell value for openpyxl: inert (:func:`inert_text`), without the control characters XML cannot hold."""
     if isinstance(value, str):
-        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-
         value = inert_text(ILLEGAL_CHARACTERS_RE.sub("", value))
     return value
 
@@ -178,7 +218,7 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
     (:func:`plain_roles`); ``front`` (see :func:`front_matter`) becomes a short note
     under the title saying what was run, when and on which data.
     """
-    import nbformat
+    import nbformat  # a writer of the run (see the module docstring)
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
@@ -220,8 +260,6 @@ def plain_roles(text: str, notebooks_dir: Path | None = None) -> str:
     report of a run is a single page: the book's cross-references cannot
     be links there.
     """
-    from helpers import REPO_ROOT
-
     base = notebooks_dir or REPO_ROOT / "notebooks"
 
     def one(match: re.Match) -> str:
@@ -262,8 +300,6 @@ def _citation(key: str) -> str:
 
 
 def _bibliography() -> dict[str, dict[str, str]]:
-    from helpers import REPO_ROOT
-
     path = REPO_ROOT / "book" / "references.bib"
     entries: dict[str, dict[str, str]] = {}
     if not path.is_file():
@@ -308,7 +344,7 @@ def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[
     figures are embedded as PNG (``data:`` URIs); no script is loaded from
     the internet (see :data:`_OFFLINE_TEMPLATE`), so the file opens offline.
     """
-    import nbformat
+    import nbformat  # a writer of the run (see the module docstring)
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
@@ -430,9 +466,7 @@ def findings_first(nb: Any, source: Any | None = None) -> Any:
     chapters its cross-references name). A notebook with none of these tags
     is returned as it is.
     """
-    import nbformat
-
-    from helpers import summary as sm
+    import nbformat  # a writer of the run (see the module docstring)
 
     cells = list(nb.cells)
     tagged = {sm.SUMMARY_TAG, sm.HEADLINE_TAG, sm.TEACHING_TAG, sm.METHOD_TAG}
@@ -493,16 +527,12 @@ def use_reader_tables() -> None:
     kernel, so ``report.html`` has no index column, no ``NaN`` or ``<NA>``,
     and the workbook's number formats; the book is not affected.
     """
-    from IPython import get_ipython
-
     shell = get_ipython()
     if shell is None:
         return
     html_formatter = shell.display_formatter.formatters["text/html"]
     html_formatter.for_type(pd.DataFrame, reader_table_html)
     html_formatter.for_type(pd.Series, reader_table_html)
-    from helpers import display
-
     html_formatter.for_type(display.ReaderTable, reader_table_html)  # a notebook's format_table(...), fitted to the page
 
 
@@ -527,8 +557,6 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
 
 
 def _reader_table(table: Any) -> str:
-    from helpers import display
-
     if isinstance(table, display.ReaderTable):
         return _fitted(table)
     frame = table.to_frame() if isinstance(table, pd.Series) else table
@@ -564,8 +592,6 @@ def _fitted(styler: Any) -> str:
     notebook showed them; columns whose every cell is a number (or blank, or
     ``*``) stay right-aligned.
     """
-    from helpers import display
-
     text = styler.data
     if len(text.columns) <= MAX_REPORT_COLUMNS or text.columns.duplicated().any():
         return styler.to_html()
@@ -597,9 +623,7 @@ def write_figures(notebook_path: Path, folder: Path) -> list[Path]:
 
     Figures are numbered in the order they appear. Returns the paths written.
     """
-    import base64
-
-    import nbformat
+    import nbformat  # a writer of the run (see the module docstring)
 
     nb = nbformat.read(notebook_path, as_version=4)
     written: list[Path] = []
@@ -672,10 +696,6 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
     ISO dates as dates, suppressed cells (``*``) aligned with the numbers.
     Returns the sheet names of the tables, in order.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
     wb = Workbook()
     ws = wb.active
     ws.title = "about"

@@ -35,13 +35,22 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from helpers import __version__, disclosure, io
+import duckdb
+import nbformat
+import pandas as pd
+import papermill as pm
+import pyarrow as pa
+from papermill.exceptions import PapermillExecutionError
+
+from helpers import __version__, disclosure, io, pdf, report, sources
+from helpers import engine as engines
 
 #: The engine ``handbook run`` and the notebooks read spells with when none is asked for.
 DEFAULT_ENGINE = "duckdb"
@@ -187,8 +196,6 @@ def check_contract_table(name: str, path: Path | None, column_map: Mapping[str, 
             values.update(frame[col].dropna().astype(str))
         mapped = {str(k).strip(): v for k, v in (summary.get("columns_mapped") or {}).items() if str(k).strip() != v}
         return int(len(frame)), mapped, list(summary.get("columns_ignored") or []), frozenset(values), None
-    from helpers import engine as engines
-
     src = engines.open_table(name, path, column_map, "duckdb")
     try:
         ids = [c for c in src.present if c in id_columns]
@@ -272,8 +279,6 @@ def check_inputs(request: RunRequest, data: Mapping[str, Path], fetched: Mapping
 
 def fetch_databases(data: Mapping[str, Path | str], folder: Path) -> tuple[dict[str, Path], dict[str, Any]]:
     """Read each database input into ``folder`` (private); return every input as a local file, and what was fetched."""
-    from helpers import sources
-
     local: dict[str, Path] = {}
     fetched: dict[str, Any] = {}
     for name, value in data.items():
@@ -306,10 +311,6 @@ def run_engine(request: RunRequest) -> str:
 def write_outputs(request: RunRequest, checked: Mapping[str, CheckedInput], staging: Path, executed: Path,
                   started: float) -> tuple[list[str], float]:
     """report.html (and report.pdf), results.xlsx, run.json and the figures; returns the sheets and the seconds."""
-    import nbformat
-
-    from helpers import report
-
     tables = staging / "tables"
     inputs = {name: c.record() for name, c in checked.items()}
     title = report.notebook_title(nbformat.read(request.notebook_path, as_version=4), request.notebook)
@@ -317,8 +318,6 @@ def write_outputs(request: RunRequest, checked: Mapping[str, CheckedInput], stag
     front["engine"] = run_engine(request)
     report.write_html(executed, staging / "report.html", title=request.notebook, front=front)
     if request.pdf:
-        from helpers import pdf
-
         pdf.write_pdf(staging / "report.html", staging / "report.pdf", request.chromium)
     elapsed = round(time.perf_counter() - started, 1)
     sheets = report.write_workbook(tables, staging / "results.xlsx", front)
@@ -358,9 +357,6 @@ def identifiers_in_outputs(folder: Path, checked: Mapping[str, CheckedInput]) ->
         if c.identifier_file is not None:
             files.append(c.identifier_file)
     if files:
-        import duckdb
-        import pyarrow as pa
-
         con = duckdb.connect()
         try:
             words = pa.table({"w": sorted(candidates)})
@@ -439,11 +435,6 @@ def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:
 
 def execute_notebook(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool) -> None:
     """Run the notebook with papermill; an InputError in it is the user's input, anything else a failed run."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    from helpers import report
-
     try:
         pm.execute_notebook(
             str(nb_path),
@@ -550,8 +541,6 @@ def stop_on_sigterm() -> Any:
 
     Returns the previous handler (to restore), or ``None`` outside the main thread.
     """
-    import threading
-
     def handler(signum: int, frame: Any) -> None:
         raise Stopped(signum)
 
@@ -564,8 +553,6 @@ def _read_records(csv: Path) -> list[dict[str, str]]:
     """Rows of a (small, suppressed) result table as records, for run.json."""
     if not csv.is_file():
         return []
-    import pandas as pd
-
     return pd.read_csv(csv, dtype=str, keep_default_na=False).to_dict("records")
 
 

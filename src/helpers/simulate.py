@@ -182,6 +182,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 PERIOD_START = "2023-04-01"
 PERIOD_END = "2025-03-31"
@@ -1128,20 +1130,28 @@ def _time_zero_truths(sp: dict[str, np.ndarray], tr: np.ndarray, vw: dict[str, A
 
 
 def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000, step_down: str = "admission",
-                 readmission_or: float | None = None) -> dict[str, Path]:
-    """Write ``spells.csv``, ``virtual_ward.csv``, ``outcomes.csv`` and ``truth.json`` to ``out_dir``.
+                 readmission_or: float | None = None, fmt: str = "csv") -> dict[str, Path]:
+    """Write ``spells``, ``virtual_ward``, ``outcomes`` (and ``deaths``) plus ``truth.json`` to ``out_dir``.
 
-    Dates are ISO (yyyy-mm-dd); the same seed gives byte-identical files.
-    ``step_down`` and ``readmission_or`` as in :func:`simulate_economy` (the
-    shipped sample is ``"admission"``). Returns the paths written.
+    ``fmt`` is ``"csv"`` (ISO dates, yyyy-mm-dd; the same seed gives
+    byte-identical files) or ``"parquet"`` (typed columns). The deaths table
+    is written in the ``"mid_stay"`` mode, whose evaluation counts deaths after
+    time zero; the shipped sample (``"admission"``) has none. ``step_down`` and
+    ``readmission_or`` as in :func:`simulate_economy`. Returns the paths written.
     """
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = simulate_economy(n_spells=n_spells, seed=seed, step_down=step_down, readmission_or=readmission_or)
+    tables = ["spells", "virtual_ward", "outcomes"] + (["deaths"] if step_down == "mid_stay" else [])
     paths = {}
-    for name in ("spells", "virtual_ward", "outcomes"):
-        p = out / f"{name}.csv"
-        res[name].to_csv(p, index=False, date_format="%Y-%m-%d", lineterminator="\n")
+    for name in tables:
+        p = out / f"{name}.{fmt}"
+        if fmt == "csv":
+            res[name].to_csv(p, index=False, date_format="%Y-%m-%d", lineterminator="\n")
+        else:
+            res[name].to_parquet(p, index=False)
         paths[name] = p
     p = out / "truth.json"
     p.write_text(json.dumps(res["truth"], indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
@@ -1159,9 +1169,6 @@ def write_spells_file(
     and spell numbers run on across chunks. Within a chunk, spells are in
     admission date order.
     """
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
     path = Path(path)

@@ -36,6 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql_text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
 from helpers import io
 
 #: Rows fetched from the database at a time.
@@ -60,9 +67,6 @@ class Fetched:
 
 
 def _parse(url: str) -> tuple[Any, str | None, str | None]:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     if _authority(url).count("@") > 1:
         raise io.InputError(f"Cannot read the database address {_scrub(url)!r}: write an @ in a user name or "
                             "password as %40 (better: give the password through the environment, PGPASSWORD).")
@@ -108,8 +112,6 @@ def redact(url: str) -> str:
     if _authority(url).count("@") > 1:
         return _scrub(url)
     try:
-        from sqlalchemy.engine import URL, make_url
-
         u = make_url(url)  # URL.set(password=None) would keep the password: rebuild the URL without it
         bare = URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
         return bare.render_as_string(hide_password=False)
@@ -134,11 +136,6 @@ def fetch(url: str, folder: str | Path, name: str = "input", chunk_rows: int = C
     the address is malformed, the driver is missing, the server refuses the
     connection or the table or query fails.
     """
-    import duckdb
-    import pyarrow as pa
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
-
     parsed, table, sql = _parse(url)
     address = redact(url)
     try:
@@ -153,7 +150,7 @@ def fetch(url: str, folder: str | Path, name: str = "input", chunk_rows: int = C
     rows = 0
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(text(statement))
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(sql_text(statement))
             columns = [str(c) for c in result.keys()]
             if len(set(c.upper() for c in columns)) != len(columns):
                 raise io.InputError(f"Cannot use {what} from {address}: two columns have the same name "

@@ -68,6 +68,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from helpers import disclosure, io, periods
+
 #: XmR limit constant: 3 / d2 with d2 = 1.128 for ranges of two (Wheeler 2000).
 XMR_LIMIT = 2.66
 #: Moving-range screening constant: D4 for ranges of two (Nelson 1982).
@@ -785,8 +787,6 @@ def monthly_series(
     Returns columns ``date``, ``group`` and either ``value`` (count measures)
     or ``numerator`` and ``denominator`` (``readmission_rate``).
     """
-    from helpers import periods
-
     if measure is None:
         measure = "readmission_rate" if chart in ("p", "pprime", "u") else "emergency_bed_days"
     if measure not in MEASURES:
@@ -940,8 +940,6 @@ def read_series(
     p′ and u charts; ``group`` (text) is read when the file has it, and a
     file without it is one series.
     """
-    from helpers import io
-
     if chart in ("p", "pprime", "u"):
         required = {date: "date", numerator: "number", denominator: "number"}
     else:
@@ -970,8 +968,6 @@ def suppress_small_counts(
     from the whole series, stay. Charts draw a hidden point as a gap.
     Numerator and denominator are left to :func:`helpers.report.publish`.
     """
-    from helpers import disclosure
-
     threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
     out = table.copy()
     if threshold <= 0 or out.empty:

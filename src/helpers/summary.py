@@ -475,3 +475,29 @@ def value(
     sentences.append(["Averages hide the patients behind them: read the equity tables before acting on a "
                       "pathway's cost per QALY."])
     return _build(sentences[:6], data_box(exclusions, data_quality, files))
+
+
+def template(
+    spc_summary: pd.DataFrame,
+    exclusions: pd.DataFrame,
+    data_quality: pd.DataFrame,
+    files: Mapping[str, Any],
+    measure: str,
+) -> Summary:
+    """The template notebook's findings: copy it with the notebook, rename it after the notebook, rewrite the sentences.
+
+    Each sentence is a :func:`say` template whose numbers are :func:`fact` s of a published table.
+    """
+    s = spc_summary
+    sentences = [
+        say("{n} providers were charted for " + measure[:1].lower() + measure[1:] + "; in the latest month ({last}) {common} of them show "
+            "only common cause variation, the ordinary ups and downs that are not a reason to act.",
+            n=fact(s, "spc_summary", "group", None, "count"),
+            last=fact(s, "spc_summary", "latest_date", None, "max", "month"),
+            common=fact(s, "spc_summary", "group", {"variation_icon": "common_cause"}, "count")),
+        say("Over every month charted, {points} points show a special cause; {concern} of them a change for the "
+            "worse.", points=fact(s, "spc_summary", "n_special_cause", None, "sum", "count"),
+            concern=fact(s, "spc_summary", "n_concern", None, "sum", "count")),
+        ["A special cause says something changed, not why: read each chart with the people who run the service."],
+    ]
+    return _build(sentences, data_box(exclusions, data_quality, files))

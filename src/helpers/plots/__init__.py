@@ -8,6 +8,7 @@ table and return a matplotlib ``Figure``; they compute nothing new.
 from __future__ import annotations
 
 import seaborn as sns
+from matplotlib.text import Text
 
 #: NHS identity colours (https://www.england.nhs.uk/nhsidentity/identity-guidelines/colours/)
 NHS: dict[str, str] = {
@@ -72,8 +73,6 @@ def smallest_text_pt(fig, page_width_px: float = PAGE_WIDTH_PX) -> float:
     tight bounding box; the page shows an image wider than ``page_width_px``
     scaled down to it. A CSS pixel is 0.75 pt.
     """
-    from matplotlib.text import Text
-
     renderer = fig.canvas.get_renderer()
     width_px = fig.get_tightbbox(renderer).width * fig.dpi
     scale = min(1.0, page_width_px / width_px)

@@ -10,6 +10,7 @@ and return a matplotlib ``Figure``; they compute nothing new.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
@@ -211,8 +212,6 @@ def small_multiples(
 
 def add_caption(fig: plt.Figure, text: str, fontsize: float = 8.5) -> plt.Figure:
     """Write ``text`` (for example :func:`helpers.periods.caption`) under a figure, wrapped to its width."""
-    import textwrap
-
     if not text:
         return fig
     width = max(60, int(fig.get_figwidth() * 15))

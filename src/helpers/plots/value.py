@@ -7,6 +7,8 @@ title, which states the finding, from the ``describe_*`` sentences of
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -31,8 +33,6 @@ QUADRANT_COLOURS: dict[str, str] = {
 
 
 def _wrap(text: str, width: int = 70) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width))
 
 
