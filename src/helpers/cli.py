@@ -49,7 +49,6 @@ def available_notebooks() -> dict[str, Path]:
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The parameters cell of a notebook: name -> default, type and comment."""
-
     return pm.inspect_notebook(str(path))
 
 
@@ -181,8 +180,6 @@ def notebook_engine(params: dict[str, Any], declared: dict[str, dict[str, Any]])
 
 def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
     """Name the sheet to read for Excel inputs (``--sheet NAME=SHEET``), for the checks and the notebook's kernel."""
-
-
     if not sheets:
         return
     chosen = json.loads(os.environ.get(io.EXCEL_SHEETS_VARIABLE) or "{}")
@@ -198,7 +195,6 @@ def set_date_window(text: str | None) -> str:
 
     Returns the window in force, as ``FROM:TO``.
     """
-
     if text:
         first, sep, last = text.partition(":")
         try:
