@@ -16,8 +16,10 @@ maximum resident set size (``os.wait4``), not the benchmark's:
   (:func:`helpers.engine.prepare_variation`, :func:`helpers.funnel.funnel`,
   :func:`helpers.opportunity.opportunity`);
 * ``virtual_ward``: what the virtual ward notebook computes for its effect
-  table - spells with derived fields (:func:`helpers.engine.load_spells`),
-  the stays, the cohort and the four estimators for six outcomes;
+  table - the stays, the target-trial cohort (:func:`helpers.cohort.prepare_virtual_ward`:
+  built in SQL with DuckDB or Spark, so only the cohort is held in memory;
+  every spell in pandas with ``--engines pandas``) and the five estimators for
+  its seven outcomes;
 * ``run_variation`` and ``run_virtual_ward``: what a user waits for,
   ``handbook run variation|virtual_ward --engine ENGINE --data spells=FILE``
   end to end (checking and hashing the inputs, the whole notebook in its
@@ -48,9 +50,8 @@ import warnings
 from pathlib import Path
 
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
-OUTCOMES = ["acute_los", "total_los", "readmission_30d", "death_30d", "readmission_30d_from_acute_discharge",
-            "readmission_or_death_30d"]
-COVARIATES = ["age", "sex", "frailty_score", "imd_decile", "pathway", "month"]
+#: The virtual ward notebook's covariates (its target-trial design).
+COVARIATES = ["age", "sex", "frailty_score", "imd_decile", "month", "prior_emergency_admissions", "prior_bed_days"]
 #: What can be measured: the floor, the notebooks' cores, and ``handbook run`` end to end.
 TASKS = ("scan", "variation", "virtual_ward", "run_variation", "run_virtual_ward")
 
@@ -80,20 +81,19 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
                 "naive_opportunity": float(opp.summary.loc[0, "opportunity"])}
     if task == "virtual_ward":
         from helpers import cohort as co
-        from helpers import engine as eng
         from helpers import evaluation as ev
         from helpers import io
 
-        spells = eng.load_spells(path, engine=engine)
         stays = io.load_table("virtual_ward", extra["virtual_ward"])
-        built = co.build_cohort(spells, stays, covariates=COVARIATES)
+        prepared = co.prepare_virtual_ward(path, stays, covariates=COVARIATES, engine=engine)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            results = ev.estimate_effects(built.spells, OUTCOMES, COVARIATES, seed=2026)
+            results = ev.estimate_target_trial(prepared.trial, co.TARGET_TRIAL_OUTCOMES, COVARIATES, seed=2026)
         effects = results.effects
-        main = effects[(effects["outcome"] == "acute_los") & (effects["method"] == "ipw")]
-        return {"rows": int(len(spells)), "cohort": int(len(built.spells)),
-                "acute_los_ipw": float(main["estimate"].iloc[0]) if len(main) else float("nan")}
+        main = effects[(effects["outcome"] == "acute_los") & (effects["method"] == "aipw")]
+        rows = prepared.spells.attrs.get("load_summary", {}).get("rows_read", len(prepared.spells))
+        return {"rows": int(rows), "cohort": int(len(prepared.trial.rows)),
+                "acute_los_aipw": float(main["estimate"].iloc[0]) if len(main) else float("nan")}
     raise ValueError(f"unknown task {task!r}")
 
 

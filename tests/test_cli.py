@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from board_report import check_board_report
 from openpyxl import load_workbook
+from shared_runs import run_spec, sample_run
 
 from helpers.cli import available_notebooks, main, notebook_parameters
 
@@ -32,10 +33,8 @@ def test_every_notebook_has_a_parameters_cell_with_output_dir():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_run_on_sample_writes_the_report_folder(tmp_path, name):
-    out = tmp_path / name
-    result = handbook("run", name, "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_run_on_sample_writes_the_report_folder(handbook_runs, name):
+    out = handbook_runs.get(sample_run(name))  # `handbook run NAME --out DIR --quiet` (shared_runs.sample_run)
     for f in ["report.html", "results.xlsx", "run.json", f"{name}.ipynb"]:
         assert (out / f).is_file(), f
     tables = sorted(p.stem for p in (out / "tables").glob("*.csv"))
@@ -111,17 +110,37 @@ def type1_2018_19() -> pd.DataFrame:
     return ae[(ae["type"] == "1") & ae["period"].between("2018-04-01", "2019-03-01")]
 
 
+def ae_indicator_run(folder: Path) -> list:
+    src = folder / "ae_type1_2018_19.csv"
+    type1_2018_19()[["org_code", "period", "breaches", "attendances"]].to_csv(src, index=False)  # monthly rows, summed by the notebook
+    return [run_spec("variation", {"indicator": src}, [
+        "column_map={org_code: provider_code, breaches: numerator, attendances: denominator}",
+        "indicator=four_hour_breaches"])]
+
+
+def rf4_series(ae: pd.DataFrame) -> pd.DataFrame:
+    return ae[(ae["org_code"] == "RF4") & (ae["type"] == "1")][["period", "breaches"]].sort_values("period")
+
+
+def rf4_spc_run(folder: Path) -> list:
+    src = folder / "rf4.csv"
+    rf4_series(pd.read_csv(AE, dtype={"type": str})).rename(columns={"period": "date", "breaches": "value"}).to_csv(src, index=False)
+    return [run_spec("spc", {"series": src}, ["better=decrease"])]
+
+
+#: The runs this module's tests read, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {
+    "test_run_on_sample_writes_the_report_folder": lambda folder: [sample_run(n) for n in NOTEBOOKS],
+    "test_variation_on_an_aggregate_indicator_file_of_real_ae_data": ae_indicator_run,
+    "test_spc_on_a_real_trust_series": rf4_spc_run,
+}
+
+
 @needs_ae
-def test_variation_on_an_aggregate_indicator_file_of_real_ae_data(tmp_path):
+def test_variation_on_an_aggregate_indicator_file_of_real_ae_data(tmp_path, handbook_runs):
     """The Model Health System shape: one row per provider (or per month) with numerator and denominator."""
     ae = type1_2018_19()
-    src = tmp_path / "ae_type1_2018_19.csv"
-    ae[["org_code", "period", "breaches", "attendances"]].to_csv(src, index=False)  # monthly rows, summed by the notebook
-    out = tmp_path / "run"
-    result = handbook("run", "variation", "--data", f"indicator={src}", "--param",
-                      "column_map={org_code: provider_code, breaches: numerator, attendances: denominator}",
-                      "--param", "indicator=four_hour_breaches", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = handbook_runs.get(ae_indicator_run(tmp_path)[0])
     table = pd.read_csv(out / "tables" / "provider_indicator.csv")
     # every type 1 trust of 2018/19 appears once, and the pooled target is the hand-computed breach proportion
     assert len(table) == ae["org_code"].nunique()
@@ -130,14 +149,10 @@ def test_variation_on_an_aggregate_indicator_file_of_real_ae_data(tmp_path):
 
 
 @needs_ae
-def test_spc_on_a_real_trust_series(tmp_path):
+def test_spc_on_a_real_trust_series(tmp_path, handbook_runs):
     ae = pd.read_csv(AE, dtype={"type": str})
-    rf4 = ae[(ae["org_code"] == "RF4") & (ae["type"] == "1")][["period", "breaches"]].sort_values("period")
-    src = tmp_path / "rf4.csv"
-    rf4.rename(columns={"period": "date", "breaches": "value"}).to_csv(src, index=False)
-    out = tmp_path / "run"
-    result = handbook("run", "spc", "--data", f"series={src}", "--param", "better=decrease", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
+    rf4 = rf4_series(ae)
+    out = handbook_runs.get(rf4_spc_run(tmp_path)[0])
     spc_table = pd.read_csv(out / "tables" / "spc.csv")
     values = rf4["breaches"].to_numpy()
     mean = values.mean()

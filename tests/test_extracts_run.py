@@ -9,21 +9,20 @@
 * The same spells read from a PostgreSQL server (started here on 127.0.0.1)
   write the same tables as the file, and the password is written nowhere.
 
-Four notebook runs on 4,000 spells of the sample.
+Four notebook runs on 4,000 spells of the sample (from the session's ``handbook_runs``,
+tests/conftest.py; the three file runs start in the background when the session starts).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import postgres_server
 import pytest
 from extracts import hes_episodes, sample_spells, sus_spells
+from shared_runs import RunSpec, run_spec
 
 N_SPELLS = 4000
 PASSWORD = "Pw-0f-th3-analyst"
@@ -35,20 +34,7 @@ SPELL_TYPES = {  # the hand-built file as a warehouse would type it
 }
 
 
-def handbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "helpers.cli", *args], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
-
-
-def run_variation(data: str, out: Path, env: dict[str, str] | None = None) -> Path:
-    result = handbook("run", "variation", "--data", f"spells={data}", "--out", str(out), "--quiet", env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("extracts")
+def write_extracts(folder: Path) -> dict[str, Path]:
     hes, by_hand = hes_episodes(sample_spells(N_SPELLS))
     paths = {"hes": folder / "hes_apc.csv", "hand": folder / "spells_by_hand.csv", "sus": folder / "sus_apcs.csv"}
     hes.to_csv(paths["hes"], index=False)
@@ -57,9 +43,29 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+def variation_run(data: str | Path) -> RunSpec:
+    """`handbook run variation --data spells=DATA --out DIR --quiet`."""
+    return run_spec("variation", {"spells": data})
+
+
+#: The file runs, started in the background when the session starts (tests/conftest.py); the database run
+#: waits for its server.
+PREFETCH_RUNS = {"files": lambda folder: [variation_run(p) for p in extracts_in_test_order(folder)]}
+
+
+def extracts_in_test_order(folder: Path) -> list[Path]:
+    paths = write_extracts(folder)
+    return [paths["hand"], paths["hes"], paths["sus"]]
+
+
 @pytest.fixture(scope="module")
-def hand_run(files, tmp_path_factory) -> Path:
-    return run_variation(str(files["hand"]), tmp_path_factory.mktemp("runs") / "hand")
+def files(tmp_path_factory) -> dict[str, Path]:
+    return write_extracts(tmp_path_factory.mktemp("extracts"))
+
+
+@pytest.fixture(scope="module")
+def hand_run(files, handbook_runs) -> Path:
+    return handbook_runs.get(variation_run(files["hand"]))
 
 
 def table(run: Path, name: str) -> pd.DataFrame:
@@ -71,8 +77,8 @@ def assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-12)
 
 
-def test_hes_episode_extract_gives_the_same_provider_indicator(files, hand_run, tmp_path):
-    run = run_variation(str(files["hes"]), tmp_path / "hes")
+def test_hes_episode_extract_gives_the_same_provider_indicator(files, hand_run, handbook_runs):
+    run = handbook_runs.get(variation_run(files["hes"]))
     assert_same_table(table(run, "provider_indicator"), table(hand_run, "provider_indicator"))
     flow = table(run, "exclusions").set_index("step")
     episodes = len(pd.read_csv(files["hes"], usecols=["EPIKEY"]))
@@ -82,8 +88,8 @@ def test_hes_episode_extract_gives_the_same_provider_indicator(files, hand_run, 
     assert terms.eq("yes").all()  # the frailty band comes from the Hospital Frailty Risk Score of the diagnoses
 
 
-def test_sus_extract_runs_without_a_map(files, hand_run, tmp_path):
-    run = run_variation(str(files["sus"]), tmp_path / "sus")
+def test_sus_extract_runs_without_a_map(files, hand_run, handbook_runs):
+    run = handbook_runs.get(variation_run(files["sus"]))
     assert_same_table(table(run, "provider_indicator"), table(hand_run, "provider_indicator"))
     quality = table(run, "data_quality").set_index("column")
     assert quality.loc["provider_code", "source_column"] == "Der_Provider_Code"
@@ -100,9 +106,9 @@ def postgres(files):
         yield server
 
 
-def test_database_run_writes_the_same_tables_as_the_file(postgres, hand_run, tmp_path):
+def test_database_run_writes_the_same_tables_as_the_file(postgres, hand_run, handbook_runs):
     # the password written in the URL (the worst case): it must still be recorded nowhere
-    run = run_variation(postgres.url(with_password=True, table="apc.spells"), tmp_path / "db")
+    run = handbook_runs.get(variation_run(postgres.url(with_password=True, table="apc.spells")))
     names = sorted(p.stem for p in (hand_run / "tables").glob("*.csv"))
     assert names == sorted(p.stem for p in (run / "tables").glob("*.csv"))
     for name in names:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_runs import RunSpec, run_spec
 
 from helpers import casemix, derive, engine, indicators, io
 
@@ -212,23 +213,29 @@ def test_definitions_table_lists_each_indicator_with_its_source():
     assert table.set_index("indicator").loc["readmission_30d", "generic_version"] == "readmission_30d_all"
 
 
-def test_handbook_run_variation_names_cancer_and_obstetric_exclusions(tmp_path):
-    """Done-when of issue 19: cancer and obstetric index spells are excluded, each a named, counted step."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
+def write_cancer_and_obstetric_spells(folder: Path) -> Path:
+    """The sample's first 20,000 spells, with obstetric (O80) and cancer (C50.9) primary diagnoses planted."""
     s = pd.read_csv(io.sample_path("spells"), dtype=str, keep_default_na=False).head(20000)
     s.loc[s.index[::97], "primary_diagnosis"] = "O80"
     s.loc[s.index[5::89], "primary_diagnosis"] = "C50.9"
-    path = tmp_path / "spells.csv"
+    path = folder / "spells.csv"
     s.to_csv(path, index=False)
-    out = tmp_path / "run"
-    env = {**__import__("os").environ, "PYTHONPATH": str(root / "src")}
-    result = subprocess.run([sys.executable, "-m", "helpers.cli", "run", "variation", "--data", f"spells={path}",
-                             "--param", "indicator=readmission_30d", "--out", str(out), "--quiet"],
-                            capture_output=True, text=True, env=env, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
+    return path
+
+
+def readmission_run(path: Path) -> RunSpec:
+    return run_spec("variation", {"spells": path}, ["indicator=readmission_30d"])
+
+
+#: The run, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {"test_handbook_run_variation_names_cancer_and_obstetric_exclusions":
+                 lambda folder: [readmission_run(write_cancer_and_obstetric_spells(folder))]}
+
+
+def test_handbook_run_variation_names_cancer_and_obstetric_exclusions(tmp_path, handbook_runs):
+    """Done-when of issue 19: cancer and obstetric index spells are excluded, each a named, counted step."""
+    path = write_cancer_and_obstetric_spells(tmp_path)
+    out = handbook_runs.get(readmission_run(path))
     flow = pd.read_csv(out / "tables" / "exclusions.csv", dtype=str)
     loaded = derive.add_spell_fields(io.load_table("spells", path))
     expected, _ = casemix.indicator_population(loaded, "readmission_30d")

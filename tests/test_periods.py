@@ -9,22 +9,19 @@ December may be charted, the readmission rate stops a month earlier (its
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_runs import RunSpec, run_spec
 
 from helpers import derive, evaluation, io, periods, quality, spc
 
 CUT = pd.Timestamp("2024-12-31")
 
 
-@pytest.fixture(scope="module")
-def tail_extract(tmp_path_factory) -> Path:
+def write_tail_extract(folder: Path) -> Path:
     """Sample spells admitted up to CUT, plus emergency readmissions (0-29 days) admitted after it."""
     d = derive.add_spell_fields(io.load_table("spells"))
     before = d["admission_date"] <= CUT
@@ -32,8 +29,25 @@ def tail_extract(tmp_path_factory) -> Path:
     readmission = d["emergency"] & (d["admission_date"] - last_discharge).dt.days.between(0, 29)
     keep = (before | readmission).to_numpy()
     raw = pd.read_csv(io.sample_path("spells"), dtype=str, keep_default_na=False)[keep]
-    path = tmp_path_factory.mktemp("tail") / "spells.csv"
+    path = folder / "spells.csv"
     raw.to_csv(path, index=False)
+    return path
+
+
+def readmission_spc_run(extract: Path) -> RunSpec:
+    return run_spec("spc", {"spells": extract}, ["measure=readmission_rate", "chart=p"])
+
+
+#: The run, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {"test_handbook_run_spc_readmissions_on_an_extract_whose_admissions_stop":
+                 lambda folder: [readmission_spc_run(write_tail_extract(folder))]}
+
+
+@pytest.fixture(scope="module")
+def tail_extract(tmp_path_factory) -> Path:
+    """Sample spells admitted up to CUT, plus emergency readmissions (0-29 days) admitted after it."""
+    path = write_tail_extract(tmp_path_factory.mktemp("tail"))
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert (pd.to_datetime(raw["admission_date"]) > CUT).sum() > 50  # readmissions do run on
     assert pd.to_datetime(raw["discharge_date"]).max() > CUT + pd.Timedelta(days=30)
     return path
@@ -105,16 +119,10 @@ def test_virtual_ward_monthly_series_is_cut_to_complete_months(tail_spells):
     assert caption.startswith("Extract's admissions: 1 April 2023 to 31 December 2024")
 
 
-def test_handbook_run_spc_readmissions_on_an_extract_whose_admissions_stop(tail_extract, tmp_path):
+def test_handbook_run_spc_readmissions_on_an_extract_whose_admissions_stop(tail_extract, handbook_runs):
     """Done-when of issue 19: no month after admissions stop, the headline on the last complete month,
     and the title names readmissions."""
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(root / "src")}
-    result = subprocess.run([sys.executable, "-m", "helpers.cli", "run", "spc", "--data", f"spells={tail_extract}",
-                             "--param", "measure=readmission_rate", "--param", "chart=p", "--out", str(out), "--quiet"],
-                            capture_output=True, text=True, env=env, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = handbook_runs.get(readmission_spc_run(tail_extract))
     table = pd.read_csv(out / "tables" / "spc.csv")
     assert pd.to_datetime(table["date"]).max() == pd.Timestamp("2024-11-01")
     summary = pd.read_csv(out / "tables" / "spc_summary.csv")

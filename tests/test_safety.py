@@ -1,9 +1,10 @@
 """`handbook run` under hostile and careless input (issue 14).
 
 One hostile but valid run of the SPC notebook is shared by several tests (a run
-costs seconds): a series file whose name is an HTML tag with an ``onerror``
-handler, whose groups look like spreadsheet formulas, charted as a c-chart of
-small counts with a parameter value holding a script tag. The other tests are
+costs seconds; it comes from the session's ``handbook_runs``, tests/conftest.py):
+a series file whose name is an HTML tag with an ``onerror`` handler, whose
+groups look like spreadsheet formulas, charted as a c-chart of small counts
+with a parameter value holding a script tag. The other tests are
 refusals, which stop before the notebook starts.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
+from shared_runs import RunSpec, run_spec
 
 from helpers import report
 from helpers.cli import main
@@ -47,16 +49,22 @@ def hostile_series() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory, small_spells):
-    folder = tmp_path_factory.mktemp("hostile")
+def hostile_spec(folder: Path, small_spells: str) -> RunSpec:
+    """`handbook run spc --data series=HOSTILE_NAME --data spells=... --param chart=c --param better=increase
+    --param measure_label=SCRIPT_LABEL`."""
     src = folder / HOSTILE_NAME
     hostile_series().to_csv(src, index=False)
-    out = folder / "run"
-    status = main(["run", "spc", "--data", f"series={src}", "--data", small_spells, "--param", "chart=c", "--param", "better=increase",
-                   "--param", f"measure_label={SCRIPT_LABEL}", "--out", str(out), "--quiet"])
-    assert status == 0
-    return out
+    return run_spec("spc", {"series": src, "spells": small_spells.split("=", 1)[1]},
+                    ["chart=c", "better=increase", f"measure_label={SCRIPT_LABEL}"])
+
+
+#: The hostile run, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {"hostile_run": lambda folder: [hostile_spec(folder, write_small_spells(folder))]}
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory, small_spells, handbook_runs):
+    return handbook_runs.get(hostile_spec(tmp_path_factory.mktemp("hostile"), small_spells))
 
 
 # --------------------------------------------------------------------------- S1 nothing live in a spreadsheet
@@ -139,12 +147,16 @@ def quick_run(monkeypatch, hostile_run):
     return execute
 
 
+def write_small_spells(folder: Path) -> str:
+    path = folder / "spells.csv"
+    pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, nrows=300).to_csv(path, index=False)
+    return f"spells={path}"
+
+
 @pytest.fixture(scope="module")
 def small_spells(tmp_path_factory) -> str:
     """``--data spells=`` a 300-row extract: the checks before a quick run then take a moment."""
-    path = tmp_path_factory.mktemp("small") / "spells.csv"
-    pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, nrows=300).to_csv(path, index=False)
-    return f"spells={path}"
+    return write_small_spells(tmp_path_factory.mktemp("small"))
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 from board_report import check_board_report, check_fact
+from shared_runs import sample_run
 
 from helpers import pdf, report
 from helpers import summary as sm
@@ -245,14 +244,17 @@ needs_chromium = pytest.mark.skipif(
     reason="no Chromium: `apt-get install chromium` (.ci/run installs it) to test report.pdf")
 
 
+#: The run this module reads, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {"test_pdf_of_a_real_run_is_a4_numbered_and_its_text_reads_back": lambda folder: [sample_run("value")]}
+
+
 @needs_chromium
-def test_pdf_of_a_real_run_is_a4_numbered_and_its_text_reads_back(tmp_path):
+def test_pdf_of_a_real_run_is_a4_numbered_and_its_text_reads_back(handbook_runs):
     from pypdf import PdfReader
 
-    out = tmp_path / "value"
-    done = subprocess.run([sys.executable, "-m", "helpers.cli", "run", "value", "--out", str(out), "--pdf", "--quiet"],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    spec = sample_run("value")  # `handbook run value --pdf --out DIR --quiet`, shared with tests/test_cli.py
+    assert spec.options == ("--pdf",)
+    out = handbook_runs.get(spec)
     sentences = check_board_report(out)
     reader = PdfReader(out / "report.pdf")
     pages = [p.extract_text() for p in reader.pages]

@@ -9,16 +9,15 @@ design do not, and ``handbook run virtual_ward`` writes the estimates.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from shared_runs import RunSpec, run_spec
 
 from helpers import cohort as co
 from helpers import evaluation as ev
@@ -158,9 +157,15 @@ def test_month_covariate_is_the_admission_month(tables):
 # The simulator's mid-stay economy
 # ---------------------------------------------------------------------------
 
+@functools.cache
+def mid_stay_economy() -> dict:
+    """The 20,000-spell mid-stay economy, simulated once per session (tests read it, never change it)."""
+    return simulate.simulate_economy(20_000, seed=3, step_down="mid_stay", readmission_or=1.0)
+
+
 @pytest.fixture(scope="module")
 def mid_stay():
-    return simulate.simulate_economy(20_000, seed=3, step_down="mid_stay", readmission_or=1.0)
+    return mid_stay_economy()
 
 
 def test_mid_stay_simulator_decides_on_day_2_to_4_for_patients_still_in_hospital(mid_stay):
@@ -238,19 +243,27 @@ def test_repeated_simulation_new_design_recovers_truth_and_the_old_ones_do_not()
         assert abs(np.mean(e)) < 0.5, (m, e)
 
 
-def test_handbook_run_on_a_mid_stay_economy(tmp_path):
+_ECONOMY_FILES: dict[str, Path] = {}
+
+
+def economy_files(folder: Path) -> Path:
+    """The 200,000-spell economy's files, written once per session (into the first caller's folder)."""
+    if "200k" not in _ECONOMY_FILES:
+        simulate.write_sample(folder, seed=12, n_spells=200_000, step_down="mid_stay", readmission_or=1.0)
+        _ECONOMY_FILES["200k"] = folder
+    return _ECONOMY_FILES["200k"]
+
+
+def virtual_ward_run(spells: Path, virtual_ward: Path) -> RunSpec:
+    return run_spec("virtual_ward", {"spells": spells, "virtual_ward": virtual_ward})
+
+
+def test_handbook_run_on_a_mid_stay_economy(tmp_path, handbook_runs):
     """The issue's check: a 200,000-spell economy (not the sample), step-down decided on day 2-4,
     referral_date given, true readmission odds ratio 1."""
-    data = tmp_path / "economy"
-    simulate.write_sample(data, seed=12, n_spells=200_000, step_down="mid_stay", readmission_or=1.0)
+    data = economy_files(tmp_path / "economy")
     truth = json.loads((data / "truth.json").read_text())["virtual_ward"]
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run(
-        [sys.executable, "-m", "helpers.cli", "run", "virtual_ward", "--data", f"spells={data / 'spells.csv'}",
-         "--data", f"virtual_ward={data / 'virtual_ward.csv'}", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    out = handbook_runs.get(virtual_ward_run(data / "spells.csv", data / "virtual_ward.csv"))
     e = pd.read_csv(out / "tables" / "effect_estimates.csv").set_index(["outcome", "method"])
     att = truth["att_acute_los_days"]
     for m in ("ipw", "matching"):
@@ -271,23 +284,31 @@ def test_provider_level_skip_reason():
     assert "no comparison provider" in ev.provider_level_skip_reason(series, "2024-04-01", comparators=[])
 
 
-def test_handbook_run_when_every_ward_opened_before_the_data(tmp_path, mid_stay):
-    """Too few months before any ward opened: the run skips ITS and DiD with a note and still
-    writes the patient-level tables (it used to stop with 'need 3 months either side')."""
-    sp = mid_stay["spells"]
+def wards_opened_before_the_data(folder: Path) -> RunSpec:
+    """The mid-stay economy from September 2024 on: every ward opened before its first month."""
+    economy = mid_stay_economy()
+    sp = economy["spells"]
     sp = sp[sp["admission_date"] >= pd.Timestamp("2024-09-01")]
-    vw = mid_stay["virtual_ward"]
+    vw = economy["virtual_ward"]
     vw = vw[vw["linked_spell_id"].isin(sp["spell_id"]) | vw["linked_spell_id"].isna()
             & (vw["vw_admission_date"] >= pd.Timestamp("2024-09-01"))]
-    sp.to_csv(tmp_path / "spells.csv", index=False, date_format="%Y-%m-%d")
-    vw.to_csv(tmp_path / "vw.csv", index=False, date_format="%Y-%m-%d")
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run(
-        [sys.executable, "-m", "helpers.cli", "run", "virtual_ward", "--data", f"spells={tmp_path / 'spells.csv'}",
-         "--data", f"virtual_ward={tmp_path / 'vw.csv'}", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    sp.to_csv(folder / "spells.csv", index=False, date_format="%Y-%m-%d")
+    vw.to_csv(folder / "vw.csv", index=False, date_format="%Y-%m-%d")
+    return virtual_ward_run(folder / "spells.csv", folder / "vw.csv")
+
+
+#: The runs, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {
+    "test_handbook_run_on_a_mid_stay_economy": lambda folder: [
+        virtual_ward_run(economy_files(folder) / "spells.csv", economy_files(folder) / "virtual_ward.csv")],
+    "test_handbook_run_when_every_ward_opened_before_the_data": lambda folder: [wards_opened_before_the_data(folder)],
+}
+
+
+def test_handbook_run_when_every_ward_opened_before_the_data(tmp_path, handbook_runs):
+    """Too few months before any ward opened: the run skips ITS and DiD with a note and still
+    writes the patient-level tables (it used to stop with 'need 3 months either side')."""
+    out = handbook_runs.get(wards_opened_before_the_data(tmp_path))
     tables = {p.stem for p in (out / "tables").glob("*.csv")}
     assert {"effect_estimates", "balance", "financial_impact"} <= tables
     assert not {"its", "did", "before_after"} & tables

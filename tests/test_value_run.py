@@ -7,11 +7,11 @@ cash-releasing), every other parameter at its default.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_runs import RunSpec, run_spec
 
 from helpers import value as hv
 
@@ -25,20 +25,25 @@ PLAN = pd.DataFrame([
 ])
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("value_run")
+def plan_run(folder: Path) -> RunSpec:
     plan = folder / "my_cip.csv"
     PLAN.to_csv(plan, index=False)
+    return run_spec("value", {"cip_plan": plan}, ["cip_target_gbp=1500000"])
+
+
+#: The run, started in the background when the session starts (tests/conftest.py).
+PREFETCH_RUNS = {"run": lambda folder: [plan_run(folder)]}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, handbook_runs):
+    folder = tmp_path_factory.mktemp("value_run")
+    spec = plan_run(folder)
+    plan = folder / "my_cip.csv"
     before = plan.read_bytes()
-    out = folder / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "helpers.cli", "run", "value", "--data", f"cip_plan={plan}",
-         "--param", "cip_target_gbp=1500000", "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert plan.read_bytes() == before  # the reader's file is never changed
+    out = handbook_runs.get(spec)
+    read = Path(dict(handbook_runs.made_from(spec).data)["cip_plan"])  # this file, or a copy written the same way
+    assert read.read_bytes() == before  # the reader's file is never changed
     return out / "tables"
 
 

@@ -56,6 +56,11 @@ import numpy as np
 import pandas as pd
 
 from helpers.derive import add_spell_fields, next_emergency_gap
+from helpers.engine import derived_spells_sql, load_spells, open_table, profile_stand_in
+from helpers.evaluation import monthly_bed_days
+from helpers.io import table_columns
+from helpers.periods import coverage as extract_coverage
+from helpers.periods import coverage_from_months
 
 #: Default pathways from the ICD-10 primary diagnosis (three-character codes;
 #: ranges are inclusive). Acute respiratory infection: influenza and pneumonia
@@ -298,7 +303,12 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     c["death_30d"] = _death_within(c, sp, deaths, window)
     c["readmission_or_death_30d"] = ((c["readmission_30d"] == 1) | (c["death_30d"] == 1)).astype(int)
     c["readmission_other_provider"] = _readmission_elsewhere(c, sp)
+    return _finish_cohort(c, ex, ex_links, links, periods, covariates, window, end_data)
 
+
+def _finish_cohort(c: pd.DataFrame, ex: list[dict], ex_links: pd.DataFrame, links: pd.DataFrame,
+                   periods: pd.DataFrame, covariates: list[str] | None, window: int, end_data: pd.Timestamp) -> Cohort:
+    """The last steps of :func:`build_cohort`, shared by the pandas and SQL builds: follow-up and covariates complete."""
     n = len(c)
     complete = c["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data
     c = c[complete]
@@ -684,6 +694,22 @@ def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
            "not in hospital on the hospital day of any step-down decision at its provider and pathway")
     r = r.reset_index(drop=True)
     r = pd.concat([r, time_zero_outcomes(r, sp, deaths, window, long_window_days, end_data)], axis=1)
+    # the naive comparison: every eligible spell, clocks started at admission
+    a = c.assign(treated=linked.astype(int).to_numpy(), time_zero=adm.to_numpy(), landmark_day=0,
+                 risk_set="all eligible spells").reset_index(drop=True)
+    a = pd.concat([a, time_zero_outcomes(a, sp, deaths, window, long_window_days, end_data)], axis=1)
+    return _finish_target_trial(r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data)
+
+
+def _finish_target_trial(r: pd.DataFrame, a: pd.DataFrame, ex: list[dict], ex_links: pd.DataFrame,
+                         links: pd.DataFrame, periods: pd.DataFrame, time_zero: str, counts: dict[str, int],
+                         covariates: list[str] | None, window: int, end_data: pd.Timestamp) -> TargetTrial:
+    """The last steps of a target trial, shared by the pandas and SQL builds: follow-up and covariates complete.
+
+    ``r``: the risk-set rows with their outcomes; ``a``: every eligible spell
+    with its clock started at admission, with outcomes; ``ex``: the spell
+    steps so far (appended to).
+    """
     # later steps count spells (a spell leaves when none of its risk-set rows is left)
     n, n_rows = r["spell_id"].nunique(), len(r)
     r = r[(r["time_zero"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
@@ -698,10 +724,6 @@ def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
         _count(ex, "spells", f"{col} recorded", n, r["spell_id"].nunique(),
                f"{col} is missing; {n_rows - len(r):,} risk-set rows")
 
-    # the naive comparison: every eligible spell, clocks started at admission
-    a = c.assign(treated=linked.astype(int).to_numpy(), time_zero=adm.to_numpy(), landmark_day=0,
-                 risk_set="all eligible spells").reset_index(drop=True)
-    a = pd.concat([a, time_zero_outcomes(a, sp, deaths, window, long_window_days, end_data)], axis=1)
     a = a[(a["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
 
     treated_links = links[links["spell_id"].isin(r.loc[r["treated"] == 1, "spell_id"])]
@@ -730,3 +752,395 @@ def describe_time_zero(trial: TargetTrial) -> str:
     return head + (" The step-down day comes after the decision and after the shorter stay the decision caused: "
                    "the comparison then asks what the remaining stay of patients still in hospital that day was, "
                    "which flatters the ward. Add referral_date to the virtual ward extract to fix this.")
+
+
+# ---------------------------------------------------------------------------
+# The target trial built in SQL: memory follows the cohort, not the file
+# ---------------------------------------------------------------------------
+
+_EPOCH = pd.Timestamp("1970-01-01")
+
+
+def _day(column: str) -> str:
+    """SQL: days from 1970-01-01 to a date column (integers compare and add in every dialect)."""
+    return f"DATE_DIFF('day', DATE '1970-01-01', CAST({column} AS DATE))"
+
+
+def _pathway_sql(pathways: dict[str, list[str]], diagnosis: str = "primary_diagnosis") -> list[tuple[str, str]]:
+    """(name, SQL condition) of each pathway, as :func:`assign_pathway` reads the codes."""
+    letter = f"SUBSTRING(UPPER(TRIM({diagnosis})), 1, 1)"
+    number = f"TRY_CAST(SUBSTRING(TRIM({diagnosis}), 2, 2) AS DOUBLE)"
+    out = []
+    for name, codes in pathways.items():
+        parts = []
+        for code in codes:
+            lo, _, hi = code.partition("-")
+            (l1, n1), (l2, n2) = _parse_code(lo), _parse_code(hi or lo)
+            if l1 != l2:
+                raise ValueError(f"range {code!r} spans two ICD-10 letters; split it")
+            parts.append(f"({letter} = '{l1}' AND {number} BETWEEN {n1} AND {n2})")
+        out.append((name, "(" + (" OR ".join(parts) or "FALSE") + ")"))
+    return out
+
+
+def _lit(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _register(backend, name: str, frame: pd.DataFrame) -> None:
+    """Make a small pandas frame (stays, periods) a table the engine's SQL can join."""
+    if hasattr(backend, "con"):  # DuckDB
+        backend.con.register(name, frame)
+    else:  # Spark
+        backend.spark.createDataFrame(frame.astype(object).where(frame.notna(), None)).createOrReplaceTempView(name)
+
+
+def _view(backend, name: str, sql: str) -> None:
+    """A named query the later SQL reads (not kept: each use runs it again)."""
+    if hasattr(backend, "con"):  # DuckDB
+        backend.con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {sql}')
+    else:  # Spark
+        backend.spark.sql(backend.to_spark(sql)).createOrReplaceTempView(name)
+
+
+def _fetch(backend, sql: str) -> pd.DataFrame:
+    """A query's result as a pandas frame (DuckDB through Arrow)."""
+    if hasattr(backend, "arrow"):
+        return backend.arrow(sql).to_pandas()
+    return backend.query(sql)
+
+
+def _from_days(values: pd.Series, unit: str = "ns") -> np.ndarray:
+    """Dates back from days since 1970-01-01 (missing stays NaT)."""
+    days = pd.to_numeric(values, errors="coerce").astype("float64")
+    return (pd.to_datetime(days, unit="D", origin="unix")).astype(f"datetime64[{unit}]").to_numpy()
+
+
+def _spell_column(values: pd.Series, kind: str) -> pd.Series | np.ndarray:
+    """A contract column from SQL in the dtype :func:`helpers.engine.load_spells` gives it."""
+    if kind == "string":
+        return pd.Series(values.to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    if kind == "integer":
+        return pd.array(pd.to_numeric(pd.Series(values.to_numpy(dtype=object))), dtype="Int64")
+    if kind == "number":
+        return pd.array(pd.to_numeric(pd.Series(values.to_numpy(dtype=object))), dtype="Float64")
+    if kind == "date":
+        return pd.to_datetime(pd.Series(values.to_numpy(dtype=object))).astype("datetime64[us]").to_numpy()
+    raise KeyError(kind)
+
+
+def _outcomes_sql(rows: str, window: int, long_window: int, end_day: int) -> str:
+    """:func:`time_zero_outcomes` in SQL over ``rows`` (integer days: _row, patient_id, spell_id,
+    provider_code, dis, eoc, t0, gap), joined to every spell (``tt_spells``) and death (``tt_deaths``)."""
+    w, wl = int(window), int(long_window)
+    first_death = (f"SELECT x._row, MIN(d.dday) AS death_day FROM {rows} AS x JOIN tt_deaths AS d "
+                   f"ON d.patient_id = x.patient_id AND d.dday >= x.t0 AND d.dday <= x.t0 + {w - 1} GROUP BY x._row")
+    later = (f"SELECT x._row, SUM(GREATEST(LEAST(s.dis, x.t0 + {w}) - GREATEST(s.adm, x.t0), 1)) AS nights "
+             f"FROM {rows} AS x JOIN tt_spells AS s ON s.patient_id = x.patient_id AND s.spell_id <> x.spell_id "
+             f"AND s.adm >= x.dis AND s.adm < x.t0 + {w} GROUP BY x._row")
+    lookup = ("SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
+              "GROUP BY patient_id, adm")
+    r30 = f"(x.gap IS NOT NULL AND x.dis + x.gap <= x.t0 + {w - 1})"
+    dead = "CASE WHEN fd.death_day IS NULL THEN 0 ELSE GREATEST(x.t0 + {w} - fd.death_day, 0) END".format(w=w)
+    index_nights = f"GREATEST(LEAST(x.dis, x.t0 + {w}) - x.t0, 0)"
+    return (
+        f"SELECT x.*, x.dis - x.t0 AS acute_los, x.eoc - x.t0 AS total_los, "
+        f"CASE WHEN {r30} THEN 1 ELSE 0 END AS readmission_30d, "
+        f"CASE WHEN x.t0 + {wl - 1} > {end_day} THEN NULL "
+        f"WHEN x.gap IS NOT NULL AND x.dis + x.gap <= x.t0 + {wl - 1} THEN 1.0 ELSE 0.0 END AS readmission_90d, "
+        f"CASE WHEN fd.death_day IS NULL THEN 0 ELSE 1 END AS death_30d, "
+        f"CASE WHEN {r30} OR fd.death_day IS NOT NULL THEN 1 ELSE 0 END AS readmission_or_death_30d, "
+        f"LEAST(GREATEST({w} - {index_nights} - COALESCE(ln.nights, 0) - {dead}, 0), {w}) "
+        f"AS days_alive_out_of_hospital_30d, "
+        f"CASE WHEN {r30} AND lk.prov IS NOT NULL AND lk.prov <> x.provider_code THEN 1 ELSE 0 END "
+        f"AS readmission_other_provider "
+        f"FROM {rows} AS x LEFT JOIN ({first_death}) AS fd ON fd._row = x._row "
+        f"LEFT JOIN ({later}) AS ln ON ln._row = x._row "
+        f"LEFT JOIN ({lookup}) AS lk ON lk.patient_id = x.patient_id AND lk.adm = x.dis + x.gap"
+    )
+
+
+@dataclass
+class VirtualWardInput:
+    """What :func:`prepare_virtual_ward` returns: everything the virtual ward notebook takes from the spells.
+
+    ``trial``: :func:`build_target_trial`; ``all_spells_design``: the
+    all-spells design of :func:`build_cohort` (the pitfall shown beside the
+    target trial); ``spells``: the spells as loaded (pandas) or, read by an
+    engine, a stand-in with no rows carrying their load summary and
+    data-quality profile (:func:`helpers.engine.profile_stand_in`);
+    ``monthly``: :func:`helpers.evaluation.monthly_bed_days` of the pathway
+    spells of every provider; ``coverage``: the extract's coverage;
+    ``engine``: what read the spells.
+    """
+
+    trial: TargetTrial
+    all_spells_design: Cohort
+    spells: pd.DataFrame
+    monthly: pd.DataFrame
+    coverage: object
+    engine: str
+
+
+#: Fields :func:`helpers.engine.load_spells` derives, which a covariate of the all-spells design may name.
+DERIVED_SPELL_FIELDS: list[str] = ["los_days", "emergency", "elective", "day_case", "died", "readmission_days",
+                                   "readmit_30d", "readmission_eligible", "financial_year", "month"]
+
+
+def prepare_virtual_ward(data_spells: str | None, virtual_ward: pd.DataFrame,
+                         pathways: dict[str, list[str]] | None = None, window_days: int = 30,
+                         max_gap_days: int = 1, starts: dict[str, str] | None = None,
+                         covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
+                         follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18,
+                         long_window_days: int = 90, prior_days: int = 365,
+                         column_map: dict[str, str] | None = None, engine: str = "duckdb",
+                         spark=None) -> VirtualWardInput:
+    """The virtual ward evaluation's cohorts from a spells file, read by ``engine``.
+
+    ``engine="pandas"`` loads every spell (:func:`helpers.engine.load_spells`)
+    and runs :func:`build_target_trial` and :func:`build_cohort`. ``"duckdb"``
+    (the default) and ``"spark"`` (the same SQL through the engine's sqlglot
+    translation) validate the file, link the stays, select the eligible
+    spells, measure the prior-year history, build the risk sets and count
+    every outcome in SQL; only the cohort comes back to pandas, so memory
+    follows the cohort, not the file. The results are the same, column by
+    column, to the last digit (``tests/test_cohort_sql.py``). The all-spells
+    design takes the ``covariates`` that are spell columns, plus pathway.
+    """
+    pathways = DEFAULT_PATHWAYS if pathways is None else pathways
+    trial_kw = dict(pathways=pathways, window_days=window_days, max_gap_days=max_gap_days, starts=starts,
+                    deaths=deaths, follow_up_end=follow_up_end, min_age=min_age)
+    if engine == "pandas":
+        spells = load_spells(data_spells, column_map, "pandas", window_days)
+        old_cov = [c for c in covariates or [] if c in spells.columns] + ["pathway"]
+        trial = build_target_trial(spells, virtual_ward, covariates=covariates, long_window_days=long_window_days,
+                                   prior_days=prior_days, **trial_kw)
+        old = build_cohort(spells, virtual_ward, covariates=old_cov, **trial_kw)
+        monthly = monthly_bed_days(pathway_spells(spells, pathways, min_age))
+        return VirtualWardInput(trial, old, spells, monthly, extract_coverage(spells), engine)
+    return _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_days, column_map, engine,
+                        spark, **trial_kw)
+
+
+def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_days, column_map, engine, spark,
+                 pathways, window_days, max_gap_days, starts, deaths, follow_up_end, min_age) -> VirtualWardInput:
+    """:func:`prepare_virtual_ward` with an engine: the steps of the pandas build, in SQL."""
+    window = int(window_days)
+    conditions = _pathway_sql(pathways)
+    src = open_table("spells", data_spells, column_map, engine, spark=spark)
+    be = src.backend
+    try:
+        spec = table_columns("spells")
+        present = list(src.present)
+        stand_in = profile_stand_in(src)
+        coverage = coverage_from_months(src.stats["admissions_by_month"])
+        derived = derived_spells_sql(src, window, readmission=False)
+        has_dx = "primary_diagnosis" in present
+        case = ("CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in conditions) + " END"
+                if has_dx and conditions else "CAST(NULL AS VARCHAR)")
+        hits = (" + ".join(f"CASE WHEN {cond} THEN 1 ELSE 0 END" for _, cond in conditions)
+                if has_dx and conditions else "0")
+        keep = ", ".join(f'"{c}"' for c in present if c not in ("spell_id", "patient_id", "provider_code"))
+        adult = f"emergency AND age >= {int(min_age)}"
+        # every spell, as a view: each use below is one scan of the engine's typed table, nothing is copied
+        _view(be, "tt_all", (
+            f"SELECT CAST(spell_id AS VARCHAR) AS spell_id, CAST(patient_id AS VARCHAR) AS patient_id, "
+            f"CAST(provider_code AS VARCHAR) AS provider_code, {keep}, _rownum, "
+            f"{_day('admission_date')} AS adm, {_day('discharge_date')} AS dis, emergency, "
+            f"COALESCE(died, FALSE) AS died, "
+            f"CASE WHEN {adult} THEN {case} END AS pathway, "
+            f"CASE WHEN {adult} THEN {hits} ELSE 0 END AS n_pathways "
+            f"FROM ({derived}) AS d"))
+
+        # linkage and periods: the virtual ward table is small; only the spells it names come back
+        vw_ids = pd.DataFrame({"linked_spell_id": virtual_ward["linked_spell_id"].dropna().astype("str").unique()})
+        _register(be, "tt_vw_ids", vw_ids)
+        named = _fetch(be, "SELECT spell_id, patient_id, dis FROM tt_all "
+                           "WHERE spell_id IN (SELECT linked_spell_id FROM tt_vw_ids) ORDER BY _rownum")
+        named = pd.DataFrame({"spell_id": named["spell_id"].astype("str"), "patient_id": named["patient_id"].astype("str"),
+                              "discharge_date": _from_days(named["dis"], "us")})
+        links, ex_links = link_step_down(named, virtual_ward, max_gap_days=max_gap_days)
+        periods = virtual_ward_periods(virtual_ward, starts)
+        _register(be, "tt_links", links[["spell_id", "vw_stay_id", "vw_admission_date", "vw_discharge_date", "vw_days",
+                                         "referral_date"]])
+        _register(be, "tt_periods", periods[["provider_code", "period_start", "period_end"]])
+
+        # the eligible spells (_eligible_spells), each step counted
+        in_period = (f"(p.provider_code IS NOT NULL AND a.adm >= {_day('p.period_start')} "
+                     f"AND a.adm <= {_day('p.period_end')})")
+        flow = be.query(
+            f"SELECT COUNT(*) AS n0, SUM(CASE WHEN emergency THEN 1 ELSE 0 END) AS n1, "
+            f"SUM(CASE WHEN {adult} THEN 1 ELSE 0 END) AS n2, "
+            f"SUM(CASE WHEN pathway IS NOT NULL THEN 1 ELSE 0 END) AS n3, "
+            f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} THEN 1 ELSE 0 END) AS n4, "
+            f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} AND NOT died THEN 1 ELSE 0 END) AS n5, "
+            f"SUM(CASE WHEN n_pathways > 1 THEN 1 ELSE 0 END) AS clashes, MAX(adm) AS last_adm "
+            f"FROM tt_all AS a LEFT JOIN tt_periods AS p ON a.provider_code = p.provider_code").iloc[0]
+        n = [int(flow[f"n{i}"] or 0) for i in range(6)]
+        if int(flow["clashes"] or 0):  # assign_pathway's message, for the first spell whose diagnosis is in two
+            clash = be.query("SELECT primary_diagnosis FROM tt_all WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1")
+            assign_pathway(clash["primary_diagnosis"].astype("str"), pathways)
+        end_data = (pd.Timestamp(follow_up_end) if follow_up_end is not None
+                    else _EPOCH + pd.Timedelta(days=int(flow["last_adm"])))
+        end_day = int((end_data.normalize() - _EPOCH).days)
+        ex: list[dict] = []
+        _count(ex, "spells", "emergency admissions", n[0], n[1], "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
+        _count(ex, "spells", f"aged {min_age} or over", n[1], n[2], f"aged under {min_age}")
+        _count(ex, "spells", "eligible pathway", n[2], n[3], "primary diagnosis outside the pathways' ICD-10 codes")
+        _count(ex, "spells", "provider and months with a virtual ward", n[3], n[4],
+               "admitted at a provider without a virtual ward, or outside the months it ran")
+        ex_old = list(ex)
+        be.materialise("tt_eligible_link", (
+            f"SELECT a.*, l.vw_stay_id, l.vw_admission_date, l.vw_discharge_date, l.referral_date, "
+            f"COALESCE(l.vw_days, 0) AS vw_days, CASE WHEN l.vw_stay_id IS NOT NULL THEN 1 ELSE 0 END AS linked "
+            f"FROM tt_all AS a JOIN tt_periods AS p ON a.provider_code = p.provider_code "
+            f"LEFT JOIN tt_links AS l ON l.spell_id = a.spell_id WHERE a.pathway IS NOT NULL AND {in_period}"))
+        # the spells and deaths of the cohort's patients: all the history and the outcomes look at
+        be.materialise("tt_spells", "SELECT spell_id, patient_id, provider_code, adm, dis, emergency, died FROM tt_all "
+                                    "WHERE patient_id IN (SELECT patient_id FROM tt_eligible_link)")
+        if deaths is not None:
+            _register(be, "tt_death_records", pd.DataFrame({"patient_id": deaths["patient_id"].astype("str"),
+                                                             "date_of_death": deaths["date_of_death"]}))
+        be.materialise("tt_deaths", "SELECT patient_id, dis AS dday FROM tt_spells WHERE died" + (
+            f" UNION ALL SELECT CAST(patient_id AS VARCHAR) AS patient_id, {_day('date_of_death')} AS dday "
+            f"FROM tt_death_records WHERE date_of_death IS NOT NULL" if deaths is not None else ""))
+        # days to the next emergency admission (helpers.derive.next_emergency_gap): the first one on or
+        # after the discharge day, at any provider, other than the spell itself
+        be.materialise("tt_eligible_all", (
+            "SELECT e.*, g.gap FROM tt_eligible_link AS e LEFT JOIN (SELECT e2.spell_id, MIN(s.adm - e2.dis) AS gap "
+            "FROM tt_eligible_link AS e2 JOIN tt_spells AS s ON s.patient_id = e2.patient_id AND s.emergency "
+            "AND s.adm >= e2.dis AND s.spell_id <> e2.spell_id GROUP BY e2.spell_id) AS g ON g.spell_id = e.spell_id"))
+        trial = _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, long_window_days,
+                           prior_days, end_data, end_day, n[4])
+        _count(ex_old, "spells", "discharged alive", n[4], n[5], "died in the acute spell, so could not be stepped down")
+        old_cov = [c for c in covariates or [] if c in present or c in DERIVED_SPELL_FIELDS] + ["pathway"]
+        old = _cohort_sql(be, present, spec, ex_old, ex_links, links, periods, old_cov, window, end_data)
+        pathway_rows = _fetch(be, "SELECT provider_code, adm, dis FROM tt_all WHERE pathway IS NOT NULL ORDER BY _rownum")
+    finally:
+        be.close()
+    monthly = monthly_bed_days(pd.DataFrame({
+        "provider_code": pathway_rows["provider_code"].astype("str"),
+        "admission_date": _from_days(pathway_rows["adm"], "us"), "discharge_date": _from_days(pathway_rows["dis"], "us")}))
+    return VirtualWardInput(trial, old, stand_in, monthly, coverage, engine)
+
+
+def _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, long_window_days, prior_days,
+               end_data, end_day, n_eligible) -> TargetTrial:
+    """The target trial's steps after the eligible spells (:func:`build_target_trial`), in SQL."""
+    linked = "linked = 1"
+    ref = _day("referral_date")
+    has_ref = "(linked = 1 AND referral_date IS NOT NULL)"
+    be.materialise("tt_eligible", (
+        f"SELECT *, {ref} AS ref, "
+        f"CASE WHEN {linked} THEN {_day('vw_discharge_date')} ELSE dis END AS eoc, "
+        f"CASE WHEN {has_ref} THEN {ref} - adm WHEN {linked} THEN dis - adm END AS treatment_day, "
+        f"CASE WHEN {has_ref} THEN 'referral_date' WHEN {linked} THEN 'step-down day' ELSE '' END "
+        f"AS time_zero_source, ROW_NUMBER() OVER (ORDER BY _rownum) AS _c "
+        f"FROM tt_eligible_all WHERE NOT COALESCE({has_ref} AND ({ref} < adm OR {ref} > dis), FALSE)"))
+    n_c = int(be.query("SELECT COUNT(*) AS n FROM tt_eligible").iloc[0]["n"])
+    _count(ex, "spells", "referral_date within the linked spell", n_eligible, n_c,
+           "the step-down stay's referral_date is before the admission or after the acute discharge")
+    # prior-year history (prior_use), measured before admission from every spell of the patient
+    d = int(prior_days)
+    prior = (
+        f"SELECT e.spell_id, SUM(CASE WHEN s.emergency AND s.adm >= e.adm - {d} AND s.adm < e.adm THEN 1 ELSE 0 END) "
+        f"AS n_prior, SUM(GREATEST(LEAST(s.dis, e.adm) - GREATEST(s.adm, e.adm - {d}), 0)) AS nights "
+        f"FROM tt_eligible AS e JOIN tt_spells AS s ON s.patient_id = e.patient_id AND s.spell_id <> e.spell_id "
+        f"AND ((s.adm < e.adm AND s.dis > e.adm - {d}) OR (s.adm >= e.adm - {d} AND s.adm < e.adm)) "
+        f"GROUP BY e.spell_id")
+    be.materialise("tt_cohort", (
+        f"SELECT e.*, COALESCE(pr.n_prior, 0) AS prior_emergency_admissions, "
+        f"COALESCE(pr.nights, 0) AS prior_bed_days FROM tt_eligible AS e "
+        f"LEFT JOIN ({prior}) AS pr ON pr.spell_id = e.spell_id"))
+    tz = be.query("SELECT time_zero_source, COUNT(*) AS n FROM tt_cohort GROUP BY time_zero_source")
+    tz_n = dict(zip(tz["time_zero_source"].astype(str), tz["n"].astype(int)))
+    counts = {k: int(tz_n.get(k, 0)) for k in ("referral_date", "step-down day")}
+    used = [k for k, v in counts.items() if v]
+    time_zero = used[0] if len(used) == 1 else ("mixed" if used else "none")
+
+    # risk sets: (provider, pathway, hospital day of a treated spell's time zero), in order of first appearance
+    keys = ("SELECT provider_code, pathway, treatment_day AS landmark_day, MIN(_c) AS _k FROM tt_cohort "
+            "WHERE treatment_day IS NOT NULL GROUP BY provider_code, pathway, treatment_day")
+    be.materialise("tt_rows", (
+        f"SELECT c.*, k.landmark_day, c.adm + k.landmark_day AS t0, "
+        f"CASE WHEN c.treatment_day = k.landmark_day THEN 1 ELSE 0 END AS treated, "
+        f"ROW_NUMBER() OVER (ORDER BY c._c, k._k) AS _row "
+        f"FROM tt_cohort AS c JOIN ({keys}) AS k ON k.provider_code = c.provider_code AND k.pathway = c.pathway "
+        f"WHERE c.dis - c.adm >= k.landmark_day AND (c.treatment_day IS NULL OR c.treatment_day >= k.landmark_day)"))
+    in_sets = be.query("SELECT COUNT(DISTINCT spell_id) AS n FROM tt_rows").iloc[0]
+    _count(ex, "spells", "in a risk set", n_c, int(in_sets["n"]),
+           "not in hospital on the hospital day of any step-down decision at its provider and pathway")
+    rows = _fetch(be, _outcomes_sql("tt_rows", window, long_window_days, end_day) + " ORDER BY x._row")
+    be.materialise("tt_naive", "SELECT *, linked AS treated, adm AS t0, 0 AS landmark_day, _c AS _row FROM tt_cohort")
+    naive = _fetch(be, _outcomes_sql("tt_naive", window, long_window_days, end_day) + " ORDER BY x._row")
+    r = _trial_frame(rows, present, spec, risk_set=True)
+    a = _trial_frame(naive, present, spec, risk_set=False)
+    return _finish_target_trial(r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data)
+
+
+def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, end_data) -> Cohort:
+    """:func:`build_cohort` after the eligible spells, in SQL: the all-spells design, clocks from admission."""
+    w = int(window)
+    lookup = ("SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
+              "GROUP BY patient_id, adm")
+    first_death = (f"SELECT x.spell_id, MIN(d.dday) AS death_day FROM tt_old AS x JOIN tt_deaths AS d "
+                   f"ON d.patient_id = x.patient_id AND d.dday >= x.dis AND d.dday <= x.dis + {w - 1} "
+                   f"GROUP BY x.spell_id")
+    be.materialise("tt_old", (
+        "SELECT *, CASE WHEN linked = 1 THEN " + _day("vw_discharge_date") + " ELSE dis END AS eoc "
+        "FROM tt_eligible_all WHERE NOT died"))
+    r30 = f"(x.gap IS NOT NULL AND x.gap <= x.eoc - x.dis + {w - 1})"
+    sql = (
+        f"SELECT x.*, CASE WHEN {r30} THEN 1 ELSE 0 END AS readmission_30d, "
+        f"CASE WHEN x.gap IS NOT NULL AND x.gap <= {w - 1} THEN 1 ELSE 0 END AS readmission_30d_from_acute_discharge, "
+        f"CASE WHEN fd.death_day IS NULL THEN 0 ELSE 1 END AS death_30d, "
+        f"CASE WHEN {r30} OR fd.death_day IS NOT NULL THEN 1 ELSE 0 END AS readmission_or_death_30d, "
+        f"CASE WHEN {r30} AND lk.prov IS NOT NULL AND lk.prov <> x.provider_code THEN 1 ELSE 0 END "
+        f"AS readmission_other_provider "
+        f"FROM tt_old AS x LEFT JOIN ({first_death}) AS fd ON fd.spell_id = x.spell_id "
+        f"LEFT JOIN ({lookup}) AS lk ON lk.patient_id = x.patient_id AND lk.adm = x.dis + x.gap ORDER BY x._rownum")
+    got = _fetch(be, sql)
+    c = pd.DataFrame(index=pd.RangeIndex(len(got)))
+    for col in present:
+        c[col] = _spell_column(got[col], spec[col]["type"])
+    c["pathway"] = got["pathway"].astype("str").to_numpy()
+    c["vw_stay_id"] = pd.Series(got["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    for col in ("vw_admission_date", "vw_discharge_date"):  # as merged from the links
+        c[col] = pd.to_datetime(got[col]).astype(links[col].dtype).to_numpy()
+    c["treated"] = got["linked"].astype("int64").to_numpy()
+    c["month"] = pd.Series(c["admission_date"]).dt.to_period("M").dt.to_timestamp().to_numpy()
+    c["vw_days"] = got["vw_days"].astype("int64").to_numpy()
+    c["acute_los"] = (got["dis"] - got["adm"]).astype("int64").to_numpy()
+    c["total_los"] = c["acute_los"] + c["vw_days"]
+    c["end_of_care"] = c["vw_discharge_date"].where(c["treated"] == 1, pd.to_datetime(c["discharge_date"]))
+    for col in ("readmission_30d", "readmission_30d_from_acute_discharge", "death_30d", "readmission_or_death_30d",
+                "readmission_other_provider"):
+        c[col] = got[col].astype("int64").to_numpy()
+    return _finish_cohort(c, ex, ex_links, links, periods, covariates, window, end_data)
+
+
+def _trial_frame(sql_rows: pd.DataFrame, present: list[str], spec: dict, risk_set: bool) -> pd.DataFrame:
+    """Risk-set rows (or the naive all-spells rows) from SQL, in the columns and dtypes of the pandas build."""
+    out = pd.DataFrame(index=pd.RangeIndex(len(sql_rows)))
+    landmark = sql_rows["landmark_day"].astype("int64").to_numpy()
+    if risk_set:
+        out["risk_set"] = (sql_rows["provider_code"].astype("str") + " | " + sql_rows["pathway"].astype("str")
+                           + " | day " + pd.Series(landmark).astype("str")).to_numpy()
+    else:
+        out["risk_set"] = "all eligible spells"
+    out["landmark_day"] = landmark
+    out["time_zero"] = _from_days(sql_rows["t0"])
+    source = sql_rows["time_zero_source"].astype("str")
+    out["time_zero_source"] = np.where(sql_rows["treated"].astype(int) == 1, source, "") if risk_set else source
+    for c in present:
+        out[c] = _spell_column(sql_rows[c], spec[c]["type"])
+    out["pathway"] = sql_rows["pathway"].astype("str").to_numpy()
+    adm = pd.Series(out["admission_date"]).astype("datetime64[ns]")
+    out["month"] = adm.dt.to_period("M").dt.to_timestamp().to_numpy()
+    for c in ("prior_emergency_admissions", "prior_bed_days", "treated", "vw_days"):
+        out[c] = sql_rows[c].astype("int64").to_numpy()
+    out["vw_stay_id"] = pd.Series(sql_rows["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    out["end_of_care"] = _from_days(sql_rows["eoc"])
+    for c in TARGET_TRIAL_OUTCOMES + ["readmission_other_provider"]:
+        out[c] = sql_rows[c].astype("float64" if c == "readmission_90d" else "int64").to_numpy()
+    return out

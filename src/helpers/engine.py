@@ -742,6 +742,20 @@ def _derived_sql(src: TableSource, window: int, follow_up_end: Any | None, readm
     )
 
 
+def derived_spells_sql(src: TableSource, readmission_window_days: int = 30, follow_up_end: Any | None = None,
+                       carry: Sequence[str] = ("_rownum",), readmission: bool = True) -> str:
+    """SQL (DuckDB dialect) of the spells of ``src`` with the derived fields of :func:`load_spells`.
+
+    For modules that build on the spells in SQL and bring only their result
+    to pandas (:func:`helpers.cohort.prepare_virtual_ward`). Columns: the
+    contract columns present, ``carry``, los_days, emergency, elective,
+    day_case, died, readmission_days, readmit_30d, readmission_eligible,
+    financial_year. ``readmission=False`` leaves out the readmission linkage
+    (a window over every spell): readmission_days is then missing.
+    """
+    return _derived_sql(src, int(readmission_window_days), follow_up_end, readmission=readmission, carry=list(carry))
+
+
 _SPELL_DTYPES = {"string": "str", "integer": "Int64", "number": "Float64", "date": "datetime64[us]"}
 
 
@@ -1159,6 +1173,20 @@ def _stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.D
                                    "columns_ignored": src.leftover, **src.origin}
     frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
     return frame
+
+
+def profile_stand_in(src: TableSource, threshold: int | None = None) -> pd.DataFrame:
+    """A zero-row stand-in for a table read by an engine, carrying its data-quality profile (every row).
+
+    :func:`data_quality`, :func:`describe` and :func:`helpers.quality.exclusion_flow`
+    read it as they read a loaded table, so a notebook that never loads the
+    spells into pandas reports on them the same way.
+    """
+    from helpers import disclosure
+
+    threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
+    table = _profile_sql(src, "TRUE", src.typed_sql, threshold)
+    return _stand_in(src, src.rows, table)
 
 
 def data_quality(loaded: pd.DataFrame | Mapping[str, pd.DataFrame], threshold: int | None = None) -> pd.DataFrame:
