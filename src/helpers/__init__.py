@@ -37,6 +37,7 @@ Methods
     the period an extract covers and monthly measures over complete months.
     ``casemix``: indirect standardisation fitted on aggregated cells. ``funnel``: funnel plots (Spiegelhalter 2005) with
     overdispersion. ``opportunity``: GIRFT-style opportunity with its interval.
+    ``comparison``: the variation notebook's funnel input, from spells or an indicator file, decided once.
     ``spc``: *Making Data Count* SPC charts and their icons. ``cohort`` and
     ``evaluation``: the virtual ward cohort and its effects (matching,
     weighting, regression, time series, difference in differences).
@@ -54,6 +55,8 @@ Out
     opens with, written from the notebook's own result tables, and the data
     box. ``pdf``: report.pdf printed from report.html by headless Chromium.
     ``cli``: the ``handbook`` command (``run``, ``list``, ``template``, ``simulate``).
+    ``run``: the steps of ``handbook run`` (inputs checked and hashed once,
+    staging, report, identifier scan without rereading the inputs, the final move).
 
 The book itself
     ``bibstyle``: author-year labels for the list of references.

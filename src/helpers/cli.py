@@ -20,21 +20,19 @@ import argparse
 import ast
 import datetime as dt
 import difflib
-import hashlib
+import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
-import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+import papermill as pm
 import yaml
 
-from helpers import REPO_ROOT, __version__, disclosure
-from helpers.io import InputError, data_dictionary, identifier_columns, load_table, sample_path, table_columns
+from helpers import REPO_ROOT, io, pdf, run, simulate, sources
+from helpers.io import InputError, data_dictionary, table_columns
+from helpers.run import Stopped, UsageError
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 #: The notebook to copy for a new analysis (CONTRIBUTING.md, "A new notebook"); it runs like the others.
@@ -44,10 +42,6 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
 
-class UsageError(Exception):
-    """A mistake in the command line: printed without a traceback."""
-
-
 def available_notebooks() -> dict[str, Path]:
     """Notebooks that ``handbook run`` can run, by name."""
     return {p.stem: p for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb")) if not p.stem.startswith("_")}
@@ -55,8 +49,6 @@ def available_notebooks() -> dict[str, Path]:
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The parameters cell of a notebook: name -> default, type and comment."""
-    import papermill as pm
-
     return pm.inspect_notebook(str(path))
 
 
@@ -97,25 +89,8 @@ def safe_yaml(text: str, what: str) -> Any:
     return yaml.safe_load(text)
 
 
-def sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that compute the results."""
-    names = ["pandas", "numpy", "scipy", "statsmodels", "matplotlib", "seaborn", "papermill", "duckdb"]
-    out = {"helpers": __version__, "python": sys.version.split()[0]}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+#: Runs a notebook; replaced in tests by a stand-in that copies an executed notebook.
+_execute = run.execute_notebook
 
 
 # --------------------------------------------------------------------------- commands
@@ -129,6 +104,16 @@ def cmd_list(_: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    request = run_request(args)
+    result = run.run_notebook(request, execute=_execute)
+    if not args.quiet:
+        print(f"Wrote {result.out}: report.html, {'report.pdf, ' if request.pdf else ''}results.xlsx, tables/ "
+              f"({len(result.sheets)} tables), run.json in {result.seconds:.0f} s (engine: {result.engine})")
+    return 0
+
+
+def run_request(args: argparse.Namespace) -> run.RunRequest:
+    """The command line of ``handbook run`` checked against the notebook's parameters; raises :class:`UsageError`."""
     notebooks = available_notebooks()
     if args.notebook not in notebooks:
         hint = difflib.get_close_matches(args.notebook, list(notebooks), n=1)
@@ -139,7 +124,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     nb_path = notebooks[args.notebook]
     declared = notebook_parameters(nb_path)
-    from helpers import sources
 
     given = parse_assignments(args.data, "--data")  # a file, or a database address (helpers.sources)
     data = {k: v if sources.is_url(v) else Path(v).expanduser().resolve() for k, v in given.items()}
@@ -168,128 +152,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
     if getattr(args, "pdf", False):
-        from helpers import pdf
 
         try:  # before anything runs: a missing browser is a usage problem, not a failed run
             pdf.find_chromium(args.chromium)
         except pdf.ChromiumMissing as exc:
             raise UsageError(str(exc)) from None
 
-    out = Path(args.out).expanduser().resolve()
-    files = [p for p in data.values() if isinstance(p, Path)]
-    previous_run = check_out_folder(out, [*files, *([Path(args.map)] if args.map else [])], args.force)
+    return run.RunRequest(
+        notebook=args.notebook, notebook_path=nb_path, declared=declared, data=data, params=params,
+        out=Path(args.out).expanduser().resolve(), engine=notebook_engine(params, declared),
+        force=args.force, quiet=args.quiet, pdf=getattr(args, "pdf", False), chromium=getattr(args, "chromium", None),
+        column_map_file=Path(args.map) if args.map else None, date_window=dates, contract_tables=CONTRACT_TABLES,
+    )
 
-    fetched = _fetch_databases(data)
-    column_map = params.get("column_map") or {}
-    inputs: dict[str, dict[str, Any]] = {}
-    identifiers: set[str] = set()
-    id_columns = identifier_columns()
-    streamed: dict[str, Path | None] = {}  # inputs checked by DuckDB; their identifiers are looked up after the run
-    for name in [k[5:] for k in declared if k.startswith("data_")]:
-        path = data.get(name)
-        if path is None and name in CONTRACT_TABLES and not sample_path(name).is_file():
-            continue  # an optional input with no sample (deaths): not given, nothing to check
-        if name in CONTRACT_TABLES and params.get("engine", "pandas") != "pandas":
-            from helpers import contract
 
-            rows = contract.validate_table(name, path, column_map if path is not None else None, "duckdb")
-            streamed[name] = path
-        elif name in CONTRACT_TABLES:
-            # check every contract input (the sample too) before anything runs; raises InputError
-            frame = load_table(name, path, column_map if path is not None else None)
-            for col in id_columns & set(frame.columns):
-                identifiers.update(frame[col].dropna().astype(str))
-            rows: int | None = int(len(frame))
-        elif path is not None:
-            # a notebook's own input (an indicator or series file, a price list): read through the
-            # same checks as the contract tables here; the notebook applies its column rules
-            from helpers.io import read_raw
-
-            frame = read_raw(path, name)
-            identifiers |= _identifier_values(frame)
-            rows = int(len(frame))
-        else:
-            rows = None
-        if path is not None:
-            inputs[name] = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), "rows": rows}
-            if path.suffix.lower() in {".xlsx", ".xlsm"}:
-                from helpers.io import excel_sheet
-
-                inputs[name]["sheet"] = excel_sheet(path)  # the active visible sheet, the one read
-        if name in fetched:  # recorded by what was read and where, never with a password
-            inputs[name] = {"file": f"{fetched[name].what} from {fetched[name].address}", "sha256": sha256(path),
-                            "rows": rows}
-
-    started = time.perf_counter()
+def notebook_engine(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> str | None:
+    """The engine the notebook will read its spells with: the one given, else its default; None if it has no choice."""
+    if "engine" in params:
+        return str(params["engine"])
+    if "engine" not in declared:
+        return None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise UsageError(f"Cannot write in {out.parent}: {exc.strerror or exc}. Choose a folder you can write to.") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the results folder follows the user's umask
-    previous_handler = stop_on_sigterm()
-    try:
-        tables = staging / "tables"
-        tables.mkdir()
-        run_params = {**params, **{f"data_{k}": str(v) for k, v in data.items()}, "output_dir": str(tables)}
-        executed = staging / f"{args.notebook}.ipynb"
-        _execute(nb_path, executed, run_params, quiet=args.quiet)
-        import nbformat
-
-        from helpers import report
-
-        title = report.notebook_title(nbformat.read(nb_path, as_version=4), args.notebook)
-        front = report.front_matter(args.notebook, inputs, params, title)
-        report.write_html(executed, staging / "report.html", title=args.notebook, front=front)
-        if getattr(args, "pdf", False):
-            pdf.write_pdf(staging / "report.html", staging / "report.pdf", args.chromium)
-        elapsed = round(time.perf_counter() - started, 1)
-        sheets = report.write_workbook(tables, staging / "results.xlsx", front)
-        report.write_run_json(
-            staging / "run.json",
-            {
-                "notebook": args.notebook,
-                "parameters": params,
-                "inputs": inputs,
-                "date_window": dates,
-                "tables": {s: _count_rows(tables / f"{s}.csv") for s in sheets},
-                "exclusions": _read_records(tables / "exclusions.csv"),
-                "package_versions": package_versions(),
-                "seconds": elapsed,
-                "finished": dt.datetime.now().isoformat(timespec="seconds"),
-            },
-        )
-        report.write_figures(executed, staging / "figures")
-        if streamed:
-            identifiers |= disclosure.identifiers_in_outputs(staging, streamed, column_map or None)
-        findings = disclosure.scan_outputs(staging, identifiers)
-        if findings:
-            raise RuntimeError(
-                "Nothing was written: the outputs would contain identifiers.\n  " + "\n  ".join(findings)
-            )
-        move_into_place(staging, out, previous_run)
-    except OSError as exc:
-        where = exc.filename or out.parent
-        raise RuntimeError(f"Could not write the results ({exc.strerror or exc}: {where}); nothing was written.") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
-    if not args.quiet:
-        print(f"Wrote {out}: report.html, {'report.pdf, ' if getattr(args, 'pdf', False) else ''}results.xlsx, tables/ ({len(sheets)} tables), run.json "
-              f"in {elapsed:.0f} s")
-    return 0
+        return str(ast.literal_eval(str(declared["engine"]["default"])))
+    except (ValueError, SyntaxError):
+        return run.DEFAULT_ENGINE
 
 
 def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
     """Name the sheet to read for Excel inputs (``--sheet NAME=SHEET``), for the checks and the notebook's kernel."""
-    import json
-
-    from helpers import io
-
     if not sheets:
         return
     chosen = json.loads(os.environ.get(io.EXCEL_SHEETS_VARIABLE) or "{}")
@@ -305,8 +195,6 @@ def set_date_window(text: str | None) -> str:
 
     Returns the window in force, as ``FROM:TO``.
     """
-    from helpers import io
-
     if text:
         first, sep, last = text.partition(":")
         try:
@@ -335,7 +223,6 @@ def data_parameters(raw_params: dict[str, str], data: dict[str, Any]) -> dict[st
         name = key.removeprefix("data_")
         if name in data:
             raise UsageError(f"The input {name!r} is given twice (--data {name}=... and --param {key}=...); give it once.")
-        from helpers import sources
 
         value = raw_params.pop(key).strip()
         routed[name] = value if sources.is_url(value) else Path(value).expanduser().resolve()
@@ -387,152 +274,6 @@ def checked_parameter_types(params: dict[str, Any], declared: dict[str, dict[str
     return checked
 
 
-def check_out_folder(out: Path, inputs: Sequence[Path], force: bool) -> dict[str, tuple[int, int]] | None:
-    """Check that the run may write ``out``; return what a replaced previous run holds, or ``None``.
-
-    ``out`` must be a new or empty folder, or, with ``--force``, the folder of a
-    previous run (it holds ``run.json``) that holds none of this run's inputs.
-    Anything else (a file, a folder of other files, the folder of the input,
-    ``.`` or ``/``) is refused, so ``--force`` can never delete a user's files.
-    """
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give the name of a folder for the results.")
-    for path in inputs:
-        resolved = Path(path).expanduser().resolve()
-        if resolved == out or out in resolved.parents:
-            raise UsageError(f"--out {out} holds the input {resolved.name}; write the results to another folder.")
-    try:
-        empty = not out.exists() or not any(out.iterdir())
-    except OSError as exc:
-        raise UsageError(f"Cannot look inside --out {out}: {exc.strerror or exc}.") from None
-    if empty:
-        if not os.access(_existing_parent(out.parent), os.W_OK):
-            raise UsageError(f"Cannot write in {_existing_parent(out.parent)}: permission denied. Choose a folder you can write to.")
-        return None
-    if not (out / "run.json").is_file():
-        raise UsageError(
-            f"{out} already exists and holds files that are not a previous run (no run.json); "
-            "handbook only replaces its own results. Choose a new folder."
-        )
-    if not force:
-        raise UsageError(f"{out} holds a previous run; use --force to replace it, or choose a new folder.")
-    if not os.access(out.parent, os.W_OK):
-        raise UsageError(f"Cannot replace {out}: {out.parent} is not writable.")
-    return folder_fingerprint(out)
-
-
-def _existing_parent(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def folder_fingerprint(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``folder`` with its size and modification time, to notice a change."""
-    found = {}
-    for p in sorted(folder.rglob("*")):
-        st = p.lstat()
-        found[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
-    return found
-
-
-def move_into_place(staging: Path, out: Path, previous_run: dict[str, tuple[int, int]] | None) -> None:
-    """Rename the finished ``staging`` folder to ``out``, atomically.
-
-    A new ``out`` is taken by one rename, which fails if another run (or
-    anyone) has written a non-empty ``out`` meanwhile. A previous run is first
-    renamed aside and compared with what was checked at the start; if it has
-    changed, it is put back and nothing is replaced.
-    """
-    taken = f"{out} was written by someone else while this run was going; nothing was replaced. Run again with a new --out."
-    if previous_run is None:
-        try:
-            os.rename(staging, out)
-        except OSError:
-            raise RuntimeError(taken) from None
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced.", dir=out.parent))
-    try:
-        os.rename(out, aside / "run")
-    except OSError:
-        aside.rmdir()
-        raise RuntimeError(taken) from None
-    if folder_fingerprint(aside / "run") != previous_run:
-        os.rename(aside / "run", out)
-        aside.rmdir()
-        raise RuntimeError(taken)
-    try:
-        os.rename(staging, out)
-    except OSError:
-        if not out.exists():
-            os.rename(aside / "run", out)
-        raise RuntimeError(taken) from None
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-class Stopped(KeyboardInterrupt):
-    """The run was stopped by a signal (SIGTERM), handled like Ctrl+C (SIGINT)."""
-
-
-def stop_on_sigterm() -> Any:
-    """Make SIGTERM stop a run the way Ctrl+C does, so the staging folder is removed.
-
-    Returns the previous handler (to restore), or ``None`` outside the main thread.
-    """
-    import threading
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Stopped(signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _identifier_values(frame: Any) -> set[str]:
-    """Values of the identifier columns (patient or record ids) of a raw input, matched by name."""
-    from helpers.io import normalise_name
-
-    wanted = {normalise_name(c) for c in identifier_columns()}
-    found: set[str] = set()
-    for col in frame.columns:
-        if normalise_name(col) in wanted:
-            found.update(str(v).strip() for v in frame[col].dropna())
-    return found
-
-
-def _fetch_databases(data: dict[str, Any]) -> dict[str, Any]:
-    """Read each database input into a private temporary folder; ``data`` then names the local files."""
-    from helpers import sources
-
-    urls = {k: v for k, v in data.items() if isinstance(v, str)}
-    if not urls:
-        return {}
-    import atexit
-
-    folder = Path(tempfile.mkdtemp(prefix="handbook-sql-"))
-    atexit.register(shutil.rmtree, folder, True)
-    fetched = {}
-    for name, url in urls.items():
-        fetched[name] = sources.fetch(url, folder, name)
-        data[name] = fetched[name].path
-    return fetched
-
-
-def _read_records(csv: Path) -> list[dict[str, str]]:
-    """Rows of a (small, suppressed) result table as records, for run.json."""
-    if not csv.is_file():
-        return []
-    import pandas as pd
-
-    return pd.read_csv(csv, dtype=str, keep_default_na=False).to_dict("records")
-
-
-def _count_rows(csv: Path) -> int:
-    with open(csv, encoding="utf-8") as f:
-        return max(sum(1 for _ in f) - 1, 0)
-
-
 def _read_map(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise UsageError(f"Cannot find the column map {path}")
@@ -547,43 +288,7 @@ def _read_map(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in mapping.items() if v}
 
 
-def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:
-    """The kernel's arguments; with ``--quiet`` its log keeps to CRITICAL.
-
-    jupyter_client interrupts (SIGINT) every kernel it shuts down, and
-    ipykernel logs "KeyboardInterrupt caught in kernel" at ERROR level when the
-    interrupt lands while it is busy, after a run that went well.
-    """
-    if not quiet:
-        return list(arguments)
-    return [a for a in arguments if not a.startswith("--IPKernelApp.log_level")] + ["--IPKernelApp.log_level=CRITICAL"]
-
-
-def _execute(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool) -> None:
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    from helpers import report
-
-    try:
-        pm.execute_notebook(
-            str(nb_path),
-            str(executed),
-            parameters=params,
-            cwd=str(nb_path.parent),
-            progress_bar=not quiet,
-            kernel_name="python3",
-            log_output=False,
-            extra_arguments=kernel_arguments(report.KERNEL_ARGUMENTS, quiet),  # figures as PNG and SVG
-        )
-    except PapermillExecutionError as exc:
-        if exc.ename == "InputError":
-            raise InputError(str(exc.evalue)) from None
-        raise RuntimeError(f"The notebook stopped with {exc.ename}: {exc.evalue}") from None
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from helpers import simulate
 
     out = Path(args.out)
     if args.spells_only:
@@ -652,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--dates", metavar="FROM:TO",
                        help="plausible dates in the inputs (default 1990-01-01 to tomorrow); others are errors")
     p_run.add_argument("--engine", choices=["pandas", "duckdb", "spark"],
-                       help="what reads the spells: pandas (default), duckdb (large files), spark (a cluster)")
+                       help="what reads the spells: duckdb (the default, any size on one machine), spark (a cluster), "
+                            "pandas (small extracts)")
     p_run.set_defaults(func=cmd_run)
 
     p_tpl = sub.add_parser("template", help="write a commented column-map file to fill in")
@@ -680,7 +386,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        from helpers import sources
 
         print(sources.reword(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -142,6 +142,8 @@ def suppress_counts(counts: Iterable[int], threshold: int = DEFAULT_THRESHOLD) -
 
 
 # --------------------------------------------------------------------------- identifier scan
+#: Identifier values shorter than this are not looked for (a short id would match counts and codes).
+MIN_IDENTIFIER_LENGTH = 6
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{6,}")
 #: Ten digits, or three, three and four digits with one space or hyphen between the groups (the
 #: way an NHS number is written), not part of a longer word or number: not inside a hash (letters
@@ -273,6 +275,23 @@ def nhs_numbers_in(value: str) -> set[str]:
     return {m.group(1) for m in _NHS_NUMBER.finditer(value) if is_valid_nhs_number(m.group(1))}
 
 
+def identifier_candidates(folder: Path) -> set[str]:
+    """Every word and every whole value of the files :func:`scan_outputs` reads that could be an identifier.
+
+    What :func:`scan_outputs` compares with the identifiers, so that a run can
+    look these few (the outputs are small) up in its inputs, not the other way round.
+    """
+    found: set[str] = set()
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in SCANNED_SUFFIXES:
+            continue
+        for value in output_values(path):
+            found.update(_TOKEN.findall(value))
+            if len(value.strip()) >= MIN_IDENTIFIER_LENGTH:
+                found.add(value.strip())
+    return found
+
+
 def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:
     """Find input identifiers and valid NHS numbers in every file a run wrote.
 
@@ -281,7 +300,7 @@ def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:
     (:func:`output_values`) is looked at on its own. Returns one finding per
     file and kind; an empty list means the folder is safe to send.
     """
-    ids = {str(i) for i in identifiers if i is not None and len(str(i)) >= 6}
+    ids = {str(i) for i in identifiers if i is not None and len(str(i)) >= MIN_IDENTIFIER_LENGTH}
     findings = []
     for path in sorted(Path(folder).rglob("*")):
         if not path.is_file() or path.suffix.lower() not in SCANNED_SUFFIXES:

@@ -364,7 +364,9 @@ def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | Non
     target = folder / f"{path.stem}.parquet"
     text.to_parquet(target, index=False)
     summary = spells.attrs.get("load_summary", {})
-    origin = {"file": path.name, "rows_read": int(summary.get("rows_read", len(spells)))}
+    origin = {"file": path.name, "rows_read": int(summary.get("rows_read", len(spells))),
+              "columns_mapped": dict(summary.get("columns_mapped") or {}),  # the original's names, not the built file's
+              "columns_ignored": list(summary.get("columns_ignored") or [])}
     if summary.get("load_steps"):
         origin["load_steps"] = summary["load_steps"]
     return target, origin

@@ -333,6 +333,7 @@ def _semicolon_hint(path: Path) -> str:
 
 # --------------------------------------------------------------------------- mapping
 def normalise_name(name: str) -> str:
+    """A column name as it is matched to the contract's names: trimmed, spaces and hyphens as ``_``, upper case."""
     return re.sub(r"[\s\-]+", "_", str(name).strip()).upper()
 
 

@@ -362,6 +362,7 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
     be = src.backend
     ids = io.identifier_columns()
     source = {v: k for k, v in src.mapping.items()}
+    source |= {v: k for k, v in (src.origin.get("columns_mapped") or {}).items()}  # a file built from episodes
     base = f"SELECT * FROM ({derived}) AS d WHERE {where}"
     aggs = ["COUNT(*) AS n_rows"]
     for i, c in enumerate(src.present):
