@@ -60,7 +60,10 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
+from scipy.linalg import qr
 from scipy.special import expit, logit
+
+from helpers import disclosure
 
 #: Covariates of the propensity score and the regression adjustment (METHODS.md
 #: section 5; comorbidity is not in data contract v1, so it is not a default).
@@ -651,8 +654,6 @@ def full_rank_columns(X: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     Dummy columns can be collinear within risk sets (a month in which only one
     provider's ward ran) or all zero in a subset; the models need full rank.
     """
-    from scipy.linalg import qr
-
     X = np.asarray(X, float)
     if X.shape[1] == 0:
         return np.arange(0)
@@ -1021,8 +1022,6 @@ def hide_small_counts(table: pd.DataFrame, columns: list[str], threshold: int | 
     to 7). Zero and larger counts stay. ``threshold`` defaults to
     :data:`helpers.disclosure.DEFAULT_THRESHOLD`.
     """
-    from helpers import disclosure
-
     threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
     out = table.copy()
     for col in columns:
