@@ -16,7 +16,13 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 #: Glob patterns, from the repository's root, of the files the package reads at run time.
-SHIPPED = ("data/data_dictionary.yaml", "data/sample/*", "notebooks/*.ipynb", "book/**/*.md", "book/references.bib")
+SHIPPED = (
+    "data/data_dictionary.yaml",
+    "data/sample/*",
+    "notebooks/*.ipynb",
+    "book/**/*.md",
+    "book/references.bib",
+)
 ROOT = Path(__file__).resolve().parent
 
 

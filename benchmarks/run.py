@@ -51,7 +51,15 @@ from pathlib import Path
 
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
 #: The virtual ward notebook's covariates (its target-trial design).
-COVARIATES = ["age", "sex", "frailty_score", "imd_decile", "month", "prior_emergency_admissions", "prior_bed_days"]
+COVARIATES = [
+    "age",
+    "sex",
+    "frailty_score",
+    "imd_decile",
+    "month",
+    "prior_emergency_admissions",
+    "prior_bed_days",
+]
 #: What can be measured: the floor, the notebooks' cores, and ``handbook run`` end to end.
 TASKS = ("scan", "variation", "virtual_ward", "run_variation", "run_virtual_ward")
 
@@ -64,7 +72,11 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
 
         reader = "read_parquet" if path.endswith(".parquet") else "read_csv"
         # a hash of every value, so every column is read and decoded (a MIN could come from Parquet statistics)
-        row = duckdb.connect().execute(f"SELECT COUNT(*) AS n, BIT_XOR(HASH(COLUMNS(*))) FROM {reader}('{path}')").fetchone()
+        row = (
+            duckdb.connect()
+            .execute(f"SELECT COUNT(*) AS n, BIT_XOR(HASH(COLUMNS(*))) FROM {reader}('{path}')")
+            .fetchone()
+        )
         return {"rows": int(row[0])}
     if task == "variation":
         from helpers import casemix, funnel, opportunity
@@ -74,11 +86,20 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
         definition = casemix.INDICATORS[indicator]
         prepared = eng.prepare_variation(path, indicator, engine=engine)
         result = funnel.funnel(prepared.model.providers, "ratio", scale=prepared.model.dispersion)
-        opp = opportunity.opportunity(result, "median", definition.higher_is_better, prepared.bed_days_per_event,
-                                      seed=2026, years=prepared.years)
-        return {"rows": prepared.spells_read, "cells": int(prepared.model.diagnostics.loc[0, "cells"]),
-                "outliers": int((result.providers["outlier"] != "none").sum()),
-                "naive_opportunity": float(opp.summary.loc[0, "opportunity"])}
+        opp = opportunity.opportunity(
+            result,
+            "median",
+            definition.higher_is_better,
+            prepared.bed_days_per_event,
+            seed=2026,
+            years=prepared.years,
+        )
+        return {
+            "rows": prepared.spells_read,
+            "cells": int(prepared.model.diagnostics.loc[0, "cells"]),
+            "outliers": int((result.providers["outlier"] != "none").sum()),
+            "naive_opportunity": float(opp.summary.loc[0, "opportunity"]),
+        }
     if task == "virtual_ward":
         from helpers import cohort as co
         from helpers import evaluation as ev
@@ -88,12 +109,17 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
         prepared = co.prepare_virtual_ward(path, stays, covariates=COVARIATES, engine=engine)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            results = ev.estimate_target_trial(prepared.trial, co.TARGET_TRIAL_OUTCOMES, COVARIATES, seed=2026)
+            results = ev.estimate_target_trial(
+                prepared.trial, co.TARGET_TRIAL_OUTCOMES, COVARIATES, seed=2026
+            )
         effects = results.effects
         main = effects[(effects["outcome"] == "acute_los") & (effects["method"] == "aipw")]
         rows = prepared.spells.attrs.get("load_summary", {}).get("rows_read", len(prepared.spells))
-        return {"rows": int(rows), "cohort": int(len(prepared.trial.rows)),
-                "acute_los_aipw": float(main["estimate"].iloc[0]) if len(main) else float("nan")}
+        return {
+            "rows": int(rows),
+            "cohort": int(len(prepared.trial.rows)),
+            "acute_los_aipw": float(main["estimate"].iloc[0]) if len(main) else float("nan"),
+        }
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -143,8 +169,20 @@ def tree_rss_mib(pid: int) -> float:
 def run_command(task: str, path: Path, engine: str, extra: dict, out: Path) -> list[str]:
     """The ``handbook run`` command line of a ``run_`` task."""
     notebook = task.removeprefix("run_")
-    cmd = [sys.executable, "-m", "helpers.cli", "run", notebook, "--data", f"spells={path}",
-           "--engine", engine, "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "helpers.cli",
+        "run",
+        notebook,
+        "--data",
+        f"spells={path}",
+        "--engine",
+        engine,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     if notebook == "virtual_ward":
         cmd += ["--data", f"virtual_ward={extra['virtual_ward']}"]
     if "indicator" in extra:
@@ -172,8 +210,11 @@ def measure(task: str, path: Path, engine: str, extra: dict, timeout: float) -> 
             if time.perf_counter() > deadline:
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
-                return {"seconds": timeout, "peak_mib": max(usage.ru_maxrss / 1024, tree_peak),
-                        "error": f"over {timeout:.0f} s"}
+                return {
+                    "seconds": timeout,
+                    "peak_mib": max(usage.ru_maxrss / 1024, tree_peak),
+                    "error": f"over {timeout:.0f} s",
+                }
             if run_dir is not None and time.perf_counter() >= next_sample:
                 tree_peak = max(tree_peak, tree_rss_mib(proc.pid))
                 next_sample = time.perf_counter() + 0.2
@@ -210,9 +251,20 @@ def make_data(size: int, workdir: Path) -> dict[str, Path]:
         simulate.write_sample(folder, n_spells=size)
         print(f"simulated {size:,} spells in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     if not parquet.exists():
-        text = ["spell_id", "patient_id", "provider_code", "admission_method", "patient_classification", "sex",
-                "primary_diagnosis", "hrg", "discharge_method"]
-        reader = pacsv.open_csv(csv, convert_options=pacsv.ConvertOptions(column_types={c: "string" for c in text}))
+        text = [
+            "spell_id",
+            "patient_id",
+            "provider_code",
+            "admission_method",
+            "patient_classification",
+            "sex",
+            "primary_diagnosis",
+            "hrg",
+            "discharge_method",
+        ]
+        reader = pacsv.open_csv(
+            csv, convert_options=pacsv.ConvertOptions(column_types={c: "string" for c in text})
+        )
         with pq.ParquetWriter(parquet, reader.schema, compression="zstd") as writer:
             for batch in reader:
                 writer.write_batch(batch)
@@ -233,14 +285,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    parser.add_argument("--engines", nargs="+", default=["duckdb", "pandas"], choices=["duckdb", "pandas", "spark"])
+    parser.add_argument(
+        "--engines", nargs="+", default=["duckdb", "pandas"], choices=["duckdb", "pandas", "spark"]
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--indicators", nargs="+", default=["los", "readmission_30d"])
     parser.add_argument("--formats", nargs="+", default=["parquet", "csv"], choices=["parquet", "csv"])
-    parser.add_argument("--pandas-max", type=int, default=1_000_000, help="largest size to run the pandas engine on")
-    parser.add_argument("--vw-max", type=int, default=1_000_000, help="largest size to run the virtual ward on")
+    parser.add_argument(
+        "--pandas-max", type=int, default=1_000_000, help="largest size to run the pandas engine on"
+    )
+    parser.add_argument(
+        "--vw-max", type=int, default=1_000_000, help="largest size to run the virtual ward on"
+    )
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--workdir", type=Path, help="where the simulated files go (default: a temporary folder)")
+    parser.add_argument(
+        "--workdir", type=Path, help="where the simulated files go (default: a temporary folder)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the simulated files")
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
     args = parser.parse_args(argv)
@@ -256,8 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for size in args.sizes:
             # in a child too: the parent stays small, so it adds nothing to a child's peak memory
-            made = subprocess.run([sys.executable, __file__, "--make", str(size), str(args.workdir)],
-                                  check=True, capture_output=True, text=True)
+            made = subprocess.run(
+                [sys.executable, __file__, "--make", str(size), str(args.workdir)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             files = {k: Path(v) for k, v in json.loads(made.stdout.strip().splitlines()[-1]).items()}
             for fmt in args.formats:
                 path = files[fmt]
@@ -278,9 +342,13 @@ def main(argv: list[str] | None = None) -> int:
                     label = task + (f" ({extra['indicator']})" if "indicator" in extra else "")
                     notes = r.get("error") or ", ".join(
                         f"{k} {v:,.0f}" if isinstance(v, (int, float)) else f"{k} {v}"
-                        for k, v in r.items() if k in ("cells", "cohort", "outliers", "notebook_and_report_s"))
-                    line = (f"| {size:,} | {fmt} | {label} | {engine if task != 'scan' else 'DuckDB (floor)'} | "
-                            f"{r['seconds']:.1f} | {r['peak_mib']:,.0f} | {notes} |")
+                        for k, v in r.items()
+                        if k in ("cells", "cohort", "outliers", "notebook_and_report_s")
+                    )
+                    line = (
+                        f"| {size:,} | {fmt} | {label} | {engine if task != 'scan' else 'DuckDB (floor)'} | "
+                        f"{r['seconds']:.1f} | {r['peak_mib']:,.0f} | {notes} |"
+                    )
                     print(line, flush=True)
                     rows.append(line)
     finally:

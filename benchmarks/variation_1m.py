@@ -71,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}}  {seconds:7.1f}  {mib:8.0f}")
     pipeline = sum(s for n, s, _ in timings if not n.startswith("simulate"))
     print(f"{'pipeline total':<{width}}  {pipeline:7.1f}  {peak_mib():8.0f}")
-    print(f"c-statistic {model.diagnostics.loc[0, 'c_statistic']:.3f}; outliers: "
-          f"{', '.join(result.providers.loc[result.providers['outlier'] != 'none', 'provider_code']) or 'none'}; "
-          f"naive opportunity {opp.summary.loc[0, 'opportunity']:,.0f} a year")
+    print(
+        f"c-statistic {model.diagnostics.loc[0, 'c_statistic']:.3f}; outliers: "
+        f"{', '.join(result.providers.loc[result.providers['outlier'] != 'none', 'provider_code']) or 'none'}; "
+        f"naive opportunity {opp.summary.loc[0, 'opportunity']:,.0f} a year"
+    )
     return 0
 
 

@@ -86,7 +86,7 @@ def check_fact(tables: Path, table: str, column: str, where: str, how: str, kind
 def check_board_report(out: Path) -> list[str]:
     """Assert the board's reading of ``out/report.html``; return the summary's sentences."""
     page = (out / "report.html").read_text(encoding="utf-8")
-    body = page[page.index("<body"):]
+    body = page[page.index("<body") :]
     assert "Prerequisites" not in page and "You will be able to" not in page
     found = _SECTION.search(body)
     assert found, "report.html has no summary"
@@ -94,8 +94,14 @@ def check_board_report(out: Path) -> list[str]:
     assert re.search(r"<h2[^>]*>Summary", section)
     start = body.index('<section class="handbook-summary">')
     # the summary comes before any result table, and before any method text
-    first_table = min([body.find(t, start + len(found.group(0))) for t in ("<table", "<pre")
-                       if body.find(t, start + len(found.group(0))) >= 0] or [len(body)])
+    first_table = min(
+        [
+            body.find(t, start + len(found.group(0)))
+            for t in ("<table", "<pre")
+            if body.find(t, start + len(found.group(0))) >= 0
+        ]
+        or [len(body)]
+    )
     assert start < first_table
     assert start < body.find("How this was done")
     before = _text(body[:start])

@@ -62,7 +62,9 @@ def running(password: str) -> Iterator[Server]:
     """Start a server with user :data:`USER` (this password) and database :data:`DATABASE`."""
     bindir = server_binaries()
     if bindir is None:
-        raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+        raise FileNotFoundError(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
+        )
     base = Path(tempfile.mkdtemp(prefix="handbook-pg-"))
     prefix: list[str] = []
     if os.geteuid() == 0:
@@ -82,25 +84,55 @@ def running(password: str) -> Iterator[Server]:
         os.chown(p, uid, gid)
     pwfile.chmod(0o600)
     port = _free_port()
-    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, text=True,  # noqa: E731
-                                       timeout=120, cwd=base)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*prefix, *args], check=True, capture_output=True, text=True, timeout=120, cwd=base
+        )
+
     started = False
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "--auth=scram-sha-256",
-            "-E", "UTF8", "--locale=C")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-            "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1", "start")
+        run(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {sock} -c listen_addresses=127.0.0.1",
+            "start",
+        )
         started = True
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=port, user=USER, password=password, dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user=USER, password=password, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f"CREATE DATABASE {DATABASE}")
         yield Server(port, USER, password, DATABASE)
     finally:
         if started:
-            subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                           capture_output=True, timeout=120, cwd=base)
+            subprocess.run(
+                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                timeout=120,
+                cwd=base,
+            )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -118,13 +150,21 @@ def load_csv(server: Server, csv: Path, table: str, types: dict[str, str]) -> in
 
     schema = table.split(".")[0] if "." in table else None
     columns = ", ".join(f'"{c}" {t}' for c, t in types.items())
-    with psycopg.connect(host="127.0.0.1", port=server.port, user=server.user, password=server.password,
-                         dbname=server.database, autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=server.port,
+        user=server.user,
+        password=server.password,
+        dbname=server.database,
+        autocommit=True,
+    ) as conn:
         if schema:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         conn.execute(f"CREATE TABLE {table} ({columns})")
         with conn.cursor() as cur:
-            with cur.copy(f"COPY {table} ({', '.join(chr(34) + c + chr(34) for c in types)}) FROM STDIN "
-                          "WITH (FORMAT csv, HEADER true)") as copy:
+            with cur.copy(
+                f"COPY {table} ({', '.join(chr(34) + c + chr(34) for c in types)}) FROM STDIN "
+                "WITH (FORMAT csv, HEADER true)"
+            ) as copy:
                 copy.write(csv.read_bytes())
         return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -61,9 +61,15 @@ class RunSpec:
         return [*args, *self.options, "--out", str(out), "--quiet"]
 
 
-def run_spec(notebook: str, data: Mapping[str, str | os.PathLike] | None = None, params: Sequence[str] = (),
-             options: Sequence[str] = ()) -> RunSpec:
-    return RunSpec(notebook, tuple((k, str(v)) for k, v in (data or {}).items()), tuple(params), tuple(options))
+def run_spec(
+    notebook: str,
+    data: Mapping[str, str | os.PathLike] | None = None,
+    params: Sequence[str] = (),
+    options: Sequence[str] = (),
+) -> RunSpec:
+    return RunSpec(
+        notebook, tuple((k, str(v)) for k, v in (data or {}).items()), tuple(params), tuple(options)
+    )
 
 
 def chromium_available() -> bool:
@@ -174,7 +180,9 @@ class HandbookRuns:
         result = run.result
         assert result is not None, f"handbook {' '.join(spec.arguments(run.out))} did not run: {run.error}"
         assert result.returncode == 0, result.stderr[-3000:]
-        assert run_key(run.spec) == key, "an input of the run was changed by the run"  # inputs are never modified
+        assert run_key(run.spec) == key, (
+            "an input of the run was changed by the run"
+        )  # inputs are never modified
         return run.out
 
     def made_from(self, spec: RunSpec) -> RunSpec:
@@ -197,9 +205,16 @@ class HandbookRuns:
             with self._lock:
                 if self._closed:
                     raise RuntimeError("the session is ending")
-                proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=self._env, cwd=REPO, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)  # its kernel too is stopped by close()
+                proc = subprocess.Popen(
+                    command,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=self._env,
+                    cwd=REPO,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )  # its kernel too is stopped by close()
                 self._procs.add(proc)
             try:
                 out, err = proc.communicate(timeout=TIMEOUT)

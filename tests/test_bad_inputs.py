@@ -21,9 +21,15 @@ from helpers.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "spells.csv"
 HES_NAMES = {
-    "provider_code": "PROCODE3", "admission_date": "ADMIDATE", "discharge_date": "DISDATE",
-    "admission_method": "ADMIMETH", "patient_classification": "CLASSPAT", "age": "STARTAGE", "sex": "SEX",
-    "primary_diagnosis": "DIAG_4_01", "discharge_method": "DISMETH",
+    "provider_code": "PROCODE3",
+    "admission_date": "ADMIDATE",
+    "discharge_date": "DISDATE",
+    "admission_method": "ADMIMETH",
+    "patient_classification": "CLASSPAT",
+    "age": "STARTAGE",
+    "sex": "SEX",
+    "primary_diagnosis": "DIAG_4_01",
+    "discharge_method": "DISMETH",
 }
 
 
@@ -40,24 +46,47 @@ def change(column: str, row: int, value: str):
     def bad(df: pd.DataFrame) -> pd.DataFrame:
         df.loc[row, column] = value
         return df
+
     return bad
 
 
 # name -> (how to make the bad file from 60 sample rows, or its raw bytes; phrases the message must hold)
 CATALOGUE = {
-    "missing column": (lambda df: df.rename(columns={"admission_date": "ADMIDTE"}),
-                       ["column 'admission_date': expected a column named admission_date", "Did you mean 'ADMIDTE'?"]),
-    "wrong type": (change("age", 4, "eighty"), ["column 'age': expected a number (1 row)", "row 6: age=eighty"]),
-    "bad date": (change("admission_date", 2, "31/02/2024"),
-                 ["column 'admission_date': expected a date as yyyy-mm-dd or dd/mm/yyyy", "row 4: admission_date=31/02/2024"]),
-    "discharge before admission": (change("discharge_date", 3, "1999-01-01"),
-                                   ["column 'discharge_date': expected a date not before admission_date", "row 5:"]),
-    "duplicate id": (change("spell_id", 7, "S00000001"),
-                     ["column 'spell_id': expected each value only once", "row 2: spell_id=S00000001", "row 9: spell_id=S00000001"]),
-    "negative cost": (change("spell_cost", 10, "-250.00"),
-                      ["column 'spell_cost': expected a value at least 0", "row 12: spell_cost=-250.00"]),
-    "unknown code": (change("admission_method", 5, "99"),
-                     ["column 'admission_method': expected one of 11, 12, 13, 21", "row 7: admission_method=99"]),
+    "missing column": (
+        lambda df: df.rename(columns={"admission_date": "ADMIDTE"}),
+        ["column 'admission_date': expected a column named admission_date", "Did you mean 'ADMIDTE'?"],
+    ),
+    "wrong type": (
+        change("age", 4, "eighty"),
+        ["column 'age': expected a number (1 row)", "row 6: age=eighty"],
+    ),
+    "bad date": (
+        change("admission_date", 2, "31/02/2024"),
+        [
+            "column 'admission_date': expected a date as yyyy-mm-dd or dd/mm/yyyy",
+            "row 4: admission_date=31/02/2024",
+        ],
+    ),
+    "discharge before admission": (
+        change("discharge_date", 3, "1999-01-01"),
+        ["column 'discharge_date': expected a date not before admission_date", "row 5:"],
+    ),
+    "duplicate id": (
+        change("spell_id", 7, "S00000001"),
+        [
+            "column 'spell_id': expected each value only once",
+            "row 2: spell_id=S00000001",
+            "row 9: spell_id=S00000001",
+        ],
+    ),
+    "negative cost": (
+        change("spell_cost", 10, "-250.00"),
+        ["column 'spell_cost': expected a value at least 0", "row 12: spell_cost=-250.00"],
+    ),
+    "unknown code": (
+        change("admission_method", 5, "99"),
+        ["column 'admission_method': expected one of 11, 12, 13, 21", "row 7: admission_method=99"],
+    ),
     "empty file": (b"", ["the file is empty"]),
     "header only": (lambda df: df.head(0), ["has a header but no rows of data"]),
     "binary renamed .csv": (None, ["it is not a text file (it contains binary data)"]),
@@ -109,17 +138,22 @@ def excel(df: pd.DataFrame, folder: Path) -> Path:
 
 def cp1252_bom(df: pd.DataFrame, folder: Path) -> Path:
     """A UTF-8 byte-order mark before Windows text holding a non-ASCII character."""
-    (folder / "x.csv").write_bytes(b"\xef\xbb\xbf" + df.assign(hrg=df["hrg"].where(df.index != 0, "É1"))
-                                   .to_csv(index=False).encode("cp1252"))
+    (folder / "x.csv").write_bytes(
+        b"\xef\xbb\xbf"
+        + df.assign(hrg=df["hrg"].where(df.index != 0, "É1")).to_csv(index=False).encode("cp1252")
+    )
     return folder / "x.csv"
 
 
 VARIANTS = {
     "Excel": excel,
     "cp1252 with BOM": cp1252_bom,
-    "dd/mm/yyyy": lambda df, d: write(df.assign(admission_date=pd.to_datetime(df["admission_date"]).dt.strftime("%d/%m/%Y")),
-                                      d / "x.csv"),
-    "trailing spaces": lambda df, d: write(df.assign(provider_code=df["provider_code"] + "   ", sex=" " + df["sex"]), d / "x.csv"),
+    "dd/mm/yyyy": lambda df, d: write(
+        df.assign(admission_date=pd.to_datetime(df["admission_date"]).dt.strftime("%d/%m/%Y")), d / "x.csv"
+    ),
+    "trailing spaces": lambda df, d: write(
+        df.assign(provider_code=df["provider_code"] + "   ", sex=" " + df["sex"]), d / "x.csv"
+    ),
     "extra columns": lambda df, d: write(df.assign(ward="A", **{"Local ref": "x"}), d / "x.csv"),
     "HES names": lambda df, d: write(df.rename(columns=HES_NAMES), d / "x.csv"),
 }
@@ -144,7 +178,9 @@ def test_an_awkward_extract_runs_through_the_notebook_as_the_sample_does(tmp_pat
     extract = tmp_path / "SUS extract.csv"
     extract.write_bytes(awkward(df))
     out = tmp_path / "run"
-    assert main(["run", "spc", "--data", f"spells={extract}", "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["run", "spc", "--data", f"spells={extract}", "--out", str(out), "--quiet"]) == 0, (
+        capsys.readouterr().err
+    )
 
     # the same chart table as the sample gives, byte for byte
     with warnings.catch_warnings():
@@ -152,15 +188,28 @@ def test_an_awkward_extract_runs_through_the_notebook_as_the_sample_does(tmp_pat
         spells = derive.add_spell_fields(io.load_table("spells"))
         series = spc.monthly_series(spells, None, group="provider_code")
         table = spc.spc(series, group="group", better="decrease")
-    report.publish(table, "spc", tmp_path / "expected", counts=["numerator", "denominator"], derived={"value": ["numerator"]})
+    report.publish(
+        table,
+        "spc",
+        tmp_path / "expected",
+        counts=["numerator", "denominator"],
+        derived={"value": ["numerator"]},
+    )
     assert (out / "tables" / "spc.csv").read_bytes() == (tmp_path / "expected" / "spc.csv").read_bytes()
 
-    dq = pd.read_csv(out / "tables" / "data_quality.csv", dtype=str, keep_default_na=False).set_index("column")
-    assert dq.loc["admission_date", "source_column"] == "ADMIDATE" and dq.loc["admission_date", "first"] == "2023-04-01"
+    dq = pd.read_csv(out / "tables" / "data_quality.csv", dtype=str, keep_default_na=False).set_index(
+        "column"
+    )
+    assert (
+        dq.loc["admission_date", "source_column"] == "ADMIDATE"
+        and dq.loc["admission_date", "first"] == "2023-04-01"
+    )
     assert dq.loc["sex", "values_seen"] == "1: 23,556; 2: 26,444"  # M and F recoded, no small count
     method = dict(part.split(": ") for part in dq.loc["admission_method", "values_seen"].split("; "))
     assert method["2B"] == "*"  # 3 spells: suppressed
-    assert method["21"] == "21,510"  # 21,514 - 3 = 21,511, rounded to 5 so the 3 cannot be found by subtraction
+    assert (
+        method["21"] == "21,510"
+    )  # 21,514 - 3 = 21,511, rounded to 5 so the 3 cannot be found by subtraction
     flow = pd.read_csv(out / "tables" / "exclusions.csv")
     assert flow["step"].iloc[0] == "read from SUS extract.csv" and flow["rows_after"].iloc[0] == 50_000
     expected = quality.exclusion_flow(spells, quality.monthly_series_steps(spells, series))

@@ -52,9 +52,11 @@ def built_book(tmp_path_factory) -> Path:
     jb = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run(
         [str(jb), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
-        capture_output=True, text=True, timeout=1500,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
-    assert result.returncode == 0, (result.stdout[-4000:] + result.stderr[-4000:])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out / "_build" / "html"
 
 
@@ -71,10 +73,18 @@ def test_book_serves_its_own_mathjax(built_book):
 
 # --------------------------------------------------------------------------- a real browser
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND",  # no network: no host name resolves
-    "--remote-debugging-port=0", "--remote-allow-origins=*", "--window-size=1280,1400",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
+    "--window-size=1280,1400",
 ]
 
 
@@ -86,7 +96,8 @@ class Browser:
 
         self.process = subprocess.Popen(
             [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -133,11 +144,17 @@ class Browser:
         self.events = []
         self.call("Page.navigate", url=url)
         self.wait_for("Page.loadEventFired")
-        self.evaluate("(async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
-                      " { await MathJax.startup.promise; } return true; })()")
+        self.evaluate(
+            "(async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
+            " { await MathJax.startup.promise; } return true; })()"
+        )
         time.sleep(0.2)  # late requests (fonts) are reported after load
         self.call("Runtime.evaluate", expression="1")  # drain pending events
-        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+        return [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
 
     def screenshot(self, path: Path, scroll_to: str | None = None) -> None:
         if scroll_to:
@@ -200,14 +217,18 @@ def pages(built_book, browser) -> dict[str, dict[str, Any]]:
         if page == toc_files()[0]:
             browser.screenshot(SCREENSHOTS / "landing.png")
     browser.open((built_book / "notebooks" / "virtual_ward.html").resolve().as_uri())
-    browser.screenshot(SCREENSHOTS / "notebook_tables.png",
-                       scroll_to="Array.from(document.querySelectorAll('table')).slice(-1)[0]")
+    browser.screenshot(
+        SCREENSHOTS / "notebook_tables.png",
+        scroll_to="Array.from(document.querySelectorAll('table')).slice(-1)[0]",
+    )
     return seen
 
 
 def test_pages_request_nothing_from_other_hosts(pages):
-    elsewhere = {page: [u for u in p["requests"] if not u.startswith(("file:", "data:", "blob:", "about:"))]
-                 for page, p in pages.items()}
+    elsewhere = {
+        page: [u for u in p["requests"] if not u.startswith(("file:", "data:", "blob:", "about:"))]
+        for page, p in pages.items()
+    }
     assert not {k: v for k, v in elsewhere.items() if v}
     assert all(p["requests"] for p in pages.values())  # the check saw the pages' own requests
 
@@ -221,15 +242,23 @@ def test_maths_is_typeset_offline(pages):
 
 
 def test_every_image_has_alt_text_that_is_not_a_file_name(pages):
-    bad = [(page, i["src"], i["alt"]) for page, p in pages.items() for i in p["images"]
-           if len(i["alt"].strip()) < 15 or FILE_NAME.search(i["alt"].strip())]
+    bad = [
+        (page, i["src"], i["alt"])
+        for page, p in pages.items()
+        for i in p["images"]
+        if len(i["alt"].strip()) < 15 or FILE_NAME.search(i["alt"].strip())
+    ]
     assert not bad, bad
     assert sum(len(p["images"]) for p in pages.values()) >= 20  # the figures were there to check
 
 
 def test_no_raw_missing_values_in_tables(pages):
-    bad = [(page, RAW_MISSING.search(t).group(0), t[:200]) for page, p in pages.items() for t in p["tables"]
-           if RAW_MISSING.search(t)]
+    bad = [
+        (page, RAW_MISSING.search(t).group(0), t[:200])
+        for page, p in pages.items()
+        for t in p["tables"]
+        if RAW_MISSING.search(t)
+    ]
     assert not bad, bad
     assert (SCREENSHOTS / "landing.png").stat().st_size > 10_000
     assert (SCREENSHOTS / "notebook_tables.png").stat().st_size > 10_000

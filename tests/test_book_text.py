@@ -20,8 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 MENTION = re.compile(r"\bthe\s+((?:[\w'’*-]+\s+){0,4}?)chapters?\b", re.I)
 ROLE = re.compile(r"\{(?:doc|ref|numref)\}`[^`]*`")
 #: Words that make a mention refer to the page itself or to its neighbours in the sidebar, not a named chapter.
-SELF_WORDS = {"first", "next", "previous", "earlier", "this", "same", "whole", "each",
-              "handbook's", "handbook’s", "book's", "book’s"}
+SELF_WORDS = {
+    "first",
+    "next",
+    "previous",
+    "earlier",
+    "this",
+    "same",
+    "whole",
+    "each",
+    "handbook's",
+    "handbook’s",
+    "book's",
+    "book’s",
+}
 SENTENCE_END = re.compile(r"[.;:!?](\s|$)")
 
 
@@ -29,36 +41,46 @@ def unlinked_mentions(text: str) -> list[str]:
     """Plain-text mentions of another chapter in ``text`` (markdown), with a little context."""
     found = []
     for role in ROLE.finditer(text):  # blank the roles out, keeping positions
-        text = text[:role.start()] + "\x00" * (role.end() - role.start()) + text[role.end():]
+        text = text[: role.start()] + "\x00" * (role.end() - role.start()) + text[role.end() :]
     for m in MENTION.finditer(text):
         words = {w.strip("*").lower() for w in m.group(1).split()}
         if words & SELF_WORDS:
             continue
-        rest = text[m.end():m.end() + 120]
+        rest = text[m.end() : m.end() + 120]
         end = SENTENCE_END.search(rest)
-        if "\x00" in (rest[:end.start()] if end else rest):  # a link follows in the same sentence
+        if "\x00" in (rest[: end.start()] if end else rest):  # a link follows in the same sentence
             continue
-        found.append(" ".join(text[max(0, m.start() - 40):m.end() + 40].replace("\x00", "").split()))
+        found.append(" ".join(text[max(0, m.start() - 40) : m.end() + 40].replace("\x00", "").split()))
     return found
 
 
 def book_texts() -> list[tuple[str, str]]:
-    texts = [(str(p.relative_to(ROOT)), p.read_text(encoding="utf-8")) for p in sorted((ROOT / "book").rglob("*.md"))]
+    texts = [
+        (str(p.relative_to(ROOT)), p.read_text(encoding="utf-8"))
+        for p in sorted((ROOT / "book").rglob("*.md"))
+    ]
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        texts += [(f"{path.relative_to(ROOT)} cell {c.get('id')}", "".join(c["source"]))
-                  for c in cells if c["cell_type"] == "markdown"]
+        texts += [
+            (f"{path.relative_to(ROOT)} cell {c.get('id')}", "".join(c["source"]))
+            for c in cells
+            if c["cell_type"] == "markdown"
+        ]
     return texts
 
 
 def test_the_rule_catches_plain_mentions_and_passes_links():
-    assert unlinked_mentions("see the finance chapter of this handbook.") == ["see the finance chapter of this handbook."]
+    assert unlinked_mentions("see the finance chapter of this handbook.") == [
+        "see the finance chapter of this handbook."
+    ]
     assert unlinked_mentions("The chapters on length of stay and on money in this book;")
     assert unlinked_mentions("cost it with the *opportunity* chapter.")
     assert not unlinked_mentions("see {doc}`the opportunity chapter <variation>`.")
     assert not unlinked_mentions("The chapter {doc}`value/index` says so.")
     assert not unlinked_mentions("The chapter on\n{doc}`statistical process control <spc>` helps.")
-    assert not unlinked_mentions("The next chapter, {doc}`efficiency`, looks at it. This is the first chapter on value.")
+    assert not unlinked_mentions(
+        "The next chapter, {doc}`efficiency`, looks at it. This is the first chapter on value."
+    )
 
 
 @pytest.mark.parametrize("where,text", book_texts(), ids=[w for w, _ in book_texts()])
@@ -67,8 +89,16 @@ def test_every_mention_of_another_chapter_is_a_link(where, text):
 
 
 # --------------------------------------------------------------------------- references
-CORE_SOURCES = ["kingsfund2018", "nhsdigital_shmi", "hes_guide", "mdc2019", "nhse_core20plus5", "nice2022",
-                "funnelplotr", "nhsrplotthedots"]
+CORE_SOURCES = [
+    "kingsfund2018",
+    "nhsdigital_shmi",
+    "hes_guide",
+    "mdc2019",
+    "nhse_core20plus5",
+    "nice2022",
+    "funnelplotr",
+    "nhsrplotthedots",
+]
 
 
 def test_reference_labels_read_as_author_and_year():

@@ -27,7 +27,15 @@ def _rows(n: int, seed: int, kind: str) -> pd.DataFrame:
     else:  # negative binomial, alpha = 0.5
         mu = np.exp(eta + 1.2)
         y = rng.poisson(rng.gamma(2.0, mu / 2.0))
-    return pd.DataFrame({"a": a, "b": b, "c": c, "outcome": y.astype(float), "provider_code": rng.choice(["P1", "P2", "P3"], n)})
+    return pd.DataFrame(
+        {
+            "a": a,
+            "b": b,
+            "c": c,
+            "outcome": y.astype(float),
+            "provider_code": rng.choice(["P1", "P2", "P3"], n),
+        }
+    )
 
 
 def _row_design(d: pd.DataFrame, model: casemix.CasemixModel) -> tuple[np.ndarray, list[str]]:
@@ -99,11 +107,15 @@ def test_concordance_by_brute_force_for_counts_and_weights():
     assert casemix.concordance(score, y) == pytest.approx(brute, rel=1e-12)
     # weights count repeated observations
     w = rng.integers(1, 4, 120)
-    assert casemix.concordance(score, y, w) == pytest.approx(casemix.concordance(np.repeat(score, w), np.repeat(y, w)), rel=1e-12)
+    assert casemix.concordance(score, y, w) == pytest.approx(
+        casemix.concordance(np.repeat(score, w), np.repeat(y, w)), rel=1e-12
+    )
 
 
 def test_calibration_table_by_hand():
-    table = casemix.calibration_by_decile(np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.0, 4, 3, 8]), np.array([10, 10, 10, 10]), groups=2)
+    table = casemix.calibration_by_decile(
+        np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.0, 4, 3, 8]), np.array([10, 10, 10, 10]), groups=2
+    )
     # two groups of 20 spells: expected (1 + 2) and (3 + 4); observed 5 and 11
     np.testing.assert_allclose(table["expected_mean"], [3 / 20, 7 / 20])
     np.testing.assert_allclose(table["observed_mean"], [5 / 20, 11 / 20])
@@ -166,7 +178,9 @@ def test_sample_los_model_recovers_simulator_coefficients(sample):
     assert coef["frailty_band[>15]"] == pytest.approx(model["frailty_band"][">15"], abs=0.04)
     # adult age bands against 85+
     for band in ("45-64", "65-74", "75-84"):
-        assert coef[f"age_band[{band}]"] == pytest.approx(model["age_band"][band] - model["age_band"]["85+"], abs=0.04)
+        assert coef[f"age_band[{band}]"] == pytest.approx(
+            model["age_band"][band] - model["age_band"]["85+"], abs=0.04
+        )
     assert m.diagnostics.loc[0, "c_statistic"] > 0.7
     assert m.calibration["ratio"].between(0.95, 1.05).all()
     # bed days are over-dispersed: shape 1.8 / 4 negative binomial gives Pearson phi well above 1
@@ -211,7 +225,9 @@ def test_sample_year_restriction_and_bed_days_per_event(sample):
         casemix.restrict_to_year(spells, "1999/00")
     # by hand: mean stay of ordinary elective spells
     ordinary = spells["elective"] & ~spells["day_case"]
-    assert casemix.bed_days_per_event(spells, "day_case") == pytest.approx(spells.loc[ordinary, "los_days"].mean())
+    assert casemix.bed_days_per_event(spells, "day_case") == pytest.approx(
+        spells.loc[ordinary, "los_days"].mean()
+    )
     assert casemix.bed_days_per_event(spells, "mortality") is None
 
 
@@ -226,11 +242,20 @@ def test_empty_population_is_a_plain_input_error_before_any_fitting():
         casemix.fit_casemix(d.iloc[:0], ["a", "b"], "poisson", indicator="readmission_30d")
     message = str(named.value)
     assert message == casemix.empty_population_message("readmission_30d")
-    assert "emergency readmission within 30 days" in message and "no spell has a full 30-day follow-up inside the extract" in message
+    assert (
+        "emergency readmission within 30 days" in message
+        and "no spell has a full 30-day follow-up inside the extract" in message
+    )
     # the cell-level fit (the engines' path) says the same
-    pcells = pd.DataFrame({"a": pd.Series([], dtype="str"), "b": pd.Series([], dtype="str"),
-                           "provider_code": pd.Series([], dtype="str"), "n": pd.Series([], dtype="int64"),
-                           "events": pd.Series([], dtype="float64")})
+    pcells = pd.DataFrame(
+        {
+            "a": pd.Series([], dtype="str"),
+            "b": pd.Series([], dtype="str"),
+            "provider_code": pd.Series([], dtype="str"),
+            "n": pd.Series([], dtype="int64"),
+            "events": pd.Series([], dtype="float64"),
+        }
+    )
     with pytest.raises(InputError) as cells:
         casemix.fit_cells(pcells, ["a", "b"], "binomial", indicator="readmission_30d")
     assert str(cells.value) == message
@@ -238,15 +263,30 @@ def test_empty_population_is_a_plain_input_error_before_any_fitting():
 
 def test_bands_at_their_boundaries():
     """The bands (helpers.casemix.term_sql, run on the frame by DuckDB) at each cut point, worked by hand."""
-    spells = pd.DataFrame({
-        "age": pd.array([0, 17, 18, 44, 45, 64, 65, 74, 75, 84, 85, 120], dtype="Int64"),
-        "frailty_score": pd.array([0, 4.9, 5, 15, 15.5, None, 0, 0, 0, 0, 0, 0], dtype="Float64"),
-        "charlson_index": pd.array([0, 1, 2, 3, 4, 5, None, 0, 0, 0, 0, 0], dtype="Int64"),
-    }, index=range(100, 112))
+    spells = pd.DataFrame(
+        {
+            "age": pd.array([0, 17, 18, 44, 45, 64, 65, 74, 75, 84, 85, 120], dtype="Int64"),
+            "frailty_score": pd.array([0, 4.9, 5, 15, 15.5, None, 0, 0, 0, 0, 0, 0], dtype="Float64"),
+            "charlson_index": pd.array([0, 1, 2, 3, 4, 5, None, 0, 0, 0, 0, 0], dtype="Int64"),
+        },
+        index=range(100, 112),
+    )
     out = casemix.add_casemix_bands(spells)
     assert list(out.index) == list(spells.index)  # the frame's own index and order are kept
-    assert out["age_band"].tolist() == ["0-17", "0-17", "18-44", "18-44", "45-64", "45-64", "65-74", "65-74",
-                                        "75-84", "75-84", "85+", "85+"]
+    assert out["age_band"].tolist() == [
+        "0-17",
+        "0-17",
+        "18-44",
+        "18-44",
+        "45-64",
+        "45-64",
+        "65-74",
+        "65-74",
+        "75-84",
+        "75-84",
+        "85+",
+        "85+",
+    ]
     assert out["frailty_band"].tolist()[:6] == ["<5", "<5", "5-15", "5-15", ">15", "missing"]
     assert out["charlson_band"].tolist()[:7] == ["0", "1-2", "1-2", "3-4", "3-4", "5+", "missing"]
     assert str(out["age_band"].dtype) == "str"

@@ -18,7 +18,9 @@ def spells_without_optional(tmp_path_factory) -> str:
 
 
 def test_resolve_terms_drops_absent_columns_with_reasons():
-    used, table = casemix.resolve_terms(casemix.DEFAULT_TERMS, ["age", "sex", "admission_method", "imd_decile"])
+    used, table = casemix.resolve_terms(
+        casemix.DEFAULT_TERMS, ["age", "sex", "admission_method", "imd_decile"]
+    )
     assert used == ["age_band", "sex", "admission_method"]
     dropped = table.set_index("term").loc[["hrg", "frailty_band"]]
     assert (dropped["used"] == "no").all()
@@ -29,8 +31,9 @@ def test_resolve_terms_drops_absent_columns_with_reasons():
 
 
 def test_resolve_terms_deprivation_and_empty_columns():
-    used, table = casemix.resolve_terms(["age_band", "hrg"], ["age", "hrg"], include_deprivation=True,
-                                        non_missing={"age": 10, "hrg": 0})
+    used, table = casemix.resolve_terms(
+        ["age_band", "hrg"], ["age", "hrg"], include_deprivation=True, non_missing={"age": 10, "hrg": 0}
+    )
     assert used == ["age_band"]
     reasons = table.set_index("term")["reason"]
     assert "every value of hrg is missing" == reasons["hrg"]
@@ -55,6 +58,7 @@ def test_default_case_mix_runs_without_optional_columns(spells_without_optional,
     assert terms.loc[["hrg", "frailty_band"], "used"].eq("no").all()
     assert prepared.model.terms == ["age_band", "sex", "admission_method"]
     # the same fit as asking for the three terms explicitly
-    explicit = variation.prepare_variation(spells_without_optional, "los", ["age_band", "sex", "admission_method"],
-                                        engine=which)
+    explicit = variation.prepare_variation(
+        spells_without_optional, "los", ["age_band", "sex", "admission_method"], engine=which
+    )
     pd.testing.assert_frame_equal(prepared.model.providers, explicit.model.providers)

@@ -34,7 +34,9 @@ def test_every_notebook_has_a_parameters_cell_with_output_dir():
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_run_on_sample_writes_the_report_folder(handbook_runs, name):
-    out = handbook_runs.get(sample_run(name))  # `handbook run NAME --out DIR --quiet` (shared_runs.sample_run)
+    out = handbook_runs.get(
+        sample_run(name)
+    )  # `handbook run NAME --out DIR --quiet` (shared_runs.sample_run)
     for f in ["report.html", "results.xlsx", "run.json", f"{name}.ipynb"]:
         assert (out / f).is_file(), f
     tables = sorted(p.stem for p in (out / "tables").glob("*.csv"))
@@ -48,7 +50,11 @@ def test_run_on_sample_writes_the_report_folder(handbook_runs, name):
     assert "import helpers" not in html  # code hidden
     check_board_report(out)  # findings first, every summary number from its table, readable tables
     # no identifiers of the sample's patients in any output
-    patients = set(pd.read_csv(Path(__file__).resolve().parents[1] / "data/sample/spells.csv", usecols=["patient_id"], dtype=str)["patient_id"].head(2000))
+    patients = set(
+        pd.read_csv(
+            Path(__file__).resolve().parents[1] / "data/sample/spells.csv", usecols=["patient_id"], dtype=str
+        )["patient_id"].head(2000)
+    )
     for table in (out / "tables").glob("*.csv"):
         text = table.read_text()
         assert not any(p in text for p in list(patients)[:200]), table.name
@@ -101,7 +107,9 @@ def test_template_map_round_trip(tmp_path):
 
 
 AE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ae_attendances.csv"
-needs_ae = pytest.mark.skipif(not AE.is_file(), reason=f"real A&E data not found at {AE} (it sits beside the repository)")
+needs_ae = pytest.mark.skipif(
+    not AE.is_file(), reason=f"real A&E data not found at {AE} (it sits beside the repository)"
+)
 
 
 def type1_2018_19() -> pd.DataFrame:
@@ -112,10 +120,19 @@ def type1_2018_19() -> pd.DataFrame:
 
 def ae_indicator_run(folder: Path) -> list:
     src = folder / "ae_type1_2018_19.csv"
-    type1_2018_19()[["org_code", "period", "breaches", "attendances"]].to_csv(src, index=False)  # monthly rows, summed by the notebook
-    return [run_spec("variation", {"indicator": src}, [
-        "column_map={org_code: provider_code, breaches: numerator, attendances: denominator}",
-        "indicator=four_hour_breaches"])]
+    type1_2018_19()[["org_code", "period", "breaches", "attendances"]].to_csv(
+        src, index=False
+    )  # monthly rows, summed by the notebook
+    return [
+        run_spec(
+            "variation",
+            {"indicator": src},
+            [
+                "column_map={org_code: provider_code, breaches: numerator, attendances: denominator}",
+                "indicator=four_hour_breaches",
+            ],
+        )
+    ]
 
 
 def rf4_series(ae: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +141,9 @@ def rf4_series(ae: pd.DataFrame) -> pd.DataFrame:
 
 def rf4_spc_run(folder: Path) -> list:
     src = folder / "rf4.csv"
-    rf4_series(pd.read_csv(AE, dtype={"type": str})).rename(columns={"period": "date", "breaches": "value"}).to_csv(src, index=False)
+    rf4_series(pd.read_csv(AE, dtype={"type": str})).rename(
+        columns={"period": "date", "breaches": "value"}
+    ).to_csv(src, index=False)
     return [run_spec("spc", {"series": src}, ["better=decrease"])]
 
 

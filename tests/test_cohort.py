@@ -19,58 +19,90 @@ from helpers.cohort import (
 
 
 def _spell(spell_id, patient, adm, dis, diag="J18", method="21", provider="AAA", dismeth="1", age=80):
-    return {"spell_id": spell_id, "patient_id": patient, "provider_code": provider,
-            "admission_date": pd.Timestamp(adm), "discharge_date": pd.Timestamp(dis),
-            "admission_method": method, "age": age, "sex": "2", "primary_diagnosis": diag,
-            "discharge_method": dismeth, "imd_decile": 3, "frailty_score": 6.0}
+    return {
+        "spell_id": spell_id,
+        "patient_id": patient,
+        "provider_code": provider,
+        "admission_date": pd.Timestamp(adm),
+        "discharge_date": pd.Timestamp(dis),
+        "admission_method": method,
+        "age": age,
+        "sex": "2",
+        "primary_diagnosis": diag,
+        "discharge_method": dismeth,
+        "imd_decile": 3,
+        "frailty_score": 6.0,
+    }
 
 
-def _stay(stay_id, patient, adm, dis, linked, route="step_down", provider="AAA", pathway="acute respiratory infection"):
-    return {"vw_stay_id": stay_id, "patient_id": patient, "provider_code": provider,
-            "vw_admission_date": pd.Timestamp(adm), "vw_discharge_date": pd.Timestamp(dis),
-            "pathway": pathway, "route": route, "linked_spell_id": linked}
+def _stay(
+    stay_id,
+    patient,
+    adm,
+    dis,
+    linked,
+    route="step_down",
+    provider="AAA",
+    pathway="acute respiratory infection",
+):
+    return {
+        "vw_stay_id": stay_id,
+        "patient_id": patient,
+        "provider_code": provider,
+        "vw_admission_date": pd.Timestamp(adm),
+        "vw_discharge_date": pd.Timestamp(dis),
+        "pathway": pathway,
+        "route": route,
+        "linked_spell_id": linked,
+    }
 
 
 @pytest.fixture()
 def tables():
-    spells = pd.DataFrame([
-        # treated: acute 1-5 Mar, virtual ward 5-12 Mar, readmitted 8 Apr:
-        # 34 days after acute discharge (outside 0-29), 27 after VW discharge (inside)
-        _spell("S1", "P1", "2024-03-01", "2024-03-05"),
-        _spell("S1R", "P1", "2024-04-08", "2024-04-10", diag="K35"),
-        # treated: escalated back to hospital on day 3 of the virtual ward stay
-        _spell("S2", "P2", "2024-03-02", "2024-03-06", diag="I50"),
-        _spell("S2R", "P2", "2024-03-09", "2024-03-12", diag="I50"),
-        # control: discharged 10 Mar, readmitted 9 Apr = 30 days later: not within 30 (0-29)
-        _spell("S3", "P3", "2024-03-03", "2024-03-10", diag="R54"),
-        _spell("S3R", "P3", "2024-04-09", "2024-04-11", diag="R54"),
-        # control: readmitted 28 days after discharge to ANOTHER provider, died there on day 29
-        _spell("S4", "P4", "2024-03-04", "2024-03-06", diag="J44"),
-        _spell("S4R", "P4", "2024-04-03", "2024-04-04", diag="A41", provider="ZZZ", dismeth="4"),
-        # excluded: elective
-        _spell("S5", "P5", "2024-03-05", "2024-03-06", method="11"),
-        # excluded: diagnosis outside the pathways (J23 is just past J22)
-        _spell("S6", "P6", "2024-03-05", "2024-03-06", diag="J23"),
-        # excluded: died in the acute spell
-        _spell("S7", "P7", "2024-03-05", "2024-03-09", dismeth="4"),
-        # excluded: provider without a virtual ward
-        _spell("S8", "P8", "2024-03-05", "2024-03-09", provider="ZZZ"),
-        # excluded: admitted before the month the virtual ward started (Feb)
-        _spell("S9", "P9", "2024-02-20", "2024-02-25"),
-        # excluded: a child
-        _spell("S10", "P10", "2024-03-05", "2024-03-07", age=4),
-        # follow-up end marker: a late elective spell so the data run to 30 Jun
-        _spell("SEND", "P99", "2024-06-30", "2024-06-30", method="11"),
-    ])
-    vw = pd.DataFrame([
-        _stay("V1", "P1", "2024-03-05", "2024-03-12", "S1"),
-        _stay("V2", "P2", "2024-03-07", "2024-03-09", "S2", pathway="heart failure"),  # 1-day gap: allowed
-        _stay("V3", "P3", "2024-03-20", "2024-03-25", "S3"),  # 10 days after discharge: not a step-down
-        _stay("V4", "P4", "2024-03-06", "2024-03-08", "NOPE"),  # no such spell
-        _stay("V5", "P5", "2024-03-06", "2024-03-08", "S1"),  # another patient's spell
-        _stay("V6", "P1", "2024-03-06", "2024-03-09", "S1"),  # second stay on S1
-        _stay("V7", "P6", "2024-03-01", "2024-03-04", None, route="step_up"),
-    ])
+    spells = pd.DataFrame(
+        [
+            # treated: acute 1-5 Mar, virtual ward 5-12 Mar, readmitted 8 Apr:
+            # 34 days after acute discharge (outside 0-29), 27 after VW discharge (inside)
+            _spell("S1", "P1", "2024-03-01", "2024-03-05"),
+            _spell("S1R", "P1", "2024-04-08", "2024-04-10", diag="K35"),
+            # treated: escalated back to hospital on day 3 of the virtual ward stay
+            _spell("S2", "P2", "2024-03-02", "2024-03-06", diag="I50"),
+            _spell("S2R", "P2", "2024-03-09", "2024-03-12", diag="I50"),
+            # control: discharged 10 Mar, readmitted 9 Apr = 30 days later: not within 30 (0-29)
+            _spell("S3", "P3", "2024-03-03", "2024-03-10", diag="R54"),
+            _spell("S3R", "P3", "2024-04-09", "2024-04-11", diag="R54"),
+            # control: readmitted 28 days after discharge to ANOTHER provider, died there on day 29
+            _spell("S4", "P4", "2024-03-04", "2024-03-06", diag="J44"),
+            _spell("S4R", "P4", "2024-04-03", "2024-04-04", diag="A41", provider="ZZZ", dismeth="4"),
+            # excluded: elective
+            _spell("S5", "P5", "2024-03-05", "2024-03-06", method="11"),
+            # excluded: diagnosis outside the pathways (J23 is just past J22)
+            _spell("S6", "P6", "2024-03-05", "2024-03-06", diag="J23"),
+            # excluded: died in the acute spell
+            _spell("S7", "P7", "2024-03-05", "2024-03-09", dismeth="4"),
+            # excluded: provider without a virtual ward
+            _spell("S8", "P8", "2024-03-05", "2024-03-09", provider="ZZZ"),
+            # excluded: admitted before the month the virtual ward started (Feb)
+            _spell("S9", "P9", "2024-02-20", "2024-02-25"),
+            # excluded: a child
+            _spell("S10", "P10", "2024-03-05", "2024-03-07", age=4),
+            # follow-up end marker: a late elective spell so the data run to 30 Jun
+            _spell("SEND", "P99", "2024-06-30", "2024-06-30", method="11"),
+        ]
+    )
+    vw = pd.DataFrame(
+        [
+            _stay("V1", "P1", "2024-03-05", "2024-03-12", "S1"),
+            _stay(
+                "V2", "P2", "2024-03-07", "2024-03-09", "S2", pathway="heart failure"
+            ),  # 1-day gap: allowed
+            _stay("V3", "P3", "2024-03-20", "2024-03-25", "S3"),  # 10 days after discharge: not a step-down
+            _stay("V4", "P4", "2024-03-06", "2024-03-08", "NOPE"),  # no such spell
+            _stay("V5", "P5", "2024-03-06", "2024-03-08", "S1"),  # another patient's spell
+            _stay("V6", "P1", "2024-03-06", "2024-03-09", "S1"),  # second stay on S1
+            _stay("V7", "P6", "2024-03-01", "2024-03-04", None, route="step_up"),
+        ]
+    )
     return spells, vw
 
 

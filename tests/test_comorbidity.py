@@ -32,13 +32,23 @@ def test_hfrs_hand_worked():
     # B: the same category twice (R29.6 and R29.8) counts once: 3.6; plus delirium F05.9 3.2 = 6.8
     # C: nothing on the list: 0
     # D: codes written with dots, lower case and HES padding: "f03.x", "E86X", "R54 " = 2.1 + 2.3 + 2.2 = 6.6
-    scores = comorbidity.hfrs(long({"A": ["F001", "W19", "N39.0", "I10X"], "B": ["R296", "R298", "F059"],
-                                    "C": ["K359", "Z539"], "D": ["f03.x", "E86X", "R54 "]}))
+    scores = comorbidity.hfrs(
+        long(
+            {
+                "A": ["F001", "W19", "N39.0", "I10X"],
+                "B": ["R296", "R298", "F059"],
+                "C": ["K359", "Z539"],
+                "D": ["f03.x", "E86X", "R54 "],
+            }
+        )
+    )
     assert scores.to_dict() == {"A": 13.5, "B": 6.8, "C": 0.0, "D": 6.6}
 
 
 def test_hfrs_risk_groups_are_gilberts():
-    bands = casemix.add_casemix_bands(pd.DataFrame({"frailty_score": [0, 4.9, 5, 15, 15.1, None]}))["frailty_band"]
+    bands = casemix.add_casemix_bands(pd.DataFrame({"frailty_score": [0, 4.9, 5, 15, 15.1, None]}))[
+        "frailty_band"
+    ]
     assert bands.tolist() == ["<5", "<5", "5-15", "5-15", ">15", "missing"]
 
 
@@ -49,10 +59,18 @@ def test_charlson_hand_worked():
     # D: mild (K70.3 cirrhosis, 1) and severe liver disease (I85.0 varices, 3): 3; plus dementia (F03, 1) = 4
     # E: I25.1 (not I25.2) and C44.3 (skin, not a Charlson cancer) = 0
     # F: hemiplegia G81.9 (2) + AIDS B20 (6) + peptic ulcer K25 (1) + rheumatic M05 (1) + PVD I70 (1) = 11
-    scores = comorbidity.charlson(long({
-        "A": ["I252", "I500", "J449"], "B": ["E119", "E112"], "C": ["C187", "C787", "N184"],
-        "D": ["K703", "I850", "F03X"], "E": ["I251", "C443"], "F": ["G819", "B20", "K25", "M059", "I702"],
-    }))
+    scores = comorbidity.charlson(
+        long(
+            {
+                "A": ["I252", "I500", "J449"],
+                "B": ["E119", "E112"],
+                "C": ["C187", "C787", "N184"],
+                "D": ["K703", "I850", "F03X"],
+                "E": ["I251", "C443"],
+                "F": ["G819", "B20", "K25", "M059", "I702"],
+            }
+        )
+    )
     assert scores.to_dict() == {"A": 3, "B": 2, "C": 8, "D": 4, "E": 0, "F": 11}
 
 
@@ -66,8 +84,13 @@ def test_charlson_codes_match_quan_and_the_r_package():
 
 
 def test_wide_long_and_concatenated_give_the_same_scores():
-    wide = pd.DataFrame({"DIAG_4_01": ["F001", "E112", None], "DIAG_4_02": ["W19X", "E119", None],
-                         "DIAG_4_03": ["F001", None, None]})
+    wide = pd.DataFrame(
+        {
+            "DIAG_4_01": ["F001", "E112", None],
+            "DIAG_4_02": ["W19X", "E119", None],
+            "DIAG_4_03": ["F001", None, None],
+        }
+    )
     cols, concatenated = comorbidity.diagnosis_columns(wide.columns)
     assert cols == ["DIAG_4_01", "DIAG_4_02", "DIAG_4_03"] and concatenated is None
     from_wide = comorbidity.scores(comorbidity.long_from_wide(wide, cols))
@@ -89,6 +112,8 @@ def test_diagnosis_columns_prefer_four_character_and_number_positions():
     assert comorbidity.diagnosis_columns(["age", "sex"]) == ([], None)
 
 
-@pytest.mark.parametrize("index, band", [(0, "0"), (1, "1-2"), (2, "1-2"), (3, "3-4"), (4, "3-4"), (5, "5+"), (12, "5+")])
+@pytest.mark.parametrize(
+    "index, band", [(0, "0"), (1, "1-2"), (2, "1-2"), (3, "3-4"), (4, "3-4"), (5, "5+"), (12, "5+")]
+)
 def test_charlson_bands(index, band):
     assert comorbidity.charlson_band(pd.Series([index])).iloc[0] == band

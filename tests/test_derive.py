@@ -9,8 +9,18 @@ from helpers.derive import add_spell_fields, financial_year
 
 
 def spells(rows):
-    df = pd.DataFrame(rows, columns=["spell_id", "patient_id", "provider_code", "admission_date",
-                                     "discharge_date", "admission_method", "discharge_method"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "spell_id",
+            "patient_id",
+            "provider_code",
+            "admission_date",
+            "discharge_date",
+            "admission_method",
+            "discharge_method",
+        ],
+    )
     for col in ["admission_date", "discharge_date"]:
         df[col] = pd.to_datetime(df[col])
     return df
@@ -88,6 +98,8 @@ def test_died_is_missing_when_discharge_method_absent():
     assert out["died"].isna().all()
 
 
-@pytest.mark.parametrize("date,label", [("2024-03-31", "2023/24"), ("2024-04-01", "2024/25"), ("2000-01-15", "1999/00")])
+@pytest.mark.parametrize(
+    "date,label", [("2024-03-31", "2023/24"), ("2024-04-01", "2024/25"), ("2000-01-15", "1999/00")]
+)
 def test_financial_year(date, label):
     assert financial_year(pd.Series(pd.to_datetime([date]))).iloc[0] == label

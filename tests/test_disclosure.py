@@ -52,7 +52,16 @@ def test_publish_writes_suppressed_csv_and_refuses_identifiers(tmp_path):
 from helpers.disclosure import is_valid_nhs_number, scan_outputs  # noqa: E402
 
 
-@pytest.mark.parametrize("number,valid", [("9434765919", True), ("943 476 5919", True), ("9434765918", False), ("4010232137", True), ("1234567890", False)])
+@pytest.mark.parametrize(
+    "number,valid",
+    [
+        ("9434765919", True),
+        ("943 476 5919", True),
+        ("9434765918", False),
+        ("4010232137", True),
+        ("1234567890", False),
+    ],
+)
 def test_nhs_number_check_digit(number, valid):
     # 9434765919 and 4010232137 are NHS Digital's published test numbers; 1234567890 has check digit 10 (never valid)
     assert is_valid_nhs_number(number) is valid
@@ -65,4 +74,7 @@ def test_scan_catches_a_planted_nhs_number_and_an_input_identifier(tmp_path):
     (tmp_path / "report.html").write_text("<p>Patient 943 476 5919 was readmitted</p>")
     (tmp_path / "tables" / "bad.csv").write_text("provider_code,who\nT01,P0001234\n")
     findings = scan_outputs(tmp_path, {"P0001234"})
-    assert findings == ["report.html: 1 valid NHS number(s)", "tables/bad.csv: 1 input identifier value(s), e.g. P00…"]
+    assert findings == [
+        "report.html: 1 valid NHS number(s)",
+        "tables/bad.csv: 1 input identifier value(s), e.g. P00…",
+    ]

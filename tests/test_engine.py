@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import casemix, contract, derive, disclosure, engine, funnel, io, opportunity, quality, variation
+from helpers import casemix, contract, derive, engine, funnel, io, opportunity, quality, variation
 
 SAMPLE = io.sample_path("spells")
 EXACT = {"check_exact": True}  # the engines add up in the rows' order: the same numbers to the last bit
@@ -26,19 +26,46 @@ def provider_indicator(prepared: variation.VariationInput, indicator: str) -> pd
     """The variation notebook's provider_indicator table from a prepared input (its cells 11 and 13)."""
     definition = casemix.INDICATORS[indicator]
     model = prepared.model
-    result = funnel.funnel(model.providers, "ratio", levels=[95, 99.8], overdispersion="additive", tau2_method="robust",
-                           min_expected=10, scale=model.dispersion)
-    opp = opportunity.opportunity(result, "median", definition.higher_is_better, prepared.bed_days_per_event,
-                                  344.60, 0.92, 0.0, seed=2026, years=prepared.years, price_year="2020/21")
+    result = funnel.funnel(
+        model.providers,
+        "ratio",
+        levels=[95, 99.8],
+        overdispersion="additive",
+        tau2_method="robust",
+        min_expected=10,
+        scale=model.dispersion,
+    )
+    opp = opportunity.opportunity(
+        result,
+        "median",
+        definition.higher_is_better,
+        prepared.bed_days_per_event,
+        344.60,
+        0.92,
+        0.0,
+        seed=2026,
+        years=prepared.years,
+        price_year="2020/21",
+    )
     columns = ["provider_code", "denominator", "observed", "expected", result.value_column, "z"]
     columns += [c for c in opp.providers.columns if c.startswith(("lower_", "upper_"))]
-    columns += ["outlier", "small", "ci_lower", "ci_upper", "opportunity", "opportunity_bed_days", "opportunity_gbp"]
+    columns += [
+        "outlier",
+        "small",
+        "ci_lower",
+        "ci_upper",
+        "opportunity",
+        "opportunity_bed_days",
+        "opportunity_gbp",
+    ]
     return opp.providers[columns]
 
 
 @pytest.fixture(scope="module")
 def pandas_results() -> dict[str, variation.VariationInput]:
-    return {ind: variation.prepare_variation(None, ind, engine="pandas") for ind in ("los", "readmission_30d")}
+    return {
+        ind: variation.prepare_variation(None, ind, engine="pandas") for ind in ("los", "readmission_30d")
+    }
 
 
 def bad_spells(tmp_path: Path) -> pd.DataFrame:
@@ -59,7 +86,9 @@ def bad_spells(tmp_path: Path) -> pd.DataFrame:
     b.loc[16, "spell_cost"] = "£1,234.50"  # valid
     b.loc[17, "admission_date"] = "05/06/2023"  # valid form, after its discharge
     b.loc[18, "imd_decile"] = "NA"  # valid: blank
-    b.loc[19, "patient_id"] = " null "  # NA-like text in a required column: missing, reported like row 13's blank
+    b.loc[19, "patient_id"] = (
+        " null "  # NA-like text in a required column: missing, reported like row 13's blank
+    )
     for k in range(20, 30):  # more than five rows: the message says how many more
         b.loc[k, "discharge_date"] = "2020-1-1"
     return b
@@ -75,17 +104,24 @@ def test_duckdb_provider_indicator_is_the_pandas_table(pandas_results, indicator
     assert duck.years == pandas_results[indicator].years == 2
     assert duck.bed_days_per_event == pandas_results[indicator].bed_days_per_event
     for table in ("diagnostics", "calibration", "coefficients", "pooled_levels"):
-        pd.testing.assert_frame_equal(getattr(duck.model, table), getattr(pandas_results[indicator].model, table),
-                                      **EXACT)
+        pd.testing.assert_frame_equal(
+            getattr(duck.model, table), getattr(pandas_results[indicator].model, table), **EXACT
+        )
     # the data quality profile computed in SQL is the table helpers.quality makes from the rows
-    pd.testing.assert_frame_equal(quality.data_quality(duck.spells), quality.data_quality(pandas_results[indicator].spells))
+    pd.testing.assert_frame_equal(
+        quality.data_quality(duck.spells), quality.data_quality(pandas_results[indicator].spells)
+    )
     assert quality.describe(duck.spells) == quality.describe(pandas_results[indicator].spells)
 
 
 @pytest.mark.parametrize("indicator", ["day_case", "mortality"])
 def test_duckdb_binomial_indicators_and_one_year(indicator):
-    a = variation.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas")
-    b = variation.prepare_variation(None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb")
+    a = variation.prepare_variation(
+        None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas"
+    )
+    b = variation.prepare_variation(
+        None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb"
+    )
     pd.testing.assert_frame_equal(b.model.providers, a.model.providers, **EXACT)
     pd.testing.assert_frame_equal(b.model.coefficients, a.model.coefficients, **EXACT)
     pd.testing.assert_frame_equal(b.exclusions, a.exclusions)
@@ -99,15 +135,28 @@ def test_fit_cells_negative_binomial_and_rare_levels_match_fit_casemix():
     population = population.iloc[:4000]
     terms = ["age_band", "sex", "hrg"]  # many HRGs have fewer than 30 spells here: pooled into "other"
     rows = casemix.fit_casemix(population, terms, "negative_binomial")
-    cells_in = population.assign(**{t: population[t].astype("str").where(population[t].notna(), None) for t in terms})
-    pcells = cells_in.groupby(terms + ["provider_code"], dropna=False).agg(n=("outcome", "size"),
-                                                                           events=("outcome", "sum")).reset_index()
-    vcells = cells_in.assign(_y=cells_in["outcome"]).groupby(terms + ["_y"], dropna=False).size().rename("w").reset_index()
+    cells_in = population.assign(
+        **{t: population[t].astype("str").where(population[t].notna(), None) for t in terms}
+    )
+    pcells = (
+        cells_in.groupby(terms + ["provider_code"], dropna=False)
+        .agg(n=("outcome", "size"), events=("outcome", "sum"))
+        .reset_index()
+    )
+    vcells = (
+        cells_in.assign(_y=cells_in["outcome"])
+        .groupby(terms + ["_y"], dropna=False)
+        .size()
+        .rename("w")
+        .reset_index()
+    )
     cells = casemix.fit_cells(pcells, terms, "negative_binomial", vcells=vcells)
     assert rows.pooled_levels.loc[rows.pooled_levels["term"] == "hrg", "levels_pooled"].iloc[0] > 0
     pd.testing.assert_frame_equal(cells.pooled_levels, rows.pooled_levels)
     pd.testing.assert_frame_equal(cells.providers, rows.providers, rtol=1e-7)
-    assert cells.diagnostics.loc[0, "nb_alpha"] == pytest.approx(rows.diagnostics.loc[0, "nb_alpha"], rel=1e-6)
+    assert cells.diagnostics.loc[0, "nb_alpha"] == pytest.approx(
+        rows.diagnostics.loc[0, "nb_alpha"], rel=1e-6
+    )
 
 
 def test_duckdb_spells_frame_is_the_pandas_frame():
@@ -124,13 +173,36 @@ def test_readmission_linkage_by_hand(tmp_path):
     rows = [
         # spell, patient, provider, admitted, discharged, method
         ("S1", "P1", "A", "2024-01-01", "2024-01-05", "21"),  # next emergency: S3 on 2024-01-05, gap 0
-        ("S2", "P1", "A", "2024-01-03", "2024-01-04", "11"),  # elective; next emergency on/after 01-04: S3, gap 1
-        ("S3", "P1", "B", "2024-01-05", "2024-01-05", "22"),  # same-day emergency: not itself; next S4, gap 34
+        (
+            "S2",
+            "P1",
+            "A",
+            "2024-01-03",
+            "2024-01-04",
+            "11",
+        ),  # elective; next emergency on/after 01-04: S3, gap 1
+        (
+            "S3",
+            "P1",
+            "B",
+            "2024-01-05",
+            "2024-01-05",
+            "22",
+        ),  # same-day emergency: not itself; next S4, gap 34
         ("S4", "P1", "B", "2024-02-08", "2024-02-10", "21"),  # none after: missing
         ("S5", "P2", "A", "2024-01-06", "2024-01-06", "21"),  # other patient: missing
     ]
-    frame = pd.DataFrame(rows, columns=["spell_id", "patient_id", "provider_code", "admission_date",
-                                        "discharge_date", "admission_method"]).assign(age="70", sex="1", discharge_method="1")
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "spell_id",
+            "patient_id",
+            "provider_code",
+            "admission_date",
+            "discharge_date",
+            "admission_method",
+        ],
+    ).assign(age="70", sex="1", discharge_method="1")
     path = tmp_path / "five.csv"
     frame.to_csv(path, index=False)
     got = derive.load_spells(path, engine="duckdb")
@@ -145,8 +217,16 @@ def test_duckdb_reads_a_hes_style_extract_as_pandas_does(tmp_path, suffix):
     raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(1500)
     for c in ["admission_date", "discharge_date"]:
         raw[c] = pd.to_datetime(raw[c]).dt.strftime("%d/%m/%Y")
-    raw = raw.rename(columns={"provider_code": "PROCODE3", "admission_date": "admidate", "discharge_date": "DISDATE",
-                              "age": "STARTAGE", "sex": "Gender ", "hrg": "SUSHRG"}).assign(extra="x")
+    raw = raw.rename(
+        columns={
+            "provider_code": "PROCODE3",
+            "admission_date": "admidate",
+            "discharge_date": "DISDATE",
+            "age": "STARTAGE",
+            "sex": "Gender ",
+            "hrg": "SUSHRG",
+        }
+    ).assign(extra="x")
     path = tmp_path / f"extract.{suffix}"
     if suffix == "csv":
         raw.to_csv(path, index=False, encoding="utf-8-sig")
@@ -176,8 +256,11 @@ def test_duckdb_bad_file_gives_the_pandas_message(tmp_path, suffix):
     assert "11 problems found" in message
     assert "row 5: admission_date=2024-02-30" in message  # header is row 1, data row 4 (0-based 3)
     assert "(12 rows)" in message and "... and 7 more" in message
-    assert re.search(r"column 'patient_id': expected a value in every row \(it is required\) \(2 rows\)\n"
-                     r"\s+row 15: patient_id=''\n\s+row 21: patient_id=' null '\n", message)
+    assert re.search(
+        r"column 'patient_id': expected a value in every row \(it is required\) \(2 rows\)\n"
+        r"\s+row 15: patient_id=''\n\s+row 21: patient_id=' null '\n",
+        message,
+    )
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
@@ -196,14 +279,27 @@ def test_duckdb_na_like_text_in_required_columns_gives_the_pandas_message(tmp_pa
     assert str(duck_error.value) == str(pandas_error.value)
     message = str(duck_error.value)
     assert "3 problems found" in message
-    assert re.search(r"column 'provider_code': expected a value in every row \(it is required\) \(2 rows\)\n"
-                     r"\s+row 4: provider_code=NA\n\s+row 9: provider_code=None\n", message)
-    assert "column 'admission_date': expected a value in every row (it is required) (1 row)\n      row 6: admission_date=NULL" in message
-    assert "column 'spell_id': expected a value in every row (it is required) (1 row)\n      row 7: spell_id=nan" in message
+    assert re.search(
+        r"column 'provider_code': expected a value in every row \(it is required\) \(2 rows\)\n"
+        r"\s+row 4: provider_code=NA\n\s+row 9: provider_code=None\n",
+        message,
+    )
+    assert (
+        "column 'admission_date': expected a value in every row (it is required) (1 row)\n      row 6: admission_date=NULL"
+        in message
+    )
+    assert (
+        "column 'spell_id': expected a value in every row (it is required) (1 row)\n      row 7: spell_id=nan"
+        in message
+    )
 
 
 def test_duckdb_missing_column_message_matches(tmp_path):
-    frame = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(20).rename(columns={"admission_date": "ADMDATE"})
+    frame = (
+        pd.read_csv(SAMPLE, dtype=str, keep_default_na=False)
+        .head(20)
+        .rename(columns={"admission_date": "ADMDATE"})
+    )
     path = tmp_path / "renamed.csv"
     frame.to_csv(path, index=False)
     with pytest.raises(io.InputError) as pandas_error:
@@ -223,7 +319,7 @@ def broken_file(tmp_path: Path, rule: contract.ContractRule) -> Path:
     row = 5
     when = io.table_columns(table)[column].get("required_when")
     if when:  # a row where the column is needed
-        (other, needed), = when.items()
+        ((other, needed),) = when.items()
         row = int(frame.index[frame[other] == needed][0])
     if value == contract.DROPPED:
         frame = frame.drop(columns=[column])
@@ -296,29 +392,28 @@ def test_handbook_run_engine_duckdb_writes_the_pandas_tables(tmp_path):
     from helpers import cli
 
     assert cli.main(["run", "variation", "--out", str(tmp_path / "pandas"), "--quiet"]) == 0
-    assert cli.main(["run", "variation", "--engine", "duckdb", "--out", str(tmp_path / "duckdb"), "--quiet"]) == 0
+    assert (
+        cli.main(["run", "variation", "--engine", "duckdb", "--out", str(tmp_path / "duckdb"), "--quiet"])
+        == 0
+    )
     tables = sorted(p.name for p in (tmp_path / "pandas" / "tables").glob("*.csv"))
     assert "provider_indicator.csv" in tables
     assert tables == sorted(p.name for p in (tmp_path / "duckdb" / "tables").glob("*.csv"))
     for name in tables:
-        assert (tmp_path / "duckdb" / "tables" / name).read_bytes() == (tmp_path / "pandas" / "tables" / name).read_bytes(), name
+        assert (tmp_path / "duckdb" / "tables" / name).read_bytes() == (
+            tmp_path / "pandas" / "tables" / name
+        ).read_bytes(), name
     # a notebook without the parameter refuses the option instead of ignoring it
     assert cli.main(["run", "spc", "--engine", "duckdb", "--out", str(tmp_path / "spc"), "--quiet"]) == 2
 
 
-def test_identifiers_in_outputs_finds_only_input_identifiers(tmp_path):
-    spells = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, usecols=["patient_id", "spell_id"])
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "table.csv").write_text(f"provider_code,note\nT01,{spells.loc[7, 'patient_id']}\nT02,P9999999x\n")
-    found = disclosure.identifiers_in_outputs(out, {"spells": None})
-    assert found == {spells.loc[7, "patient_id"]}
-
-
-# --------------------------------------------------------------------------- Spark
 def _spark_or_skip():
-    pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-spark.txt): the Spark engine is not tested")
-    pytest.importorskip("sqlglot", reason="sqlglot is not installed (requirements-spark.txt): the Spark engine is not tested")
+    pytest.importorskip(
+        "pyspark", reason="pyspark is not installed (requirements-spark.txt): the Spark engine is not tested"
+    )
+    pytest.importorskip(
+        "sqlglot", reason="sqlglot is not installed (requirements-spark.txt): the Spark engine is not tested"
+    )
     if shutil.which("java") is None:
         pytest.skip("Java is not installed: the Spark engine is not tested")
 
@@ -328,9 +423,14 @@ def spark():
     _spark_or_skip()
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("test_engine")
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("test_engine")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -350,9 +450,11 @@ def spells_by_engine(tmp_path_factory, spark) -> dict[str, pd.DataFrame]:
     """3,000 sample spells with their derived fields, from each engine (and pandas)."""
     path = tmp_path_factory.mktemp("spells") / "spells.csv"
     pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(3000).to_csv(path, index=False)
-    return {"pandas": derive.add_spell_fields(io.load_table("spells", path)),
-            "duckdb": derive.load_spells(path, engine="duckdb"),
-            "spark": derive.load_spells(path, engine="spark", spark=spark)}
+    return {
+        "pandas": derive.add_spell_fields(io.load_table("spells", path)),
+        "duckdb": derive.load_spells(path, engine="duckdb"),
+        "spark": derive.load_spells(path, engine="spark", spark=spark),
+    }
 
 
 @pytest.mark.parametrize("field", derive.SPELL_FIELDS, ids=lambda f: f.name)
@@ -388,7 +490,9 @@ def test_every_contract_rule_gives_the_same_message_in_spark(tmp_path, spark, ru
 
 def test_spark_sql_is_transpiled_not_handwritten(spark):
     backend = engine.Spark(spark)
-    sql = backend.to_spark("SELECT DATE_DIFF('day', DATE '2024-01-01', DATE '2024-03-01') AS d, "
-                           "REGEXP_MATCHES('J44', '^[A-Z][0-9]{2}') AS ok")
+    sql = backend.to_spark(
+        "SELECT DATE_DIFF('day', DATE '2024-01-01', DATE '2024-03-01') AS d, "
+        "REGEXP_MATCHES('J44', '^[A-Z][0-9]{2}') AS ok"
+    )
     row = spark.sql(sql).collect()[0]
     assert (row["d"], row["ok"]) == (60, True)  # 31 days of January + 29 of February 2024

@@ -35,14 +35,31 @@ def synthetic_cohort(n: int = 6000, seed: int = 11, los_ratio: float = 0.7, rd: 
     mu0 = np.exp(1.6 + 0.02 * (age - 78) + 0.07 * (frail - 7.5) + 0.3 * (pathway == "frailty"))
     mu1 = mu0 * los_ratio
     size = 3.0
-    y = np.where(t == 1, rng.negative_binomial(size, size / (size + mu1)),
-                 rng.negative_binomial(size, size / (size + mu0)))
+    y = np.where(
+        t == 1,
+        rng.negative_binomial(size, size / (size + mu1)),
+        rng.negative_binomial(size, size / (size + mu0)),
+    )
     p0 = expit(-1.8 + 0.03 * (age - 78) + 0.09 * (frail - 7.5))
     p1 = np.clip(p0 + rd, 0, 1)
     readm = rng.binomial(1, np.where(t == 1, p1, p0))
-    df = pd.DataFrame({"age": age, "sex": sex, "frailty_score": frail, "imd_decile": imd, "pathway": pathway,
-                       "month": month, "treated": t, "acute_los": y, "readmission_30d": readm})
-    truth = {"acute_los": float((mu1 - mu0)[t == 1].mean()), "readmission_30d": 100 * float((p1 - p0)[t == 1].mean())}
+    df = pd.DataFrame(
+        {
+            "age": age,
+            "sex": sex,
+            "frailty_score": frail,
+            "imd_decile": imd,
+            "pathway": pathway,
+            "month": month,
+            "treated": t,
+            "acute_los": y,
+            "readmission_30d": readm,
+        }
+    )
+    truth = {
+        "acute_los": float((mu1 - mu0)[t == 1].mean()),
+        "readmission_30d": 100 * float((p1 - p0)[t == 1].mean()),
+    }
     return df, truth
 
 
@@ -177,8 +194,16 @@ def test_adjusted_estimates_recover_truth_and_naive_does_not(fitted):
         assert row["ci_lower"] <= truth["readmission_30d"] <= row["ci_upper"], method
     naive = e.loc[("acute_los", "naive")]
     assert not naive["ci_lower"] <= truth["acute_los"] <= naive["ci_upper"]
-    assert list(res.effects.columns[:8]) == ["outcome", "method", "estimate", "ci_lower", "ci_upper",
-                                             "p_value", "n_treated", "n_control"]
+    assert list(res.effects.columns[:8]) == [
+        "outcome",
+        "method",
+        "estimate",
+        "ci_lower",
+        "ci_upper",
+        "p_value",
+        "n_treated",
+        "n_control",
+    ]
     assert set(e.loc["readmission_30d", "unit"]) == {"percentage points"}
 
 
@@ -237,9 +262,13 @@ def test_e_value_difference_in_means_conversion():
 
 # --------------------------------------------------------------------------- provider level
 def test_monthly_bed_days_split_across_months():
-    spells = pd.DataFrame({"provider_code": ["A", "A", "B"],
-                           "admission_date": pd.to_datetime(["2024-01-30", "2024-02-10", "2024-02-01"]),
-                           "discharge_date": pd.to_datetime(["2024-02-02", "2024-02-10", "2024-03-01"])})
+    spells = pd.DataFrame(
+        {
+            "provider_code": ["A", "A", "B"],
+            "admission_date": pd.to_datetime(["2024-01-30", "2024-02-10", "2024-02-01"]),
+            "discharge_date": pd.to_datetime(["2024-02-02", "2024-02-10", "2024-03-01"]),
+        }
+    )
     m = ev.monthly_bed_days(spells).set_index(["provider_code", "month"])
     # A: nights of 30 and 31 Jan, then 1 Feb; the same-day spell adds none. B: all 29 nights of Feb 2024
     assert m.loc[("A", pd.Timestamp("2024-01-01")), "bed_days"] == 2
@@ -254,7 +283,13 @@ def _series(level=-40.0, slope=-2.0, noise=0.0, seed=0, n=36, k0=20):
     month = pd.date_range("2022-04-01", periods=n, freq="MS")
     time = np.arange(n)
     post = (time >= k0).astype(float)
-    y = 600 + 1.5 * time + level * post + slope * (time - k0) * post + 30 * np.sin(2 * np.pi * month.month / 12)
+    y = (
+        600
+        + 1.5 * time
+        + level * post
+        + slope * (time - k0) * post
+        + 30 * np.sin(2 * np.pi * month.month / 12)
+    )
     y = y + noise * rng.standard_normal(n)
     return pd.DataFrame({"month": month, "bed_days": y}), month[k0]
 
@@ -284,7 +319,9 @@ def test_difference_in_differences_by_hand():
     rows = []
     for unit, base, eff in (("T", 100, -12.0), ("C1", 80, 0.0), ("C2", 60, 0.0)):
         for i, m in enumerate(month):
-            rows.append({"provider_code": unit, "month": m, "bed_days": base + season[i] + (eff if i >= 4 else 0)})
+            rows.append(
+                {"provider_code": unit, "month": m, "bed_days": base + season[i] + (eff if i >= 4 else 0)}
+            )
     est, series = ev.difference_in_differences(pd.DataFrame(rows), "T", month[4], ["C1", "C2"])
     # gap is 30 before and 18 after: DiD -12
     assert est.set_index("term").loc["did", "estimate"] == pytest.approx(-12.0)
@@ -303,8 +340,9 @@ def sample_effects():
     if not truth_path.exists():
         pytest.skip("sample data not written yet")
     truth = json.loads(truth_path.read_text())["virtual_ward"]
-    cohort = build_cohort(io.load_table("spells"), io.load_table("virtual_ward"),
-                          covariates=ev.DEFAULT_COVARIATES).spells
+    cohort = build_cohort(
+        io.load_table("spells"), io.load_table("virtual_ward"), covariates=ev.DEFAULT_COVARIATES
+    ).spells
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = ev.estimate_effects(cohort, outcomes=["acute_los", "total_los", "readmission_30d"])
@@ -333,8 +371,9 @@ def test_sample_readmission_estimate_consistent_with_truth(sample_effects):
 
 
 def test_before_after_by_hand():
-    s = pd.DataFrame({"month": pd.date_range("2024-01-01", periods=6, freq="MS"),
-                      "bed_days": [10, 20, 30, 5, 5, 8]})
+    s = pd.DataFrame(
+        {"month": pd.date_range("2024-01-01", periods=6, freq="MS"), "bed_days": [10, 20, 30, 5, 5, 8]}
+    )
     out = ev.before_after(s, "2024-04-15", months=2).iloc[0]
     assert out["before_mean"] == 25 and out["after_mean"] == 5 and out["difference"] == -20
     with pytest.raises(ValueError, match="3 months"):
@@ -342,14 +381,35 @@ def test_before_after_by_hand():
 
 
 def test_e_value_for_effect_converts_days_and_risk_differences():
-    cohort = pd.DataFrame({"treated": [1, 1, 0, 0, 0, 0], "acute_los": [2, 4, 3, 5, 7, 9],
-                           "readmission_30d": [0, 1, 0, 0, 1, 1]})
-    effects = pd.DataFrame([
-        {"outcome": "acute_los", "method": "ipw", "estimate": -2.0, "ci_lower": -3.0, "ci_upper": -1.0,
-         "se": 0.5, "unit": "days"},
-        {"outcome": "readmission_30d", "method": "ipw", "estimate": -25.0, "ci_lower": -40.0,
-         "ci_upper": 10.0, "se": 12.0, "unit": "percentage points"},
-    ])
+    cohort = pd.DataFrame(
+        {
+            "treated": [1, 1, 0, 0, 0, 0],
+            "acute_los": [2, 4, 3, 5, 7, 9],
+            "readmission_30d": [0, 1, 0, 0, 1, 1],
+        }
+    )
+    effects = pd.DataFrame(
+        [
+            {
+                "outcome": "acute_los",
+                "method": "ipw",
+                "estimate": -2.0,
+                "ci_lower": -3.0,
+                "ci_upper": -1.0,
+                "se": 0.5,
+                "unit": "days",
+            },
+            {
+                "outcome": "readmission_30d",
+                "method": "ipw",
+                "estimate": -25.0,
+                "ci_lower": -40.0,
+                "ci_upper": 10.0,
+                "se": 12.0,
+                "unit": "percentage points",
+            },
+        ]
+    )
     days = ev.e_value_for_effect(effects, cohort, "acute_los").iloc[0]
     sd = np.std([3, 5, 7, 9], ddof=1)  # controls' SD, 2.582
     assert days["rr"] == pytest.approx(np.exp(0.91 * -2.0 / sd))
@@ -361,8 +421,18 @@ def test_e_value_for_effect_converts_days_and_risk_differences():
 
 def test_finance_inputs_scale_vw_days_to_matched_spells():
     cohort = pd.DataFrame({"treated": [1, 1, 1, 1, 0], "vw_days": [4, 6, 8, 2, 0]})
-    effects = pd.DataFrame([{"outcome": "acute_los", "method": "matching", "estimate": -1.0,
-                             "ci_lower": -2.0, "ci_upper": 0.0, "n_treated": 2}])
+    effects = pd.DataFrame(
+        [
+            {
+                "outcome": "acute_los",
+                "method": "matching",
+                "estimate": -1.0,
+                "ci_lower": -2.0,
+                "ci_upper": 0.0,
+                "n_treated": 2,
+            }
+        ]
+    )
     got = ev.finance_inputs(effects, cohort, method="matching")
     assert got["treated_spells"] == 2 and got["vw_patient_days"] == pytest.approx(20 * 2 / 4)
     assert got["effect_ci"] == (-2.0, 0.0)
@@ -370,8 +440,12 @@ def test_finance_inputs_scale_vw_days_to_matched_spells():
 
 def test_balanced_provider_maximises_the_shorter_side():
     monthly = pd.DataFrame({"month": pd.date_range("2023-04-01", periods=24, freq="MS")})
-    periods = pd.DataFrame({"provider_code": ["A", "B", "C"],
-                            "vw_start": pd.to_datetime(["2023-05-01", "2024-03-10", "2025-01-01"])})
+    periods = pd.DataFrame(
+        {
+            "provider_code": ["A", "B", "C"],
+            "vw_start": pd.to_datetime(["2023-05-01", "2024-03-10", "2025-01-01"]),
+        }
+    )
     # A: 1 month before; B: 11 before, 13 after; C: 21 before, 3 after
     assert ev.balanced_provider(periods, monthly) == "B"
 
@@ -383,7 +457,13 @@ def _its_coverage(phi: float, reps: int, seed: int, n: int = 24) -> float:
     t = np.arange(n, dtype=float)
     k0 = n // 2
     post = (t >= k0).astype(float)
-    base = 1000 + 2 * t - 50 * post - 3 * np.where(post == 1, t - k0, 0) + 40 * np.sin(2 * np.pi * month.month / 12)
+    base = (
+        1000
+        + 2 * t
+        - 50 * post
+        - 3 * np.where(post == 1, t - k0, 0)
+        + 40 * np.sin(2 * np.pi * month.month / 12)
+    )
     hits = 0
     for _ in range(reps):
         u = rng.normal(0, 30, n)
@@ -412,8 +492,10 @@ def test_regression_fit_agrees_with_statsmodels_glm():
     X = np.column_stack([np.ones(n), rng.normal(size=n), rng.integers(0, 2, n), rng.uniform(0, 5, n)])
     y_count = rng.negative_binomial(2, 2 / (2 + np.exp(0.5 + 0.3 * X[:, 1] - 0.2 * X[:, 2])))
     y_binary = (rng.random(n) < 1 / (1 + np.exp(-(-1 + 0.8 * X[:, 1] + 0.1 * X[:, 3])))).astype(float)
-    for y, family in ((y_count.astype(float), sm.families.NegativeBinomial(alpha=0.5)),
-                      (y_binary, sm.families.Binomial())):
+    for y, family in (
+        (y_count.astype(float), sm.families.NegativeBinomial(alpha=0.5)),
+        (y_binary, sm.families.Binomial()),
+    ):
         fit = sm.GLM(y, X, family=family).fit(cov_type="HC0")
         beta = ev._glm_irls(y, X, family)
         np.testing.assert_allclose(beta, fit.params, rtol=1e-9, atol=1e-12)

@@ -27,16 +27,31 @@ from shared_runs import RunSpec, run_spec
 N_SPELLS = 4000
 PASSWORD = "Pw-0f-th3-analyst"
 SPELL_TYPES = {  # the hand-built file as a warehouse would type it
-    "spell_id": "text", "patient_id": "text", "provider_code": "char(3)", "admission_date": "date",
-    "discharge_date": "date", "admission_method": "varchar(2)", "patient_classification": "text", "age": "integer",
-    "sex": "text", "primary_diagnosis": "text", "hrg": "text", "discharge_method": "text", "imd_decile": "smallint",
-    "frailty_score": "numeric(5,1)", "charlson_index": "integer",
+    "spell_id": "text",
+    "patient_id": "text",
+    "provider_code": "char(3)",
+    "admission_date": "date",
+    "discharge_date": "date",
+    "admission_method": "varchar(2)",
+    "patient_classification": "text",
+    "age": "integer",
+    "sex": "text",
+    "primary_diagnosis": "text",
+    "hrg": "text",
+    "discharge_method": "text",
+    "imd_decile": "smallint",
+    "frailty_score": "numeric(5,1)",
+    "charlson_index": "integer",
 }
 
 
 def write_extracts(folder: Path) -> dict[str, Path]:
     hes, by_hand = hes_episodes(sample_spells(N_SPELLS))
-    paths = {"hes": folder / "hes_apc.csv", "hand": folder / "spells_by_hand.csv", "sus": folder / "sus_apcs.csv"}
+    paths = {
+        "hes": folder / "hes_apc.csv",
+        "hand": folder / "spells_by_hand.csv",
+        "sus": folder / "sus_apcs.csv",
+    }
     hes.to_csv(paths["hes"], index=False)
     by_hand.to_csv(paths["hand"], index=False)
     sus_spells(hes, by_hand).to_csv(paths["sus"], index=False)
@@ -85,7 +100,9 @@ def test_hes_episode_extract_gives_the_same_provider_indicator(files, hand_run, 
     assert flow.loc["read from hes_apc.csv", "rows_after"] == episodes
     assert flow.loc["episodes to provider spells", "rows_after"] == N_SPELLS
     terms = table(run, "casemix_terms").set_index("term")["used"]
-    assert terms.eq("yes").all()  # the frailty band comes from the Hospital Frailty Risk Score of the diagnoses
+    assert terms.eq(
+        "yes"
+    ).all()  # the frailty band comes from the Hospital Frailty Risk Score of the diagnoses
 
 
 def test_sus_extract_runs_without_a_map(files, hand_run, handbook_runs):
@@ -120,7 +137,8 @@ def test_database_run_writes_the_same_tables_as_the_file(postgres, hand_run, han
         assert_same_table(a, b)
     record = json.loads((run / "run.json").read_text())
     assert record["inputs"]["spells"]["file"] == (
-        f"table apc.spells from postgresql://analyst@127.0.0.1:{postgres.port}/handbook?table=apc.spells")
+        f"table apc.spells from postgresql://analyst@127.0.0.1:{postgres.port}/handbook?table=apc.spells"
+    )
     assert record["inputs"]["spells"]["rows"] == N_SPELLS
     for path in run.rglob("*"):
         if path.is_file():

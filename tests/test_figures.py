@@ -32,7 +32,9 @@ def test_the_measure_scales_a_wide_figure_down_to_the_page():
     ax.set_title("x", fontsize=10)
     ax.tick_params(labelsize=10)
     # 10 pt at 100 dpi is 13.9 px; a figure 2,100 px wide shown in 700 px keeps a third of it
-    assert smallest_text_pt(wide) == pytest.approx(10 / 72 * 100 * 0.75 * 700 / (wide.get_tightbbox().width * 100))
+    assert smallest_text_pt(wide) == pytest.approx(
+        10 / 72 * 100 * 0.75 * 700 / (wide.get_tightbbox().width * 100)
+    )
     assert smallest_text_pt(wide) < 5  # about 4 points: what the issue found
     assert smallest_text_pt(narrow) == pytest.approx(10 / 72 * 100 * 0.75)  # not enlarged
     plt.close("all")
@@ -46,20 +48,36 @@ def test_spc_overview_of_every_provider_is_readable():
         table = spc.spc(series, group="group", better="decrease")
     summary = spc.summarise(table, better="decrease")
     assert table["group"].nunique() == 25
-    fig = spc_plots.small_multiples(table, summary, title=spc.overview(summary, "Emergency bed days", "series"),
-                                    ylabel="Emergency bed days")
+    fig = spc_plots.small_multiples(
+        table,
+        summary,
+        title=spc.overview(summary, "Emergency bed days", "series"),
+        ylabel="Emergency bed days",
+    )
     assert smallest_text_pt(fig) >= MIN_TEXT_PT
     plt.close(fig)
 
 
 def _effects() -> pd.DataFrame:
     rows = []
-    for outcome, unit, est in [("acute_los", "days", -1.1), ("total_los", "days", 2.0),
-                               ("readmission_30d", "percentage points", 0.4)]:
+    for outcome, unit, est in [
+        ("acute_los", "days", -1.1),
+        ("total_los", "days", 2.0),
+        ("readmission_30d", "percentage points", 0.4),
+    ]:
         for k, method in enumerate(["naive", "regression", "ipw", "matching"]):
             e = est + 0.2 * k
-            rows.append({"outcome": outcome, "method": method, "estimate": e, "ci_lower": e - 0.5,
-                         "ci_upper": e + 0.5, "p_value": 0.01, "unit": unit})
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "method": method,
+                    "estimate": e,
+                    "ci_lower": e - 0.5,
+                    "ci_upper": e + 0.5,
+                    "p_value": 0.01,
+                    "unit": unit,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -68,9 +86,14 @@ def test_four_methods_figure_and_love_plot_are_readable():
     assert smallest_text_pt(fig) >= MIN_TEXT_PT
     rng = np.random.default_rng(2026)
     n = 30  # covariate levels, as many as the sample's balance table
-    balance = pd.DataFrame({"covariate": [f"pathway: level {i}" for i in range(n)],
-                            "smd_before": rng.normal(0, 0.2, n), "smd_after_ipw": rng.normal(0, 0.03, n),
-                            "smd_after_matching": rng.normal(0, 0.05, n)})
+    balance = pd.DataFrame(
+        {
+            "covariate": [f"pathway: level {i}" for i in range(n)],
+            "smd_before": rng.normal(0, 0.2, n),
+            "smd_after_ipw": rng.normal(0, 0.03, n),
+            "smd_after_matching": rng.normal(0, 0.05, n),
+        }
+    )
     fig2 = ev_plots.love_plot(balance)
     assert smallest_text_pt(fig2) >= MIN_TEXT_PT
     plt.close("all")

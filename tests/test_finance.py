@@ -19,7 +19,9 @@ def test_beds_equivalent_by_hand():
 
 def test_default_cost_per_bed_day_carries_source_and_price_year():
     c = finance.COST_PER_BED_DAY
-    assert c.value == pytest.approx(344.60)  # DHSC written answer UIN 146908, 2020/21 National Cost Collection
+    assert c.value == pytest.approx(
+        344.60
+    )  # DHSC written answer UIN 146908, 2020/21 National Cost Collection
     assert c.price_year == "2020/21"
     assert "UIN 146908" in c.source
     assert c.label().startswith("£345 per bed day (2020/21 prices")

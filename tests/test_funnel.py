@@ -49,7 +49,9 @@ def test_binomial_limits_approach_normal_limits_for_large_n():
 
 
 def test_level_labels_follow_requested_levels():
-    data = pd.DataFrame({"provider_code": list("ABCDE"), "observed": [10, 20, 30, 40, 50], "expected": [12, 18, 33, 37, 52]})
+    data = pd.DataFrame(
+        {"provider_code": list("ABCDE"), "observed": [10, 20, 30, 40, 50], "expected": [12, 18, 33, 37, 52]}
+    )
     res = fn.funnel(data, levels=[90, 99.9], overdispersion="none")
     for col in ["lower_90", "upper_90", "lower_999", "upper_999", "flag_90", "flag_999"]:
         assert col in res.providers.columns
@@ -136,8 +138,13 @@ def test_shmi_truncation_keeps_rank_groups_1_to_8_as_funnelplotr():
 def test_shmi_reproduces_funnelplotr_six_unit_reference():
     # FunnelPlotR 0.5.0, funnel_plot(data_type = "SR", sr_method = "SHMI"): phi 2.948033, tau2 0.01947753;
     # its rank-group truncation keeps all six units
-    data = pd.DataFrame({"provider_code": list("ABCDEF"), "observed": [100, 150, 180, 80, 120, 225],
-                         "expected": [108, 112, 165, 95, 100, 220.0]})
+    data = pd.DataFrame(
+        {
+            "provider_code": list("ABCDEF"),
+            "observed": [100, 150, 180, 80, 120, 225],
+            "expected": [108, 112, 165, 95, 100, 220.0],
+        }
+    )
     res = fn.funnel(data, "ratio", tau2_method="shmi")
     d = res.dispersion.iloc[0]
     assert d["phi"] == pytest.approx(2.948033, abs=1e-6)
@@ -145,7 +152,9 @@ def test_shmi_reproduces_funnelplotr_six_unit_reference():
     assert d["providers_kept"] == 6 and bool(d["applied"])
     # limits as FunnelPlotR draws them: exp(+/- 3.090232 sqrt(1/E + tau2))
     e = data["expected"].to_numpy()
-    np.testing.assert_allclose(res.providers["upper_998"], np.exp(3.090232 * np.sqrt(1 / e + d["tau2"])), rtol=1e-6)
+    np.testing.assert_allclose(
+        res.providers["upper_998"], np.exp(3.090232 * np.sqrt(1 / e + d["tau2"])), rtol=1e-6
+    )
     assert (res.providers["outlier"] == "none").all()
 
 
@@ -155,7 +164,11 @@ def _null_simulation(reps: int, providers: int, tau: float, seed: int) -> list[p
     for _ in range(reps):
         e = rng.uniform(50, 2000, providers)
         o = rng.poisson(e * np.exp(rng.normal(0.0, tau, providers)))
-        out.append(pd.DataFrame({"provider_code": [f"P{i:03d}" for i in range(providers)], "observed": o, "expected": e}))
+        out.append(
+            pd.DataFrame(
+                {"provider_code": [f"P{i:03d}" for i in range(providers)], "observed": o, "expected": e}
+            )
+        )
     return out
 
 
@@ -235,7 +248,9 @@ def test_one_outlier_level_sets_the_outlier_column():
     assert (res.providers["outlier"] == res.providers["flag_95"]).all()
     # a level that is not among the limits is added to them
     res = fn.funnel(frames[0], levels=[95], outlier_level=99.8)
-    assert "upper_998" in res.providers.columns and (res.providers["outlier"] == res.providers["flag_998"]).all()
+    assert (
+        "upper_998" in res.providers.columns and (res.providers["outlier"] == res.providers["flag_998"]).all()
+    )
     assert fn.funnel(frames[0]).spec.outlier_level == fn.DEFAULT_OUTLIER_LEVEL == 99.8
 
 
@@ -245,7 +260,9 @@ def test_trimmed_second_moment_of_a_normal():
     rng = np.random.default_rng(7)
     z = rng.standard_normal(400_000)
     lo, hi = np.quantile(z, [0.1, 0.9])
-    assert fn._trimmed_second_moment(0.1, "winsorise") == pytest.approx(np.mean(np.clip(z, lo, hi) ** 2), abs=0.01)
+    assert fn._trimmed_second_moment(0.1, "winsorise") == pytest.approx(
+        np.mean(np.clip(z, lo, hi) ** 2), abs=0.01
+    )
 
 
 def test_robust_tau2_resists_true_outliers_while_paule_mandel_inflates():
@@ -277,7 +294,13 @@ def test_no_overdispersion_falls_back_to_exact_limits():
 
 # --------------------------------------------------------------------------- table behaviour
 def test_small_providers_are_shown_not_flagged():
-    data = pd.DataFrame({"provider_code": ["A", "B", "C", "D"], "observed": [30, 100, 100, 100], "expected": [5.0, 100, 95, 105]})
+    data = pd.DataFrame(
+        {
+            "provider_code": ["A", "B", "C", "D"],
+            "observed": [30, 100, 100, 100],
+            "expected": [5.0, 100, 95, 105],
+        }
+    )
     res = fn.funnel(data, overdispersion="none", min_expected=10)
     p = res.providers.set_index("provider_code")
     # A: O/E = 6 with E = 5 is far above its 99.8% limit, but E < 10
@@ -297,7 +320,9 @@ def test_bad_input_names_column_and_rows():
 
 
 def test_from_indicator_table_accepts_both_shapes_and_sums_repeated_rows():
-    ratio = pd.DataFrame({"provider_code": ["A", "A", "B"], "observed": [1, 2, 3], "expected": [1.5, 1.5, 2.0]})
+    ratio = pd.DataFrame(
+        {"provider_code": ["A", "A", "B"], "observed": [1, 2, 3], "expected": [1.5, 1.5, 2.0]}
+    )
     frame, kind = fn.from_indicator_table(ratio)
     assert kind == "ratio"
     assert frame.set_index("provider_code").loc["A", "observed"] == 3
@@ -327,14 +352,18 @@ def ae_2018_19() -> pd.DataFrame:
     ae = pd.read_csv(AE_PATH, dtype={"type": "str", "org_code": "str"})
     ae["period"] = pd.to_datetime(ae["period"])
     year = ae[(ae["type"] == "1") & (ae["period"] >= "2018-04-01") & (ae["period"] < "2019-04-01")]
-    out = year.groupby("org_code", as_index=False).agg(observed=("breaches", "sum"), denominator=("attendances", "sum"))
+    out = year.groupby("org_code", as_index=False).agg(
+        observed=("breaches", "sum"), denominator=("attendances", "sum")
+    )
     return out.rename(columns={"org_code": "provider_code"})
 
 
 def test_ae_pooled_target_by_hand(ae_2018_19):
     res = fn.funnel(ae_2018_19, "proportion")
     # target = all type 1 breaches / all type 1 attendances in 2018/19
-    assert res.spec.target == pytest.approx(ae_2018_19["observed"].sum() / ae_2018_19["denominator"].sum(), rel=1e-12)
+    assert res.spec.target == pytest.approx(
+        ae_2018_19["observed"].sum() / ae_2018_19["denominator"].sum(), rel=1e-12
+    )
     assert 0.15 < res.spec.target < 0.25  # about 18% of type 1 attendances waited over four hours
     assert len(res.providers) == ae_2018_19["provider_code"].nunique()
 
@@ -403,7 +432,9 @@ def test_sample_true_los_outliers_are_flagged_and_few_others():
     model = casemix.fit_casemix(pop)
     high, low = set(truth["los_outliers"]["high"]), set(truth["los_outliers"]["low"])
     for method in ("shmi", "robust"):
-        p = fn.funnel(model.providers, scale=model.dispersion, tau2_method=method).providers.set_index("provider_code")
+        p = fn.funnel(model.providers, scale=model.dispersion, tau2_method=method).providers.set_index(
+            "provider_code"
+        )
         assert set(p.index[p["outlier"] == "high"]) >= high
         assert set(p.index[p["outlier"] == "low"]) >= low
         # the simulator's other providers vary by exp(N(0, 0.04)): at most two false alarms at 99.8%
@@ -435,7 +466,9 @@ def test_compare_flags_lists_every_provider_flagged_by_either_method():
     table = fn.compare_flags(data, "ratio", min_expected=0, levels=[95, 99.8], outlier_level=95)
     robust = fn.funnel(data, min_expected=0, outlier_level=95).providers
     shmi = fn.funnel(data, tau2_method="shmi", min_expected=0, outlier_level=95).providers
-    either = set(robust.loc[robust["outlier"] != "none", "provider_code"]) | set(shmi.loc[shmi["outlier"] != "none", "provider_code"])
+    either = set(robust.loc[robust["outlier"] != "none", "provider_code"]) | set(
+        shmi.loc[shmi["outlier"] != "none", "provider_code"]
+    )
     assert set(table["provider_code"]) == either
     # SHMI's trimmed tau2 is smaller, so it flags everything robust flags and more
     assert (table["outlier_shmi"] != "none").sum() > (table["outlier_robust"] != "none").sum()

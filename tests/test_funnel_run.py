@@ -28,17 +28,24 @@ def run_variation(handbook_runs: HandbookRuns, tmp_path: Path, data: pd.DataFram
 
 
 def six_units() -> pd.DataFrame:
-    return pd.DataFrame({"provider_code": list("ABCDEF"), "observed": [100, 150, 180, 80, 120, 225],
-                         "expected": [108, 112, 165, 95, 100, 220]})
+    return pd.DataFrame(
+        {
+            "provider_code": list("ABCDEF"),
+            "observed": [100, 150, 180, 80, 120, 225],
+            "expected": [108, 112, 165, 95, 100, 220],
+        }
+    )
 
 
 def ae_type1_2018_19() -> pd.DataFrame:
     ae = pd.read_csv(AE, dtype={"type": "str", "org_code": "str"})
     ae["period"] = pd.to_datetime(ae["period"])
     year = ae[(ae["type"] == "1") & ae["period"].between("2018-04-01", "2019-03-01")]
-    return (year.groupby("org_code", as_index=False)
-            .agg(numerator=("breaches", "sum"), denominator=("attendances", "sum"))
-            .rename(columns={"org_code": "provider_code"}))
+    return (
+        year.groupby("org_code", as_index=False)
+        .agg(numerator=("breaches", "sum"), denominator=("attendances", "sum"))
+        .rename(columns={"org_code": "provider_code"})
+    )
 
 
 def four_hundred_providers() -> pd.DataFrame:
@@ -51,10 +58,17 @@ def four_hundred_providers() -> pd.DataFrame:
 
 #: The runs this module reads, started in the background when the session starts (tests/conftest.py).
 PREFETCH_RUNS = {
-    "test_shmi_run_reproduces_funnelplotr_six_unit_case": lambda f: [indicator_run(f, six_units(), "tau2_method=shmi")],
-    "test_shmi_run_reproduces_funnelplotr_on_real_ae_data":
-        lambda f: [indicator_run(f, ae_type1_2018_19(), "tau2_method=shmi")] if AE.exists() else [],
-    "test_default_run_is_calibrated_without_true_outliers": lambda f: [indicator_run(f, four_hundred_providers())],
+    "test_shmi_run_reproduces_funnelplotr_six_unit_case": lambda f: [
+        indicator_run(f, six_units(), "tau2_method=shmi")
+    ],
+    "test_shmi_run_reproduces_funnelplotr_on_real_ae_data": lambda f: [
+        indicator_run(f, ae_type1_2018_19(), "tau2_method=shmi")
+    ]
+    if AE.exists()
+    else [],
+    "test_default_run_is_calibrated_without_true_outliers": lambda f: [
+        indicator_run(f, four_hundred_providers())
+    ],
 }
 
 

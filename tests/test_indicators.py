@@ -35,9 +35,29 @@ _SPELLS = [
     ("late", "p10", "2024-06-01", "2024-06-10", "21", "1", "J18", "1", None),
     # readmission linkage: index spells (kept) and what follows them
     ("ixA", "p11", "2024-02-01", "2024-02-05", "21", "1", "I50", "1", None),
-    ("rdA", "p11", "2024-02-10", "2024-02-12", "21", "1", "C18", "1", None),  # cancer readmission: not counted
+    (
+        "rdA",
+        "p11",
+        "2024-02-10",
+        "2024-02-12",
+        "21",
+        "1",
+        "C18",
+        "1",
+        None,
+    ),  # cancer readmission: not counted
     ("ixB", "p12", "2024-02-01", "2024-02-05", "11", "1", "M16", "1", "W37.1"),
-    ("rdB", "p12", "2024-02-20", "2024-02-22", "21", "1", "O03", "1", None),  # obstetric readmission: not counted
+    (
+        "rdB",
+        "p12",
+        "2024-02-20",
+        "2024-02-22",
+        "21",
+        "1",
+        "O03",
+        "1",
+        None,
+    ),  # obstetric readmission: not counted
     ("ixC", "p13", "2024-02-01", "2024-02-05", "21", "1", "J44", "1", None),
     ("rdC", "p13", "2024-03-05", "2024-03-07", "21", "1", "J44", "1", None),  # day 29: counted
     ("ixD", "p14", "2024-02-01", "2024-02-05", "21", "1", "J44", "1", None),
@@ -60,16 +80,31 @@ _SPELLS = [
     ("noproc", "p24", "2024-04-01", "2024-04-03", "12", "1", "M17", "1", None),
     ("last", "p25", "2024-06-30", "2024-07-02", "21", "1", "R07", "1", None),  # the last admission
 ]
-DEATHS = pd.DataFrame({"patient_id": ["p18", "p19", "p20"], "date_of_death": ["2024-04-15", "2024-04-05", "2024-04-04"]})
+DEATHS = pd.DataFrame(
+    {"patient_id": ["p18", "p19", "p20"], "date_of_death": ["2024-04-15", "2024-04-05", "2024-04-04"]}
+)
 
 
 def hand_spells() -> pd.DataFrame:
     rows = []
     for i, (sid, pid, adm, dis, meth, cls, diag, dm, proc) in enumerate(_SPELLS):
-        rows.append({"spell_id": sid, "patient_id": pid, "provider_code": "T0" + str(i % 3 + 1),
-                     "admission_date": adm, "discharge_date": dis, "admission_method": meth,
-                     "patient_classification": cls, "age": 40 + i, "sex": "1" if i % 2 else "2",
-                     "primary_diagnosis": diag, "hrg": "XX01A", "discharge_method": dm, "primary_procedure": proc})
+        rows.append(
+            {
+                "spell_id": sid,
+                "patient_id": pid,
+                "provider_code": "T0" + str(i % 3 + 1),
+                "admission_date": adm,
+                "discharge_date": dis,
+                "admission_method": meth,
+                "patient_classification": cls,
+                "age": 40 + i,
+                "sex": "1" if i % 2 else "2",
+                "primary_diagnosis": diag,
+                "hrg": "XX01A",
+                "discharge_method": dm,
+                "primary_procedure": proc,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,10 +144,17 @@ def test_published_readmission_every_exclusion_and_the_readmissions_it_counts(fi
     # by construction: died + stillbirth (discharge method 4); daycase, hernia, notbasket (class 2) and regular
     # (class 3); cancerC, cancerD, chemo and the cancer readmissions rdA, rdE1; obstetO, matmeth, motherbaby, rdB;
     # late and last (discharged less than 30 days before the last admission)
-    assert steps(got) == {"all financial years": 0, "died in hospital": 2, "day case or regular attender": 4,
-                          "index spell with a cancer diagnosis": 5, "index spell for obstetric or maternity care": 4,
-                          "30 days of follow-up": 2}
-    with_outcome = indicators.add_outcome(loaded, indicators.INDICATORS["readmission_30d"]).set_index("spell_id")
+    assert steps(got) == {
+        "all financial years": 0,
+        "died in hospital": 2,
+        "day case or regular attender": 4,
+        "index spell with a cancer diagnosis": 5,
+        "index spell for obstetric or maternity care": 4,
+        "30 days of follow-up": 2,
+    }
+    with_outcome = indicators.add_outcome(loaded, indicators.INDICATORS["readmission_30d"]).set_index(
+        "spell_id"
+    )
     counted = with_outcome["readmit_30d_nhs"]
     assert not counted["ixA"] and not counted["ixB"]  # readmitted for cancer, for obstetric care
     assert counted["ixC"] and not counted["ixD"]  # day 29 counts, day 30 does not
@@ -127,8 +169,25 @@ def test_published_readmission_every_exclusion_and_the_readmissions_it_counts(fi
 
 def test_published_readmission_population_by_hand(loaded):
     pop, ex = casemix.indicator_population(loaded, "readmission_30d")
-    excluded = {"died", "stillbirth", "daycase", "hernia", "notbasket", "regular", "cancerC", "cancerD", "chemo", "rdA",
-                "rdE1", "obstetO", "matmeth", "motherbaby", "rdB", "late", "last"}
+    excluded = {
+        "died",
+        "stillbirth",
+        "daycase",
+        "hernia",
+        "notbasket",
+        "regular",
+        "cancerC",
+        "cancerD",
+        "chemo",
+        "rdA",
+        "rdE1",
+        "obstetO",
+        "matmeth",
+        "motherbaby",
+        "rdB",
+        "late",
+        "last",
+    }
     assert set(pop["spell_id"]) == set(loaded["spell_id"]) - excluded
     assert int(pop["outcome"].sum()) == 3
     assert ex["rows_excluded"].sum() == len(excluded)
@@ -138,15 +197,22 @@ def test_published_readmission_population_by_hand(loaded):
 
 def test_generic_readmission_keeps_cancer_and_obstetric_spells(files):
     got = both(files, "readmission_30d_all")
-    assert steps(got) == {"all financial years": 0, "spells eligible for a 30-day readmission (alive, full follow-up)": 4}
+    assert steps(got) == {
+        "all financial years": 0,
+        "spells eligible for a 30-day readmission (alive, full follow-up)": 4,
+    }
     assert "generic" in got.definition.label
 
 
 def test_shmi_style_mortality_in_hospital_only_without_deaths(files, loaded):
     got = both(files, "mortality")
     # daycase, hernia, notbasket (class 2), regular (class 3); the stillbirth; nodismeth (no discharge method)
-    assert steps(got) == {"all financial years": 0, "day case or regular attender": 4, "stillbirth": 1,
-                          "discharge method not recorded": 1}
+    assert steps(got) == {
+        "all financial years": 0,
+        "day case or regular attender": 4,
+        "stillbirth": 1,
+        "discharge method not recorded": 1,
+    }
     assert "in-hospital" in got.definition.label and "no deaths after discharge" in got.definition.label
     assert any("deaths table" in d for d in got.definition.departures)
     assert got.model.providers["observed"].sum() == 1  # "died"; the stillbirth's death is excluded with it
@@ -154,11 +220,18 @@ def test_shmi_style_mortality_in_hospital_only_without_deaths(files, loaded):
 
 def test_shmi_style_mortality_with_deaths_counts_30_days_after_discharge_on_the_last_spell(files, loaded):
     got = both(files, "mortality", data_deaths=files["deaths"])
-    assert steps(got)["30 days of follow-up"] == 2  # "late" and "last" end within 30 days of the last admission
-    out = indicators.add_outcome(loaded, indicators.resolve("mortality", list(loaded.columns), True),
-                                 io.load_table("deaths", files["deaths"])).set_index("spell_id")
+    assert (
+        steps(got)["30 days of follow-up"] == 2
+    )  # "late" and "last" end within 30 days of the last admission
+    out = indicators.add_outcome(
+        loaded,
+        indicators.resolve("mortality", list(loaded.columns), True),
+        io.load_table("deaths", files["deaths"]),
+    ).set_index("spell_id")
     assert out.loc["died", "died_30d"]  # in hospital
-    assert not out.loc["d1", "died_30d"] and out.loc["d2", "died_30d"]  # the last spell before the death carries it
+    assert (
+        not out.loc["d1", "died_30d"] and out.loc["d2", "died_30d"]
+    )  # the last spell before the death carries it
     assert not out.loc["d3", "died_30d"]  # 31 days after discharge
     assert out.loc["d4", "died_30d"]  # 30 days after discharge
     assert got.model.providers["observed"].sum() == 3  # died, d2, d4
@@ -169,8 +242,11 @@ def test_day_case_basket_with_procedure_codes(files):
     got = both(files, "day_case")
     elective = sum(1 for r in _SPELLS if r[4] in ("11", "12", "13"))
     # basket: J18.3 (daycase), T20.1 (hernia), A65.1 (carpal); W37.1 and A65.2 are not in it
-    assert steps(got) == {"all financial years": 0, "not an elective admission": len(_SPELLS) - elective,
-                          "procedure not in the BADS basket": elective - 3}
+    assert steps(got) == {
+        "all financial years": 0,
+        "not an elective admission": len(_SPELLS) - elective,
+        "procedure not in the BADS basket": elective - 3,
+    }
     assert got.model.providers["denominator"].sum() == 3 and got.model.providers["observed"].sum() == 2
     assert "BADS" in got.definition.label
 
@@ -194,16 +270,30 @@ def test_every_step_of_every_definition_is_exercised(files, loaded):
 
 
 def test_rule_sql_and_pandas_agree_on_codes_with_dots_and_missing():
-    frame = pd.DataFrame({"primary_diagnosis": ["C97", "C98", "D37", "D49", "Z511", None, "o99"],
-                          "admission_method": ["31", "21", "82", None, "11", "21", "21"]})
+    frame = pd.DataFrame(
+        {
+            "primary_diagnosis": ["C97", "C98", "D37", "D49", "Z511", None, "o99"],
+            "admission_method": ["31", "21", "82", None, "11", "21", "21"],
+        }
+    )
     import duckdb
 
     con = duckdb.connect()
     con.register("f", frame)
     for rule in (indicators.CANCER, indicators.OBSTETRIC, indicators.STILLBIRTH):
-        sql = con.execute(f"SELECT {indicators.rule_sql(rule, list(frame.columns))} AS m FROM f").fetchdf()["m"]
+        sql = con.execute(f"SELECT {indicators.rule_sql(rule, list(frame.columns))} AS m FROM f").fetchdf()[
+            "m"
+        ]
         np.testing.assert_array_equal(sql.to_numpy(bool), indicators.rule_mask(rule, frame))
-    assert indicators.rule_mask(indicators.CANCER, frame).tolist() == [True, False, True, False, True, False, False]
+    assert indicators.rule_mask(indicators.CANCER, frame).tolist() == [
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_definitions_table_lists_each_indicator_with_its_source():
@@ -228,8 +318,11 @@ def readmission_run(path: Path) -> RunSpec:
 
 
 #: The run, started in the background when the session starts (tests/conftest.py).
-PREFETCH_RUNS = {"test_handbook_run_variation_names_cancer_and_obstetric_exclusions":
-                 lambda folder: [readmission_run(write_cancer_and_obstetric_spells(folder))]}
+PREFETCH_RUNS = {
+    "test_handbook_run_variation_names_cancer_and_obstetric_exclusions": lambda folder: [
+        readmission_run(write_cancer_and_obstetric_spells(folder))
+    ]
+}
 
 
 def test_handbook_run_variation_names_cancer_and_obstetric_exclusions(tmp_path, handbook_runs):

@@ -21,8 +21,22 @@ GOOD = pd.DataFrame(
         "spell_id": ["S1", "S2", "S3", "S4", "S5", "S6"],
         "patient_id": ["P1", "P1", "P2", "P3", "P4", "P5"],
         "provider_code": ["T01", "T02", "T01", "T03", "T01", "T02"],
-        "admission_date": ["2024-03-01", "2024-03-20", "2024-01-01", "2024-01-05", "2024-05-01", "2024-06-01"],
-        "discharge_date": ["2024-03-10", "2024-03-22", "2024-01-05", "2024-01-06", "2024-05-02", "2024-06-01"],
+        "admission_date": [
+            "2024-03-01",
+            "2024-03-20",
+            "2024-01-01",
+            "2024-01-05",
+            "2024-05-01",
+            "2024-06-01",
+        ],
+        "discharge_date": [
+            "2024-03-10",
+            "2024-03-22",
+            "2024-01-05",
+            "2024-01-06",
+            "2024-05-02",
+            "2024-06-01",
+        ],
         "admission_method": ["21", "22", "11", "21", "2A", "12"],
         "patient_classification": ["1", "1", "1", "1", "1", "2"],
         "age": ["80", "80", "45", "67", "90", "30"],
@@ -233,7 +247,9 @@ def test_excel_and_parquet_load_the_same(tmp_path):
 
 def test_column_map_from_users_own_names(tmp_path):
     own = GOOD.rename(columns={"spell_id": "Episode key", "patient_id": "Person"})
-    df = load_table("spells", write_csv(tmp_path, own), column_map={"Episode key": "spell_id", "Person": "patient_id"})
+    df = load_table(
+        "spells", write_csv(tmp_path, own), column_map={"Episode key": "spell_id", "Person": "patient_id"}
+    )
     assert df["spell_id"].tolist()[:2] == ["S1", "S2"]
 
 
@@ -266,21 +282,42 @@ def test_na_like_text_in_a_required_column_is_reported_like_a_blank(tmp_path):
     bad.loc[3, "admission_date"] = "NULL"
     msg = load_error(tmp_path, bad)
     assert "2 problems found" in msg
-    assert re.search(r"column 'provider_code': expected a value in every row \(it is required\) \(2 rows\)\n"
-                     r"\s+row 3: provider_code=NA\n\s+row 6: provider_code=' na '\n", msg)
-    assert re.search(r"column 'admission_date': expected a value in every row \(it is required\) \(1 row\)\n"
-                     r"\s+row 5: admission_date=NULL\n", msg)
+    assert re.search(
+        r"column 'provider_code': expected a value in every row \(it is required\) \(2 rows\)\n"
+        r"\s+row 3: provider_code=NA\n\s+row 6: provider_code=' na '\n",
+        msg,
+    )
+    assert re.search(
+        r"column 'admission_date': expected a value in every row \(it is required\) \(1 row\)\n"
+        r"\s+row 5: admission_date=NULL\n",
+        msg,
+    )
     # in an optional column the same text is simply a missing value
     ok = GOOD.copy()
     ok.loc[2, "imd_decile"] = "None"
-    assert load_table("spells", write_csv(tmp_path, ok, "ok.csv"))["imd_decile"].isna().tolist() == [False, False, True, False, False, False]
+    assert load_table("spells", write_csv(tmp_path, ok, "ok.csv"))["imd_decile"].isna().tolist() == [
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_load_frame_reports_na_like_text_in_a_required_column(tmp_path):
     path = tmp_path / "series.csv"
-    pd.DataFrame({"date": ["2024-04-01", "NaN", "2024-06-01"], "value": ["3", "4", "NULL"]}).to_csv(path, index=False)
+    pd.DataFrame({"date": ["2024-04-01", "NaN", "2024-06-01"], "value": ["3", "4", "NULL"]}).to_csv(
+        path, index=False
+    )
     with pytest.raises(InputError) as info:
         load_frame(path, {"date": "date", "value": "number"}, "series")
     message = str(info.value)
-    assert re.search(r"column 'date': expected a value in every row \(it is required\) \(1 row\)\n\s+row 3: date=NaN", message)
-    assert re.search(r"column 'value': expected a value in every row \(it is required\) \(1 row\)\n\s+row 4: value=NULL", message)
+    assert re.search(
+        r"column 'date': expected a value in every row \(it is required\) \(1 row\)\n\s+row 3: date=NaN",
+        message,
+    )
+    assert re.search(
+        r"column 'value': expected a value in every row \(it is required\) \(1 row\)\n\s+row 4: value=NULL",
+        message,
+    )

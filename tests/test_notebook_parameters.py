@@ -34,7 +34,8 @@ def test_every_parameter_round_trips_through_papermill(name):
     declared = _declared(name)
     seen = notebook_parameters(available_notebooks()[name])
     assert set(seen) == set(declared), (
-        f"{name}: papermill cannot parse {sorted(set(declared) - set(seen))} (a comment with '=' ?)")
+        f"{name}: papermill cannot parse {sorted(set(declared) - set(seen))} (a comment with '=' ?)"
+    )
     for key, value in declared.items():
         assert ast.literal_eval(seen[key]["default"]) == value, (name, key, seen[key]["default"])
         assert seen[key]["help"], f"{name}: parameter {key} has no comment"

@@ -24,5 +24,7 @@ def test_the_extension_points_sphinx_at_the_copy_and_makes_it(tmp_path):
     assert (copied / "tex-mml-chtml.js").is_file()
     assert (copied / "input" / "tex" / "extensions" / "ams.js").is_file()
     assert list((copied / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
-    offline._copy_after_build(SimpleNamespace(outdir=str(tmp_path / "x"), builder=app.builder), RuntimeError())
+    offline._copy_after_build(
+        SimpleNamespace(outdir=str(tmp_path / "x"), builder=app.builder), RuntimeError()
+    )
     assert not (tmp_path / "x").exists()  # a failed build gets no copy

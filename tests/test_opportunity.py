@@ -55,14 +55,32 @@ def test_opportunity_never_negative_never_netted():
 def test_los_opportunity_equals_mean_stay_gap_times_spells():
     # 500 spells, expected 5 days each (E = 2,500), observed mean 6 days (O = 3,000), benchmark ratio 1.1:
     # (6 - 1.1 x 5) x 500 = 250 bed days = O - b E
-    t = pd.DataFrame({"provider_code": ["A"], "denominator": [500], "observed": [3000.0], "expected": [2500.0], "ratio": [1.2], "small": [False]})
+    t = pd.DataFrame(
+        {
+            "provider_code": ["A"],
+            "denominator": [500],
+            "observed": [3000.0],
+            "expected": [2500.0],
+            "ratio": [1.2],
+            "small": [False],
+        }
+    )
     out = provider_opportunity(t, 1.1)
     assert out.loc[0, "opportunity"] == pytest.approx((6 - 1.1 * 5) * 500)
 
 
 def test_higher_is_better_for_proportions():
     # day-case rates: a provider below the benchmark rate has the opportunity
-    t = pd.DataFrame({"provider_code": ["A", "B"], "denominator": [200, 400], "observed": [120, 320], "rate": [0.6, 0.8], "expected": [140.0, 280.0], "small": [False, False]})
+    t = pd.DataFrame(
+        {
+            "provider_code": ["A", "B"],
+            "denominator": [200, 400],
+            "observed": [120, 320],
+            "rate": [0.6, 0.8],
+            "expected": [140.0, 280.0],
+            "small": [False, False],
+        }
+    )
     out = provider_opportunity(t, 0.8, higher_is_better=True, bed_days_per_unit=2.5)
     # A: (0.8 - 0.6) x 200 = 40 more day cases, each saving 2.5 bed days
     np.testing.assert_allclose(out["opportunity"], [40, 0])
@@ -71,12 +89,16 @@ def test_higher_is_better_for_proportions():
     assert deaths["opportunity_gbp"].isna().all()
 
 
-def _simulate(rng: np.random.Generator, providers: int = 100, tau: float = 0.05) -> tuple[pd.DataFrame, float]:
+def _simulate(
+    rng: np.random.Generator, providers: int = 100, tau: float = 0.05
+) -> tuple[pd.DataFrame, float]:
     e = rng.uniform(30, 300, providers)
     r = np.exp(rng.normal(0, tau, providers))
     o = rng.poisson(e * r)
     truth = float((np.maximum(r - np.median(r), 0) * e).sum())
-    return pd.DataFrame({"provider_code": [f"P{i:03d}" for i in range(providers)], "observed": o, "expected": e}), truth
+    return pd.DataFrame(
+        {"provider_code": [f"P{i:03d}" for i in range(providers)], "observed": o, "expected": e}
+    ), truth
 
 
 def test_naive_opportunity_overstates_and_interval_covers_the_truth():
@@ -90,7 +112,9 @@ def test_naive_opportunity_overstates_and_interval_covers_the_truth():
         s = res.summary.set_index("estimate")
         naive_ratio.append(s.loc["naive", "opportunity"] / truth)
         outliers_ratio.append(s.loc["outliers_only", "opportunity"] / truth)
-        covered.append(s.loc["interval", "opportunity_lower"] <= truth <= s.loc["interval", "opportunity_upper"])
+        covered.append(
+            s.loc["interval", "opportunity_lower"] <= truth <= s.loc["interval", "opportunity_upper"]
+        )
     assert np.mean(naive_ratio) > 1.4
     assert np.mean(covered) >= 0.85
     assert np.mean(outliers_ratio) < 1  # counting only funnel outliers misses true but hidden gaps
@@ -111,7 +135,11 @@ def test_summary_columns_money_and_reproducibility():
     assert naive["cash_releasing_gbp"] == pytest.approx(naive["bed_days"] * 400 * 0.25)
     assert naive["beds_equivalent"] == pytest.approx(finance.beds_equivalent(naive["bed_days"]))
     assert s.loc["outliers_only", "opportunity"] <= naive["opportunity"]
-    assert s.loc["interval", "opportunity_lower"] <= s.loc["interval", "opportunity"] <= s.loc["interval", "opportunity_upper"]
+    assert (
+        s.loc["interval", "opportunity_lower"]
+        <= s.loc["interval", "opportunity"]
+        <= s.loc["interval", "opportunity_upper"]
+    )
     assert "never add" in DOUBLE_COUNTING_WARNING
 
 
@@ -122,7 +150,9 @@ def test_peer_benchmark_is_used_in_the_draws_too():
     peers = list(f.providers.nsmallest(10, "ratio")["provider_code"])  # a demanding peer group
     res = opportunity(f, benchmark=peers, draws=300, seed=1)
     med = opportunity(f, draws=300, seed=1)
-    assert res.benchmark == pytest.approx(np.median(f.providers.set_index("provider_code").loc[peers, "ratio"]))
+    assert res.benchmark == pytest.approx(
+        np.median(f.providers.set_index("provider_code").loc[peers, "ratio"])
+    )
     assert res.summary.loc[0, "opportunity"] > med.summary.loc[0, "opportunity"]
 
 
@@ -132,9 +162,13 @@ def test_two_years_of_data_give_a_yearly_opportunity():
     f = funnel(data, min_expected=0)
     one = opportunity(f, draws=200, seed=3)
     two = opportunity(f, draws=200, seed=3, years=2)
-    pd.testing.assert_series_equal(two.providers["opportunity_bed_days"], one.providers["opportunity_bed_days"] / 2)
+    pd.testing.assert_series_equal(
+        two.providers["opportunity_bed_days"], one.providers["opportunity_bed_days"] / 2
+    )
     assert two.summary.loc[0, "beds_equivalent"] == pytest.approx(one.summary.loc[0, "beds_equivalent"] / 2)
-    assert two.summary.loc[2, "opportunity_upper"] == pytest.approx(one.summary.loc[2, "opportunity_upper"] / 2)
+    assert two.summary.loc[2, "opportunity_upper"] == pytest.approx(
+        one.summary.loc[2, "opportunity_upper"] / 2
+    )
 
 
 def test_describe_quotes_the_summary_numbers():
@@ -142,7 +176,9 @@ def test_describe_quotes_the_summary_numbers():
 
     rng = np.random.default_rng(21)
     data, _ = _simulate(rng)
-    res = opportunity(funnel(data, min_expected=0), draws=200, seed=2, cost_per_bed_day=400.0, price_year="2024/25")
+    res = opportunity(
+        funnel(data, min_expected=0), draws=200, seed=2, cost_per_bed_day=400.0, price_year="2024/25"
+    )
     s = res.summary.set_index("estimate")
     text = describe(res.summary)
     assert finance.format_number(s.loc["naive", "bed_days"]) in text
@@ -152,8 +188,13 @@ def test_describe_quotes_the_summary_numbers():
 
 def test_naive_counts_only_providers_large_enough_to_be_flagged():
     # P3 (E = 5, ratio 3) is worse than the benchmark but too small to be flagged: shown apart
-    t = pd.DataFrame({"provider_code": ["P0", "P1", "P2", "P3", "P4"], "observed": [80.0, 100, 130, 15, 95],
-                      "expected": [100.0, 100, 100, 5, 100]})
+    t = pd.DataFrame(
+        {
+            "provider_code": ["P0", "P1", "P2", "P3", "P4"],
+            "observed": [80.0, 100, 130, 15, 95],
+            "expected": [100.0, 100, 100, 5, 100],
+        }
+    )
     f = funnel(t, min_expected=10)
     res = opportunity(f, draws=200, seed=1)
     s = res.summary.set_index("estimate")
@@ -178,4 +219,6 @@ def test_outlier_level_and_tau2_method_follow_the_funnel():
         assert f"{level:g}% funnel limit" in res.summary.loc[1, "note"]
     shmi = funnel(data, min_expected=0, tau2_method="shmi")
     assert "tau2 shmi" in opportunity(shmi, draws=100, seed=1).summary.loc[2, "note"]
-    assert "tau2 robust" in opportunity(funnel(data, min_expected=0), draws=100, seed=1).summary.loc[2, "note"]
+    assert (
+        "tau2 robust" in opportunity(funnel(data, min_expected=0), draws=100, seed=1).summary.loc[2, "note"]
+    )

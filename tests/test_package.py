@@ -77,8 +77,13 @@ print(json.dumps({"message": message, "loaded": loaded}))
 def test_helpers_and_notebook_imports_need_no_pyspark():
     imports = _notebook_imports()
     assert any("helpers" in line for line in imports)  # the notebooks' imports were found
-    done = subprocess.run([sys.executable, "-c", BLOCKED_RUN, json.dumps(SPARK_EXTRA), json.dumps(imports)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_RUN, json.dumps(SPARK_EXTRA), json.dumps(imports)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["loaded"] == []
@@ -127,11 +132,17 @@ def test_no_module_uses_another_modules_private_names():
                     if alias.name in modules and alias.asname:
                         aliases[alias.asname] = alias.name
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and aliases[node.value.id] != name and _is_private(node.attr)):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and aliases[node.value.id] != name
+                and _is_private(node.attr)
+            ):
                 found.append(f"{name}: {node.value.id}.{node.attr} (line {node.lineno})")
     assert not found, "private names used across modules (make them public, or move the code):\n" + "\n".join(
-        sorted(set(found)))
+        sorted(set(found))
+    )
 
 
 def test_imports_are_at_the_top_of_each_module():
@@ -140,7 +151,9 @@ def test_imports_are_at_the_top_of_each_module():
         top = set(map(id, tree.body))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
-                imported = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                imported = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
                 allowed = LAZY_IMPORTS_ALLOWED + LAZY_IMPORTS_ALLOWED_IN.get(name, ())
                 if all(i.split(".")[0] in allowed for i in imported):
                     continue
@@ -158,7 +171,9 @@ def _read_at_run_time() -> set[str]:
 
     root = helpers.REPO_ROOT
     paths = {io.DICTIONARY_PATH, root / "book" / "references.bib"}  # the contract; the report's citations
-    samples = {io.sample_path(table) for table in io.data_dictionary()["tables"]}  # `handbook run` on the sample
+    samples = {
+        io.sample_path(table) for table in io.data_dictionary()["tables"]
+    }  # `handbook run` on the sample
     paths |= {p for p in samples if p.is_file()}  # (deaths and episodes have no sample)
     for notebook in cli.available_notebooks().values():
         paths.add(notebook)
@@ -178,8 +193,23 @@ def test_the_wheel_ships_what_the_code_reads(tmp_path):
         shutil.copytree(ROOT / folder, tree / folder, ignore=skip)
     for name in ("pyproject.toml", "setup.py"):
         shutil.copy(ROOT / name, tree / name)
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                           "-w", str(tmp_path / "dist"), str(tree)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(tmp_path / "dist"),
+            str(tree),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

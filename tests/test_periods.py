@@ -39,8 +39,11 @@ def readmission_spc_run(extract: Path) -> RunSpec:
 
 
 #: The run, started in the background when the session starts (tests/conftest.py).
-PREFETCH_RUNS = {"test_handbook_run_spc_readmissions_on_an_extract_whose_admissions_stop":
-                 lambda folder: [readmission_spc_run(write_tail_extract(folder))]}
+PREFETCH_RUNS = {
+    "test_handbook_run_spc_readmissions_on_an_extract_whose_admissions_stop": lambda folder: [
+        readmission_spc_run(write_tail_extract(folder))
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,9 @@ def test_coverage_ignores_the_trailing_readmissions(tail_spells):
 def test_month_status_by_hand():
     cover = periods.Coverage(pd.Timestamp("2024-01-15"), pd.Timestamp("2024-06-30"))
     months = pd.date_range("2024-01-01", "2024-08-01", freq="MS")
-    status = periods.month_status(months, cover, lead_in_days=30, follow_up_days=29).set_index("month")["reason"]
+    status = periods.month_status(months, cover, lead_in_days=30, follow_up_days=29).set_index("month")[
+        "reason"
+    ]
     assert status["2024-01-01"].startswith("only partly inside")  # starts before the 15th
     assert status["2024-02-01"].startswith("less than 30 days")  # 1 February is 17 days after the start
     assert status["2024-03-01"] == status["2024-04-01"] == ""
@@ -113,8 +118,13 @@ def test_spc_readmission_rate_stops_where_its_follow_up_does(tail_spells):
 def test_virtual_ward_monthly_series_is_cut_to_complete_months(tail_spells):
     monthly = evaluation.monthly_bed_days(tail_spells)
     kept, left_out = periods.complete_months(monthly, periods.coverage(tail_spells), "month")
-    assert kept["month"].max() == pd.Timestamp("2024-12-01") and kept["month"].min() == pd.Timestamp("2023-05-01")
-    assert set(left_out["month"]) == {pd.Timestamp("2023-04-01"), *pd.date_range("2025-01-01", monthly["month"].max(), freq="MS")}
+    assert kept["month"].max() == pd.Timestamp("2024-12-01") and kept["month"].min() == pd.Timestamp(
+        "2023-05-01"
+    )
+    assert set(left_out["month"]) == {
+        pd.Timestamp("2023-04-01"),
+        *pd.date_range("2025-01-01", monthly["month"].max(), freq="MS"),
+    }
     caption = periods.caption(left_out, periods.coverage(tail_spells))
     assert caption.startswith("Extract's admissions: 1 April 2023 to 31 December 2024")
 

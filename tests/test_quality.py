@@ -42,20 +42,34 @@ def test_data_quality_by_hand(spells):
     assert list(dq.index) == list(io.table_columns("spells"))  # every contract column, in order
     assert (dq["rows"] == N).all()
     assert dq.loc["admission_date", "source_column"] == "ADMIDATE"
-    assert (dq.loc["admission_date", "first"], dq.loc["admission_date", "last"]) == ("2024-04-03", "2025-01-15")
-    assert (dq.loc["discharge_date", "first"], dq.loc["discharge_date", "last"]) == ("2024-04-05", "2025-02-02")
+    assert (dq.loc["admission_date", "first"], dq.loc["admission_date", "last"]) == (
+        "2024-04-03",
+        "2025-01-15",
+    )
+    assert (dq.loc["discharge_date", "first"], dq.loc["discharge_date", "last"]) == (
+        "2024-04-05",
+        "2025-02-02",
+    )
     # 10 of 20 discharge methods blank: 50.0% complete; the code list is 1: 10 (nothing small)
-    assert dq.loc["discharge_method", "n_missing"] == 10 and dq.loc["discharge_method", "pct_complete"] == 50.0
+    assert (
+        dq.loc["discharge_method", "n_missing"] == 10 and dq.loc["discharge_method", "pct_complete"] == 50.0
+    )
     assert dq.loc["discharge_method", "values_seen"] == "1: 10"
     # sex 13 and 7: the 7 is starred and 13 rounded to 15, so 7 cannot be found from the 20 rows
     assert dq.loc["sex", "values_seen"] == "1: 15; 2: *"
     # providers found, with counts 12 and 8 (neither small)
-    assert dq.loc["provider_code", "values_seen"] == "T01: 12; T02: 8" and dq.loc["provider_code", "distinct_values"] == 2
+    assert (
+        dq.loc["provider_code", "values_seen"] == "T01: 12; T02: 8"
+        and dq.loc["provider_code", "distinct_values"] == 2
+    )
     # two blank frailty scores: a count of 2 is starred, and the % complete made from it too
     assert dq.loc["frailty_score", "n_missing"] == "*" and dq.loc["frailty_score", "pct_complete"] == "*"
     # an optional column the file lacks is listed, not hidden
     assert dq.loc["spell_cost", "n_missing"] == N and dq.loc["spell_cost", "pct_complete"] == 0.0
-    assert dq.loc["spell_cost", "note"] == "not in the file (optional)" and dq.loc["spell_cost", "source_column"] == ""
+    assert (
+        dq.loc["spell_cost", "note"] == "not in the file (optional)"
+        and dq.loc["spell_cost", "source_column"] == ""
+    )
     # identifiers: counted, never listed
     assert dq.loc["patient_id", "distinct_values"] == 15 and dq.loc["patient_id", "values_seen"] == ""
 
@@ -64,21 +78,30 @@ def test_data_quality_publishes_without_further_suppression(spells, tmp_path):
     published = publish(quality.data_quality(spells), "data_quality", tmp_path)
     text = (tmp_path / "data_quality.csv").read_text()
     assert "spells,sex,SEX,string,yes,20,0,100.0,,,2,1: 15; 2: *," in text
-    assert published.set_index("column").loc["discharge_method", "n_missing"] == 10  # not starred a second time
+    assert (
+        published.set_index("column").loc["discharge_method", "n_missing"] == 10
+    )  # not starred a second time
 
 
 def test_derived_fields_are_not_profiled_and_describe_says_what_was_read(spells):
     dq = quality.data_quality(derive.add_spell_fields(spells))
     assert "los_days" not in set(dq["column"])
     text = quality.describe(spells)
-    assert text.startswith("spells: 20 rows read from extract.csv; 10 of 17 columns present; renamed: PROCODE3 → provider_code, ")
+    assert text.startswith(
+        "spells: 20 rows read from extract.csv; 10 of 17 columns present; renamed: PROCODE3 → provider_code, "
+    )
     assert "PROCODE3 → provider_code" in text and "1 column(s) not used: Ward" in text
     assert "admission_date: 3 April 2024 to 15 January 2025." in text and "2 providers." in text
 
 
 def test_a_notebooks_own_input_without_contract():
-    series = pd.DataFrame({"date": pd.to_datetime(["2024-04-01", "2024-05-01", None]),
-                           "value": [3.0, None, 5.0], "group": ["A", "A", "B"]})
+    series = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2024-04-01", "2024-05-01", None]),
+            "value": [3.0, None, 5.0],
+            "group": ["A", "A", "B"],
+        }
+    )
     series.attrs["load_summary"] = {"table": "series", "file": "s.csv", "rows_read": 3, "columns_ignored": []}
     # an aggregate file (rows are months, not people): small counts are shown as they are
     dq = publish(quality.data_quality(series), "data_quality").set_index("column")
@@ -92,19 +115,29 @@ def test_a_notebooks_own_input_without_contract():
 # --------------------------------------------------------------------------- the flow
 def test_flow_joins_the_notebooks_steps_from_rows_read_to_rows_analysed(spells):
     s = casemix.add_casemix_bands(derive.add_spell_fields(spells))
-    s, _, year_ex = casemix.restrict_to_year(s, "2024/25")  # the 10 April spells are 2024/25, January 2025 too
+    s, _, year_ex = casemix.restrict_to_year(
+        s, "2024/25"
+    )  # the 10 April spells are 2024/25, January 2025 too
     population, pop_ex = casemix.indicator_population(s, "day_case")  # elective only: 4 of 20
     flow = quality.exclusion_flow(s, pd.concat([year_ex, pop_ex], ignore_index=True))
-    assert flow["step"].tolist() == ["read from extract.csv", "financial year 2024/25",
-                                     "day_case: elective admissions", "analysed"]
+    assert flow["step"].tolist() == [
+        "read from extract.csv",
+        "financial year 2024/25",
+        "day_case: elective admissions",
+        "analysed",
+    ]
     assert flow["rows_excluded"].tolist() == [0, 0, 16, 0]
     assert flow["rows_after"].tolist() == [20, 20, 4, 4]
     assert flow["rows_after"].iloc[-1] == len(population)
 
 
 def test_flow_refuses_steps_that_do_not_add_up(spells):
-    gap = pd.DataFrame({"step": ["a", "b"], "rows_before": [20, 15], "rows_excluded": [3, 1], "rows_after": [17, 14]})
-    with pytest.raises(ValueError, match=r"step 'b' .* 15 rows, excludes 1 and keeps 14, but 17 rows reached it"):
+    gap = pd.DataFrame(
+        {"step": ["a", "b"], "rows_before": [20, 15], "rows_excluded": [3, 1], "rows_after": [17, 14]}
+    )
+    with pytest.raises(
+        ValueError, match=r"step 'b' .* 15 rows, excludes 1 and keeps 14, but 17 rows reached it"
+    ):
         quality.exclusion_flow(spells, gap)
     wrong = pd.DataFrame({"step": ["a"], "rows_before": [20], "rows_excluded": [3], "rows_after": [16]})
     with pytest.raises(ValueError, match="does not add up"):
@@ -118,7 +151,11 @@ def test_small_exclusions_are_starred_and_the_whole_flow_rounded(spells, tmp_pat
     step = pd.DataFrame({"step": ["under 18"], "rows_before": [20], "rows_removed": [3], "rows_after": [17]})
     safe = publish(quality.exclusion_flow(spells, step), "exclusions", tmp_path)
     assert safe["rows_excluded"].tolist() == [0, "*", 0]
-    assert safe["rows_after"].tolist() == [20, 15, 15]  # 17 -> 15 everywhere, or 20 - 17 would give the 3 back
+    assert safe["rows_after"].tolist() == [
+        20,
+        15,
+        15,
+    ]  # 17 -> 15 everywhere, or 20 - 17 would give the 3 back
     assert safe["rows_before"].tolist() == [20, 20, 15]
 
 
@@ -129,22 +166,37 @@ def test_cohort_exclusions_of_two_tables_become_one_flow_each():
     flow = quality.exclusion_flow({"spells": spells, "virtual_ward": stays}, built.exclusions)
     analysed = flow[flow["step"] == "analysed"].set_index("table")["rows_after"]
     assert analysed["spells"] == len(built.spells)
-    assert analysed["virtual_ward"] == int(built.spells["treated"].sum())  # every linked stay in the cohort is one treated spell
+    assert analysed["virtual_ward"] == int(
+        built.spells["treated"].sum()
+    )  # every linked stay in the cohort is one treated spell
     read = flow[flow["step"].str.startswith("read from")].set_index("table")["rows_after"]
     assert (read["spells"], read["virtual_ward"]) == (len(spells), len(stays))
 
 
 def test_monthly_series_steps_by_hand():
     months = pd.to_datetime(["2024-04-01"] * 3 + ["2024-05-01"] * 4 + ["2024-06-01"] * 3)
-    spells = pd.DataFrame({"month": months,
-                           "emergency": [True, False, True, True, True, False, False, True, True, True],
-                           "readmission_eligible": [True] * 7 + [False] * 3})
+    spells = pd.DataFrame(
+        {
+            "month": months,
+            "emergency": [True, False, True, True, True, False, False, True, True, True],
+            "readmission_eligible": [True] * 7 + [False] * 3,
+        }
+    )
     counts = pd.DataFrame({"date": pd.to_datetime(["2024-05-01", "2024-06-01"]), "value": [1.0, 2.0]})
-    steps = quality.monthly_series_steps(spells, counts)  # April left out; 2 of the 7 spells left are not emergencies
+    steps = quality.monthly_series_steps(
+        spells, counts
+    )  # April left out; 2 of the 7 spells left are not emergencies
     assert steps["rows_excluded"].tolist() == [3, 2] and steps["rows_after"].tolist() == [7, 5]
-    rates = pd.DataFrame({"date": pd.to_datetime(["2024-04-01", "2024-05-01"]), "numerator": [0, 1], "denominator": [3, 4]})
-    steps = quality.monthly_series_steps(spells, rates)  # June left out (open windows); all 7 left are eligible
-    assert steps["step"].tolist() == ["discharged in a month on the chart", "eligible for readmission follow-up"]
+    rates = pd.DataFrame(
+        {"date": pd.to_datetime(["2024-04-01", "2024-05-01"]), "numerator": [0, 1], "denominator": [3, 4]}
+    )
+    steps = quality.monthly_series_steps(
+        spells, rates
+    )  # June left out (open windows); all 7 left are eligible
+    assert steps["step"].tolist() == [
+        "discharged in a month on the chart",
+        "eligible for readmission follow-up",
+    ]
     assert steps["rows_excluded"].tolist() == [3, 0]
 
 
@@ -174,9 +226,14 @@ def test_the_data_quality_block_of_two_inputs_and_of_an_engine_profile(tmp_path,
     from helpers.report import publish_data_quality
 
     spells, stays = io.load_table("spells"), io.load_table("virtual_ward")
-    data_quality, exclusions = publish_data_quality({"spells": spells, "virtual_ward": stays}, output_dir=tmp_path)
+    data_quality, exclusions = publish_data_quality(
+        {"spells": spells, "virtual_ward": stays}, output_dir=tmp_path
+    )
     assert list(data_quality["table"].unique()) == ["spells", "virtual_ward"]
-    assert exclusions.loc[exclusions["step"] == "analysed", "rows_after"].tolist() == [len(spells), len(stays)]
+    assert exclusions.loc[exclusions["step"] == "analysed", "rows_after"].tolist() == [
+        len(spells),
+        len(stays),
+    ]
     # DuckDB profiles a national file in SQL and hands on a frame without rows: the block reads the profile
     duck = variation.prepare_variation(None, "los", engine="duckdb")
     assert len(duck.spells) == 0

@@ -31,8 +31,11 @@ def figure_outputs() -> dict[str, str]:
         fig.savefig(png, format="png")
         fig.savefig(svg, format="svg", metadata={"Date": None})
         plt.close(fig)
-    return {"image/png": base64.b64encode(png.getvalue()).decode(), "image/svg+xml": svg.getvalue(),
-            "text/plain": "<Figure size 300x200>"}
+    return {
+        "image/png": base64.b64encode(png.getvalue()).decode(),
+        "image/svg+xml": svg.getvalue(),
+        "text/plain": "<Figure size 300x200>",
+    }
 
 
 def executed_notebook(path: Path) -> Path:
@@ -42,22 +45,37 @@ def executed_notebook(path: Path) -> Path:
     table = nbformat.v4.new_code_cell("import helpers\ntable")
     table.outputs = [
         nbformat.v4.new_output("stream", name="stderr", text="UserWarning: a stray warning\n"),
-        nbformat.v4.new_output("execute_result", data={"text/html": "<table><tr><td>T01</td><td>1,234</td></tr></table>",
-                                                       "text/plain": "T01 1234"}, execution_count=1),
+        nbformat.v4.new_output(
+            "execute_result",
+            data={
+                "text/html": "<table><tr><td>T01</td><td>1,234</td></tr></table>",
+                "text/plain": "T01 1234",
+            },
+            execution_count=1,
+        ),
     ]
     plot = nbformat.v4.new_code_cell("fig = plot(table)", metadata={"tags": ["hide-input"]})
     plot.outputs = [nbformat.v4.new_output("display_data", data=figure_outputs())]
-    nb.cells = [nbformat.v4.new_markdown_cell("# Where are stays longest?\n\nRead {doc}`../book/spc` first."),
-                params, table, plot,
-                nbformat.v4.new_markdown_cell("## Summary")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Where are stays longest?\n\nRead {doc}`../book/spc` first."),
+        params,
+        table,
+        plot,
+        nbformat.v4.new_markdown_cell("## Summary"),
+    ]
     nbformat.write(nb, path)
     return path
 
 
 def test_report_html_is_self_contained_with_code_and_stray_output_hidden(tmp_path):
     nb = executed_notebook(tmp_path / "x.ipynb")
-    front = report.front_matter("variation", {"spells": {"file": "sus.csv", "rows": 400_000, "sha256": "ab" * 32}},
-                                {"indicator": "los"}, "Where are stays longest?", dt.datetime(2025, 4, 1, 9, 30))
+    front = report.front_matter(
+        "variation",
+        {"spells": {"file": "sus.csv", "rows": 400_000, "sha256": "ab" * 32}},
+        {"indicator": "los"},
+        "Where are stays longest?",
+        dt.datetime(2025, 4, 1, 9, 30),
+    )
     html_path = tmp_path / "report.html"
     report.write_html(nb, html_path, "variation", front)
     html = html_path.read_text()
@@ -67,7 +85,9 @@ def test_report_html_is_self_contained_with_code_and_stray_output_hidden(tmp_pat
     assert not re.search(r"url\([\"']?https?:|@import", html)
     assert not re.search(r"<img[^>]*src=[\"']https?:", html)
     assert "mathjax" not in html.lower() and "require.min.js" not in html
-    assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', html)) == 1 and "<svg" not in html  # the figure, as PNG
+    assert (
+        len(re.findall(r'<img[^>]*src="data:image/png;base64,', html)) == 1 and "<svg" not in html
+    )  # the figure, as PNG
     assert "import helpers" not in html and "PARAMETER OUTPUT" not in html and "stray warning" not in html
     assert "1,234" in html  # the result table is there
     assert "<title>Where are stays longest?</title>" in html
@@ -81,7 +101,8 @@ def test_book_cross_references_become_plain_text():
     # titles from the chapters' first headings; authors and years from book/references.bib
     assert report.plain_roles(text) == (
         "See *What value means*, (Willan and O'Brien 1996) and (Academy of Medical Royal Colleges et al. 2014; "
-        "NHS Digital 2023); a QALY.")
+        "NHS Digital 2023); a QALY."
+    )
 
 
 def test_figures_written_as_png_and_svg(tmp_path):
@@ -97,13 +118,23 @@ def test_figures_written_as_png_and_svg(tmp_path):
 def test_results_workbook_read_back(tmp_path):
     tables = tmp_path / "tables"
     tables.mkdir()
-    pd.DataFrame({
-        "provider_code": ["T01", "T02"], "n": [1234, 52], "observed": [101, "*"], "share_improved": [0.671, "*"],
-        "total_cost": [2716756.1, 51000.0], "cost_ratio": [0.94, 1.1], "p_value": [0.03, 1e-9],
-        "pct_complete": [99.5, 100.0], "month": ["2024-04-01", "2024-05-01"],
-    }).to_csv(tables / "provider_value.csv", index=False)
+    pd.DataFrame(
+        {
+            "provider_code": ["T01", "T02"],
+            "n": [1234, 52],
+            "observed": [101, "*"],
+            "share_improved": [0.671, "*"],
+            "total_cost": [2716756.1, 51000.0],
+            "cost_ratio": [0.94, 1.1],
+            "p_value": [0.03, 1e-9],
+            "pct_complete": [99.5, 100.0],
+            "month": ["2024-04-01", "2024-05-01"],
+        }
+    ).to_csv(tables / "provider_value.csv", index=False)
     pd.DataFrame({"step": ["read"], "rows_after": [10]}).to_csv(tables / "exclusions.csv", index=False)
-    front = report.front_matter("value", {}, {"seed": 2026, "column_map": {"Cost £": "cost"}}, "Value, made computable")
+    front = report.front_matter(
+        "value", {}, {"seed": 2026, "column_map": {"Cost £": "cost"}}, "Value, made computable"
+    )
     names = report.write_workbook(tables, tmp_path / "results.xlsx", front)
     assert names == ["exclusions", "provider_value"]
 
@@ -117,7 +148,9 @@ def test_results_workbook_read_back(tmp_path):
     assert about["small numbers"].startswith("Counts from 1 to 7 are shown as *")
     index = [c for c in wb["about"]["B"] if c.hyperlink]
     assert [c.value for c in index] == ["exclusions (1 row)", "provider_value (2 rows)"]
-    assert index[1].hyperlink.location == "'provider_value'!A1" or "#'provider_value'!A1" in str(index[1].hyperlink.target)
+    assert index[1].hyperlink.location == "'provider_value'!A1" or "#'provider_value'!A1" in str(
+        index[1].hyperlink.target
+    )
 
     ws = wb["provider_value"]
     header = {c.value: c.column_letter for c in ws[1]}
@@ -127,7 +160,10 @@ def test_results_workbook_read_back(tmp_path):
     def cell(col: str, row: int = 2):
         return ws[f"{header[col]}{row}"]
 
-    assert cell("total_cost").value == pytest.approx(2716756.1) and cell("total_cost").number_format == report.POUNDS
+    assert (
+        cell("total_cost").value == pytest.approx(2716756.1)
+        and cell("total_cost").number_format == report.POUNDS
+    )
     assert cell("cost_ratio").number_format == report.SMALL_DECIMAL  # a ratio, not money
     assert cell("share_improved").number_format == report.PERCENT
     assert cell("pct_complete").number_format == report.PERCENT_POINTS
@@ -138,16 +174,19 @@ def test_results_workbook_read_back(tmp_path):
     assert starred.value == "*" and starred.alignment.horizontal == "right"
 
 
-@pytest.mark.parametrize("column,values,expected", [
-    ("capacity_released_gbp", [1.5e6], report.POUNDS),
-    ("cost_per_qaly", [2278.8], report.POUNDS),
-    ("discount_rate", [0.035], report.PERCENT),
-    ("readmission_30d_rate", [0.18], report.PERCENT),
-    ("financial_year", ["2024/25"], None),
-    ("imd_decile", [1, 10], report.PLAIN_WHOLE),
-    ("mean_age", [84.3], report.DECIMAL),
-    ("tau2", [0.00067], None),
-])
+@pytest.mark.parametrize(
+    "column,values,expected",
+    [
+        ("capacity_released_gbp", [1.5e6], report.POUNDS),
+        ("cost_per_qaly", [2278.8], report.POUNDS),
+        ("discount_rate", [0.035], report.PERCENT),
+        ("readmission_30d_rate", [0.18], report.PERCENT),
+        ("financial_year", ["2024/25"], None),
+        ("imd_decile", [1, 10], report.PLAIN_WHOLE),
+        ("mean_age", [84.3], report.DECIMAL),
+        ("tau2", [0.00067], None),
+    ],
+)
 def test_number_format_by_column_name(column, values, expected):
     assert report.number_format(column, values) == expected
 
@@ -178,8 +217,15 @@ def test_same_inputs_and_seed_give_identical_tables_and_figures(tmp_path, capsys
     assert not re.search(r"<script[^>]*\bsrc=", html) and "data:image/png;base64," in html
     assert html.index("Data quality") < html.index("Step 1")  # the data quality section comes first
     flow = pd.read_csv(a / "tables" / "exclusions.csv")
-    assert flow["rows_after"].iloc[0] == flow["rows_after"].iloc[-1] == len(pd.read_csv(
-        Path(__file__).resolve().parents[1] / "data/sample/outcomes.csv", usecols=["outcome_id"]))
+    assert (
+        flow["rows_after"].iloc[0]
+        == flow["rows_after"].iloc[-1]
+        == len(
+            pd.read_csv(
+                Path(__file__).resolve().parents[1] / "data/sample/outcomes.csv", usecols=["outcome_id"]
+            )
+        )
+    )
     wb = load_workbook(a / "results.xlsx", read_only=True)
     assert wb.sheetnames == ["about", *[t.removesuffix(".csv") for t in tables]]
 

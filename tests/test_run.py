@@ -43,12 +43,17 @@ def reads(monkeypatch) -> Counter:
         def wrapped(table, path=None, *args, **kwargs):
             seen[(name, str(path) if path is not None else None)] += 1
             return function(table, path, *args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(contract, "open_table", spy("duckdb", contract.open_table))
     monkeypatch.setattr(io, "load_table", spy("pandas", io.load_table))
     read_raw = io.read_raw
-    monkeypatch.setattr(io, "read_raw", lambda path, name=None: (seen.update([("reader", str(path))]), read_raw(path, name))[1])
+    monkeypatch.setattr(
+        io,
+        "read_raw",
+        lambda path, name=None: (seen.update([("reader", str(path))]), read_raw(path, name))[1],
+    )
     return seen
 
 
@@ -66,7 +71,9 @@ def stand_in(monkeypatch, table: str = "provider_code,spells\nT01,100\n", printe
     monkeypatch.setattr(cli, "_execute", execute)
 
 
-def test_each_input_is_read_once_hashed_and_recorded_with_the_engine(tmp_path, spells_file, reads, monkeypatch):
+def test_each_input_is_read_once_hashed_and_recorded_with_the_engine(
+    tmp_path, spells_file, reads, monkeypatch
+):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the private folder of identifier values
     (tmp_path / "tmp").mkdir()
     stand_in(monkeypatch)
@@ -85,8 +92,9 @@ def test_each_input_is_read_once_hashed_and_recorded_with_the_engine(tmp_path, s
     assert sorted(p.name for p in spells_file.parent.iterdir()) == ["spells.parquet"]  # the input untouched
 
 
-def test_the_scan_finds_a_planted_identifier_without_reading_the_input_again(tmp_path, spells_file, reads, monkeypatch,
-                                                                              capsys):
+def test_the_scan_finds_a_planted_identifier_without_reading_the_input_again(
+    tmp_path, spells_file, reads, monkeypatch, capsys
+):
     patient = pd.read_parquet(spells_file)["patient_id"].iloc[123]
     stand_in(monkeypatch, printed=f"a patient to look at: {patient} (ward 3)")
     out = tmp_path / "run"
@@ -107,7 +115,12 @@ def test_a_clean_run_with_numbers_like_identifiers_passes(tmp_path, spells_file,
     first = pd.read_parquet(spells_file)["patient_id"]
     absent = next(f"P{n:07d}" for n in range(9_000_000, 9_999_999) if f"P{n:07d}" not in set(first))
     stand_in(monkeypatch, table=f"provider_code,spells,note\nT01,1234567,{absent}\nT02,300 7,S00999999\n")
-    assert main(["run", "variation", "--data", f"spells={spells_file}", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (
+        main(
+            ["run", "variation", "--data", f"spells={spells_file}", "--out", str(tmp_path / "run"), "--quiet"]
+        )
+        == 0
+    )
 
 
 def test_identifiers_in_outputs_looks_up_kept_values_and_small_inputs(tmp_path):
@@ -118,11 +131,23 @@ def test_identifiers_in_outputs_looks_up_kept_values_and_small_inputs(tmp_path):
     (outputs / "t.csv").write_text("a,b\nP0000002,x\nrow 5,AB 123456\n", encoding="utf-8")
     (outputs / "log.txt").write_text("see S0000001\n", encoding="utf-8")
     big = run.CheckedInput("spells", tmp_path / "s.csv", "s.csv", "0", 3, "duckdb", identifier_file=kept)
-    small = run.CheckedInput("series", tmp_path / "x.csv", "x.csv", "0", 1, "reader",
-                             identifier_values=frozenset({"AB 123456", "Q7654321"}))
+    small = run.CheckedInput(
+        "series",
+        tmp_path / "x.csv",
+        "x.csv",
+        "0",
+        1,
+        "reader",
+        identifier_values=frozenset({"AB 123456", "Q7654321"}),
+    )
     found = run.identifiers_in_outputs(outputs, {"spells": big, "series": small})
     assert found == {"P0000002", "S0000001", "AB 123456"}  # a whole value with a space too
-    assert run.identifiers_in_outputs(outputs, {"series": run.CheckedInput("series", tmp_path, "x", "0", 1, "reader")}) == set()
+    assert (
+        run.identifiers_in_outputs(
+            outputs, {"series": run.CheckedInput("series", tmp_path, "x", "0", 1, "reader")}
+        )
+        == set()
+    )
 
 
 def test_a_bad_input_is_refused_before_anything_is_written(tmp_path, spells_file, monkeypatch, capsys):
@@ -132,7 +157,9 @@ def test_a_bad_input_is_refused_before_anything_is_written(tmp_path, spells_file
     bad.to_parquet(path, index=False)
     ran = []
     monkeypatch.setattr(cli, "_execute", lambda *a: ran.append(a))
-    assert main(["run", "variation", "--data", f"spells={path}", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert (
+        main(["run", "variation", "--data", f"spells={path}", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    )
     err = capsys.readouterr().err
     assert "column 'discharge_date': expected a date not before admission_date" in err and "row 6:" in err
     assert ran == [] and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
@@ -162,15 +189,23 @@ def test_comparison_from_spells_is_the_case_mix_model_and_from_a_file_the_file(t
     assert sorted(p.stem for p in tmp_path.glob("*.csv")) == sorted(published)
     assert comparison.Comparison.show(published, "calibration") is not comparison.NO_MODEL_NOTE
 
-    table = pd.DataFrame({"provider_code": ["A", "B", "A"], "numerator": [3, 10, 4], "denominator": [50, 80, 60]})
+    table = pd.DataFrame(
+        {"provider_code": ["A", "B", "A"], "numerator": [3, 10, 4], "denominator": [50, 80, 60]}
+    )
     path = tmp_path / "indicator.csv"
     table.to_csv(path, index=False)
     from_file = comparison.prepare_comparison(None, path, "four_hour_breaches", higher_is_better=False)
-    expected, kind = funnel.from_indicator_table(io.load_frame(path, {"provider_code": "string"}, "indicator", None,
-                                                               comparison.INDICATOR_FILE_COLUMNS))
+    expected, kind = funnel.from_indicator_table(
+        io.load_frame(path, {"provider_code": "string"}, "indicator", None, comparison.INDICATOR_FILE_COLUMNS)
+    )
     pd.testing.assert_frame_equal(from_file.funnel_input, expected)
     assert from_file.funnel_input["observed"].tolist() == [7, 10] and kind == from_file.kind == "proportion"
-    assert (from_file.scale, from_file.years, from_file.exclusions, from_file.model_tables) == (1.0, 1, None, ())
+    assert (from_file.scale, from_file.years, from_file.exclusions, from_file.model_tables) == (
+        1.0,
+        1,
+        None,
+        (),
+    )
     assert from_file.bed_days_per_event is None and from_file.opportunity_unit == "events"
     assert from_file.publish_model_tables(tmp_path / "none") == {} and not (tmp_path / "none").exists()
     assert comparison.Comparison.show({}, "calibration") == comparison.NO_MODEL_NOTE
@@ -178,7 +213,9 @@ def test_comparison_from_spells_is_the_case_mix_model_and_from_a_file_the_file(t
         comparison.prepare_comparison(None, None, "four_hour_breaches")
 
 
-def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(tmp_path, spells_file, monkeypatch, capsys):
+def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
+    tmp_path, spells_file, monkeypatch, capsys
+):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     check = run.check_contract_table
@@ -189,6 +226,11 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(tmp_path, s
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "check_contract_table", stopped)
-    assert main(["run", "variation", "--data", f"spells={spells_file}", "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert (
+        main(
+            ["run", "variation", "--data", f"spells={spells_file}", "--out", str(tmp_path / "run"), "--quiet"]
+        )
+        == 130
+    )
     assert "stopped (Ctrl+C); nothing was written" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == [] and not (tmp_path / "run").exists()

@@ -54,8 +54,11 @@ def hostile_spec(folder: Path, small_spells: str) -> RunSpec:
     --param measure_label=SCRIPT_LABEL`."""
     src = folder / HOSTILE_NAME
     hostile_series().to_csv(src, index=False)
-    return run_spec("spc", {"series": src, "spells": small_spells.split("=", 1)[1]},
-                    ["chart=c", "better=increase", f"measure_label={SCRIPT_LABEL}"])
+    return run_spec(
+        "spc",
+        {"series": src, "spells": small_spells.split("=", 1)[1]},
+        ["chart=c", "better=increase", f"measure_label={SCRIPT_LABEL}"],
+    )
 
 
 #: The hostile run, started in the background when the session starts (tests/conftest.py).
@@ -68,10 +71,24 @@ def hostile_run(tmp_path_factory, small_spells, handbook_runs):
 
 
 # --------------------------------------------------------------------------- S1 nothing live in a spreadsheet
-@pytest.mark.parametrize("text,expected", [
-    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(1)", "'@SUM(1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("-250.5", "-250.5"), ("-3", "-3"), ("-1e-05", "-1e-05"), ("T01", "T01"), ("", ""), (-2, -2), (None, None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("=1+1", "'=1+1"),
+        ("+cmd", "'+cmd"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(1)", "'@SUM(1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-250.5", "-250.5"),
+        ("-3", "-3"),
+        ("-1e-05", "-1e-05"),
+        ("T01", "T01"),
+        ("", ""),
+        (-2, -2),
+        (None, None),
+    ],
+)
 def test_inert_text_neutralises_formula_starts_and_keeps_negative_numbers(text, expected):
     assert report.inert_text(text) == expected
 
@@ -81,13 +98,20 @@ def test_formula_like_text_is_inert_in_every_csv_and_the_workbook(hostile_run):
         with open(table, newline="", encoding="utf-8") as f:
             for row in csv.reader(f):
                 for cell in row:
-                    live = cell.startswith(report.FORMULA_STARTS) and not re.fullmatch(r"-[\d.]+(e-?\d+)?", cell)
+                    live = cell.startswith(report.FORMULA_STARTS) and not re.fullmatch(
+                        r"-[\d.]+(e-?\d+)?", cell
+                    )
                     assert not live, (table.name, cell)
     spc = pd.read_csv(hostile_run / "tables" / "spc.csv", dtype=str, keep_default_na=False)
     assert set(spc["group"]) == {"'" + f for f in FORMULAS}
     wb = load_workbook(hostile_run / "results.xlsx")  # not read-only: formulas show as data_type "f"
-    formulas = [(ws.title, c.coordinate) for ws in wb.worksheets for row in ws.iter_rows() for c in row
-                if c.data_type == "f"]
+    formulas = [
+        (ws.title, c.coordinate)
+        for ws in wb.worksheets
+        for row in ws.iter_rows()
+        for c in row
+        if c.data_type == "f"
+    ]
     assert formulas == []
     header = [c.value for c in wb["spc"][1]]
     column = header.index("group") + 1
@@ -106,7 +130,9 @@ def _live_elements(html: str) -> list[str]:
     class Parser(HTMLParser):
         def handle_starttag(self, tag, attrs):
             names = {name for name, _ in attrs}
-            if any(name.startswith("on") for name in names) or (tag == "img" and dict(attrs).get("src") == "x"):
+            if any(name.startswith("on") for name in names) or (
+                tag == "img" and dict(attrs).get("src") == "x"
+            ):
                 found.append(f"<{tag} {attrs}>")
 
     Parser().feed(html)
@@ -179,7 +205,10 @@ def test_force_never_deletes_a_folder_that_is_not_a_previous_run(tmp_path, monke
     assert "holds the input spells.csv" in capsys.readouterr().err
     assert main(["run", "spc", "--out", "/", "--force", "--quiet"]) == 2
     assert "holds files that are not a previous run (no run.json)" in capsys.readouterr().err
-    assert sorted(p.name for p in folder.iterdir()) == before and (folder / "notes.txt").read_text() == "my notes"
+    assert (
+        sorted(p.name for p in folder.iterdir()) == before
+        and (folder / "notes.txt").read_text() == "my notes"
+    )
 
 
 def test_force_replaces_only_a_previous_run_atomically(tmp_path, small_spells, quick_run, capsys):
@@ -193,11 +222,18 @@ def test_force_replaces_only_a_previous_run_atomically(tmp_path, small_spells, q
     assert leftovers(tmp_path) == []
     # a previous run folder into which the user has put the input is not replaced
     shutil.copy(SAMPLE, out / "spells.csv")
-    assert main(["run", "spc", "--data", f"spells={out / 'spells.csv'}", "--out", str(out), "--force", "--quiet"]) == 2
+    assert (
+        main(
+            ["run", "spc", "--data", f"spells={out / 'spells.csv'}", "--out", str(out), "--force", "--quiet"]
+        )
+        == 2
+    )
     assert "holds the input spells.csv" in capsys.readouterr().err and (out / "spells.csv").is_file()
 
 
-def test_a_second_run_to_the_same_folder_does_not_overwrite_the_first(tmp_path, small_spells, quick_run, monkeypatch, capsys):
+def test_a_second_run_to_the_same_folder_does_not_overwrite_the_first(
+    tmp_path, small_spells, quick_run, monkeypatch, capsys
+):
     """Two runs started together both find --out free; the one that finishes second must fail, not replace."""
     out = tmp_path / "run"
     write_run_json = report.write_run_json
@@ -218,14 +254,17 @@ def test_a_second_run_to_the_same_folder_does_not_overwrite_the_first(tmp_path, 
     assert sorted(p.name for p in out.iterdir()) == ["run.json"] and leftovers(tmp_path) == []
 
 
-def test_out_a_file_an_unwritable_folder_a_full_disk_and_an_alias_bomb_give_messages(tmp_path, small_spells, quick_run, monkeypatch,
-                                                                                     capsys):
+def test_out_a_file_an_unwritable_folder_a_full_disk_and_an_alias_bomb_give_messages(
+    tmp_path, small_spells, quick_run, monkeypatch, capsys
+):
     target = tmp_path / "report.txt"
     target.write_text("mine")
     assert main(["run", "spc", "--data", small_spells, "--out", str(target), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "is a file; give the name of a folder" in err and target.read_text() == "mine"
-    assert main(["run", "spc", "--data", small_spells, "--out", "/proc/handbook_results", "--quiet"]) == 2  # unwritable even by root
+    assert (
+        main(["run", "spc", "--data", small_spells, "--out", "/proc/handbook_results", "--quiet"]) == 2
+    )  # unwritable even by root
     err = capsys.readouterr().err
     assert "Cannot write in /proc" in err and "Traceback" not in err
 
@@ -239,17 +278,51 @@ def test_out_a_file_an_unwritable_folder_a_full_disk_and_an_alias_bomb_give_mess
     assert not (tmp_path / "run").exists() and leftovers(tmp_path) == []
 
     bomb = tmp_path / "map.yaml"
-    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)))
-    assert main(["run", "spc", "--data", small_spells, "--map", str(bomb), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    bomb.write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)
+        )
+    )
+    assert (
+        main(
+            [
+                "run",
+                "spc",
+                "--data",
+                small_spells,
+                "--map",
+                str(bomb),
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "uses YAML anchors or aliases" in capsys.readouterr().err
 
 
 def test_sigterm_removes_the_staging_folder_like_ctrl_c(tmp_path, small_spells):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.cli", "run", "spc", "--data", small_spells, "--out", str(out), "--quiet"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "helpers.cli",
+            "run",
+            "spc",
+            "--data",
+            small_spells,
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -263,23 +336,74 @@ def test_sigterm_removes_the_staging_folder_like_ctrl_c(tmp_path, small_spells):
 
 
 # --------------------------------------------------------------------------- S2, D13 every input through one path
-def test_a_data_parameter_is_an_input_checked_hashed_scanned_and_recorded(tmp_path, small_spells, quick_run, capsys):
+def test_a_data_parameter_is_an_input_checked_hashed_scanned_and_recorded(
+    tmp_path, small_spells, quick_run, capsys
+):
     series = hostile_series()
     plain = tmp_path / "series.csv"
     series.to_csv(plain, index=False)
     out = tmp_path / "run"
-    assert main(["run", "spc", "--data", small_spells, "--param", f"data_series={plain}", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "spc",
+                "--data",
+                small_spells,
+                "--param",
+                f"data_series={plain}",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "run.json").read_text())
-    assert record["inputs"]["series"]["file"] == "series.csv" and record["inputs"]["series"]["rows"] == len(series)
+    assert record["inputs"]["series"]["file"] == "series.csv" and record["inputs"]["series"]["rows"] == len(
+        series
+    )
     assert "data_series" not in record["parameters"]
-    about = [c.value for c in next(load_workbook(out / "results.xlsx")["about"].iter_cols(min_col=2, max_col=2))]
+    about = [
+        c.value for c in next(load_workbook(out / "results.xlsx")["about"].iter_cols(min_col=2, max_col=2))
+    ]
     assert any(str(v).startswith("series: series.csv, 96 rows, SHA-256") for v in about), about
     # the same file given twice, and a file that is not there
-    assert main(["run", "spc", "--data", small_spells, "--data", f"series={plain}", "--param", f"data_series={plain}",
-                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "spc",
+                "--data",
+                small_spells,
+                "--data",
+                f"series={plain}",
+                "--param",
+                f"data_series={plain}",
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "is given twice" in capsys.readouterr().err
-    assert main(["run", "spc", "--data", small_spells, "--param", f"data_series={tmp_path / 'nope.csv'}", "--out", str(tmp_path / "x"),
-                 "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "spc",
+                "--data",
+                small_spells,
+                "--param",
+                f"data_series={tmp_path / 'nope.csv'}",
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "Cannot find the file for series" in capsys.readouterr().err
     # a patient id in that file is looked for in the outputs: here the (stand-in) notebook writes it
     leaky = tmp_path / "leaky.csv"
@@ -293,17 +417,35 @@ def test_a_data_parameter_is_an_input_checked_hashed_scanned_and_recorded(tmp_pa
     from helpers import cli
 
     cli._execute = leak
-    assert main(["run", "spc", "--data", small_spells, "--param", f"data_series={leaky}", "--out", str(tmp_path / "y"), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "run",
+                "spc",
+                "--data",
+                small_spells,
+                "--param",
+                f"data_series={leaky}",
+                "--out",
+                str(tmp_path / "y"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "tables/leak.csv: 1 input identifier value(s)" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
 
 
-@pytest.mark.parametrize("param,phrase", [
-    ("seed=abc", "--param seed=abc: expected a number, like the notebook's default 2026"),
-    ("adjust_for_deprivation=maybe", "expected true or false"),
-    ("limits=95", "expected a list such as [a, b]"),
-    ("column_map=[a]", "expected a mapping such as {a: b}"),
-])
+@pytest.mark.parametrize(
+    "param,phrase",
+    [
+        ("seed=abc", "--param seed=abc: expected a number, like the notebook's default 2026"),
+        ("adjust_for_deprivation=maybe", "expected true or false"),
+        ("limits=95", "expected a list such as [a, b]"),
+        ("column_map=[a]", "expected a mapping such as {a: b}"),
+    ],
+)
 def test_parameter_types_are_checked_before_the_run(param, phrase, tmp_path, capsys):
     assert main(["run", "variation", "--param", param, "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -312,7 +454,9 @@ def test_parameter_types_are_checked_before_the_run(param, phrase, tmp_path, cap
 
 
 # --------------------------------------------------------------------------- D17 the identifier scan
-HASH_WITH_A_VALID_NUMBER = "284de502c9847342318c17d474733ef468fbdbe252cddf6e4b4be0676706d9d0"  # holds 9847342318
+HASH_WITH_A_VALID_NUMBER = (
+    "284de502c9847342318c17d474733ef468fbdbe252cddf6e4b4be0676706d9d0"  # holds 9847342318
+)
 
 
 def plant(quick_run, monkeypatch, table: str, printed: str, figure_text: str) -> None:
@@ -325,7 +469,9 @@ def plant(quick_run, monkeypatch, table: str, printed: str, figure_text: str) ->
         quick_run(nb_path, executed, params, quiet)
         (Path(params["output_dir"]) / "planted.csv").write_text(table, encoding="utf-8")
         nb = nbformat.read(executed, as_version=4)
-        code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+        code = [
+            c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+        ]
         code[-1].outputs.append(nbformat.v4.new_output("stream", name="stdout", text=printed + "\n"))
         svg_output = next(o for c in code for o in c.outputs if "image/svg+xml" in o.get("data", {}))
         svg = svg_output["data"]["image/svg+xml"]
@@ -335,29 +481,48 @@ def plant(quick_run, monkeypatch, table: str, printed: str, figure_text: str) ->
     monkeypatch.setattr(cli, "_execute", execute)
 
 
-def test_counts_hashes_and_pounds_side_by_side_are_not_nhs_numbers(tmp_path, small_spells, quick_run, monkeypatch, capsys):
+def test_counts_hashes_and_pounds_side_by_side_are_not_nhs_numbers(
+    tmp_path, small_spells, quick_run, monkeypatch, capsys
+):
     from helpers.disclosure import is_valid_nhs_number
 
-    assert is_valid_nhs_number("2259651917") and is_valid_nhs_number("9847342318")  # both would pass if joined
-    table = ("step,rows_before,rows_excluded,input_sha256,cost_gbp,rate\n"
-             f"all spells,225965,1917,{HASH_WITH_A_VALID_NUMBER},\"£1,234,567,890\",0.9434765919\n")
-    plant(quick_run, monkeypatch, table, f"225965 1917 spells; SHA-256 {HASH_WITH_A_VALID_NUMBER}; £943,476,591",
-          "225965 1917")
+    assert is_valid_nhs_number("2259651917") and is_valid_nhs_number(
+        "9847342318"
+    )  # both would pass if joined
+    table = (
+        "step,rows_before,rows_excluded,input_sha256,cost_gbp,rate\n"
+        f'all spells,225965,1917,{HASH_WITH_A_VALID_NUMBER},"£1,234,567,890",0.9434765919\n'
+    )
+    plant(
+        quick_run,
+        monkeypatch,
+        table,
+        f"225965 1917 spells; SHA-256 {HASH_WITH_A_VALID_NUMBER}; £943,476,591",
+        "225965 1917",
+    )
     out = tmp_path / "run"
-    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 0, (
+        capsys.readouterr().err
+    )
     assert "225965" in (out / "tables" / "planted.csv").read_text()
 
 
-def test_a_planted_nhs_number_stops_the_run_whichever_output_holds_it(tmp_path, small_spells, quick_run, monkeypatch,
-                                                                      capsys):
+def test_a_planted_nhs_number_stops_the_run_whichever_output_holds_it(
+    tmp_path, small_spells, quick_run, monkeypatch, capsys
+):
     table = "provider_code,note\nT01,patient 943 476 5919\n"
     plant(quick_run, monkeypatch, table, "looked at 4010232137 today", "9434765919")
     out = tmp_path / "run"
     assert main(["run", "spc", "--data", small_spells, "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "Nothing was written: the outputs would contain identifiers." in err
-    for where in ["tables/planted.csv: 1 valid", "results.xlsx: 1 valid", "report.html: 1 valid", "spc.ipynb: 2 valid",
-                  "figure_01.svg: 1 valid"]:
+    for where in [
+        "tables/planted.csv: 1 valid",
+        "results.xlsx: 1 valid",
+        "report.html: 1 valid",
+        "spc.ipynb: 2 valid",
+        "figure_01.svg: 1 valid",
+    ]:
         assert where in err, (where, err)
     assert not out.exists() and leftovers(tmp_path) == []
 
@@ -365,7 +530,10 @@ def test_a_planted_nhs_number_stops_the_run_whichever_output_holds_it(tmp_path, 
 # --------------------------------------------------------------------------- D2 small counts in SPC series
 def test_small_counts_of_an_spc_series_are_hidden_in_tables_and_workbook(hostile_run):
     spc_csv = pd.read_csv(hostile_run / "tables" / "spc.csv", dtype=str, keep_default_na=False)
-    small, large = spc_csv[spc_csv["group"] == "'" + FORMULAS[0]], spc_csv[spc_csv["group"] != "'" + FORMULAS[0]]
+    small, large = (
+        spc_csv[spc_csv["group"] == "'" + FORMULAS[0]],
+        spc_csv[spc_csv["group"] != "'" + FORMULAS[0]],
+    )
     assert len(small) == 24 and set(small["value"]) == {"*"}  # counts of 1 to 7 every month
     assert set(small["moving_range"]) <= {"*", ""}  # a difference of two counts would give them back
     assert "*" not in set(large["value"]) and pd.to_numeric(large["value"]).min() >= 40
@@ -398,7 +566,9 @@ def test_a_hidden_point_is_a_gap_on_the_charts():
         points = [y for y in drawn if not pd.isna(y) and float(y).is_integer() and 1 <= y <= 7]
         assert points == []
     # the p-chart of a small numerator: its proportion is hidden too
-    p = pd.DataFrame({"date": pd.to_datetime(months(15)), "numerator": [30] * 14 + [3], "denominator": [400] * 15})
+    p = pd.DataFrame(
+        {"date": pd.to_datetime(months(15)), "numerator": [30] * 14 + [3], "denominator": [400] * 15}
+    )
     p_table = spc.spc(p, chart="p", numerator="numerator", denominator="denominator")
     table, summary = spc.suppress_small_counts(p_table, spc.summarise(p_table))
     assert table["value"].iloc[-1] == "*" and summary["latest_value"].iloc[0] == "*"
@@ -433,7 +603,10 @@ def test_a_comma_is_only_a_thousands_separator(engine, tmp_path, capsys):
     path = tmp_path / "extract.csv"
     df.to_csv(path, index=False)
     err = refused(tmp_path, capsys, path, "--engine", engine, notebook="variation")
-    assert "column 'age': expected a number with commas only between thousands" in err and "row 6: age=4,5" in err
+    assert (
+        "column 'age': expected a number with commas only between thousands" in err
+        and "row 6: age=4,5" in err
+    )
     assert "row 8: spell_cost=12,5" in err and "1,234.50" not in err
     if engine == "pandas":
         from helpers import io
@@ -452,10 +625,18 @@ def test_dates_outside_the_plausible_window_are_errors(engine, tmp_path, capsys,
     path = tmp_path / "extract.csv"
     df.to_csv(path, index=False)
     err = refused(tmp_path, capsys, path, "--engine", engine, notebook="variation")
-    assert "column 'admission_date': expected a date from 1990-01-01 to " in err and "row 4: admission_date=1901-05-01" in err
-    assert "column 'discharge_date': expected a date from 1990-01-01" in err and "row 11: discharge_date=2099-01-01" in err
+    assert (
+        "column 'admission_date': expected a date from 1990-01-01 to " in err
+        and "row 4: admission_date=1901-05-01" in err
+    )
+    assert (
+        "column 'discharge_date': expected a date from 1990-01-01" in err
+        and "row 11: discharge_date=2099-01-01" in err
+    )
     # the window is a parameter: a wider one lets 1901 through, and a malformed one is refused
-    err = refused(tmp_path, capsys, path, "--engine", engine, "--dates", "1900-01-01:2050-12-31", notebook="variation")
+    err = refused(
+        tmp_path, capsys, path, "--engine", engine, "--dates", "1900-01-01:2050-12-31", notebook="variation"
+    )
     assert "admission_date" not in err and "row 11: discharge_date=2099-01-01" in err and "2050-12-31" in err
     err = refused(tmp_path, capsys, path, "--dates", "2030:1990", notebook="variation")
     assert "--dates expects FROM:TO as two ISO dates" in err
@@ -469,7 +650,11 @@ def test_repeated_column_names_are_refused_not_resolved(tmp_path, capsys):
     for header, name in [(text[0] + ",age", "'age' (column A"), (text[0] + ",age ", "'age ' (column")]:
         path.write_text("\n".join([header] + [line + ",50" for line in text[1:]]) + "\n")
         err = refused(tmp_path, capsys, path)
-        assert "appear more than once (ignoring case and spaces)" in err and "'age'" in err and name.split(" (")[0] in err
+        assert (
+            "appear more than once (ignoring case and spaces)" in err
+            and "'age'" in err
+            and name.split(" (")[0] in err
+        )
 
 
 def test_limits_before_reading_a_huge_header(tmp_path, capsys):
@@ -514,8 +699,11 @@ def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
     loaded = io.load_table("spells", path)
     assert len(loaded) == 30 and loaded.attrs["load_summary"]["sheet"] == "spells"
     # codes saved by pandas as floats (a nullable integer column written to Parquet)
-    floats = df.assign(admission_method=df["admission_method"].astype(float), sex=df["sex"].astype(float),
-                       age=df["age"].astype(float))
+    floats = df.assign(
+        admission_method=df["admission_method"].astype(float),
+        sex=df["sex"].astype(float),
+        age=df["age"].astype(float),
+    )
     floats.to_parquet(tmp_path / "extract.parquet")
     df.to_csv(tmp_path / "x.csv", index=False)
     reference = io.load_table("spells", tmp_path / "x.csv")
@@ -531,14 +719,32 @@ def test_providers_starred_in_the_tables_are_not_drawn(tmp_path, capfd):
     rows = []
     for i in range(20):
         d = rng.randint(800, 1500)
-        rows.append({"provider_code": f"R{i:02d}", "numerator": int(d * rng.uniform(0.08, 0.14)), "denominator": d})
-    rows += [{"provider_code": "SMALLA", "numerator": 2, "denominator": 5},  # 5 cases
-             {"provider_code": "SMALLB", "numerator": 3, "denominator": 900}]  # 3 events
+        rows.append(
+            {"provider_code": f"R{i:02d}", "numerator": int(d * rng.uniform(0.08, 0.14)), "denominator": d}
+        )
+    rows += [
+        {"provider_code": "SMALLA", "numerator": 2, "denominator": 5},  # 5 cases
+        {"provider_code": "SMALLB", "numerator": 3, "denominator": 900},
+    ]  # 3 events
     src = tmp_path / "indicator.csv"
     pd.DataFrame(rows).to_csv(src, index=False)
     out = tmp_path / "run"
-    assert main(["run", "variation", "--data", f"indicator={src}", "--param", "indicator=breaches",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "variation",
+                "--data",
+                f"indicator={src}",
+                "--param",
+                "indicator=breaches",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     quiet = capfd.readouterr()
     assert quiet.out == "" and quiet.err == ""  # --quiet: nothing from papermill, the kernel or the run
     table = pd.read_csv(out / "tables" / "provider_indicator.csv", dtype=str).set_index("provider_code")
@@ -562,11 +768,22 @@ def test_the_quadrant_leaves_out_a_provider_of_1_to_7_patients():
     from helpers.plots import value as pv
 
     rows = [("A", 100, 0.30, 5000), ("B", 100, 0.40, 6000), ("C", 100, 0.35, 7000), ("E", 5, 0.90, 100)]
-    table = pd.DataFrame([{
-        "pathway": "hip", "provider_code": p, "n": n,
-        "adjusted_gain": g, "adjusted_gain_ci_lower": g - 0.01, "adjusted_gain_ci_upper": g + 0.01,
-        "adjusted_cost": c, "adjusted_cost_ci_lower": c - 50, "adjusted_cost_ci_upper": c + 50,
-    } for p, n, g, c in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "pathway": "hip",
+                "provider_code": p,
+                "n": n,
+                "adjusted_gain": g,
+                "adjusted_gain_ci_lower": g - 0.01,
+                "adjusted_gain_ci_upper": g + 0.01,
+                "adjusted_cost": c,
+                "adjusted_cost_ci_lower": c - 50,
+                "adjusted_cost_ci_upper": c + 50,
+            }
+            for p, n, g, c in rows
+        ]
+    )
     fig = pv.quadrant_plot(hv.quadrant(table, min_patients=30), "hip")
     ax = fig.axes[0]
     assert len(ax.containers) == 3  # A, B and C; E's mean gain and cost come from 5 patients
@@ -588,10 +805,26 @@ def test_an_indicator_file_of_one_provider_is_a_message_not_a_failure(tmp_path, 
     src = tmp_path / "indicator.csv"
     src.write_text("provider_code,numerator,denominator\nR01,40,400\n")
     out = tmp_path / "run"
-    assert main(["run", "variation", "--data", f"indicator={src}", "--param", "indicator=breaches",
-                 "--out", str(out), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "variation",
+                "--data",
+                f"indicator={src}",
+                "--param",
+                "indicator=breaches",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "At least 3 providers are needed to estimate overdispersion; got 1" in err and "Traceback" not in err
+    assert (
+        "At least 3 providers are needed to estimate overdispersion; got 1" in err and "Traceback" not in err
+    )
     assert not out.exists() and leftovers(tmp_path) == []
 
 
@@ -614,7 +847,9 @@ def test_a_named_excel_sheet_is_read_and_a_wrong_name_is_a_message(tmp_path, cap
     wb.save(path)
     err = refused(tmp_path, capsys, path, "--sheet", "spells=2025-26")
     assert "it has no sheet called '2025-26'; its sheets are 'notes', '2023-24', '2024-25'" in err
-    assert "--sheet spells=x: there is no Excel input" in refused(tmp_path, capsys, SAMPLE, "--sheet", "spells=x")
+    assert "--sheet spells=x: there is no Excel input" in refused(
+        tmp_path, capsys, SAMPLE, "--sheet", "spells=x"
+    )
     monkeypatch.setenv("HANDBOOK_EXCEL_SHEETS", json.dumps({str(path.resolve()): "2023-24"}))
     loaded = io.load_table("spells", path)
     assert len(loaded) == 8 and loaded.attrs["load_summary"]["sheet"] == "2023-24"

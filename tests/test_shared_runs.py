@@ -18,11 +18,13 @@ def test_the_same_inputs_in_two_folders_are_one_run_and_any_difference_is_anothe
     assert same == run_key(run_spec("variation", {"spells": b / "spells.csv"}, ["indicator=los"]))
     (b / "other.csv").write_text("spell_id\n1\n")  # the file's name is shown in the report
     (a / "spells2.csv").write_text("spell_id\n2\n")
-    for other in [run_spec("variation", {"spells": b / "other.csv"}, ["indicator=los"]),
-                  run_spec("variation", {"spells": a / "spells2.csv"}, ["indicator=los"]),
-                  run_spec("variation", {"spells": a / "spells.csv"}, ["indicator=mortality"]),
-                  run_spec("variation", {"spells": a / "spells.csv"}, ["indicator=los"], ["--pdf"]),
-                  run_spec("spc", {"spells": a / "spells.csv"}, ["indicator=los"])]:
+    for other in [
+        run_spec("variation", {"spells": b / "other.csv"}, ["indicator=los"]),
+        run_spec("variation", {"spells": a / "spells2.csv"}, ["indicator=los"]),
+        run_spec("variation", {"spells": a / "spells.csv"}, ["indicator=mortality"]),
+        run_spec("variation", {"spells": a / "spells.csv"}, ["indicator=los"], ["--pdf"]),
+        run_spec("spc", {"spells": a / "spells.csv"}, ["indicator=los"]),
+    ]:
         assert run_key(other) != same, other
     address = "postgresql://analyst@127.0.0.1:5432/handbook?table=apc.spells"
     assert run_key(run_spec("variation", {"spells": address}))[1] == (("spells", address),)

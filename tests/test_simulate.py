@@ -98,7 +98,9 @@ def test_sample_sizes_and_shares(sample):
     size = s["provider_code"].value_counts()
     assert 2.5 < size.max() / size.min() < 4.5
     # case mix differs between providers
-    by = d.groupby("provider_code").agg(age=("age", "mean"), imd=("imd_decile", "mean"), em=("emergency", "mean"))
+    by = d.groupby("provider_code").agg(
+        age=("age", "mean"), imd=("imd_decile", "mean"), em=("emergency", "mean")
+    )
     assert by["age"].max() - by["age"].min() > 5
     assert by["imd"].max() - by["imd"].min() > 1.5
     assert by["em"].max() - by["em"].min() > 0.15
@@ -193,8 +195,13 @@ def test_no_spell_after_death_and_deaths_follow_risk(sample):
 def test_readmission_rises_with_frailty_and_deprivation(sample):
     d = add_spell_fields(sample["spells"])
     e = d[d["emergency"] & d["readmission_eligible"]]
-    assert e.loc[e["frailty_score"] > 15, "readmit_30d"].mean() > 1.5 * e.loc[e["frailty_score"] < 5, "readmit_30d"].mean()
-    assert e.loc[e["imd_decile"] <= 2, "readmit_30d"].mean() > e.loc[e["imd_decile"] >= 9, "readmit_30d"].mean()
+    assert (
+        e.loc[e["frailty_score"] > 15, "readmit_30d"].mean()
+        > 1.5 * e.loc[e["frailty_score"] < 5, "readmit_30d"].mean()
+    )
+    assert (
+        e.loc[e["imd_decile"] <= 2, "readmit_30d"].mean() > e.loc[e["imd_decile"] >= 9, "readmit_30d"].mean()
+    )
 
 
 # ------------------------------------------------------------ length of stay
@@ -202,7 +209,9 @@ def _los_design(d: pd.DataFrame, los_model: dict, extra: list[str]) -> pd.DataFr
     """Dummy-coded design of the simulator's true case-mix terms of log LOS."""
     x = pd.DataFrame(index=d.index)
     x["age_band"] = np.searchsorted(AGE_EDGES, d["age"].to_numpy(), side="right").astype(str)
-    x["frailty_band"] = ((d["frailty_score"] >= 5).astype(int) + (d["frailty_score"] > 15).astype(int)).astype(str)
+    x["frailty_band"] = (
+        (d["frailty_score"] >= 5).astype(int) + (d["frailty_score"] > 15).astype(int)
+    ).astype(str)
     x["group"] = d["primary_diagnosis"].map(los_model["diagnosis_group"])
     x["method"] = d["admission_method"]
     cats = pd.get_dummies(x.drop(columns="method").join(d[extra]), drop_first=True, dtype=float)
@@ -310,9 +319,18 @@ def test_outcome_gains_and_costs_by_pathway_match_the_truth(sample):
         se_c = g["cost"].std() / np.sqrt(len(g))
         assert abs(g["cost"].mean() - tr["mean_cost"]) < 3.5 * se_c, name
     gains = {k: v["mean_gain"] for k, v in truth["pathways"].items()}
-    assert gains["hip replacement"] > gains["knee replacement"] > gains["groin hernia repair"] > gains["cataract surgery"] > 0
+    assert (
+        gains["hip replacement"]
+        > gains["knee replacement"]
+        > gains["groin hernia repair"]
+        > gains["cataract surgery"]
+        > 0
+    )
     # deprivation: the most deprived start worse
-    assert o.loc[o["imd_decile"] <= 2, "eq5d_before"].mean() < o.loc[o["imd_decile"] >= 9, "eq5d_before"].mean() - 0.05
+    assert (
+        o.loc[o["imd_decile"] <= 2, "eq5d_before"].mean()
+        < o.loc[o["imd_decile"] >= 9, "eq5d_before"].mean() - 0.05
+    )
     # the provider with high cost and low gain, and its opposite
     hip = o[o["pathway"].isin(["hip replacement", "knee replacement"])]
     by = hip.groupby("provider_code").agg(gain=("gain", "mean"), cost=("cost", "mean"))
@@ -340,11 +358,30 @@ def test_the_command_writes_the_economy_in_the_format_asked_with_deaths_in_mid_s
     from helpers.cli import main
 
     out = tmp_path / "economy"
-    assert main(["simulate", "--out", str(out), "--spells", "3000", "--format", "parquet",
-                 "--step-down", "mid_stay"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--spells",
+                "3000",
+                "--format",
+                "parquet",
+                "--step-down",
+                "mid_stay",
+            ]
+        )
+        == 0
+    )
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["deaths.parquet", "outcomes.parquet", "spells.parquet", "truth.json",
-                       "virtual_ward.parquet"]
+    assert written == [
+        "deaths.parquet",
+        "outcomes.parquet",
+        "spells.parquet",
+        "truth.json",
+        "virtual_ward.parquet",
+    ]
     spells = load_table("spells", out / "spells.parquet")
     deaths = load_table("deaths", out / "deaths.parquet")
     assert len(spells) == 3000
@@ -352,5 +389,9 @@ def test_the_command_writes_the_economy_in_the_format_asked_with_deaths_in_mid_s
     assert len(deaths) > 0
     plain = tmp_path / "plain"
     assert main(["simulate", "--out", str(plain), "--spells", "3000"]) == 0
-    assert sorted(p.name for p in plain.iterdir()) == ["outcomes.csv", "spells.csv", "truth.json",
-                                                       "virtual_ward.csv"]
+    assert sorted(p.name for p in plain.iterdir()) == [
+        "outcomes.csv",
+        "spells.csv",
+        "truth.json",
+        "virtual_ward.csv",
+    ]

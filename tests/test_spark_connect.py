@@ -60,12 +60,19 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def spark_remote(tmp_path_factory):
     """A Spark Connect server on 127.0.0.1 for this module; yields its ``sc://`` URL."""
-    pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-spark.txt): "
-                                  "the Spark Connect path is not tested")
-    pytest.importorskip("sqlglot", reason="sqlglot is not installed (requirements-spark.txt): "
-                        "the Spark Connect path is not tested")
-    pytest.importorskip("grpc", reason="the Spark Connect client (pyspark[connect], requirements-spark.txt) "
-                        "is not installed: the Spark Connect path is not tested")
+    pyspark = pytest.importorskip(
+        "pyspark",
+        reason="pyspark is not installed (requirements-spark.txt): the Spark Connect path is not tested",
+    )
+    pytest.importorskip(
+        "sqlglot",
+        reason="sqlglot is not installed (requirements-spark.txt): the Spark Connect path is not tested",
+    )
+    pytest.importorskip(
+        "grpc",
+        reason="the Spark Connect client (pyspark[connect], requirements-spark.txt) "
+        "is not installed: the Spark Connect path is not tested",
+    )
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("Java is not installed: the Spark Connect path is not tested")
     home = Path(pyspark.__file__).parent
@@ -75,25 +82,51 @@ def spark_remote(tmp_path_factory):
     logs = tmp_path_factory.mktemp("spark-connect")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
-    env.update(SPARK_HOME=str(home), SPARK_LOG_DIR=str(logs), SPARK_PID_DIR=str(logs),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-    command = ["bash", str(script), "--wait", "--master", "local[2]",
-               "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-               "--conf", f"spark.connect.grpc.binding.port={port}",
-               "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
-               "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4"]
+    env.update(
+        SPARK_HOME=str(home),
+        SPARK_LOG_DIR=str(logs),
+        SPARK_PID_DIR=str(logs),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    command = [
+        "bash",
+        str(script),
+        "--wait",
+        "--master",
+        "local[2]",
+        "--conf",
+        "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf",
+        f"spark.connect.grpc.binding.port={port}",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        "spark.driver.bindAddress=127.0.0.1",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
+    ]
     log = open(logs / "server.log", "wb")  # closed after the server stops
     # a process group of its own, so that stopping it stops the JVM the scripts exec
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not _port_open(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 _stop(proc)
                 tail = (logs / "server.log").read_text(errors="replace").splitlines()[-20:]
-                pytest.fail(f"the Spark Connect server did not start on 127.0.0.1:{port} within {START_TIMEOUT} s "
-                            f"(exit code {proc.returncode}); its log ends:\n" + "\n".join(tail))
+                pytest.fail(
+                    f"the Spark Connect server did not start on 127.0.0.1:{port} within {START_TIMEOUT} s "
+                    f"(exit code {proc.returncode}); its log ends:\n" + "\n".join(tail)
+                )
             time.sleep(1)
         yield f"sc://127.0.0.1:{port}"
     finally:
@@ -116,13 +149,16 @@ def through_remote(spark_remote, monkeypatch):
 
 def test_spark_connect_provider_indicator_is_the_pandas_table(through_remote):
     session = engine.spark_session()
-    assert type(session).__module__.startswith("pyspark.sql.connect"), type(session)  # Connect, not local mode
+    assert type(session).__module__.startswith("pyspark.sql.connect"), type(
+        session
+    )  # Connect, not local mode
     assert session.range(3).count() == 3  # the server answers
     indicator = "readmission_30d"  # the one with the linkage across providers; the rest of the SQL is shared
     expected = variation.prepare_variation(None, indicator, engine="pandas")
     got = variation.prepare_variation(None, indicator, engine="spark")  # the session comes from SPARK_REMOTE
-    pd.testing.assert_frame_equal(provider_indicator(got, indicator), provider_indicator(expected, indicator),
-                                  **EXACT)
+    pd.testing.assert_frame_equal(
+        provider_indicator(got, indicator), provider_indicator(expected, indicator), **EXACT
+    )
     pd.testing.assert_frame_equal(got.exclusions, expected.exclusions)
     for table in ("diagnostics", "coefficients", "pooled_levels"):
         pd.testing.assert_frame_equal(getattr(got.model, table), getattr(expected.model, table), **EXACT)
@@ -138,4 +174,6 @@ def test_spark_connect_bad_file_gives_the_pandas_message(tmp_path, through_remot
     with pytest.raises(io.InputError) as spark_error:
         contract.validate_table("spells", path, engine="spark")
     assert str(spark_error.value) == str(pandas_error.value)
-    assert "11 problems found" in str(spark_error.value)  # the rows are numbered as the file's (test_engine.py)
+    assert "11 problems found" in str(
+        spark_error.value
+    )  # the rows are numbered as the file's (test_engine.py)

@@ -41,6 +41,7 @@ def rules(values, centre, lower=np.nan, upper=np.nan, run_length=7, two_of_three
 
 # --------------------------------------------------------------------------- limits
 
+
 def test_xmr_limits_by_hand():
     lim = spc.xmr_limits(SERIES_A)
     amr = 17 / 11
@@ -72,10 +73,13 @@ def test_moving_range_screening_by_hand():
     assert screened["upper_limit"] == pytest.approx(35 / 18 + 2.66)
     # the default follows the MDC Excel tool: no screening
     assert spc.spc(frame(y))["upper_limit"].iloc[0] == pytest.approx(raw["upper_limit"])
-    assert spc.spc(frame(y), screen_moving_ranges=True)["upper_limit"].iloc[0] == pytest.approx(35 / 18 + 2.66)
+    assert spc.spc(frame(y), screen_moving_ranges=True)["upper_limit"].iloc[0] == pytest.approx(
+        35 / 18 + 2.66
+    )
 
 
 # --------------------------------------------------------------------------- rules
+
 
 def test_point_outside_limits_and_precedence():
     r = rules([0, 1, 3.5, -3.2, 3.0], centre=0, lower=-3, upper=3)
@@ -157,6 +161,7 @@ def test_two_of_three_current_rule_counts_points_beyond_the_limits_old_rule_does
 
 # --------------------------------------------------------------------------- labels and icons
 
+
 def test_improvement_concern_and_neutral_labels():
     values = SERIES_A[:11] + [25]  # one high point: 25 is far above any limit from this series
     for better, label, icon in [
@@ -193,10 +198,14 @@ def test_assurance_icon_against_a_target():
     assert icon(20, "decrease") == "consistently_passing"
     assert icon(None) == "none"
     assert icon(7, None) == "none"
-    assert spc.summarise(table, "increase", target={"all": 20})["assurance_icon"].iloc[0] == "consistently_failing"
+    assert (
+        spc.summarise(table, "increase", target={"all": 20})["assurance_icon"].iloc[0]
+        == "consistently_failing"
+    )
 
 
 # --------------------------------------------------------------------------- periods
+
 
 def test_rebasing_gives_limits_per_period():
     first = SERIES_A
@@ -250,11 +259,17 @@ def test_fewer_than_twelve_points_shows_data_without_limits():
 
 # --------------------------------------------------------------------------- attribute charts
 
+
 def test_p_chart_limits_by_hand():
     num = np.array([10, 12, 8, 15, 9, 11, 14, 10, 7, 13, 12, 40])
     den = np.array([100, 120, 90, 130, 100, 110, 125, 95, 80, 120, 115, 150])
-    table = spc.spc(frame([0] * 12, numerator=num, denominator=den), chart="p",
-                    numerator="numerator", denominator="denominator", better="decrease")
+    table = spc.spc(
+        frame([0] * 12, numerator=num, denominator=den),
+        chart="p",
+        numerator="numerator",
+        denominator="denominator",
+        better="decrease",
+    )
     pbar = num.sum() / den.sum()
     sigma = np.sqrt(pbar * (1 - pbar) / den)
     assert table["value"].to_numpy() == pytest.approx(num / den)
@@ -292,6 +307,7 @@ def test_laney_p_prime_u_and_c_charts_by_hand():
 
 # --------------------------------------------------------------------------- bad input
 
+
 def test_bad_input_is_named():
     data = frame(SERIES_A)
     data.loc[3, "value"] = np.nan
@@ -309,6 +325,7 @@ def test_bad_input_is_named():
 
 # --------------------------------------------------------------------------- groups and sample series
 
+
 def test_groups_are_charted_separately():
     data = pd.concat([frame(SERIES_A, org="A"), frame([x * 2 for x in SERIES_A], org="B")], ignore_index=True)
     table = spc.spc(data, group="org")
@@ -319,14 +336,20 @@ def test_groups_are_charted_separately():
 def test_monthly_series_from_spells():
     from helpers.derive import add_spell_fields
 
-    spells = pd.DataFrame({
-        "spell_id": ["s1", "s2", "s3", "s4", "s5", "s6"],
-        "patient_id": ["p1", "p2", "p3", "p1", "p4", "p3"],
-        "provider_code": ["RAA", "RAA", "RBB", "RAA", "RBB", "RAA"],
-        "admission_date": pd.to_datetime(["2023-01-02", "2023-01-05", "2023-01-10", "2023-03-01", "2023-03-03", "2023-01-20"]),
-        "discharge_date": pd.to_datetime(["2023-01-06", "2023-01-05", "2023-01-13", "2023-03-04", "2023-03-10", "2023-01-22"]),
-        "admission_method": ["21", "11", "22", "21", "21", "21"],
-    })
+    spells = pd.DataFrame(
+        {
+            "spell_id": ["s1", "s2", "s3", "s4", "s5", "s6"],
+            "patient_id": ["p1", "p2", "p3", "p1", "p4", "p3"],
+            "provider_code": ["RAA", "RAA", "RBB", "RAA", "RBB", "RAA"],
+            "admission_date": pd.to_datetime(
+                ["2023-01-02", "2023-01-05", "2023-01-10", "2023-03-01", "2023-03-03", "2023-01-20"]
+            ),
+            "discharge_date": pd.to_datetime(
+                ["2023-01-06", "2023-01-05", "2023-01-13", "2023-03-04", "2023-03-10", "2023-01-22"]
+            ),
+            "admission_method": ["21", "11", "22", "21", "21", "21"],
+        }
+    )
     derived = add_spell_fields(spells)
     # admissions run from 2 January to 3 March: January and March are only partly covered, so by
     # default only February is charted (and named in a warning)
@@ -356,7 +379,9 @@ def test_monthly_series_from_spells():
     with pytest.warns(spc.SPCWarning) as caught:
         rate = spc.monthly_series(derived, "readmission_rate", lead_in_days=0, **stated)
     messages = " | ".join(str(w.message) for w in caught)
-    assert "left out 1 discharge month(s)" in messages and "Mar 2023 (its 30-day follow-up runs past" in messages
+    assert (
+        "left out 1 discharge month(s)" in messages and "Mar 2023 (its 30-day follow-up runs past" in messages
+    )
     assert "2 group-month(s) have no spell" in messages  # February, both providers
     jan = rate[rate["date"] == "2023-01-01"].set_index("group")
     # s1 (RAA, patient p1) is followed by an emergency admission on 1 March: 54 days, not within 30
@@ -367,6 +392,7 @@ def test_monthly_series_from_spells():
 
 
 # --------------------------------------------------------------------------- real data
+
 
 @pytest.fixture(scope="module")
 def rf4():
@@ -425,6 +451,7 @@ def test_spc_table_has_documented_columns(rf4):
 
 
 # --------------------------------------------------------------------------- words and figures
+
 
 def test_titles_state_the_finding():
     table = spc.spc(frame(SERIES_A[:11] + [25], org="RAA"), group="org", better="decrease")

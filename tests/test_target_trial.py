@@ -27,53 +27,74 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _spell(spell_id, patient, adm, dis, diag="J18", method="21", provider="AAA", dismeth="1", age=80):
-    return {"spell_id": spell_id, "patient_id": patient, "provider_code": provider,
-            "admission_date": pd.Timestamp(adm), "discharge_date": pd.Timestamp(dis),
-            "admission_method": method, "age": age, "sex": "2", "primary_diagnosis": diag,
-            "discharge_method": dismeth, "imd_decile": 3, "frailty_score": 6.0}
+    return {
+        "spell_id": spell_id,
+        "patient_id": patient,
+        "provider_code": provider,
+        "admission_date": pd.Timestamp(adm),
+        "discharge_date": pd.Timestamp(dis),
+        "admission_method": method,
+        "age": age,
+        "sex": "2",
+        "primary_diagnosis": diag,
+        "discharge_method": dismeth,
+        "imd_decile": 3,
+        "frailty_score": 6.0,
+    }
 
 
 def _stay(stay_id, patient, adm, dis, linked, referral=None):
-    return {"vw_stay_id": stay_id, "patient_id": patient, "provider_code": "AAA",
-            "vw_admission_date": pd.Timestamp(adm), "vw_discharge_date": pd.Timestamp(dis),
-            "pathway": "acute respiratory infection", "route": "step_down", "linked_spell_id": linked,
-            "referral_date": pd.Timestamp(referral) if referral else pd.NaT}
+    return {
+        "vw_stay_id": stay_id,
+        "patient_id": patient,
+        "provider_code": "AAA",
+        "vw_admission_date": pd.Timestamp(adm),
+        "vw_discharge_date": pd.Timestamp(dis),
+        "pathway": "acute respiratory infection",
+        "route": "step_down",
+        "linked_spell_id": linked,
+        "referral_date": pd.Timestamp(referral) if referral else pd.NaT,
+    }
 
 
 @pytest.fixture()
 def tables():
-    spells = pd.DataFrame([
-        # T1 treated: decided on day 2 (3 Mar), home on the ward 6-10 Mar, escalated back 9 Mar
-        _spell("T1", "P1", "2024-03-01", "2024-03-06"),
-        _spell("T1R", "P1", "2024-03-09", "2024-03-12", diag="K35"),
-        # C1: in hospital 5-12 Mar, so at risk on day 2 (7 Mar) and day 5 (10 Mar); readmitted 8 Apr
-        _spell("C1", "P2", "2024-03-05", "2024-03-12"),
-        _spell("C1R", "P2", "2024-04-08", "2024-04-09", diag="K35"),
-        # C1's history: an emergency spell 98 days before (4 nights), an elective one (2 nights),
-        # and an elective one more than a year before (not counted)
-        _spell("C1P", "P2", "2023-11-28", "2023-12-02", diag="J18"),
-        _spell("C1E", "P2", "2024-01-10", "2024-01-12", method="11", diag="K40"),
-        _spell("C1O", "P2", "2023-02-01", "2023-02-03", method="11", diag="K40"),
-        # C2: discharged on day 1: never at risk on day 2 or day 5
-        _spell("C2", "P3", "2024-03-10", "2024-03-11"),
-        # C3: died in hospital on day 2: alive on day 2, so a control, and the death is an outcome
-        _spell("C3", "P4", "2024-03-02", "2024-03-04", dismeth="4"),
-        # C4: died on day 1: not alive on day 2
-        _spell("C4", "P5", "2024-03-01", "2024-03-02", dismeth="4"),
-        # T2 treated with no referral date: time zero is the step-down day, day 5 (9 Mar)
-        _spell("T2", "P6", "2024-03-04", "2024-03-09"),
-        # heart failure at AAA: no treated spell on that pathway, so no risk set
-        _spell("H1", "P7", "2024-03-01", "2024-03-10", diag="I50"),
-        # T3: referral date after the acute discharge: set aside and counted
-        _spell("T3", "P8", "2024-03-01", "2024-03-05"),
-        # the data run to 30 Jun
-        _spell("END", "P99", "2024-06-30", "2024-06-30", method="11"),
-    ])
-    vw = pd.DataFrame([
-        _stay("V1", "P1", "2024-03-06", "2024-03-10", "T1", referral="2024-03-03"),
-        _stay("V2", "P6", "2024-03-09", "2024-03-12", "T2"),
-        _stay("V3", "P8", "2024-03-05", "2024-03-07", "T3", referral="2024-03-06"),
-    ])
+    spells = pd.DataFrame(
+        [
+            # T1 treated: decided on day 2 (3 Mar), home on the ward 6-10 Mar, escalated back 9 Mar
+            _spell("T1", "P1", "2024-03-01", "2024-03-06"),
+            _spell("T1R", "P1", "2024-03-09", "2024-03-12", diag="K35"),
+            # C1: in hospital 5-12 Mar, so at risk on day 2 (7 Mar) and day 5 (10 Mar); readmitted 8 Apr
+            _spell("C1", "P2", "2024-03-05", "2024-03-12"),
+            _spell("C1R", "P2", "2024-04-08", "2024-04-09", diag="K35"),
+            # C1's history: an emergency spell 98 days before (4 nights), an elective one (2 nights),
+            # and an elective one more than a year before (not counted)
+            _spell("C1P", "P2", "2023-11-28", "2023-12-02", diag="J18"),
+            _spell("C1E", "P2", "2024-01-10", "2024-01-12", method="11", diag="K40"),
+            _spell("C1O", "P2", "2023-02-01", "2023-02-03", method="11", diag="K40"),
+            # C2: discharged on day 1: never at risk on day 2 or day 5
+            _spell("C2", "P3", "2024-03-10", "2024-03-11"),
+            # C3: died in hospital on day 2: alive on day 2, so a control, and the death is an outcome
+            _spell("C3", "P4", "2024-03-02", "2024-03-04", dismeth="4"),
+            # C4: died on day 1: not alive on day 2
+            _spell("C4", "P5", "2024-03-01", "2024-03-02", dismeth="4"),
+            # T2 treated with no referral date: time zero is the step-down day, day 5 (9 Mar)
+            _spell("T2", "P6", "2024-03-04", "2024-03-09"),
+            # heart failure at AAA: no treated spell on that pathway, so no risk set
+            _spell("H1", "P7", "2024-03-01", "2024-03-10", diag="I50"),
+            # T3: referral date after the acute discharge: set aside and counted
+            _spell("T3", "P8", "2024-03-01", "2024-03-05"),
+            # the data run to 30 Jun
+            _spell("END", "P99", "2024-06-30", "2024-06-30", method="11"),
+        ]
+    )
+    vw = pd.DataFrame(
+        [
+            _stay("V1", "P1", "2024-03-06", "2024-03-10", "T1", referral="2024-03-03"),
+            _stay("V2", "P6", "2024-03-09", "2024-03-12", "T2"),
+            _stay("V3", "P8", "2024-03-05", "2024-03-07", "T3", referral="2024-03-06"),
+        ]
+    )
     return spells, vw
 
 
@@ -142,7 +163,9 @@ def test_death_window_is_the_same_for_both_groups_in_the_all_spells_design(table
     # C1 (discharged 12 Mar): 10 Apr is day 29: counted
     assert c.loc["C1", "death_30d"] == 1
     on_day_29 = deaths.assign(date_of_death=["2024-04-04", "2024-04-10"])
-    assert co.build_cohort(spells, vw, deaths=on_day_29).spells.set_index("spell_id").loc["T1", "death_30d"] == 1
+    assert (
+        co.build_cohort(spells, vw, deaths=on_day_29).spells.set_index("spell_id").loc["T1", "death_30d"] == 1
+    )
 
 
 def test_month_covariate_is_the_admission_month(tables):
@@ -156,6 +179,7 @@ def test_month_covariate_is_the_admission_month(tables):
 # ---------------------------------------------------------------------------
 # The simulator's mid-stay economy
 # ---------------------------------------------------------------------------
+
 
 @functools.cache
 def mid_stay_economy() -> dict:
@@ -216,11 +240,16 @@ def _estimates(seed: int, n: int = 40_000) -> tuple[dict, pd.DataFrame, pd.DataF
     tt = co.build_target_trial(res["spells"], res["virtual_ward"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        new = ev.estimate_target_trial(tt, ["acute_los", "readmission_30d"],
-                                       methods=["naive", "aipw", "ipw", "matching"]).effects
+        new = ev.estimate_target_trial(
+            tt, ["acute_los", "readmission_30d"], methods=["naive", "aipw", "ipw", "matching"]
+        ).effects
         old_cohort = co.build_cohort(res["spells"], res["virtual_ward"])
         old = ev.estimate_effects(old_cohort.spells, ["acute_los"], methods=["ipw"]).effects
-    return res["truth"]["virtual_ward"], new.set_index(["outcome", "method"]), old.set_index(["outcome", "method"])
+    return (
+        res["truth"]["virtual_ward"],
+        new.set_index(["outcome", "method"]),
+        old.set_index(["outcome", "method"]),
+    )
 
 
 def test_repeated_simulation_new_design_recovers_truth_and_the_old_ones_do_not():
@@ -268,7 +297,11 @@ def test_handbook_run_on_a_mid_stay_economy(tmp_path, handbook_runs):
     att = truth["att_acute_los_days"]
     for m in ("ipw", "matching"):
         r = e.loc[("acute_los", m)]
-        assert r["ci_lower"] <= att <= r["ci_upper"] and abs(r["estimate"] - att) < 0.5, (m, r["estimate"], att)
+        assert r["ci_lower"] <= att <= r["ci_upper"] and abs(r["estimate"] - att) < 0.5, (
+            m,
+            r["estimate"],
+            att,
+        )
     assert abs(e.loc[("acute_los", "naive"), "estimate"] - att) > 3
     r = e.loc[("readmission_30d", "ipw")]
     assert r["ci_lower"] <= 0 <= r["ci_upper"]
@@ -290,8 +323,10 @@ def wards_opened_before_the_data(folder: Path) -> RunSpec:
     sp = economy["spells"]
     sp = sp[sp["admission_date"] >= pd.Timestamp("2024-09-01")]
     vw = economy["virtual_ward"]
-    vw = vw[vw["linked_spell_id"].isin(sp["spell_id"]) | vw["linked_spell_id"].isna()
-            & (vw["vw_admission_date"] >= pd.Timestamp("2024-09-01"))]
+    vw = vw[
+        vw["linked_spell_id"].isin(sp["spell_id"])
+        | vw["linked_spell_id"].isna() & (vw["vw_admission_date"] >= pd.Timestamp("2024-09-01"))
+    ]
     sp.to_csv(folder / "spells.csv", index=False, date_format="%Y-%m-%d")
     vw.to_csv(folder / "vw.csv", index=False, date_format="%Y-%m-%d")
     return virtual_ward_run(folder / "spells.csv", folder / "vw.csv")
@@ -300,8 +335,11 @@ def wards_opened_before_the_data(folder: Path) -> RunSpec:
 #: The runs, started in the background when the session starts (tests/conftest.py).
 PREFETCH_RUNS = {
     "test_handbook_run_on_a_mid_stay_economy": lambda folder: [
-        virtual_ward_run(economy_files(folder) / "spells.csv", economy_files(folder) / "virtual_ward.csv")],
-    "test_handbook_run_when_every_ward_opened_before_the_data": lambda folder: [wards_opened_before_the_data(folder)],
+        virtual_ward_run(economy_files(folder) / "spells.csv", economy_files(folder) / "virtual_ward.csv")
+    ],
+    "test_handbook_run_when_every_ward_opened_before_the_data": lambda folder: [
+        wards_opened_before_the_data(folder)
+    ],
 }
 
 

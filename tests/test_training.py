@@ -92,8 +92,9 @@ def parameters(name: str) -> dict:
     tree = ast.parse(parameters_source(name))
     out = {}
     for node in tree.body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
-            f"{name}: the parameters cell may hold only simple assignments (line {node.lineno})"
+        assert (
+            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        ), f"{name}: the parameters cell may hold only simple assignments (line {node.lineno})"
         out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
 
@@ -119,12 +120,23 @@ def los_model(terms: tuple[str, ...] = casemix.DEFAULT_TERMS):
 
 
 @functools.lru_cache(maxsize=None)
-def los_funnel(tau2_method: str = funnel.DEFAULT_TAU2_METHOD, levels: tuple[float, ...] = (95.0, 99.8),
-               min_expected: float = 10.0, terms: tuple[str, ...] = casemix.DEFAULT_TERMS,
-               outlier_level: float | None = None):
+def los_funnel(
+    tau2_method: str = funnel.DEFAULT_TAU2_METHOD,
+    levels: tuple[float, ...] = (95.0, 99.8),
+    min_expected: float = 10.0,
+    terms: tuple[str, ...] = casemix.DEFAULT_TERMS,
+    outlier_level: float | None = None,
+):
     _, _, model = los_model(terms)
-    return funnel.funnel(model.providers, "ratio", levels=list(levels), tau2_method=tau2_method,
-                         min_expected=min_expected, scale=model.dispersion, outlier_level=outlier_level)
+    return funnel.funnel(
+        model.providers,
+        "ratio",
+        levels=list(levels),
+        tau2_method=tau2_method,
+        min_expected=min_expected,
+        scale=model.dispersion,
+        outlier_level=outlier_level,
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,8 +144,9 @@ def vw_results():
     trial = co.build_target_trial(spells(), io.load_table("virtual_ward"), co.DEFAULT_PATHWAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = ev.estimate_target_trial(trial, ["acute_los", "total_los", "readmission_30d"],
-                                           methods=["naive", "aipw", "ipw"])
+        results = ev.estimate_target_trial(
+            trial, ["acute_los", "total_los", "readmission_30d"], methods=["naive", "aipw", "ipw"]
+        )
     return trial, results
 
 
@@ -142,8 +155,9 @@ def vw_clock_results():
     built = co.build_cohort(spells(), io.load_table("virtual_ward"), co.DEFAULT_PATHWAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = ev.estimate_effects(built.spells, ["readmission_30d", "readmission_30d_from_acute_discharge"],
-                                      methods=["ipw"])
+        results = ev.estimate_effects(
+            built.spells, ["readmission_30d", "readmission_30d_from_acute_discharge"], methods=["ipw"]
+        )
     return built, results
 
 
@@ -165,12 +179,21 @@ def answers_session1(p: dict) -> dict[str, str]:
     recurrent_cash = summary.loc["cash-releasing, recurrent", "value_gbp"]
     assert total["recurrent_cash_gbp"] == recurrent_cash
     awaiting = checked[checked["qia_status"].isin(hv.QIA_AWAITING)]
-    assert set(awaiting["scheme"]) == {"Ward skill-mix review", "Corporate vacancy freeze", "Step-down virtual ward"}
+    assert set(awaiting["scheme"]) == {
+        "Ward skill-mix review",
+        "Corporate vacancy freeze",
+        "Step-down virtual ward",
+    }
     agency = checked.set_index("scheme").loc["Agency nursing to substantive posts"]
     assert agency["start_month"] == 4  # July is the fourth month of the financial year
-    changed = [dict(s, qia_status="approved") if s["scheme"] == "Ward skill-mix review"
-               else dict(s, qia_status="rejected") if s["scheme"] == "Corporate vacancy freeze" else s
-               for s in p["plan"]]
+    changed = [
+        dict(s, qia_status="approved")
+        if s["scheme"] == "Ward skill-mix review"
+        else dict(s, qia_status="rejected")
+        if s["scheme"] == "Corporate vacancy freeze"
+        else s
+        for s in p["plan"]
+    ]
     changed_summary = hv.cip_summary(changed, target).set_index("cip_class")
     flags = hv.cip_plan(changed).set_index("scheme")
     # the solution says the skill-mix review is still flagged, as a high risk, and only the virtual ward awaits
@@ -225,17 +248,28 @@ def answers_session2(p: dict) -> dict[str, str]:
     row = focus.set_index("provider_code").loc["T08"]
     cost_gap = (row["adjusted_cost"] - focus["median_cost"].iloc[0]) * row["n"]
     assert cost_gap > 5 * saving  # "more than five times as much"
-    at_median = [dict(r, total_cost=t08["median_unit_cost"] * t08["quantity"]) if r["provider_code"] == "T08" else r
-                 for r in p["input_costs"]]
-    index_at_median = hv.economy(pd.DataFrame(at_median)).set_index("provider_code").loc["T08", "economy_index"]
+    at_median = [
+        dict(r, total_cost=t08["median_unit_cost"] * t08["quantity"]) if r["provider_code"] == "T08" else r
+        for r in p["input_costs"]
+    ]
+    index_at_median = (
+        hv.economy(pd.DataFrame(at_median)).set_index("provider_code").loc["T08", "economy_index"]
+    )
     value_table = hv.pathway_value(outcomes())
-    long = hv.allocative(value_table, p["qaly_duration_years"], p["discount_rate"],
-                         first_discounted_year=p["first_discounted_year"]).set_index("pathway")["verdict"]
-    short = hv.allocative(value_table, 1, p["discount_rate"],
-                          first_discounted_year=p["first_discounted_year"]).set_index("pathway")["verdict"]
+    long = hv.allocative(
+        value_table,
+        p["qaly_duration_years"],
+        p["discount_rate"],
+        first_discounted_year=p["first_discounted_year"],
+    ).set_index("pathway")["verdict"]
+    short = hv.allocative(
+        value_table, 1, p["discount_rate"], first_discounted_year=p["first_discounted_year"]
+    ).set_index("pathway")["verdict"]
     assert long.str.startswith("below").all()  # "at 10 years every pathway is far below the range"
     moved = [name for name in short.index if short[name].startswith("within")]
-    assert all(short[name].startswith("below") for name in short.index if name not in moved)  # "the other two stay below"
+    assert all(
+        short[name].startswith("below") for name in short.index if name not in moved
+    )  # "the other two stay below"
     equity = hv.equity(outcomes())
     deciles = equity[equity["pathway"] == p["focus_pathway"]].set_index("imd_decile")
     return {
@@ -272,7 +306,9 @@ def answers_session3(p: dict) -> dict[str, str]:
     high = sorted(prov.loc[prov["outlier"] == "high", "provider_code"])
     low = sorted(prov.loc[prov["outlier"] == "low", "provider_code"])
     true_high, true_low = truth_outliers()
-    assert set(high) == true_high and set(low) == true_low, "the solution says the funnel finds all four and nothing else"
+    assert set(high) == true_high and set(low) == true_low, (
+        "the solution says the funnel finds all four and nothing else"
+    )
     beyond_95 = set(prov.loc[prov["flag_95"] != "none", "provider_code"])
     false_alarms = sorted(beyond_95 - true_high - true_low)
     league = prov.sort_values("ratio", ascending=False).reset_index(drop=True)
@@ -303,18 +339,37 @@ def answers_session4(p: dict) -> dict[str, str]:
     result = los_funnel(outlier_level=float(p["outlier_level"]))
 
     def run(benchmark, share=p["marginal_cost_share"]):
-        return opportunity.opportunity(result, benchmark, False, 1.0, p["cost_per_bed_day"], p["occupancy"], share,
-                                       seed=p["seed"], years=years, price_year=p["price_year"])
+        return opportunity.opportunity(
+            result,
+            benchmark,
+            False,
+            1.0,
+            p["cost_per_bed_day"],
+            p["occupancy"],
+            share,
+            seed=p["seed"],
+            years=years,
+            price_year=p["price_year"],
+        )
 
     median, quartile = run(p["benchmark"]), run("better_quartile")
     s = median.summary.set_index("estimate")
     q = quartile.summary.set_index("estimate")
     holby = median.providers.set_index("provider_code").loc[p["holby"]]
     assert holby["outlier"] == "high", "the page prints that Holby is beyond the limit"
-    assert s.loc["naive", "bed_days"] > s.loc["interval", "bed_days_upper"], "the solution says naive lies above the interval"
-    money = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"],
-                                   p["marginal_cost_share"], p["price_year"]).iloc[0]
-    cash20 = finance.bed_days_value(holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"], 0.2).iloc[0]
+    assert s.loc["naive", "bed_days"] > s.loc["interval", "bed_days_upper"], (
+        "the solution says naive lies above the interval"
+    )
+    money = finance.bed_days_value(
+        holby["opportunity_bed_days"],
+        p["cost_per_bed_day"],
+        p["occupancy"],
+        p["marginal_cost_share"],
+        p["price_year"],
+    ).iloc[0]
+    cash20 = finance.bed_days_value(
+        holby["opportunity_bed_days"], p["cost_per_bed_day"], p["occupancy"], 0.2
+    ).iloc[0]
     all_in = finance.capacity_released_gbp(holby["opportunity_bed_days"], 1032)
     return {
         "s4_naive_days": num(s.loc["naive", "bed_days"]),
@@ -340,7 +395,9 @@ def answers_session4(p: dict) -> dict[str, str]:
 
 def answers_session5(p: dict) -> dict[str, str]:
     values = list(p["agency_spend_k"])
-    series = pd.DataFrame({"date": pd.date_range(p["first_month"], periods=len(values), freq="MS"), "value": values})
+    series = pd.DataFrame(
+        {"date": pd.date_range(p["first_month"], periods=len(values), freq="MS"), "value": values}
+    )
     limits = spc.xmr_limits(series["value"])
     chart = spc.spc(series, better=p["better"])
     assert (chart["special_cause"] == "none").all(), "the solution says no rule fires"
@@ -355,7 +412,9 @@ def answers_session5(p: dict) -> dict[str, str]:
         one = bed_days[bed_days["group"] == p["rebase_provider"]]
         rebased = spc.spc(one, group="group", better=p["better"], rebase_dates=[p["rebase_date"]])
     special = providers[~providers["variation_icon"].isin(["common_cause", "not_assessed"])]
-    assert special["variation_icon"].str.startswith("improvement").all(), "the solution says each is an improvement"
+    assert special["variation_icon"].str.startswith("improvement").all(), (
+        "the solution says each is an improvement"
+    )
     assert TRUTH["virtual_ward"]["providers"][p["rebase_provider"]] == p["rebase_date"]
     return {
         "s5_mean": num(limits["mean"], 1),
@@ -387,47 +446,86 @@ def _longer(x: float) -> str:
 
 
 def answers_session6(p: dict) -> dict[str, str]:
-    assert p["cost_per_bed_day"] is None and p["cost_per_vw_day"] is None, "the answers use the cited defaults"
+    assert p["cost_per_bed_day"] is None and p["cost_per_vw_day"] is None, (
+        "the answers use the cited defaults"
+    )
     trial, results = vw_results()
     e = results.effects.set_index(["outcome", "method"])
     described = co.describe_cohort(trial.rows).set_index("group")
     inputs = ev.finance_inputs(results.effects, trial.rows, "aipw", periods=trial.periods)
-    common = dict(cost_per_bed_day=finance.COST_PER_BED_DAY, budget_years=inputs["period_days"] / 365,
-                  price_year=p["price_year"], marginal_cost_share=p["marginal_cost_share"], payment=p["payment"])
-    impact = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY,
-                                         vw_paid_by=p["vw_paid_by"], **common).set_index("measure")["value"]
-    assert pd.isna(impact["net_capacity_gbp"]), "the solution says the table will not net 2020/21 against 2022"
+    common = dict(
+        cost_per_bed_day=finance.COST_PER_BED_DAY,
+        budget_years=inputs["period_days"] / 365,
+        price_year=p["price_year"],
+        marginal_cost_share=p["marginal_cost_share"],
+        payment=p["payment"],
+    )
+    impact = finance.vw_financial_impact(
+        **inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, vw_paid_by=p["vw_paid_by"], **common
+    ).set_index("measure")["value"]
+    assert pd.isna(impact["net_capacity_gbp"]), (
+        "the solution says the table will not net 2020/21 against 2022"
+    )
     index = finance.PriceIndex(p["illustrative_price_index"], "illustrative index", "session 6 parameters")
     assert index.factor("2020/21", "2022") == pytest.approx(1.10), "the exercise says x 1.10"
-    uplifted = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index,
-                                           vw_paid_by=p["vw_paid_by"], **common).set_index("measure")["value"]
-    provider_pays = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index,
-                                                vw_paid_by="provider", **common).set_index("measure")["value"]
-    full = finance.vw_financial_impact(**inputs, cost_per_bed_day=finance.COST_PER_BED_DAY, cost_per_vw_day=86,
-                                       price_year="2022", price_index=index, budget_years=inputs["period_days"] / 365
-                                       ).set_index("measure")["value"]
-    assert abs(provider_pays["commissioner_spend_change_gbp"]) < 0.5  # "the commissioner's spending does not change"
+    uplifted = finance.vw_financial_impact(
+        **inputs,
+        cost_per_vw_day=finance.COST_PER_VW_DAY,
+        price_index=index,
+        vw_paid_by=p["vw_paid_by"],
+        **common,
+    ).set_index("measure")["value"]
+    provider_pays = finance.vw_financial_impact(
+        **inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index, vw_paid_by="provider", **common
+    ).set_index("measure")["value"]
+    full = finance.vw_financial_impact(
+        **inputs,
+        cost_per_bed_day=finance.COST_PER_BED_DAY,
+        cost_per_vw_day=86,
+        price_year="2022",
+        price_index=index,
+        budget_years=inputs["period_days"] / 365,
+    ).set_index("measure")["value"]
+    assert (
+        abs(provider_pays["commissioner_spend_change_gbp"]) < 0.5
+    )  # "the commissioner's spending does not change"
     # "for a step-down ward the three regimes give the same cash answer"
     for regime in ("pbr", "block"):
-        other = finance.vw_financial_impact(**inputs, cost_per_vw_day=finance.COST_PER_VW_DAY, price_index=index,
-                                            vw_paid_by="provider", **{**common, "payment": regime}
-                                            ).set_index("measure")["value"]
+        other = finance.vw_financial_impact(
+            **inputs,
+            cost_per_vw_day=finance.COST_PER_VW_DAY,
+            price_index=index,
+            vw_paid_by="provider",
+            **{**common, "payment": regime},
+        ).set_index("measure")["value"]
         assert other["provider_net_gbp"] == pytest.approx(provider_pays["provider_net_gbp"]), regime
     days = p["bradford_days_saved"]
-    bradford = finance.vw_financial_impact(-days, (-days, -days), p["bradford_patients"], p["bradford_patients"] * days,
-                                           period_days=365, price_index=index).set_index("measure")["value"]
-    bradford_2020 = finance.vw_financial_impact(-days, (-days, -days), p["bradford_patients"],
-                                                p["bradford_patients"] * days, period_days=365
-                                                ).set_index("measure")["value"]
+    bradford = finance.vw_financial_impact(
+        -days,
+        (-days, -days),
+        p["bradford_patients"],
+        p["bradford_patients"] * days,
+        period_days=365,
+        price_index=index,
+    ).set_index("measure")["value"]
+    bradford_2020 = finance.vw_financial_impact(
+        -days, (-days, -days), p["bradford_patients"], p["bradford_patients"] * days, period_days=365
+    ).set_index("measure")["value"]
     truth = TRUTH["virtual_ward"]["att_acute_los_days"]
     ipw_acute = e.loc[("acute_los", "aipw")]
-    assert ipw_acute["ci_lower"] <= truth <= ipw_acute["ci_upper"], "the solution says the interval contains the truth"
+    assert ipw_acute["ci_lower"] <= truth <= ipw_acute["ci_upper"], (
+        "the solution says the interval contains the truth"
+    )
     naive = e.loc[("acute_los", "naive")]
-    assert naive["ci_lower"] > ipw_acute["ci_upper"], "the solution says the naive interval misses the adjusted one"
+    assert naive["ci_lower"] > ipw_acute["ci_upper"], (
+        "the solution says the naive interval misses the adjusted one"
+    )
     clock = vw_clock_results()[1].effects.set_index(["outcome", "method"])
     end = clock.loc[("readmission_30d", "ipw")]
     acute = clock.loc[("readmission_30d_from_acute_discharge", "ipw")]
-    assert acute["estimate"] < end["estimate"] < 0 < end["ci_upper"], "the solution compares the two clocks so"
+    assert acute["estimate"] < end["estimate"] < 0 < end["ci_upper"], (
+        "the solution compares the two clocks so"
+    )
     return {
         "s6_naive_acute": _longer(naive["estimate"]),
         "s6_naive_acute_low": num(naive["ci_lower"], 2),
@@ -499,15 +597,20 @@ def test_every_stated_answer_is_what_the_helpers_compute(name):
     keys = [k for k, _ in stated]
     assert set(keys) == set(expected), (
         f"{name}: answers stated but not computed here: {sorted(set(keys) - set(expected))}; "
-        f"computed but not stated on the page: {sorted(set(expected) - set(keys))}")
-    wrong = [f"{k}: page says {text!r}, helpers give {expected[k]!r}" for k, text in stated if text != expected[k]]
+        f"computed but not stated on the page: {sorted(set(expected) - set(keys))}"
+    )
+    wrong = [
+        f"{k}: page says {text!r}, helpers give {expected[k]!r}" for k, text in stated if text != expected[k]
+    ]
     assert not wrong, f"{name}:\n  " + "\n  ".join(wrong)
 
 
 def test_every_page_with_answers_is_checked():
     for page in sorted(TRAINING.glob("*.md")):
         if MARKER.search(page.read_text(encoding="utf-8")):
-            assert page.name in ANSWERS, f"{page.name} states computed answers but this file does not check them"
+            assert page.name in ANSWERS, (
+                f"{page.name} states computed answers but this file does not check them"
+            )
 
 
 # Numbers a solution may state without a computation: constants of the methods,
@@ -522,7 +625,9 @@ ALLOWED_NUMBERS = {
     "£344.60": "default cost per bed day (National Cost Collection 2020/21)",
 }
 _FENCE_SOLUTION = re.compile(r"^(`{3,})\{solution\} (?P<label>\S+)\n(?P<body>.*?)^\1$", re.S | re.M)
-_GATED = re.compile(r"^`{3,}\{solution-start\} (?P<label>\S+)\n.*?^`{3,}$(?P<body>.*?)^`{3,}\{solution-end\}", re.S | re.M)
+_GATED = re.compile(
+    r"^`{3,}\{solution-start\} (?P<label>\S+)\n.*?^`{3,}$(?P<body>.*?)^`{3,}\{solution-end\}", re.S | re.M
+)
 _EXERCISE = re.compile(r"^(`{3,})\{exercise\}[^\n]*\n:label: (?P<label>\S+)\n(?P<body>.*?)^\1$", re.S | re.M)
 _CODE_CELL = re.compile(r"^```\{code-cell\}.*?^```$", re.S | re.M)
 _NUMBER = re.compile(r"(?<![A-Za-z0-9.,/-])£?\d[\d,]*(?:\.\d+)?%?")  # not inside EQ-5D, T08, 2024/25
@@ -555,15 +660,22 @@ def test_solutions_state_no_unchecked_numbers(name):
         loose = _numbers(body) - given - set(ALLOWED_NUMBERS)
         if loose:
             problems.append(f"{label}: {sorted(loose)}")
-    assert not problems, (f"{name}: solutions state numbers that are neither computed answers "
-                          "({abbr}`TEXT (computed: KEY)`) nor given in the exercise: " + "; ".join(problems))
+    assert not problems, (
+        f"{name}: solutions state numbers that are neither computed answers "
+        "({abbr}`TEXT (computed: KEY)`) nor given in the exercise: " + "; ".join(problems)
+    )
 
 
 @pytest.mark.parametrize("name", SESSIONS)
 def test_session_has_outcomes_reading_exercises_and_quiz(name):
     text = page_text(name)
-    for part in ("**Learning outcomes.**", "**Reading before the session.**", "**Worked notebook.**", "## Exercises",
-                 "## Quiz"):
+    for part in (
+        "**Learning outcomes.**",
+        "**Reading before the session.**",
+        "**Worked notebook.**",
+        "## Exercises",
+        "## Quiz",
+    ):
         assert part in text, f"{name}: missing {part}"
     exercises = [m["label"] for m in _EXERCISE.finditer(text)]
     quiz = [m["label"] for m in _EXERCISE.finditer(text) if "-q" in m["label"]]
@@ -571,11 +683,15 @@ def test_session_has_outcomes_reading_exercises_and_quiz(name):
     assert len(quiz) >= 3, f"{name}: fewer than three quiz questions"
     assert len(set(exercises)) == len(exercises)
     sols = solutions(name)
-    assert set(sols) == set(exercises), f"{name}: exercises without a solution: {sorted(set(exercises) - set(sols))}"
+    assert set(sols) == set(exercises), (
+        f"{name}: exercises without a solution: {sorted(set(exercises) - set(sols))}"
+    )
     gated_starts = len(re.findall(r"\{solution-start\}", text))
     assert gated_starts == len(re.findall(r"\{solution-end\}", text))
     options = re.findall(r"\{solution(?:-start)?\} \S+\n(:class: \w+)", text)
-    assert options == [":class: dropdown"] * len(exercises), f"{name}: every solution must be a hidden dropdown"
+    assert options == [":class: dropdown"] * len(exercises), (
+        f"{name}: every solution must be a hidden dropdown"
+    )
     # at least one exercise asks the reader to change a number and rerun
     assert "**change me**" in text and "# change me" in parameters_source(name)
 
@@ -585,19 +701,24 @@ def test_parameters_are_literals_with_a_comment_each(name):
     source = parameters_source(name)
     lines = source.splitlines()
     for node in ast.parse(source).body:
-        assert "#" in lines[node.end_lineno - 1], f"{name}: parameter on line {node.end_lineno} has no comment"
+        assert "#" in lines[node.end_lineno - 1], (
+            f"{name}: parameter on line {node.end_lineno} has no comment"
+        )
     assert parameters(name)  # literal_eval succeeds for every value
 
 
 def test_links_resolve():
     glossary = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8").lower()
-    labels = set(re.findall(r"^\(([a-z0-9-]+)\)=", "\n".join(p.read_text() for p in TRAINING.glob("*.md")), re.M))
+    labels = set(
+        re.findall(r"^\(([a-z0-9-]+)\)=", "\n".join(p.read_text() for p in TRAINING.glob("*.md")), re.M)
+    )
     for page in sorted(TRAINING.glob("*.md")):
         text = page.read_text(encoding="utf-8")
         for target in re.findall(r"\{doc\}`(?:[^`<]*<)?([^`>]+)>?`", text):
             path = (page.parent / target).resolve()
-            assert path.with_suffix(".md").is_file() or path.with_suffix(".ipynb").is_file(), \
+            assert path.with_suffix(".md").is_file() or path.with_suffix(".ipynb").is_file(), (
                 f"{page.name}: {{doc}} target {target} not found"
+            )
         for term in re.findall(r"\{term\}`(?:[^`<]*<)?([^`>]+)>?`", text):
             assert f"\n{term.lower()}\n" in glossary, f"{page.name}: glossary has no term {term!r}"
         for ref in re.findall(r"\{ref\}`([^`]+)`", text):
@@ -608,8 +729,12 @@ def test_the_track_is_in_the_table_of_contents():
     import yaml
 
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    listed = {section["file"] for part in toc["parts"] for chapter in part["chapters"]
-              for section in [chapter, *chapter.get("sections", [])]}
+    listed = {
+        section["file"]
+        for part in toc["parts"]
+        for chapter in part["chapters"]
+        for section in [chapter, *chapter.get("sections", [])]
+    }
     for page in TRAINING.glob("*.md"):
         assert f"book/training/{page.stem}" in listed, f"{page.name} is not in _toc.yml, so it is not built"
 
@@ -620,8 +745,9 @@ def test_holby_plan_is_the_value_notebooks_example():
 
     defaults = notebook_parameters(ROOT / "notebooks" / "value.ipynb")
     assert parameters("session1_value.md")["plan"] == ast.literal_eval(defaults["cip_plan"]["default"])
-    assert parameters("session1_value.md")["turnover_gbp"] * parameters("session1_value.md")["cip_share"] == \
-        ast.literal_eval(defaults["cip_target_gbp"]["default"])
+    assert parameters("session1_value.md")["turnover_gbp"] * parameters("session1_value.md")[
+        "cip_share"
+    ] == ast.literal_eval(defaults["cip_target_gbp"]["default"])
 
 
 def test_a_blank_assessment_status_stops_the_check():
@@ -635,7 +761,12 @@ def test_a_blank_assessment_status_stops_the_check():
 def test_scenario_figures_are_the_workshops():
     """Holby's figures are the Health Foundation workshop's (shared/seeds 001): £4m deficit on £280m, 5%, 20% behind."""
     p = parameters("session1_value.md")
-    assert (p["turnover_gbp"], p["deficit_gbp"], p["cip_share"], p["behind_plan"]) == (280_000_000, 4_000_000, 0.05, 0.20)
+    assert (p["turnover_gbp"], p["deficit_gbp"], p["cip_share"], p["behind_plan"]) == (
+        280_000_000,
+        4_000_000,
+        0.05,
+        0.20,
+    )
     index = page_text("index.md")
     for figure in ("£4m", "£280m", "5% of turnover", "20% behind plan"):
         assert figure in index
@@ -647,14 +778,33 @@ def test_session_one_runs_top_to_bottom_on_the_sample():
     from myst_nb.core.read import read_myst_markdown_notebook
 
     nb = read_myst_markdown_notebook(page_text("session1_value.md"))
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(TRAINING)}}).execute()
-    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                      for out in cell.get("outputs", []))
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(TRAINING)}}
+    ).execute()
+    printed = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+    )
     answers = computed("session1_value.md")
-    for key in ("s1_target", "s1_listed_total", "s1_plan_total", "s1_awaiting", "s1_gap", "s1_other",
-                "s1_recurrent_cash", "s1_recurrent_cash_share", "s1_agency_fye", "s1_change_plan_total",
-                "s1_change_gap", "s1_change_awaiting", "s1_change_rejected", "s1_small_total", "s1_dorothy_cpug"):
+    for key in (
+        "s1_target",
+        "s1_listed_total",
+        "s1_plan_total",
+        "s1_awaiting",
+        "s1_gap",
+        "s1_other",
+        "s1_recurrent_cash",
+        "s1_recurrent_cash_share",
+        "s1_agency_fye",
+        "s1_change_plan_total",
+        "s1_change_gap",
+        "s1_change_awaiting",
+        "s1_change_rejected",
+        "s1_small_total",
+        "s1_dorothy_cpug",
+    ):
         assert answers[key] in printed, f"session 1's cells do not print {key} = {answers[key]}"
 
 

@@ -28,12 +28,22 @@ def outcomes_frame(rows: list[tuple]) -> pd.DataFrame:
     out = []
     for i, r in enumerate(rows):
         pathway, provider, before, after, cost, *rest = r
-        age, sex, imd = (rest + [70, "2", pd.NA][len(rest):])[:3]
-        out.append({
-            "outcome_id": f"o{i}", "patient_id": f"p{i}", "provider_code": provider, "pathway": pathway,
-            "procedure_date": pd.Timestamp("2024-06-01"), "age": age, "sex": sex, "imd_decile": imd,
-            "eq5d_before": before, "eq5d_after": after, "cost": cost,
-        })
+        age, sex, imd = (rest + [70, "2", pd.NA][len(rest) :])[:3]
+        out.append(
+            {
+                "outcome_id": f"o{i}",
+                "patient_id": f"p{i}",
+                "provider_code": provider,
+                "pathway": pathway,
+                "procedure_date": pd.Timestamp("2024-06-01"),
+                "age": age,
+                "sex": sex,
+                "imd_decile": imd,
+                "eq5d_before": before,
+                "eq5d_after": after,
+                "cost": cost,
+            }
+        )
     df = pd.DataFrame(out)
     df["imd_decile"] = df["imd_decile"].astype("Int64")
     return df
@@ -43,13 +53,15 @@ def outcomes_frame(rows: list[tuple]) -> pd.DataFrame:
 #   gains 0.4, 0.2, 0.6 -> mean 0.4, sd sqrt((0 + .04 + .04)/2) = 0.2
 #   costs 5000, 7000, 6000 -> mean 6000, sd sqrt((1e6 + 1e6 + 0)/2) = 1000
 #   covariance: ((-1000)(0) + (1000)(-0.2) + 0(0.2)) / 2 = -100
-TINY = outcomes_frame([
-    ("hip", "A", 0.2, 0.6, 5000.0),
-    ("hip", "A", 0.4, 0.6, 7000.0),
-    ("hip", "A", 0.3, 0.9, 6000.0),
-    ("cataract", "A", 0.7, 0.8, 900.0),
-    ("cataract", "A", 0.6, 0.8, 1100.0),
-])
+TINY = outcomes_frame(
+    [
+        ("hip", "A", 0.2, 0.6, 5000.0),
+        ("hip", "A", 0.4, 0.6, 7000.0),
+        ("hip", "A", 0.3, 0.9, 6000.0),
+        ("cataract", "A", 0.7, 0.8, 900.0),
+        ("cataract", "A", 0.6, 0.8, 1100.0),
+    ]
+)
 T975_2 = 4.302652729749464  # t quantile, 2 degrees of freedom (statistical tables)
 
 
@@ -125,10 +137,16 @@ def test_missing_cost_is_an_error_naming_column_and_row():
 #    observed cost 4000/3, expected (2400 + 2400)/3 = 1600 -> ratio 5/6, adjusted 1500
 # B: observed gain 0.7/3, expected (1.3/3 + 1.0/3)/3 = 2.3/9 -> adjusted 0.3 - 0.2/9 = 2.5/9
 #    observed cost 6800/3, expected (1200 + 4800)/3 = 2000 -> ratio 17/15, adjusted 2040
-CASEMIX = outcomes_frame([
-    ("hip", "A", 0.3, 0.8, 1000.0), ("hip", "A", 0.3, 0.8, 1000.0), ("hip", "B", 0.3, 0.6, 1600.0),
-    ("hip", "A", 0.7, 0.8, 2000.0), ("hip", "B", 0.7, 0.9, 2600.0), ("hip", "B", 0.7, 0.9, 2600.0),
-])
+CASEMIX = outcomes_frame(
+    [
+        ("hip", "A", 0.3, 0.8, 1000.0),
+        ("hip", "A", 0.3, 0.8, 1000.0),
+        ("hip", "B", 0.3, 0.6, 1600.0),
+        ("hip", "A", 0.7, 0.8, 2000.0),
+        ("hip", "B", 0.7, 0.9, 2600.0),
+        ("hip", "B", 0.7, 0.9, 2600.0),
+    ]
+)
 
 
 def test_provider_value_indirect_standardisation_by_hand():
@@ -153,17 +171,25 @@ def test_expected_values_equal_row_level_ols_from_statsmodels():
 
     rng = np.random.default_rng(7)
     n = 400
-    df = pd.DataFrame({
-        "outcome_id": [f"o{i}" for i in range(n)], "patient_id": "p",
-        "provider_code": rng.choice(["A", "B", "C"], n), "pathway": "hip",
-        "age": rng.integers(40, 95, n), "sex": rng.choice(["1", "2"], n),
-        "eq5d_before": rng.uniform(-0.5, 0.99, n),
-    })
+    df = pd.DataFrame(
+        {
+            "outcome_id": [f"o{i}" for i in range(n)],
+            "patient_id": "p",
+            "provider_code": rng.choice(["A", "B", "C"], n),
+            "pathway": "hip",
+            "age": rng.integers(40, 95, n),
+            "sex": rng.choice(["1", "2"], n),
+            "eq5d_before": rng.uniform(-0.5, 0.99, n),
+        }
+    )
     df["eq5d_after"] = np.clip(df["eq5d_before"] + rng.normal(0.3, 0.2, n), -0.594, 1)
     df["cost"] = rng.gamma(10, 600, n)
     got = hv.expected_values(df)
-    d = df.assign(gain=df["eq5d_after"] - df["eq5d_before"],
-                  age_band=hv.age_band(df["age"]), base=hv.baseline_band(df["eq5d_before"]))
+    d = df.assign(
+        gain=df["eq5d_after"] - df["eq5d_before"],
+        age_band=hv.age_band(df["age"]),
+        base=hv.baseline_band(df["eq5d_before"]),
+    )
     for y, col in (("gain", "expected_gain"), ("cost", "expected_cost")):
         fit = smf.ols(f"{y} ~ C(age_band) + C(sex) + C(base)", data=d).fit()
         np.testing.assert_allclose(got[col].to_numpy(), fit.fittedvalues.to_numpy(), rtol=1e-9, atol=1e-9)
@@ -172,25 +198,48 @@ def test_expected_values_equal_row_level_ols_from_statsmodels():
 def test_bands():
     assert list(hv.age_band(pd.Series([44, 45, 84, 85, 120]))) == ["0-44", "45-54", "75-84", "85+", "85+"]
     assert list(hv.baseline_band(pd.Series([-0.594, 0.0, 0.05, 1.0]))) == [
-        "(-0.601, 0.0]", "(-0.601, 0.0]", "(0.0, 0.2]", "(0.8, 1.0]"]
+        "(-0.601, 0.0]",
+        "(-0.601, 0.0]",
+        "(0.0, 0.2]",
+        "(0.8, 1.0]",
+    ]
 
 
 # --------------------------------------------------------------------------- quadrant
 def _provider_table(rows):
     """rows: (provider, n, gain, cost); intervals ±0.01 gain and ±£50 cost."""
-    return pd.DataFrame([{
-        "pathway": "hip", "provider_code": p, "n": n,
-        "adjusted_gain": g, "adjusted_gain_ci_lower": g - 0.01, "adjusted_gain_ci_upper": g + 0.01,
-        "adjusted_cost": c, "adjusted_cost_ci_lower": c - 50, "adjusted_cost_ci_upper": c + 50,
-    } for p, n, g, c in rows])
+    return pd.DataFrame(
+        [
+            {
+                "pathway": "hip",
+                "provider_code": p,
+                "n": n,
+                "adjusted_gain": g,
+                "adjusted_gain_ci_lower": g - 0.01,
+                "adjusted_gain_ci_upper": g + 0.01,
+                "adjusted_cost": c,
+                "adjusted_cost_ci_lower": c - 50,
+                "adjusted_cost_ci_upper": c + 50,
+            }
+            for p, n, g, c in rows
+        ]
+    )
 
 
 def test_quadrant_medians_labels_and_small_providers():
     # medians over A-D (E is too small): gain median(0.30,0.40,0.35,0.20) = 0.325, cost median(5000,6000,7000,5500) = 5750
-    t = hv.quadrant(_provider_table([
-        ("A", 100, 0.30, 5000), ("B", 100, 0.40, 6000), ("C", 100, 0.35, 7000),
-        ("D", 100, 0.20, 5500), ("E", 5, 0.90, 100),
-    ]), min_patients=30).set_index("provider_code")
+    t = hv.quadrant(
+        _provider_table(
+            [
+                ("A", 100, 0.30, 5000),
+                ("B", 100, 0.40, 6000),
+                ("C", 100, 0.35, 7000),
+                ("D", 100, 0.20, 5500),
+                ("E", 5, 0.90, 100),
+            ]
+        ),
+        min_patients=30,
+    ).set_index("provider_code")
     assert t["median_gain"].iloc[0] == pytest.approx(0.325)
     assert t["median_cost"].iloc[0] == pytest.approx(5750)
     assert t.loc["A", "quadrant"] == "lower gain, lower cost"
@@ -206,48 +255,82 @@ def test_quadrant_medians_labels_and_small_providers():
 
 
 def test_quadrant_worse_value_and_its_sentence():
-    t = hv.quadrant(_provider_table([
-        ("A", 100, 0.40, 5000), ("B", 100, 0.35, 5500), ("C", 100, 0.20, 8000),
-    ]))
+    t = hv.quadrant(
+        _provider_table(
+            [
+                ("A", 100, 0.40, 5000),
+                ("B", 100, 0.35, 5500),
+                ("C", 100, 0.20, 8000),
+            ]
+        )
+    )
     # medians: gain 0.35, cost 5500; B sits on both median lines
     q = t.set_index("provider_code")
-    assert q.loc["C", "quadrant"] == "lower gain, higher cost" and q.loc["A", "quadrant"] == "higher gain, lower cost"
+    assert (
+        q.loc["C", "quadrant"] == "lower gain, higher cost"
+        and q.loc["A", "quadrant"] == "higher gain, lower cost"
+    )
     # B's intervals contain both medians: on the lines as a point, not distinguishable as a finding
     assert q.loc["B", "point_quadrant"] == hv.ON_MEDIAN and q.loc["B", "quadrant"] == hv.NOT_DISTINGUISHABLE
-    assert hv.describe_quadrant(t, "hip") == "hip: C has clearly lower gain at higher cost than the median provider"
+    assert (
+        hv.describe_quadrant(t, "hip")
+        == "hip: C has clearly lower gain at higher cost than the median provider"
+    )
 
 
 def test_quadrant_labels_and_counts_only_providers_clear_of_both_medians():
-    table = _provider_table([
-        ("A", 100, 0.40, 5000), ("B", 100, 0.35, 5500), ("C", 100, 0.20, 8000),
-        ("D", 100, 0.25, 7000), ("F", 100, 0.45, 4000), ("E", 5, 0.90, 100),
-    ])
+    table = _provider_table(
+        [
+            ("A", 100, 0.40, 5000),
+            ("B", 100, 0.35, 5500),
+            ("C", 100, 0.20, 8000),
+            ("D", 100, 0.25, 7000),
+            ("F", 100, 0.45, 4000),
+            ("E", 5, 0.90, 100),
+        ]
+    )
     # D: cost interval £6,950-£7,050 is clear of the median, but widen its gain interval across the median
     table.loc[table["provider_code"] == "D", "adjusted_gain_ci_upper"] = 0.40
     # F: gain clear, but a cost interval from £3,000 to £6,000 reaches the median cost
-    table.loc[table["provider_code"] == "F", ["adjusted_cost_ci_lower", "adjusted_cost_ci_upper"]] = [3000, 6000]
+    table.loc[table["provider_code"] == "F", ["adjusted_cost_ci_lower", "adjusted_cost_ci_upper"]] = [
+        3000,
+        6000,
+    ]
     t = hv.quadrant(table).set_index("provider_code")
     # medians over A, B, C, D, F: gain 0.35, cost 5500
     assert t["median_gain"].iloc[0] == pytest.approx(0.35) and t["median_cost"].iloc[0] == pytest.approx(5500)
-    assert t.loc["D", "point_quadrant"] == "lower gain, higher cost" and t.loc["D", "quadrant"] == hv.NOT_DISTINGUISHABLE
-    assert t.loc["F", "point_quadrant"] == "higher gain, lower cost" and t.loc["F", "quadrant"] == hv.NOT_DISTINGUISHABLE
+    assert (
+        t.loc["D", "point_quadrant"] == "lower gain, higher cost"
+        and t.loc["D", "quadrant"] == hv.NOT_DISTINGUISHABLE
+    )
+    assert (
+        t.loc["F", "point_quadrant"] == "higher gain, lower cost"
+        and t.loc["F", "quadrant"] == hv.NOT_DISTINGUISHABLE
+    )
     assert t.loc["E", "quadrant"] == hv.TOO_FEW == t.loc["E", "point_quadrant"]
     counts = hv.quadrant_counts(hv.quadrant(table)).set_index("pathway").loc["hip"]
     assert counts.to_dict() == {
-        "higher gain, lower cost": 1, "higher gain, higher cost": 0, "lower gain, lower cost": 0,
-        "lower gain, higher cost": 1, "not distinguishable": 3, "too few patients": 1, "providers": 6,
+        "higher gain, lower cost": 1,
+        "higher gain, higher cost": 0,
+        "lower gain, lower cost": 0,
+        "lower gain, higher cost": 1,
+        "not distinguishable": 3,
+        "too few patients": 1,
+        "providers": 6,
     }
 
 
 # --------------------------------------------------------------------------- equity
-EQUITY = outcomes_frame([
-    ("hip", "A", 0.2, 0.4, 5000.0, 70, "1", 1),   # gain 0.2
-    ("hip", "A", 0.2, 0.5, 5000.0, 70, "1", 1),   # gain 0.3
-    ("hip", "B", 0.2, 0.6, 6000.0, 70, "2", 2),   # gain 0.4
-    ("hip", "B", 0.2, 0.7, 6000.0, 70, "2", 7),   # gain 0.5
-    ("hip", "B", 0.2, 0.8, 6000.0, 70, "2", 10),  # gain 0.6
-    ("hip", "A", 0.2, 0.9, 7000.0, 70, "2", pd.NA),  # gain 0.7, no decile
-])
+EQUITY = outcomes_frame(
+    [
+        ("hip", "A", 0.2, 0.4, 5000.0, 70, "1", 1),  # gain 0.2
+        ("hip", "A", 0.2, 0.5, 5000.0, 70, "1", 1),  # gain 0.3
+        ("hip", "B", 0.2, 0.6, 6000.0, 70, "2", 2),  # gain 0.4
+        ("hip", "B", 0.2, 0.7, 6000.0, 70, "2", 7),  # gain 0.5
+        ("hip", "B", 0.2, 0.8, 6000.0, 70, "2", 10),  # gain 0.6
+        ("hip", "A", 0.2, 0.9, 7000.0, 70, "2", pd.NA),  # gain 0.7, no decile
+    ]
+)
 
 
 def test_equity_by_decile_keeps_unknown_deprivation():
@@ -280,14 +363,21 @@ def test_equity_sentence_never_pools_pathways():
         "hip: patients from the most deprived fifth of areas gain 0.250 less on the EQ-5D index "
         "than other patients (0.300 against 0.550)"
     )
-    assert hv.describe_equity(e) == "Patients from the most deprived fifth of areas gain less than other patients in 1 of 1 pathways"
+    assert (
+        hv.describe_equity(e)
+        == "Patients from the most deprived fifth of areas gain less than other patients in 1 of 1 pathways"
+    )
 
 
 def test_three_es_economy_efficiency_effectiveness_and_equity():
-    inputs = pd.DataFrame({
-        "provider_code": ["A", "B", "C"], "input": ["hip prosthesis"] * 3,
-        "quantity": [10, 5, 4], "total_cost": [20_000, 12_500, 6_000],
-    })
+    inputs = pd.DataFrame(
+        {
+            "provider_code": ["A", "B", "C"],
+            "input": ["hip prosthesis"] * 3,
+            "quantity": [10, 5, 4],
+            "total_cost": [20_000, 12_500, 6_000],
+        }
+    )
     econ = hv.economy(inputs).set_index("provider_code")
     # unit costs 2000, 2500, 1500; median 2000
     assert list(econ["unit_cost"]) == [2000, 2500, 1500]
@@ -359,16 +449,18 @@ def test_annuity_factor_first_discounted_year():
 
 
 def _value_table():
-    return pd.DataFrame({
-        "pathway": ["hip", "cheap tweak", "dear tweak", "harm"],
-        "n": [100, 100, 100, 100],
-        "mean_cost": [6000.0, 12000.0, 12000.0, 500.0],
-        "mean_gain": [0.4, 0.02, 0.01, -0.01],
-        "gain_ci_lower": [0.35, 0.01, 0.0, -0.02],
-        "gain_ci_upper": [0.45, 0.03, 0.02, 0.0],
-        "cpug_ci_lower": [14000.0, 8000.0, np.nan, np.nan],
-        "cpug_ci_upper": [16000.0, 1.2e6, np.nan, np.nan],
-    })
+    return pd.DataFrame(
+        {
+            "pathway": ["hip", "cheap tweak", "dear tweak", "harm"],
+            "n": [100, 100, 100, 100],
+            "mean_cost": [6000.0, 12000.0, 12000.0, 500.0],
+            "mean_gain": [0.4, 0.02, 0.01, -0.01],
+            "gain_ci_lower": [0.35, 0.01, 0.0, -0.02],
+            "gain_ci_upper": [0.45, 0.03, 0.02, 0.0],
+            "cpug_ci_lower": [14000.0, 8000.0, np.nan, np.nan],
+            "cpug_ci_upper": [16000.0, 1.2e6, np.nan, np.nan],
+        }
+    )
 
 
 def test_allocative_qalys_per_thousand_pounds_and_verdicts():
@@ -395,11 +487,15 @@ def test_allocative_duration_is_the_assumption_that_drives_the_answer():
 
 
 def test_incremental_icer_net_benefit_and_dominance():
-    table = pd.DataFrame({
-        "setting": ["ward", "home", "cheaper home"],
-        "mean_cost": [6000.0, 9000.0, 5000.0], "qalys_per_patient": [1.2, 1.35, 1.3],
-        "threshold_lower": 20_000.0, "threshold_upper": 30_000.0,
-    })
+    table = pd.DataFrame(
+        {
+            "setting": ["ward", "home", "cheaper home"],
+            "mean_cost": [6000.0, 9000.0, 5000.0],
+            "qalys_per_patient": [1.2, 1.35, 1.3],
+            "threshold_lower": 20_000.0,
+            "threshold_upper": 30_000.0,
+        }
+    )
     row = hv.incremental(table, "ward", "home").iloc[0]
     # ΔC = 3000, ΔQ = 0.15 -> £20,000 per QALY; NMB at £20k = 0, at £30k = 4500 - 3000 = 1500
     assert row["delta_cost"] == pytest.approx(3000) and row["delta_qalys"] == pytest.approx(0.15)
@@ -457,8 +553,17 @@ def _two_arms(n: int = 400, seed: int = 11) -> pd.DataFrame:
 
 def test_incremental_within_bootstrap_matches_the_normal_theory_of_two_means():
     df = _two_arms()
-    row = hv.incremental_within(df, "hip", "A", "B", duration_years=1, discount_rate=0.0,
-                                adjust_for_case_mix=False, n_bootstrap=4000, seed=5).iloc[0]
+    row = hv.incremental_within(
+        df,
+        "hip",
+        "A",
+        "B",
+        duration_years=1,
+        discount_rate=0.0,
+        adjust_for_case_mix=False,
+        n_bootstrap=4000,
+        seed=5,
+    ).iloc[0]
     a, b = df[df["provider_code"] == "A"], df[df["provider_code"] == "B"]
     ga, gb = a["eq5d_after"] - a["eq5d_before"], b["eq5d_after"] - b["eq5d_before"]
     dc, dq = b["cost"].mean() - a["cost"].mean(), gb.mean() - ga.mean()
@@ -483,17 +588,30 @@ def test_incremental_within_bootstrap_matches_the_normal_theory_of_two_means():
         f"{row['prob_cost_effective_at_upper']:.2f} at £30,000 per QALY"
     )
     # the same seed gives the same answer
-    again = hv.incremental_within(df, "hip", "A", "B", duration_years=1, discount_rate=0.0,
-                                  adjust_for_case_mix=False, n_bootstrap=4000, seed=5).iloc[0]
+    again = hv.incremental_within(
+        df,
+        "hip",
+        "A",
+        "B",
+        duration_years=1,
+        discount_rate=0.0,
+        adjust_for_case_mix=False,
+        n_bootstrap=4000,
+        seed=5,
+    ).iloc[0]
     assert again["delta_cost_ci_lower"] == row["delta_cost_ci_lower"]
 
 
 def test_incremental_within_says_when_neither_difference_is_clear():
     rng = np.random.default_rng(2)
-    rows = [("hip", p, 0.3, 0.3 + g, c) for p in ("A", "B")
-            for g, c in zip(rng.normal(0.3, 0.1, 40), rng.normal(6000, 800, 40))]
-    row = hv.incremental_within(outcomes_frame(rows), "hip", "A", "B", adjust_for_case_mix=False,
-                                n_bootstrap=500).iloc[0]
+    rows = [
+        ("hip", p, 0.3, 0.3 + g, c)
+        for p in ("A", "B")
+        for g, c in zip(rng.normal(0.3, 0.1, 40), rng.normal(6000, 800, 40))
+    ]
+    row = hv.incremental_within(
+        outcomes_frame(rows), "hip", "A", "B", adjust_for_case_mix=False, n_bootstrap=500
+    ).iloc[0]
     assert row["delta_cost_ci_lower"] < 0 < row["delta_cost_ci_upper"]
     assert row["delta_qalys_ci_lower"] < 0 < row["delta_qalys_ci_upper"]
     assert row["verdict"].startswith("no clear difference (both intervals include zero)")
@@ -514,16 +632,43 @@ def test_incremental_within_compares_the_case_mix_adjusted_values_of_provider_va
 
 # --------------------------------------------------------------------------- CIP plan
 PLAN = [
-    {"scheme": "Prosthesis price", "value_gbp": 120_000, "cash_releasing": "yes", "recurrent": "yes",
-     "qia_status": "approved", "qia_rating": "low"},
-    {"scheme": "Agency cap", "value_gbp": 300_000, "cash_releasing": "Yes", "recurrent": "Y",
-     "qia_status": "Pending"},
-    {"scheme": "Estate sale", "value_gbp": 50_000, "cash_releasing": True, "recurrent": "no",
-     "qia_status": "approved"},
-    {"scheme": "Theatre list", "value_gbp": 80_000, "cash_releasing": "no", "recurrent": "yes",
-     "qia_status": "approved", "qia_rating": "high"},
-    {"scheme": "Ward skill mix", "value_gbp": 90, "cash_releasing": "yes", "recurrent": "yes",
-     "qia_status": "not started"},
+    {
+        "scheme": "Prosthesis price",
+        "value_gbp": 120_000,
+        "cash_releasing": "yes",
+        "recurrent": "yes",
+        "qia_status": "approved",
+        "qia_rating": "low",
+    },
+    {
+        "scheme": "Agency cap",
+        "value_gbp": 300_000,
+        "cash_releasing": "Yes",
+        "recurrent": "Y",
+        "qia_status": "Pending",
+    },
+    {
+        "scheme": "Estate sale",
+        "value_gbp": 50_000,
+        "cash_releasing": True,
+        "recurrent": "no",
+        "qia_status": "approved",
+    },
+    {
+        "scheme": "Theatre list",
+        "value_gbp": 80_000,
+        "cash_releasing": "no",
+        "recurrent": "yes",
+        "qia_status": "approved",
+        "qia_rating": "high",
+    },
+    {
+        "scheme": "Ward skill mix",
+        "value_gbp": 90,
+        "cash_releasing": "yes",
+        "recurrent": "yes",
+        "qia_status": "not started",
+    },
 ]
 
 
@@ -532,7 +677,9 @@ def test_cip_plan_classifies_and_flags_every_scheme_without_an_approved_qia():
     assert t.loc["Agency cap", "cip_class"] == "cash-releasing, recurrent"
     assert t.loc["Estate sale", "cip_class"] == "cash-releasing, non-recurrent"
     assert t.loc["Theatre list", "cip_class"] == "non-cash-releasing, recurrent"
-    assert t.loc["Agency cap", "flag"] == "no approved quality impact assessment (status: pending): not counted"
+    assert (
+        t.loc["Agency cap", "flag"] == "no approved quality impact assessment (status: pending): not counted"
+    )
     # however small the saving (Bolton: £90 or £90,000)
     assert t.loc["Ward skill mix", "flag"].startswith("no approved quality impact assessment")
     assert t.loc["Theatre list", "flag"] == "high quality risk: check the mitigation"
@@ -569,27 +716,63 @@ def test_cip_summary_counts_approved_schemes_and_measures_the_gap_in_recurrent_c
 def test_a_rejected_scheme_is_listed_apart_and_never_counted():
     # the issue's case: £1.0m approved, £0.5m rejected, £0.2m approved but not cash-releasing
     plan = [
-        {"scheme": "Procurement", "value_gbp": 1_000_000, "cash_releasing": "yes", "recurrent": "yes", "qia_status": "approved"},
-        {"scheme": "Ward closure", "value_gbp": 500_000, "cash_releasing": "yes", "recurrent": "yes", "qia_status": "rejected"},
-        {"scheme": "Theatre lists", "value_gbp": 200_000, "cash_releasing": "no", "recurrent": "yes", "qia_status": "approved"},
+        {
+            "scheme": "Procurement",
+            "value_gbp": 1_000_000,
+            "cash_releasing": "yes",
+            "recurrent": "yes",
+            "qia_status": "approved",
+        },
+        {
+            "scheme": "Ward closure",
+            "value_gbp": 500_000,
+            "cash_releasing": "yes",
+            "recurrent": "yes",
+            "qia_status": "rejected",
+        },
+        {
+            "scheme": "Theatre lists",
+            "value_gbp": 200_000,
+            "cash_releasing": "no",
+            "recurrent": "yes",
+            "qia_status": "approved",
+        },
     ]
     s = hv.cip_summary(plan, target_gbp=1_500_000).set_index("cip_class")
     assert s.loc["plan total", "value_gbp"] == pytest.approx(1_200_000)
     assert s.loc["rejected (not counted)", "value_gbp"] == pytest.approx(500_000)
-    assert s.loc["rejected (not counted)", "n_schemes"] == 1 and not s.loc["rejected (not counted)", "counted_in_plan"]
+    assert (
+        s.loc["rejected (not counted)", "n_schemes"] == 1
+        and not s.loc["rejected (not counted)", "counted_in_plan"]
+    )
     assert s.loc[list(hv.CIP_CLASSES), "value_gbp"].sum() == pytest.approx(1_200_000)
     assert s.loc["plan total", "gap_to_target_gbp"] == pytest.approx(500_000)  # 1.5m - 1.0m recurrent cash
     assert s.loc["plan total", "other_savings_gbp"] == pytest.approx(200_000)
     assert hv.cip_plan(plan).set_index("scheme").loc["Ward closure", "flag"] == (
-        "rejected at quality impact assessment: not counted")
+        "rejected at quality impact assessment: not counted"
+    )
     assert hv.describe_cip(s.reset_index()).endswith(
-        "£500,000 was rejected; recurrent cash is £500,000 short of the £1,500,000 target")
+        "£500,000 was rejected; recurrent cash is £500,000 short of the £1,500,000 target"
+    )
 
 
-@pytest.mark.parametrize("written, month", [
-    ("M1", 1), ("m7", 7), ("April", 1), ("oct", 7), ("October", 7), ("March", 12), ("2025-10-01", 7),
-    ("2026-01", 10), (pd.Timestamp("2025-12-15"), 9), (None, None), ("", None), (float("nan"), None),
-])
+@pytest.mark.parametrize(
+    "written, month",
+    [
+        ("M1", 1),
+        ("m7", 7),
+        ("April", 1),
+        ("oct", 7),
+        ("October", 7),
+        ("March", 12),
+        ("2025-10-01", 7),
+        ("2026-01", 10),
+        (pd.Timestamp("2025-12-15"), 9),
+        (None, None),
+        ("", None),
+        (float("nan"), None),
+    ],
+)
 def test_financial_month(written, month):
     assert hv.financial_month(written) == month
 
@@ -597,17 +780,41 @@ def test_financial_month(written, month):
 def test_full_year_effect_where_a_start_month_is_given():
     plan = [
         # starts in October (M7): £300,000 in the 6 months left -> £600,000 over a full year
-        {"scheme": "Agency cap", "value_gbp": 300_000, "cash_releasing": "yes", "recurrent": "yes",
-         "qia_status": "approved", "start_month": "October"},
+        {
+            "scheme": "Agency cap",
+            "value_gbp": 300_000,
+            "cash_releasing": "yes",
+            "recurrent": "yes",
+            "qia_status": "approved",
+            "start_month": "October",
+        },
         # starts in July (M4): £90,000 in 9 months -> £120,000
-        {"scheme": "Theatre list", "value_gbp": 90_000, "cash_releasing": "no", "recurrent": "yes",
-         "qia_status": "approved", "start_month": "M4"},
+        {
+            "scheme": "Theatre list",
+            "value_gbp": 90_000,
+            "cash_releasing": "no",
+            "recurrent": "yes",
+            "qia_status": "approved",
+            "start_month": "M4",
+        },
         # no start month: the value is the full-year value
-        {"scheme": "Prosthesis price", "value_gbp": 120_000, "cash_releasing": "yes", "recurrent": "yes",
-         "qia_status": "approved", "start_month": ""},
+        {
+            "scheme": "Prosthesis price",
+            "value_gbp": 120_000,
+            "cash_releasing": "yes",
+            "recurrent": "yes",
+            "qia_status": "approved",
+            "start_month": "",
+        },
         # one-off: nothing carries into a full year
-        {"scheme": "Estate sale", "value_gbp": 50_000, "cash_releasing": "yes", "recurrent": "no",
-         "qia_status": "approved", "start_month": "M10"},
+        {
+            "scheme": "Estate sale",
+            "value_gbp": 50_000,
+            "cash_releasing": "yes",
+            "recurrent": "no",
+            "qia_status": "approved",
+            "start_month": "M10",
+        },
     ]
     t = hv.cip_plan(plan).set_index("scheme")
     assert t.loc["Agency cap", "months_in_year"] == 6
@@ -650,7 +857,9 @@ def test_effectiveness_against_an_intended_gain():
     t = hv.three_es(EQUITY, intended_gain={"hip": 0.5}).set_index("provider_code")
     assert t.loc["A", "effectiveness_intended_gain"] == 0.5
     assert t.loc["A", "effectiveness_vs_intended"] == pytest.approx(0.4 / 0.5)
-    assert t.loc["A", "effectiveness_vs_intended_ci_lower"] == pytest.approx(t.loc["A", "effectiveness_gain_ci_lower"] / 0.5)
+    assert t.loc["A", "effectiveness_vs_intended_ci_lower"] == pytest.approx(
+        t.loc["A", "effectiveness_gain_ci_lower"] / 0.5
+    )
     assert hv.three_es(EQUITY)["effectiveness_vs_intended"].isna().all()  # optional
     with pytest.raises(InputError, match="no pathway called 'knee'"):
         hv.three_es(EQUITY, intended_gain={"knee": 0.3})
@@ -737,7 +946,9 @@ def test_sample_quadrant_labels_only_what_the_intervals_support(sample):
     for r in labelled.itertuples():
         gain_up = truth["provider_gain_effect"][r.provider_code] > 0
         cost_up = truth["provider_cost_multiplier"][r.provider_code] > 1
-        assert r.quadrant == hv.QUADRANTS[("higher" if gain_up else "lower", "higher" if cost_up else "lower")]
+        assert (
+            r.quadrant == hv.QUADRANTS[("higher" if gain_up else "lower", "higher" if cost_up else "lower")]
+        )
     counts = hv.quadrant_counts(q).set_index("pathway")
     assert counts[hv.NOT_DISTINGUISHABLE].sum() == 83 and counts["providers"].sum() == len(q)
 

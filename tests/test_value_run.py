@@ -15,14 +15,37 @@ from shared_runs import RunSpec, run_spec
 
 from helpers import value as hv
 
-PLAN = pd.DataFrame([
-    {"scheme": "Prosthesis procurement", "value_gbp": 1_000_000, "cash_releasing": "yes", "recurrent": "yes",
-     "qia_status": "approved", "qia_rating": "low", "start_month": "October"},
-    {"scheme": "Ward closure", "value_gbp": 500_000, "cash_releasing": "yes", "recurrent": "yes",
-     "qia_status": "rejected", "qia_rating": "high", "start_month": ""},
-    {"scheme": "Four joints per list", "value_gbp": 200_000, "cash_releasing": "no", "recurrent": "yes",
-     "qia_status": "approved", "qia_rating": "moderate", "start_month": ""},
-])
+PLAN = pd.DataFrame(
+    [
+        {
+            "scheme": "Prosthesis procurement",
+            "value_gbp": 1_000_000,
+            "cash_releasing": "yes",
+            "recurrent": "yes",
+            "qia_status": "approved",
+            "qia_rating": "low",
+            "start_month": "October",
+        },
+        {
+            "scheme": "Ward closure",
+            "value_gbp": 500_000,
+            "cash_releasing": "yes",
+            "recurrent": "yes",
+            "qia_status": "rejected",
+            "qia_rating": "high",
+            "start_month": "",
+        },
+        {
+            "scheme": "Four joints per list",
+            "value_gbp": 200_000,
+            "cash_releasing": "no",
+            "recurrent": "yes",
+            "qia_status": "approved",
+            "qia_rating": "moderate",
+            "start_month": "",
+        },
+    ]
+)
 
 
 def plan_run(folder: Path) -> RunSpec:
@@ -42,7 +65,9 @@ def run(tmp_path_factory, handbook_runs):
     plan = folder / "my_cip.csv"
     before = plan.read_bytes()
     out = handbook_runs.get(spec)
-    read = Path(dict(handbook_runs.made_from(spec).data)["cip_plan"])  # this file, or a copy written the same way
+    read = Path(
+        dict(handbook_runs.made_from(spec).data)["cip_plan"]
+    )  # this file, or a copy written the same way
     assert read.read_bytes() == before  # the reader's file is never changed
     return out / "tables"
 
@@ -64,10 +89,14 @@ def test_default_incremental_is_two_options_for_one_pathway_never_hip_against_kn
     assert "probability cost-effective" in row["verdict"]
     # the default options are the pathway's two largest providers, and the numbers are its adjusted values
     quadrant = pd.read_csv(run / "quadrant.csv")
-    part = quadrant[quadrant["pathway"] == row["pathway"]].sort_values(["n", "provider_code"], ascending=[False, True])
+    part = quadrant[quadrant["pathway"] == row["pathway"]].sort_values(
+        ["n", "provider_code"], ascending=[False, True]
+    )
     assert [row["comparator"], row["intervention"]] == list(part["provider_code"].head(2))
     provider = pd.read_csv(run / "provider_value.csv").set_index(["pathway", "provider_code"])
-    assert row["cost_comparator"] == pytest.approx(provider.loc[(row["pathway"], row["comparator"]), "adjusted_cost"])
+    assert row["cost_comparator"] == pytest.approx(
+        provider.loc[(row["pathway"], row["comparator"]), "adjusted_cost"]
+    )
 
 
 def test_cip_plan_file_counts_approved_schemes_and_lists_the_rejected_apart(run):

@@ -90,4 +90,6 @@ def test_finance_figure_compares_only_in_one_price_year():
     index = finance.PriceIndex({"2020/21": 100.0, "2022": 110.0})
     one = ev_plots.finance_plot(finance.vw_financial_impact(-1.0, (-1.5, -0.5), 100, 400, price_index=index))
     # £344.60 x 1.1 x 100 / 400 = £94.77 a day, against £285 (2022 prices)
-    assert "£95 a virtual ward day" in one.axes[0].get_title(loc="left") and "2022 prices" in one.axes[0].get_title(loc="left")
+    assert "£95 a virtual ward day" in one.axes[0].get_title(loc="left") and "2022 prices" in one.axes[
+        0
+    ].get_title(loc="left")

@@ -64,8 +64,12 @@ IndicatorDefinition = indicators.Indicator
 INDICATORS: dict[str, IndicatorDefinition] = indicators.INDICATORS
 
 
-def indicator_definition(name: str, aggregate: bool = False, higher_is_better: bool | None = None,
-                         resolved: IndicatorDefinition | None = None) -> IndicatorDefinition:
+def indicator_definition(
+    name: str,
+    aggregate: bool = False,
+    higher_is_better: bool | None = None,
+    resolved: IndicatorDefinition | None = None,
+) -> IndicatorDefinition:
     """The definition of an indicator by name.
 
     From spells, only the :data:`INDICATORS` can be built. An aggregate
@@ -78,9 +82,13 @@ def indicator_definition(name: str, aggregate: bool = False, higher_is_better: b
         d = resolved if resolved is not None else INDICATORS[name]
         return d if higher_is_better is None else replace(d, higher_is_better=bool(higher_is_better))
     if not aggregate:
-        raise InputError(f"indicator must be one of {', '.join(INDICATORS)} when built from spells; got {name!r}.")
+        raise InputError(
+            f"indicator must be one of {', '.join(INDICATORS)} when built from spells; got {name!r}."
+        )
     label = str(name).replace("_", " ")
-    return IndicatorDefinition(name, name, "binomial", "as supplied in the indicator file", bool(higher_is_better), "events", label)
+    return IndicatorDefinition(
+        name, name, "binomial", "as supplied in the indicator file", bool(higher_is_better), "events", label
+    )
 
 
 # --------------------------------------------------------------------------- preparing spells
@@ -96,7 +104,9 @@ def add_casemix_bands(spells: pd.DataFrame) -> pd.DataFrame:
     bands = [(band, need) for band, need in BANDS if need in spells.columns]
     if not bands:
         return out
-    frame = pd.DataFrame({need: pd.to_numeric(spells[need]).astype("Float64").to_numpy() for _, need in bands})
+    frame = pd.DataFrame(
+        {need: pd.to_numeric(spells[need]).astype("Float64").to_numpy() for _, need in bands}
+    )
     frame["_rownum"] = np.arange(len(frame))
     be = DuckDB()
     try:
@@ -112,8 +122,11 @@ def add_casemix_bands(spells: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The case-mix bands and the column each is cut from (:func:`term_sql` holds the cut points' SQL).
-BANDS: tuple[tuple[str, str], ...] = (("age_band", "age"), ("frailty_band", "frailty_score"),
-                                      ("charlson_band", "charlson_index"))
+BANDS: tuple[tuple[str, str], ...] = (
+    ("age_band", "age"),
+    ("frailty_band", "frailty_score"),
+    ("charlson_band", "charlson_index"),
+)
 
 
 def indicator_population(spells: pd.DataFrame, indicator: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,17 +143,25 @@ def indicator_population(spells: pd.DataFrame, indicator: str) -> tuple[pd.DataF
     if indicator not in INDICATORS:
         raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")
     d = indicators.resolve(indicator, list(spells.columns), deaths="died_30d" in spells.columns)
-    needed = {"los": ["los_days", "day_case"], "readmission": ["readmission_eligible", "emergency"],
-              "day_case": ["day_case", "elective"], "mortality": ["died"]}[d.kind]
+    needed = {
+        "los": ["los_days", "day_case"],
+        "readmission": ["readmission_eligible", "emergency"],
+        "day_case": ["day_case", "elective"],
+        "mortality": ["died"],
+    }[d.kind]
     missing = [c for c in needed if c not in spells.columns]
     if missing:
-        raise KeyError(f"Spells: column(s) {', '.join(missing)} missing; run helpers.derive.add_spell_fields first.")
+        raise KeyError(
+            f"Spells: column(s) {', '.join(missing)} missing; run helpers.derive.add_spell_fields first."
+        )
     if d.outcome not in spells.columns:
         spells = indicators.add_outcome(spells, d)
     return indicators.population(spells, d)
 
 
-def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) -> tuple[pd.DataFrame, float, pd.DataFrame]:
+def restrict_to_year(
+    spells: pd.DataFrame, financial_year: str | None = None
+) -> tuple[pd.DataFrame, float, pd.DataFrame]:
     """Spells discharged in one NHS financial year, or all of them.
 
     Returns the spells, the length in years of the period they cover (so an
@@ -160,14 +181,20 @@ def restrict_to_year(spells: pd.DataFrame, financial_year: str | None = None) ->
         keep = spells["financial_year"] == financial_year
         if not keep.any():
             years = ", ".join(sorted(spells["financial_year"].dropna().unique()))
-            raise ValueError(f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {years}.")
+            raise ValueError(
+                f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {years}."
+            )
         cover = cover.clip(*periods.financial_year_bounds(financial_year))
     out = spells.loc[keep]
-    exclusions = pd.DataFrame({
-        "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
-        "rows_before": [len(spells)], "rows_excluded": [int((~keep).sum())], "rows_after": [len(out)],
-        "reason": ["discharged in another financial year" if financial_year else "none excluded"],
-    })
+    exclusions = pd.DataFrame(
+        {
+            "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
+            "rows_before": [len(spells)],
+            "rows_excluded": [int((~keep).sum())],
+            "rows_after": [len(out)],
+            "reason": ["discharged in another financial year" if financial_year else "none excluded"],
+        }
+    )
     return out, cover.years, exclusions
 
 
@@ -220,20 +247,30 @@ def empty_population_message(indicator: str | None = None) -> str:
     """The message of the :class:`helpers.io.InputError` raised when an indicator's population is empty."""
     if indicator in INDICATORS:
         d = INDICATORS[indicator]
-        return (f"Cannot fit the case-mix model for {d.label} ({d.name}): the indicator's population is empty - "
-                f"there are no {d.population} - so there is no spell to compare providers on. This can happen when "
-                f"{_EMPTY_BECAUSE[d.kind]}; or when the financial year chosen has none. "
-                "Use a longer extract, another financial year or another indicator.")
-    return ("Cannot fit the case-mix model: the indicator's population is empty, so there is no spell to compare "
-            "providers on. This can happen when no spell in the extract meets the indicator's definition - for "
-            "emergency readmission within 30 days, when no spell has a full 30-day follow-up inside the extract. "
-            "Use a longer extract, another financial year or another indicator.")
+        return (
+            f"Cannot fit the case-mix model for {d.label} ({d.name}): the indicator's population is empty - "
+            f"there are no {d.population} - so there is no spell to compare providers on. This can happen when "
+            f"{_EMPTY_BECAUSE[d.kind]}; or when the financial year chosen has none. "
+            "Use a longer extract, another financial year or another indicator."
+        )
+    return (
+        "Cannot fit the case-mix model: the indicator's population is empty, so there is no spell to compare "
+        "providers on. This can happen when no spell in the extract meets the indicator's definition - for "
+        "emergency readmission within 30 days, when no spell has a full 30-day follow-up inside the extract. "
+        "Use a longer extract, another financial year or another indicator."
+    )
 
 
 def _level_text(values: pd.Series) -> pd.Series:
     """Term values as text, missing as ``"missing"``."""
-    return pd.Series([MISSING if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
-                      for v in values], index=values.index, dtype="str")
+    return pd.Series(
+        [
+            MISSING if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+            for v in values
+        ],
+        index=values.index,
+        dtype="str",
+    )
 
 
 def _design(cells: pd.DataFrame, terms: Sequence[str]) -> tuple[np.ndarray, list[str], dict[str, str]]:
@@ -289,7 +326,9 @@ def concordance(score: np.ndarray, outcome: np.ndarray, weight: np.ndarray | Non
     return (conc + 0.5 * tied) / (conc + disc + tied)
 
 
-def calibration_by_decile(predicted: np.ndarray, observed_total: np.ndarray, n: np.ndarray, groups: int = 10) -> pd.DataFrame:
+def calibration_by_decile(
+    predicted: np.ndarray, observed_total: np.ndarray, n: np.ndarray, groups: int = 10
+) -> pd.DataFrame:
     """Observed against expected by decile of predicted value, from cells.
 
     Cells are ordered by predicted mean per spell and cut into ``groups``
@@ -298,7 +337,11 @@ def calibration_by_decile(predicted: np.ndarray, observed_total: np.ndarray, n: 
     observed_mean, ratio (observed / expected).
     """
     order = np.argsort(predicted, kind="stable")
-    mu, y, m = np.asarray(predicted)[order], np.asarray(observed_total, float)[order], np.asarray(n, float)[order]
+    mu, y, m = (
+        np.asarray(predicted)[order],
+        np.asarray(observed_total, float)[order],
+        np.asarray(n, float)[order],
+    )
     mid = np.cumsum(m) - m / 2
     decile = np.minimum((mid / m.sum() * groups).astype(int) + 1, groups)
     frame = pd.DataFrame({"decile": decile, "spells": m, "expected": mu * m, "observed": y})
@@ -357,9 +400,19 @@ class _Fit:
     converged: bool
 
 
-def _irls(X: np.ndarray, y: np.ndarray, family: str, *, trials: np.ndarray | None = None, offset: np.ndarray | None = None,
-          weights: np.ndarray | None = None, alpha: float = 0.0, ridge: float = RIDGE, max_iter: int = 100,
-          tol: float = 1e-10) -> _Fit:
+def _irls(
+    X: np.ndarray,
+    y: np.ndarray,
+    family: str,
+    *,
+    trials: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    alpha: float = 0.0,
+    ridge: float = RIDGE,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+) -> _Fit:
     """Penalised iteratively reweighted least squares (Newton) for the three GLMs.
 
     ``binomial``: y events out of ``trials``, logit link. ``poisson``: y counts
@@ -438,7 +491,9 @@ def _fit_negative_binomial(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple
         fit = _irls(X, y, "negative_binomial", weights=w, alpha=a)
         return -_nb_loglik(y, np.exp(X @ fit.params), a, w)
 
-    best = optimize.minimize_scalar(neg, bounds=(np.log(1e-4), np.log(50.0)), method="bounded", options={"xatol": 1e-5})
+    best = optimize.minimize_scalar(
+        neg, bounds=(np.log(1e-4), np.log(50.0)), method="bounded", options={"xatol": 1e-5}
+    )
     alpha = float(np.exp(best.x))
     return _irls(X, y, "negative_binomial", weights=w, alpha=alpha), alpha
 
@@ -487,16 +542,26 @@ def fit_cells(
         raise ValueError(f"The {family} family needs vcells (spells by case-mix cell and outcome value).")
     for term in terms:
         if term not in pcells.columns:
-            raise KeyError(f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}.")
+            raise KeyError(
+                f"Case-mix term {term!r} is not a column of the cells; columns: {', '.join(map(str, pcells.columns))}."
+            )
     if len(pcells) == 0 or int(pd.to_numeric(pcells["n"]).sum()) == 0:
         raise InputError(empty_population_message(indicator))
     # in the order of the cells' first rows, when known: sums then run as over the rows (bit for bit)
-    pc = pcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in pcells else pcells.copy()
+    pc = (
+        pcells.sort_values("_first", kind="stable").reset_index(drop=True)
+        if "_first" in pcells
+        else pcells.copy()
+    )
     pc["n"] = pc["n"].astype("int64")
     pc["events"] = pc["events"].astype("float64")
     vc = None
     if vcells is not None:
-        vc = vcells.sort_values("_first", kind="stable").reset_index(drop=True) if "_first" in vcells else vcells.copy()
+        vc = (
+            vcells.sort_values("_first", kind="stable").reset_index(drop=True)
+            if "_first" in vcells
+            else vcells.copy()
+        )
         vc["_y"] = vc["_y"].astype("float64")
         vc["w"] = vc["w"].astype("int64")
     log = []
@@ -507,12 +572,25 @@ def fit_cells(
         rare = counts[counts < min_level_spells]
         if len(rare) and len(rare) < len(counts):
             col = col.where(~col.isin(rare.index), OTHER)
-            log.append({"term": term, "levels_pooled": len(rare), "spells_pooled": int(rare.sum()),
-                        "levels_kept": int(len(counts) - len(rare))})
+            log.append(
+                {
+                    "term": term,
+                    "levels_pooled": len(rare),
+                    "spells_pooled": int(rare.sum()),
+                    "levels_kept": int(len(counts) - len(rare)),
+                }
+            )
         n_missing = int(pc.loc[missing, "n"].sum())
         if n_missing:
-            log.append({"term": term, "levels_pooled": 0, "spells_pooled": 0, "levels_kept": int(col.nunique()),
-                        "missing_as_level": n_missing})
+            log.append(
+                {
+                    "term": term,
+                    "levels_pooled": 0,
+                    "spells_pooled": 0,
+                    "levels_kept": int(col.nunique()),
+                    "missing_as_level": n_missing,
+                }
+            )
         if vc is not None:
             vcol = _level_text(vc[term])
             if len(rare) and len(rare) < len(counts):
@@ -537,7 +615,9 @@ def fit_cells(
     else:
         vcell = vc.groupby(terms + ["_y"], sort=False)["w"].sum().reset_index()
         idx = cells[terms].reset_index().merge(vcell, on=terms, how="right")
-        res, alpha = _fit_negative_binomial(X[idx["index"].to_numpy()], idx["_y"].to_numpy(float), idx["w"].to_numpy(float))
+        res, alpha = _fit_negative_binomial(
+            X[idx["index"].to_numpy()], idx["_y"].to_numpy(float), idx["w"].to_numpy(float)
+        )
         mu = np.exp(X @ res.params)
     cells["mu"] = mu
 
@@ -549,25 +629,42 @@ def fit_cells(
         pearson = float((v["w"] * (v["_y"] - v["mu"]) ** 2 / v["mu"]).sum())
         dispersion = pearson / max(total - len(names), 1)
     else:
-        c_stat = concordance(np.concatenate([mu, mu]), np.concatenate([np.ones(len(mu)), np.zeros(len(mu))]),
-                             np.concatenate([ev, n - ev]))
+        c_stat = concordance(
+            np.concatenate([mu, mu]),
+            np.concatenate([np.ones(len(mu)), np.zeros(len(mu))]),
+            np.concatenate([ev, n - ev]),
+        )
         dispersion = 1.0
     calibration = calibration_by_decile(mu, ev, n)
 
     pcells = pcells.merge(cells[terms + ["mu"]], on=terms, how="left")
     pcells["expected"] = pcells["mu"] * pcells["n"]
-    prov = pcells.groupby(provider, sort=True).agg(denominator=("n", "sum"), observed=("events", "sum"),
-                                                   expected=("expected", "sum")).reset_index()
+    prov = (
+        pcells.groupby(provider, sort=True)
+        .agg(denominator=("n", "sum"), observed=("events", "sum"), expected=("expected", "sum"))
+        .reset_index()
+    )
     prov = prov.rename(columns={provider: "provider_code"})
     prov["observed_mean"] = prov["observed"] / prov["denominator"]
     prov["expected_mean"] = prov["expected"] / prov["denominator"]
     prov["denominator"] = prov["denominator"].astype("int64")
-    diagnostics = pd.DataFrame({
-        "outcome": [outcome], "family": [family], "terms": [", ".join(terms)],
-        "spells": [total], "cells": [int(len(cells))], "parameters": [len(names)], "c_statistic": [c_stat],
-        "pearson_dispersion": [dispersion], "nb_alpha": [alpha], "converged": [res.converged],
-    })
-    coefficients = pd.DataFrame({"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)})
+    diagnostics = pd.DataFrame(
+        {
+            "outcome": [outcome],
+            "family": [family],
+            "terms": [", ".join(terms)],
+            "spells": [total],
+            "cells": [int(len(cells))],
+            "parameters": [len(names)],
+            "c_statistic": [c_stat],
+            "pearson_dispersion": [dispersion],
+            "nb_alpha": [alpha],
+            "converged": [res.converged],
+        }
+    )
+    coefficients = pd.DataFrame(
+        {"term": names, "estimate": np.asarray(res.params), "std_error": np.asarray(res.bse)}
+    )
     coefficients["reference"] = [""] + [refs[nm.split("[")[0]] for nm in names[1:]]
     return CasemixModel(prov, diagnostics, calibration, coefficients, pooled, terms, family)
 
@@ -606,39 +703,66 @@ def fit_casemix(
         bad |= ~y_all.isin([0, 1])
     if bad.any():
         rows = frame.loc[bad, [provider, outcome]].head(5).to_dict("records")
-        raise ValueError(f"Case-mix model: column {outcome!r} must be {'0 or 1' if family == 'binomial' else 'a count >= 0'} in every row; "
-                         f"{int(bad.sum())} row(s) are not, for example {rows}.")
+        raise ValueError(
+            f"Case-mix model: column {outcome!r} must be {'0 or 1' if family == 'binomial' else 'a count >= 0'} in every row; "
+            f"{int(bad.sum())} row(s) are not, for example {rows}."
+        )
     if family not in ("binomial", "poisson", "negative_binomial"):
         raise ValueError(f"family must be 'binomial', 'poisson' or 'negative_binomial'; got {family!r}.")
     for term in terms:
         if term not in frame.columns:
-            raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join(map(str, frame.columns))}.")
+            raise KeyError(
+                f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join(map(str, frame.columns))}."
+            )
     # the terms as text (missing stays missing: fit_cells keeps it as a level); rows numbered in order
-    rows = pd.DataFrame({term: frame[term].astype("str").where(frame[term].notna(), None).to_numpy() for term in terms})
+    rows = pd.DataFrame(
+        {term: frame[term].astype("str").where(frame[term].notna(), None).to_numpy() for term in terms}
+    )
     rows["_prov"] = frame[provider].astype("str").to_numpy()
     rows["_y"] = y_all.to_numpy(float)
     rows["_pos"] = np.arange(len(rows))
-    pcells = rows.groupby(terms + ["_prov"], sort=False, dropna=False).agg(
-        n=("_y", "size"), events=("_y", "sum"), _first=("_pos", "min")).reset_index()
+    pcells = (
+        rows.groupby(terms + ["_prov"], sort=False, dropna=False)
+        .agg(n=("_y", "size"), events=("_y", "sum"), _first=("_pos", "min"))
+        .reset_index()
+    )
     vcells = None
     if family != "binomial":
-        vcells = rows.groupby(terms + ["_y"], sort=False, dropna=False).agg(
-            w=("_pos", "size"), _first=("_pos", "min")).reset_index()
-    return fit_cells(pcells, terms, family, vcells=vcells, include_deprivation=include_deprivation,
-                     min_level_spells=min_level_spells, provider="_prov",
-                     outcome=outcome, indicator=indicator)
+        vcells = (
+            rows.groupby(terms + ["_y"], sort=False, dropna=False)
+            .agg(w=("_pos", "size"), _first=("_pos", "min"))
+            .reset_index()
+        )
+    return fit_cells(
+        pcells,
+        terms,
+        family,
+        vcells=vcells,
+        include_deprivation=include_deprivation,
+        min_level_spells=min_level_spells,
+        provider="_prov",
+        outcome=outcome,
+        indicator=indicator,
+    )
 
 
 # --------------------------------------------------------------------------- terms the data allow
 #: Case-mix terms computed from a column: term -> the column it needs.
-BANDED_TERMS: dict[str, str] = {"age_band": "age", "frailty_band": "frailty_score", "charlson_band": "charlson_index"}
+BANDED_TERMS: dict[str, str] = {
+    "age_band": "age",
+    "frailty_band": "frailty_score",
+    "charlson_band": "charlson_index",
+}
 
 #: Why a term cannot be used when its column is absent, in plain words.
 _ABSENT_BECAUSE: dict[str, str] = {
-    "frailty_band": ("the spells have no frailty score (frailty_score, HFRS) and no diagnosis columns to compute "
-                     "the Hospital Frailty Risk Score from"),
-    "charlson_band": ("the spells have no Charlson index (charlson_index) and no diagnosis columns to compute it "
-                      "from"),
+    "frailty_band": (
+        "the spells have no frailty score (frailty_score, HFRS) and no diagnosis columns to compute "
+        "the Hospital Frailty Risk Score from"
+    ),
+    "charlson_band": (
+        "the spells have no Charlson index (charlson_index) and no diagnosis columns to compute it from"
+    ),
     "hrg": "the spells have no HRG column (hrg, SUSHRG, Spell_Core_HRG, ...)",
     DEPRIVATION_TERM: "the spells have no IMD decile column (imd_decile, IMD19_DECILE, ...)",
 }
@@ -669,10 +793,16 @@ def resolve_terms(
     wanted = model_terms(terms, include_deprivation)
     unknown = [t for t in wanted if t not in known]
     if unknown:
-        hints = [f"{t!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(t, sorted(known), n=1)) else repr(t)
-                 for t in unknown]
-        raise ValueError(f"Case-mix term(s) {', '.join(hints)} unknown; a term is a spells column or one of "
-                         f"{', '.join(BANDED_TERMS)}.")
+        hints = [
+            f"{t!r} (did you mean {m[0]!r}?)"
+            if (m := difflib.get_close_matches(t, sorted(known), n=1))
+            else repr(t)
+            for t in unknown
+        ]
+        raise ValueError(
+            f"Case-mix term(s) {', '.join(hints)} unknown; a term is a spells column or one of "
+            f"{', '.join(BANDED_TERMS)}."
+        )
     present = set(map(str, columns))
     used, rows = [], []
     for term in wanted:
@@ -681,7 +811,14 @@ def resolve_terms(
             reason = _ABSENT_BECAUSE.get(term, f"the spells have no {column} column")
             rows.append({"term": term, "column": column, "used": "no", "reason": reason})
         elif non_missing is not None and int(non_missing.get(column, 1)) == 0:
-            rows.append({"term": term, "column": column, "used": "no", "reason": f"every value of {column} is missing"})
+            rows.append(
+                {
+                    "term": term,
+                    "column": column,
+                    "used": "no",
+                    "reason": f"every value of {column} is missing",
+                }
+            )
         else:
             used.append(term)
             rows.append({"term": term, "column": column, "used": "yes", "reason": ""})
@@ -708,14 +845,20 @@ def term_sql(term: str, present: Sequence[str]) -> str:
     if term == "frailty_band" and "frailty_score" in present:
         lo, mid = FRAILTY_BREAKS[1], FRAILTY_BREAKS[2]
         a, b, c = FRAILTY_LABELS
-        return (f"CASE WHEN frailty_score IS NULL THEN {literal(MISSING)} WHEN frailty_score < {lo!r} THEN {literal(a)} "
-                f"WHEN frailty_score < {mid!r} THEN {literal(b)} ELSE {literal(c)} END")
+        return (
+            f"CASE WHEN frailty_score IS NULL THEN {literal(MISSING)} WHEN frailty_score < {lo!r} THEN {literal(a)} "
+            f"WHEN frailty_score < {mid!r} THEN {literal(b)} ELSE {literal(c)} END"
+        )
     if term == "charlson_band" and "charlson_index" in present:
         edges = list(zip(comorbidity.CHARLSON_BREAKS[1:-1], comorbidity.CHARLSON_LABELS[:-1]))
         whens = " ".join(f"WHEN charlson_index < {int(b)} THEN {literal(lab)}" for b, lab in edges)
-        return (f"CASE WHEN charlson_index IS NULL THEN {literal(MISSING)} {whens} "
-                f"ELSE {literal(comorbidity.CHARLSON_LABELS[-1])} END")
+        return (
+            f"CASE WHEN charlson_index IS NULL THEN {literal(MISSING)} {whens} "
+            f"ELSE {literal(comorbidity.CHARLSON_LABELS[-1])} END"
+        )
     if term in present:
         return f"CAST({quote(term)} AS VARCHAR)"
     bands = [b for b, need in (("age_band", "age"), ("frailty_band", "frailty_score")) if need in present]
-    raise KeyError(f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join([*present, *bands])}.")
+    raise KeyError(
+        f"Case-mix term {term!r} is not a column of the spells; columns: {', '.join([*present, *bands])}."
+    )

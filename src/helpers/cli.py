@@ -82,10 +82,14 @@ def safe_yaml(text: str, what: str) -> Any:
     attack); a column map or a parameter never needs them, so they are refused.
     """
     if len(text.encode("utf-8", "replace")) > MAX_YAML_BYTES:
-        raise UsageError(f"{what} is larger than {MAX_YAML_BYTES // 1024} KB; it should be a short YAML mapping or value.")
+        raise UsageError(
+            f"{what} is larger than {MAX_YAML_BYTES // 1024} KB; it should be a short YAML mapping or value."
+        )
     for token in yaml.scan(text):
         if isinstance(token, (yaml.AliasToken, yaml.AnchorToken)):
-            raise UsageError(f"{what} uses YAML anchors or aliases (&name, *name); write the values out instead.")
+            raise UsageError(
+                f"{what} uses YAML anchors or aliases (&name, *name); write the values out instead."
+            )
     return yaml.safe_load(text)
 
 
@@ -107,8 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = run_request(args)
     result = run.run_notebook(request, execute=_execute)
     if not args.quiet:
-        print(f"Wrote {result.out}: report.html, {'report.pdf, ' if request.pdf else ''}results.xlsx, tables/ "
-              f"({len(result.sheets)} tables), run.json in {result.seconds:.0f} s (engine: {result.engine})")
+        print(
+            f"Wrote {result.out}: report.html, {'report.pdf, ' if request.pdf else ''}results.xlsx, tables/ "
+            f"({len(result.sheets)} tables), run.json in {result.seconds:.0f} s (engine: {result.engine})"
+        )
     return 0
 
 
@@ -138,7 +144,9 @@ def run_request(args: argparse.Namespace) -> run.RunRequest:
     for name in data:
         if f"data_{name}" not in declared:
             inputs = [k[5:] for k in declared if k.startswith("data_")]
-            raise UsageError(f"Notebook {args.notebook!r} takes no input {name!r}; it takes: {', '.join(inputs)}.")
+            raise UsageError(
+                f"Notebook {args.notebook!r} takes no input {name!r}; it takes: {', '.join(inputs)}."
+            )
     for key in params:
         if key not in declared:
             hint = difflib.get_close_matches(key, list(declared), n=1)
@@ -152,17 +160,26 @@ def run_request(args: argparse.Namespace) -> run.RunRequest:
     set_excel_sheets(parse_assignments(getattr(args, "sheet", None), "--sheet"), data)
 
     if getattr(args, "pdf", False):
-
         try:  # before anything runs: a missing browser is a usage problem, not a failed run
             pdf.find_chromium(args.chromium)
         except pdf.ChromiumMissing as exc:
             raise UsageError(str(exc)) from None
 
     return run.RunRequest(
-        notebook=args.notebook, notebook_path=nb_path, declared=declared, data=data, params=params,
-        out=Path(args.out).expanduser().resolve(), engine=notebook_engine(params, declared),
-        force=args.force, quiet=args.quiet, pdf=getattr(args, "pdf", False), chromium=getattr(args, "chromium", None),
-        column_map_file=Path(args.map) if args.map else None, date_window=dates, contract_tables=CONTRACT_TABLES,
+        notebook=args.notebook,
+        notebook_path=nb_path,
+        declared=declared,
+        data=data,
+        params=params,
+        out=Path(args.out).expanduser().resolve(),
+        engine=notebook_engine(params, declared),
+        force=args.force,
+        quiet=args.quiet,
+        pdf=getattr(args, "pdf", False),
+        chromium=getattr(args, "chromium", None),
+        column_map_file=Path(args.map) if args.map else None,
+        date_window=dates,
+        contract_tables=CONTRACT_TABLES,
     )
 
 
@@ -184,8 +201,14 @@ def set_excel_sheets(sheets: dict[str, str], data: dict[str, Path]) -> None:
         return
     chosen = json.loads(os.environ.get(io.EXCEL_SHEETS_VARIABLE) or "{}")
     for name, sheet in sheets.items():
-        if not isinstance(data.get(name), Path) or data[name].suffix.lower() not in {".xlsx", ".xlsm", ".xls"}:
-            raise UsageError(f"--sheet {name}={sheet}: there is no Excel input {name!r} (give it with --data {name}=FILE.xlsx).")
+        if not isinstance(data.get(name), Path) or data[name].suffix.lower() not in {
+            ".xlsx",
+            ".xlsm",
+            ".xls",
+        }:
+            raise UsageError(
+                f"--sheet {name}={sheet}: there is no Excel input {name!r} (give it with --data {name}=FILE.xlsx)."
+            )
         chosen[str(data[name])] = sheet
     os.environ[io.EXCEL_SHEETS_VARIABLE] = json.dumps(chosen)  # the kernel inherits it
 
@@ -202,7 +225,9 @@ def set_date_window(text: str | None) -> str:
         except ValueError:
             start = end = None
         if not sep or start is None or end is None or start >= end:
-            raise UsageError(f"--dates expects FROM:TO as two ISO dates, the first earlier, e.g. 1980-01-01:2030-12-31; got {text!r}")
+            raise UsageError(
+                f"--dates expects FROM:TO as two ISO dates, the first earlier, e.g. 1980-01-01:2030-12-31; got {text!r}"
+            )
         os.environ[io.DATE_WINDOW_VARIABLE] = f"{start}:{end}"  # the kernel inherits it
     first, last = io.date_window()
     return f"{first:%Y-%m-%d}:{last:%Y-%m-%d}"
@@ -222,19 +247,28 @@ def data_parameters(raw_params: dict[str, str], data: dict[str, Any]) -> dict[st
             continue
         name = key.removeprefix("data_")
         if name in data:
-            raise UsageError(f"The input {name!r} is given twice (--data {name}=... and --param {key}=...); give it once.")
+            raise UsageError(
+                f"The input {name!r} is given twice (--data {name}=... and --param {key}=...); give it once."
+            )
 
         value = raw_params.pop(key).strip()
         routed[name] = value if sources.is_url(value) else Path(value).expanduser().resolve()
     return routed
 
 
-_TYPE_WORDS = {bool: "true or false", int: "a number", float: "a number", str: "text", list: "a list such as [a, b]",
-               dict: "a mapping such as {a: b}"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    str: "text",
+    list: "a list such as [a, b]",
+    dict: "a mapping such as {a: b}",
+}
 
 
-def checked_parameter_types(params: dict[str, Any], declared: dict[str, dict[str, Any]],
-                            raw: dict[str, str]) -> dict[str, Any]:
+def checked_parameter_types(
+    params: dict[str, Any], declared: dict[str, dict[str, Any]], raw: dict[str, str]
+) -> dict[str, Any]:
     """Check each ``--param`` against the type of the notebook's default, before anything runs.
 
     ``None`` is always accepted (the notebook's "not set"), and so is anything
@@ -278,7 +312,9 @@ def _read_map(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise UsageError(f"Cannot find the column map {path}")
     if path.stat().st_size > MAX_YAML_BYTES:
-        raise UsageError(f"The column map {path} is larger than {MAX_YAML_BYTES // 1024} KB; it should be a short YAML mapping.")
+        raise UsageError(
+            f"The column map {path} is larger than {MAX_YAML_BYTES // 1024} KB; it should be a short YAML mapping."
+        )
     try:
         mapping = safe_yaml(path.read_text(encoding="utf-8"), f"The column map {path}") or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -289,7 +325,6 @@ def _read_map(path: Path) -> dict[str, str]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-
     out = Path(args.out)
     if args.spells_only:
         fmt = args.format or "parquet"
@@ -298,8 +333,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         simulate.write_spells_file(path, n_spells=args.spells, seed=args.seed, fmt=fmt)
         print(f"Wrote {args.spells:,} spells to {path}")
     else:
-        simulate.write_sample(out, seed=args.seed, n_spells=args.spells, step_down=args.step_down,
-                              fmt=args.format or "csv")
+        simulate.write_sample(
+            out, seed=args.seed, n_spells=args.spells, step_down=args.step_down, fmt=args.format or "csv"
+        )
         print(f"Wrote the simulated economy ({args.spells:,} spells) to {out}")
     return 0
 
@@ -344,21 +380,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run a notebook on your data and write a report folder")
     p_run.add_argument("notebook", help="notebook name, e.g. variation")
-    p_run.add_argument("--data", action="append", metavar="NAME=PATH", help="an input file (spells, virtual_ward, outcomes, indicator, series), or a database: NAME=postgresql://user@host/db?table=schema.table")
+    p_run.add_argument(
+        "--data",
+        action="append",
+        metavar="NAME=PATH",
+        help="an input file (spells, virtual_ward, outcomes, indicator, series), or a database: NAME=postgresql://user@host/db?table=schema.table",
+    )
     p_run.add_argument("--param", action="append", metavar="KEY=VALUE", help="a notebook parameter")
     p_run.add_argument("--map", metavar="FILE", help="YAML file mapping your column names to the contract's")
-    p_run.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)")
+    p_run.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write (must not exist unless --force)"
+    )
     p_run.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
-    p_run.add_argument("--pdf", action="store_true", help="also write report.pdf (A4, for board packs) with headless Chromium")
-    p_run.add_argument("--chromium", metavar="PATH", help="the Chromium browser for --pdf (default: chromium on the PATH)")
-    p_run.add_argument("--sheet", action="append", metavar="NAME=SHEET",
-                       help="the sheet to read from an Excel input (default: the active visible sheet)")
-    p_run.add_argument("--dates", metavar="FROM:TO",
-                       help="plausible dates in the inputs (default 1990-01-01 to tomorrow); others are errors")
-    p_run.add_argument("--engine", choices=["pandas", "duckdb", "spark"],
-                       help="what reads the spells: duckdb (the default, any size on one machine), spark (a cluster), "
-                            "pandas (small extracts)")
+    p_run.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also write report.pdf (A4, for board packs) with headless Chromium",
+    )
+    p_run.add_argument(
+        "--chromium", metavar="PATH", help="the Chromium browser for --pdf (default: chromium on the PATH)"
+    )
+    p_run.add_argument(
+        "--sheet",
+        action="append",
+        metavar="NAME=SHEET",
+        help="the sheet to read from an Excel input (default: the active visible sheet)",
+    )
+    p_run.add_argument(
+        "--dates",
+        metavar="FROM:TO",
+        help="plausible dates in the inputs (default 1990-01-01 to tomorrow); others are errors",
+    )
+    p_run.add_argument(
+        "--engine",
+        choices=["pandas", "duckdb", "spark"],
+        help="what reads the spells: duckdb (the default, any size on one machine), spark (a cluster), "
+        "pandas (small extracts)",
+    )
     p_run.set_defaults(func=cmd_run)
 
     p_tpl = sub.add_parser("template", help="write a commented column-map file to fill in")
@@ -367,15 +426,27 @@ def build_parser() -> argparse.ArgumentParser:
     p_tpl.add_argument("--force", action="store_true")
     p_tpl.set_defaults(func=cmd_template)
 
-    p_sim = sub.add_parser("simulate", help="write simulated data (the sample, or a national-size spells file)")
+    p_sim = sub.add_parser(
+        "simulate", help="write simulated data (the sample, or a national-size spells file)"
+    )
     p_sim.add_argument("--out", required=True, help="folder (or file with --spells-only)")
     p_sim.add_argument("--spells", type=int, default=50_000, help="number of spells")
     p_sim.add_argument("--seed", type=int, default=2026)
-    p_sim.add_argument("--spells-only", action="store_true", help="write only a spells file, fast, for scale tests")
-    p_sim.add_argument("--format", choices=["csv", "parquet"], default=None,
-                       help="file format (default: parquet with --spells-only, csv for the economy, as the sample)")
-    p_sim.add_argument("--step-down", choices=["admission", "mid_stay"], default="admission",
-                       help="when step-down is decided: at admission (the sample) or on hospital day 2 to 4")
+    p_sim.add_argument(
+        "--spells-only", action="store_true", help="write only a spells file, fast, for scale tests"
+    )
+    p_sim.add_argument(
+        "--format",
+        choices=["csv", "parquet"],
+        default=None,
+        help="file format (default: parquet with --spells-only, csv for the economy, as the sample)",
+    )
+    p_sim.add_argument(
+        "--step-down",
+        choices=["admission", "mid_stay"],
+        default="admission",
+        help="when step-down is decided: at admission (the sample) or on hospital day 2 to 4",
+    )
     p_sim.set_defaults(func=cmd_simulate)
     return parser
 
@@ -386,7 +457,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-
         print(sources.reword(str(exc)), file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as exc:

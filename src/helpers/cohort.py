@@ -75,10 +75,29 @@ DEFAULT_PATHWAYS: dict[str, list[str]] = {
 }
 
 COHORT_COLUMNS: list[str] = [
-    "spell_id", "patient_id", "provider_code", "admission_date", "discharge_date", "pathway",
-    "age", "sex", "frailty_score", "imd_decile", "month", "treated", "vw_stay_id",
-    "vw_admission_date", "vw_discharge_date", "vw_days", "acute_los", "total_los", "end_of_care",
-    "readmission_30d", "readmission_30d_from_acute_discharge", "death_30d", "readmission_or_death_30d",
+    "spell_id",
+    "patient_id",
+    "provider_code",
+    "admission_date",
+    "discharge_date",
+    "pathway",
+    "age",
+    "sex",
+    "frailty_score",
+    "imd_decile",
+    "month",
+    "treated",
+    "vw_stay_id",
+    "vw_admission_date",
+    "vw_discharge_date",
+    "vw_days",
+    "acute_los",
+    "total_los",
+    "end_of_care",
+    "readmission_30d",
+    "readmission_30d_from_acute_discharge",
+    "death_30d",
+    "readmission_or_death_30d",
     "readmission_other_provider",
 ]
 
@@ -114,8 +133,9 @@ def assign_pathway(diagnosis: pd.Series, pathways: dict[str, list[str]] | None =
         hit = hit.fillna(False).astype(bool)
         clash = hit & out.notna()
         if clash.any():
-            raise ValueError(f"pathway {name!r} overlaps another pathway, e.g. diagnosis "
-                             f"{diagnosis[clash].iloc[0]!r}")
+            raise ValueError(
+                f"pathway {name!r} overlaps another pathway, e.g. diagnosis {diagnosis[clash].iloc[0]!r}"
+            )
         out = out.mask(hit, name)
     return out
 
@@ -146,12 +166,21 @@ def virtual_ward_periods(virtual_ward: pd.DataFrame, starts: dict[str, str] | No
 
 
 def _count(rows: list[dict], table: str, step: str, before: int, after: int, reason: str) -> None:
-    rows.append({"table": table, "step": step, "rows_before": before, "rows_removed": before - after,
-                 "rows_after": after, "reason": reason})
+    rows.append(
+        {
+            "table": table,
+            "step": step,
+            "rows_before": before,
+            "rows_removed": before - after,
+            "rows_after": after,
+            "reason": reason,
+        }
+    )
 
 
-def link_step_down(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
-                   max_gap_days: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def link_step_down(
+    spells: pd.DataFrame, virtual_ward: pd.DataFrame, max_gap_days: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Link step-down virtual ward stays to the acute spells they followed.
 
     Applies the five rules in the module docstring. Returns (links,
@@ -165,39 +194,75 @@ def link_step_down(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     vw = virtual_ward.copy()
     n = len(vw)
     vw = vw[vw["route"].astype("str") == "step_down"]
-    _count(ex, "virtual_ward", "step-down stays only", n, len(vw),
-           "step-up stays replace an admission; they are not linked to a spell")
+    _count(
+        ex,
+        "virtual_ward",
+        "step-down stays only",
+        n,
+        len(vw),
+        "step-up stays replace an admission; they are not linked to a spell",
+    )
     n = len(vw)
     sp = spells[["spell_id", "patient_id", "discharge_date"]].rename(
-        columns={"patient_id": "spell_patient_id"})
+        columns={"patient_id": "spell_patient_id"}
+    )
     sp = sp.assign(spell_id=sp["spell_id"].astype("str"))
     vw = vw.assign(linked_spell_id=vw["linked_spell_id"].astype("str"))
     vw = vw.merge(sp, left_on="linked_spell_id", right_on="spell_id", how="left")
     found = vw["spell_id"].notna()
     vw = vw[found]
-    _count(ex, "virtual_ward", "linked spell exists", n, len(vw), "linked_spell_id names no spell in the spells table")
+    _count(
+        ex,
+        "virtual_ward",
+        "linked spell exists",
+        n,
+        len(vw),
+        "linked_spell_id names no spell in the spells table",
+    )
     n = len(vw)
     vw = vw[vw["patient_id"].astype("str") == vw["spell_patient_id"].astype("str")]
-    _count(ex, "virtual_ward", "same patient", n, len(vw), "the stay's patient_id differs from the linked spell's")
+    _count(
+        ex,
+        "virtual_ward",
+        "same patient",
+        n,
+        len(vw),
+        "the stay's patient_id differs from the linked spell's",
+    )
     n = len(vw)
     gap = (pd.to_datetime(vw["vw_admission_date"]) - pd.to_datetime(vw["discharge_date"])).dt.days
     vw = vw[(gap >= 0) & (gap <= max_gap_days)]
-    _count(ex, "virtual_ward", f"starts 0-{max_gap_days} days after acute discharge", n, len(vw),
-           "the stay does not start on the spell's discharge day or within the allowed gap")
+    _count(
+        ex,
+        "virtual_ward",
+        f"starts 0-{max_gap_days} days after acute discharge",
+        n,
+        len(vw),
+        "the stay does not start on the spell's discharge day or within the allowed gap",
+    )
     n = len(vw)
-    vw = vw.sort_values(["spell_id", "vw_admission_date", "vw_stay_id"]).drop_duplicates("spell_id", keep="first")
+    vw = vw.sort_values(["spell_id", "vw_admission_date", "vw_stay_id"]).drop_duplicates(
+        "spell_id", keep="first"
+    )
     _count(ex, "virtual_ward", "one stay per spell", n, len(vw), "a later stay linked to the same spell")
-    links = pd.DataFrame({
-        "spell_id": vw["spell_id"].astype("str"),
-        "vw_stay_id": vw["vw_stay_id"].astype("str"),
-        "vw_admission_date": pd.to_datetime(vw["vw_admission_date"]),
-        "vw_discharge_date": pd.to_datetime(vw["vw_discharge_date"]),
-        "vw_pathway": vw["pathway"].astype("str"),
-        "vw_provider_code": vw["provider_code"].astype("str"),
-        "referral_date": (pd.to_datetime(vw["referral_date"]) if "referral_date" in vw.columns
-                          else pd.Series(pd.NaT, index=vw.index, dtype="datetime64[ns]")),
-    }).reset_index(drop=True)
-    links.insert(4, "vw_days", (links["vw_discharge_date"] - links["vw_admission_date"]).dt.days.astype("int64"))
+    links = pd.DataFrame(
+        {
+            "spell_id": vw["spell_id"].astype("str"),
+            "vw_stay_id": vw["vw_stay_id"].astype("str"),
+            "vw_admission_date": pd.to_datetime(vw["vw_admission_date"]),
+            "vw_discharge_date": pd.to_datetime(vw["vw_discharge_date"]),
+            "vw_pathway": vw["pathway"].astype("str"),
+            "vw_provider_code": vw["provider_code"].astype("str"),
+            "referral_date": (
+                pd.to_datetime(vw["referral_date"])
+                if "referral_date" in vw.columns
+                else pd.Series(pd.NaT, index=vw.index, dtype="datetime64[ns]")
+            ),
+        }
+    ).reset_index(drop=True)
+    links.insert(
+        4, "vw_days", (links["vw_discharge_date"] - links["vw_admission_date"]).dt.days.astype("int64")
+    )
     return links, pd.DataFrame(ex)
 
 
@@ -217,39 +282,61 @@ class Cohort:
     periods: pd.DataFrame
 
 
-def _eligible_spells(sp: pd.DataFrame, periods: pd.DataFrame, pathways: dict[str, list[str]],
-                     min_age: int, ex: list[dict]) -> pd.DataFrame:
+def _eligible_spells(
+    sp: pd.DataFrame, periods: pd.DataFrame, pathways: dict[str, list[str]], min_age: int, ex: list[dict]
+) -> pd.DataFrame:
     """Emergency spells of adults in the pathways, at a virtual ward provider in the months it ran.
 
     The first four cohort steps, each counted in ``ex``. Adds ``pathway``.
     """
     n = len(sp)
     c = sp[sp["emergency"].astype(bool)]
-    _count(ex, "spells", "emergency admissions", n, len(c), "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
+    _count(
+        ex, "spells", "emergency admissions", n, len(c), "not an emergency admission (ADMIMETH 21-28, 2A-2D)"
+    )
     n = len(c)
     c = c[c["age"] >= min_age]
     _count(ex, "spells", f"aged {min_age} or over", n, len(c), f"aged under {min_age}")
     n = len(c)
-    c = c.assign(pathway=assign_pathway(c["primary_diagnosis"], pathways) if "primary_diagnosis" in c.columns
-                 else pd.Series(pd.NA, index=c.index, dtype="str"))
+    c = c.assign(
+        pathway=assign_pathway(c["primary_diagnosis"], pathways)
+        if "primary_diagnosis" in c.columns
+        else pd.Series(pd.NA, index=c.index, dtype="str")
+    )
     c = c[c["pathway"].notna()]
-    _count(ex, "spells", "eligible pathway", n, len(c), "primary diagnosis outside the pathways' ICD-10 codes")
+    _count(
+        ex, "spells", "eligible pathway", n, len(c), "primary diagnosis outside the pathways' ICD-10 codes"
+    )
     n = len(c)
     c = c.merge(periods[["provider_code", "period_start", "period_end"]], on="provider_code", how="left")
-    in_period = (pd.to_datetime(c["admission_date"]) >= c["period_start"]) & \
-                (pd.to_datetime(c["admission_date"]) <= c["period_end"])
+    in_period = (pd.to_datetime(c["admission_date"]) >= c["period_start"]) & (
+        pd.to_datetime(c["admission_date"]) <= c["period_end"]
+    )
     c = c[in_period.fillna(False).astype(bool)].drop(columns=["period_start", "period_end"])
-    _count(ex, "spells", "provider and months with a virtual ward", n, len(c),
-           "admitted at a provider without a virtual ward, or outside the months it ran")
+    _count(
+        ex,
+        "spells",
+        "provider and months with a virtual ward",
+        n,
+        len(c),
+        "admitted at a provider without a virtual ward, or outside the months it ran",
+    )
     return c
 
 
-def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
-                 pathways: dict[str, list[str]] | None = None, window_days: int = 30,
-                 max_gap_days: int = 1, starts: dict[str, str] | None = None,
-                 covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
-                 follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18,
-                 exclude_in_hospital_deaths: bool = True) -> Cohort:
+def build_cohort(
+    spells: pd.DataFrame,
+    virtual_ward: pd.DataFrame,
+    pathways: dict[str, list[str]] | None = None,
+    window_days: int = 30,
+    max_gap_days: int = 1,
+    starts: dict[str, str] | None = None,
+    covariates: list[str] | None = None,
+    deaths: pd.DataFrame | None = None,
+    follow_up_end: str | pd.Timestamp | None = None,
+    min_age: int = 18,
+    exclude_in_hospital_deaths: bool = True,
+) -> Cohort:
     """The evaluation cohort with treatment, covariates and outcomes.
 
     Steps, each counted in ``exclusions``: emergency admissions; adults
@@ -286,9 +373,13 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     n = len(c)
     if exclude_in_hospital_deaths:
         c = c[~_died(c)]
-    _count(ex, "spells", "discharged alive", n, len(c), "died in the acute spell, so could not be stepped down")
+    _count(
+        ex, "spells", "discharged alive", n, len(c), "died in the acute spell, so could not be stepped down"
+    )
 
-    c = c.merge(links.drop(columns=["vw_pathway", "vw_provider_code", "referral_date"]), on="spell_id", how="left")
+    c = c.merge(
+        links.drop(columns=["vw_pathway", "vw_provider_code", "referral_date"]), on="spell_id", how="left"
+    )
     c["treated"] = c["vw_stay_id"].notna().astype(int)
     # the admission month: the discharge month comes after the treatment decision
     c["month"] = pd.to_datetime(c["admission_date"]).dt.to_period("M").dt.to_timestamp()
@@ -307,14 +398,28 @@ def build_cohort(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     return _finish_cohort(c, ex, ex_links, links, periods, covariates, window, end_data)
 
 
-def _finish_cohort(c: pd.DataFrame, ex: list[dict], ex_links: pd.DataFrame, links: pd.DataFrame,
-                   periods: pd.DataFrame, covariates: list[str] | None, window: int, end_data: pd.Timestamp) -> Cohort:
+def _finish_cohort(
+    c: pd.DataFrame,
+    ex: list[dict],
+    ex_links: pd.DataFrame,
+    links: pd.DataFrame,
+    periods: pd.DataFrame,
+    covariates: list[str] | None,
+    window: int,
+    end_data: pd.Timestamp,
+) -> Cohort:
     """The last steps of :func:`build_cohort`, shared by the pandas and SQL builds: follow-up and covariates complete."""
     n = len(c)
     complete = c["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data
     c = c[complete]
-    _count(ex, "spells", "follow-up complete", n, len(c),
-           f"the {window}-day window after the end of care runs past the end of the data ({end_data:%d %b %Y})")
+    _count(
+        ex,
+        "spells",
+        "follow-up complete",
+        n,
+        len(c),
+        f"the {window}-day window after the end of care runs past the end of the data ({end_data:%d %b %Y})",
+    )
     for col in covariates or []:
         n = len(c)
         if col not in c.columns:
@@ -324,11 +429,24 @@ def _finish_cohort(c: pd.DataFrame, ex: list[dict], ex_links: pd.DataFrame, link
 
     treated_links = links[links["spell_id"].isin(c["spell_id"])]
     ex_out = pd.concat([ex_links, pd.DataFrame(ex)], ignore_index=True)
-    ex_out = pd.concat([ex_out, pd.DataFrame([{
-        "table": "virtual_ward", "step": "linked spell in the cohort", "rows_before": len(links),
-        "rows_removed": len(links) - len(treated_links), "rows_after": len(treated_links),
-        "reason": "the linked spell is outside the cohort (pathway, period, death or follow-up)"}])],
-        ignore_index=True)
+    ex_out = pd.concat(
+        [
+            ex_out,
+            pd.DataFrame(
+                [
+                    {
+                        "table": "virtual_ward",
+                        "step": "linked spell in the cohort",
+                        "rows_before": len(links),
+                        "rows_removed": len(links) - len(treated_links),
+                        "rows_after": len(treated_links),
+                        "reason": "the linked spell is outside the cohort (pathway, period, death or follow-up)",
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     cols = [col for col in COHORT_COLUMNS if col in c.columns]
     extra = [col for col in (covariates or []) if col not in cols]
     return Cohort(c[cols + extra].reset_index(drop=True), ex_out, links, periods)
@@ -350,21 +468,40 @@ def death_dates(spells: pd.DataFrame, deaths: pd.DataFrame | None = None) -> pd.
     comparisons with dates never fail.
     """
     died = spells[_died(spells)]
-    parts = [pd.DataFrame({"patient_id": died["patient_id"].astype("str"),
-                           "date_of_death": pd.to_datetime(died["discharge_date"])})]
+    parts = [
+        pd.DataFrame(
+            {
+                "patient_id": died["patient_id"].astype("str"),
+                "date_of_death": pd.to_datetime(died["discharge_date"]),
+            }
+        )
+    ]
     if deaths is not None:
-        parts.append(pd.DataFrame({"patient_id": deaths["patient_id"].astype("str"),
-                                   "date_of_death": pd.to_datetime(deaths["date_of_death"])}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patient_id": deaths["patient_id"].astype("str"),
+                    "date_of_death": pd.to_datetime(deaths["date_of_death"]),
+                }
+            )
+        )
     dd = pd.concat(parts, ignore_index=True)
     dd["date_of_death"] = dd["date_of_death"].astype("datetime64[ns]")
     return dd.drop_duplicates().set_index("patient_id")["date_of_death"].sort_values()
 
 
-def _first_death_between(patient_id: pd.Series, start: pd.Series, stop: pd.Series, dd: pd.Series) -> pd.Series:
+def _first_death_between(
+    patient_id: pd.Series, start: pd.Series, stop: pd.Series, dd: pd.Series
+) -> pd.Series:
     """The first death date of each row's patient from ``start`` to ``stop`` (inclusive), else NaT."""
-    frame = pd.DataFrame({"patient_id": patient_id.astype("str").to_numpy(), "_row": np.arange(len(patient_id)),
-                          "start": pd.to_datetime(start).astype("datetime64[ns]").to_numpy(),
-                          "stop": pd.to_datetime(stop).astype("datetime64[ns]").to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "patient_id": patient_id.astype("str").to_numpy(),
+            "_row": np.arange(len(patient_id)),
+            "start": pd.to_datetime(start).astype("datetime64[ns]").to_numpy(),
+            "stop": pd.to_datetime(stop).astype("datetime64[ns]").to_numpy(),
+        }
+    )
     m = frame.merge(dd.rename("when").reset_index(), on="patient_id", how="inner")
     m = m[(m["when"] >= m["start"]) & (m["when"] <= m["stop"])]
     first = m.groupby("_row")["when"].min()
@@ -390,8 +527,12 @@ def _death_within(c: pd.DataFrame, sp: pd.DataFrame, deaths: pd.DataFrame | None
 def _readmission_elsewhere(c: pd.DataFrame, sp: pd.DataFrame) -> pd.Series:
     """1 when the readmission counted in ``readmission_30d`` was to another provider."""
     em = sp[sp["emergency"].astype(bool)]
-    key = em.assign(patient_id=em["patient_id"].astype("str"), admission_date=pd.to_datetime(em["admission_date"]))
-    key = key.sort_values(["patient_id", "admission_date", "spell_id"]).drop_duplicates(["patient_id", "admission_date"])
+    key = em.assign(
+        patient_id=em["patient_id"].astype("str"), admission_date=pd.to_datetime(em["admission_date"])
+    )
+    key = key.sort_values(["patient_id", "admission_date", "spell_id"]).drop_duplicates(
+        ["patient_id", "admission_date"]
+    )
     lookup = key.set_index(["patient_id", "admission_date"])["provider_code"].astype("str")
     when = pd.to_datetime(c["discharge_date"]) + pd.to_timedelta(c["_gap"].astype("float"), unit="D")
     idx = pd.MultiIndex.from_arrays([c["patient_id"].astype("str"), when])
@@ -412,8 +553,15 @@ def readmission_destinations(cohort: pd.DataFrame) -> pd.DataFrame:
         g = cohort[cohort["treated"] == flag]
         r = int(g["readmission_30d"].sum())
         o = int(g["readmission_other_provider"].sum())
-        rows.append({"group": label, "spells": len(g), "readmissions": r, "to_other_provider": o,
-                     "share_other_provider": o / r if r else float("nan")})
+        rows.append(
+            {
+                "group": label,
+                "spells": len(g),
+                "readmissions": r,
+                "to_other_provider": o,
+                "share_other_provider": o / r if r else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -428,20 +576,27 @@ def describe_cohort(cohort: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for label, flag in (("virtual ward", 1), ("control", 0)):
         g = cohort[cohort["treated"] == flag]
-        rows.append({
-            "group": label, "spells": len(g), "mean_age": g["age"].mean(),
-            "share_female": (g["sex"].astype("str") == "2").mean(),
-            "mean_frailty": g["frailty_score"].mean() if "frailty_score" in g else float("nan"),
-            "mean_imd_decile": g["imd_decile"].mean() if "imd_decile" in g else float("nan"),
-            "mean_acute_los": g["acute_los"].mean(), "mean_vw_days": g["vw_days"].mean(),
-            "mean_total_los": g["total_los"].mean(), "readmission_30d_rate": g["readmission_30d"].mean(),
-            "death_30d_rate": g["death_30d"].mean(),
-        })
+        rows.append(
+            {
+                "group": label,
+                "spells": len(g),
+                "mean_age": g["age"].mean(),
+                "share_female": (g["sex"].astype("str") == "2").mean(),
+                "mean_frailty": g["frailty_score"].mean() if "frailty_score" in g else float("nan"),
+                "mean_imd_decile": g["imd_decile"].mean() if "imd_decile" in g else float("nan"),
+                "mean_acute_los": g["acute_los"].mean(),
+                "mean_vw_days": g["vw_days"].mean(),
+                "mean_total_los": g["total_los"].mean(),
+                "readmission_30d_rate": g["readmission_30d"].mean(),
+                "death_30d_rate": g["death_30d"].mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def pathway_spells(spells: pd.DataFrame, pathways: dict[str, list[str]] | None = None,
-                   min_age: int = 18) -> pd.DataFrame:
+def pathway_spells(
+    spells: pd.DataFrame, pathways: dict[str, list[str]] | None = None, min_age: int = 18
+) -> pd.DataFrame:
     """Emergency spells of adults in the pathways, at every provider and in every month.
 
     The population a provider-level analysis (interrupted time series,
@@ -461,17 +616,40 @@ def pathway_spells(spells: pd.DataFrame, pathways: dict[str, list[str]] | None =
 #: Outcomes of the target-trial design, all counted from time zero over the
 #: same fixed windows in both arms.
 TARGET_TRIAL_OUTCOMES: list[str] = [
-    "acute_los", "total_los", "readmission_30d", "readmission_90d", "death_30d",
-    "readmission_or_death_30d", "days_alive_out_of_hospital_30d",
+    "acute_los",
+    "total_los",
+    "readmission_30d",
+    "readmission_90d",
+    "death_30d",
+    "readmission_or_death_30d",
+    "days_alive_out_of_hospital_30d",
 ]
 
 #: Covariates measured before time zero that :func:`build_target_trial` adds.
 PRIOR_USE_COVARIATES: list[str] = ["prior_emergency_admissions", "prior_bed_days"]
 
 TARGET_TRIAL_COLUMNS: list[str] = [
-    "risk_set", "landmark_day", "time_zero", "time_zero_source", "spell_id", "patient_id", "provider_code",
-    "admission_date", "discharge_date", "pathway", "age", "sex", "frailty_score", "imd_decile", "month",
-    *PRIOR_USE_COVARIATES, "treated", "vw_stay_id", "vw_days", "end_of_care", *TARGET_TRIAL_OUTCOMES,
+    "risk_set",
+    "landmark_day",
+    "time_zero",
+    "time_zero_source",
+    "spell_id",
+    "patient_id",
+    "provider_code",
+    "admission_date",
+    "discharge_date",
+    "pathway",
+    "age",
+    "sex",
+    "frailty_score",
+    "imd_decile",
+    "month",
+    *PRIOR_USE_COVARIATES,
+    "treated",
+    "vw_stay_id",
+    "vw_days",
+    "end_of_care",
+    *TARGET_TRIAL_OUTCOMES,
     "readmission_other_provider",
 ]
 
@@ -507,33 +685,52 @@ def prior_use(cohort: pd.DataFrame, spells: pd.DataFrame, days: int = 365) -> pd
     from the spells themselves: in the first year of an extract the history
     is shorter than a year (admission month, a covariate, carries that).
     """
-    left = pd.DataFrame({"spell_id": cohort["spell_id"].astype("str").to_numpy(),
-                         "patient_id": cohort["patient_id"].astype("str").to_numpy(),
-                         "adm": pd.to_datetime(cohort["admission_date"]).astype("datetime64[ns]").to_numpy()})
+    left = pd.DataFrame(
+        {
+            "spell_id": cohort["spell_id"].astype("str").to_numpy(),
+            "patient_id": cohort["patient_id"].astype("str").to_numpy(),
+            "adm": pd.to_datetime(cohort["admission_date"]).astype("datetime64[ns]").to_numpy(),
+        }
+    )
     left = left.drop_duplicates("spell_id")
-    right = pd.DataFrame({"other_id": spells["spell_id"].astype("str").to_numpy(),
-                          "patient_id": spells["patient_id"].astype("str").to_numpy(),
-                          "adm_j": pd.to_datetime(spells["admission_date"]).astype("datetime64[ns]").to_numpy(),
-                          "dis_j": pd.to_datetime(spells["discharge_date"]).astype("datetime64[ns]").to_numpy(),
-                          "emergency_j": spells["emergency"].astype(bool).to_numpy()})
+    right = pd.DataFrame(
+        {
+            "other_id": spells["spell_id"].astype("str").to_numpy(),
+            "patient_id": spells["patient_id"].astype("str").to_numpy(),
+            "adm_j": pd.to_datetime(spells["admission_date"]).astype("datetime64[ns]").to_numpy(),
+            "dis_j": pd.to_datetime(spells["discharge_date"]).astype("datetime64[ns]").to_numpy(),
+            "emergency_j": spells["emergency"].astype(bool).to_numpy(),
+        }
+    )
     m = left.merge(right[right["patient_id"].isin(left["patient_id"])], on="patient_id", how="inner")
     start = m["adm"] - pd.Timedelta(days=days)
-    m = m[(m["other_id"] != m["spell_id"]) & (m["adm_j"] < m["adm"]) & (m["dis_j"] > start)
-          | (m["other_id"] != m["spell_id"]) & (m["adm_j"] >= start) & (m["adm_j"] < m["adm"])]
+    m = m[
+        (m["other_id"] != m["spell_id"]) & (m["adm_j"] < m["adm"]) & (m["dis_j"] > start)
+        | (m["other_id"] != m["spell_id"]) & (m["adm_j"] >= start) & (m["adm_j"] < m["adm"])
+    ]
     start = m["adm"] - pd.Timedelta(days=days)
     nights = (np.minimum(m["dis_j"], m["adm"]) - np.maximum(m["adm_j"], start)).dt.days.clip(lower=0)
     admitted_in_year = (m["adm_j"] >= start) & (m["adm_j"] < m["adm"]) & m["emergency_j"]
     agg = pd.DataFrame({"spell_id": m["spell_id"], "n": admitted_in_year.astype(int), "nights": nights})
     agg = agg.groupby("spell_id").sum()
     out = left[["spell_id"]].merge(agg, left_on="spell_id", right_index=True, how="left")
-    return pd.DataFrame({"spell_id": out["spell_id"].to_numpy(),
-                         "prior_emergency_admissions": out["n"].fillna(0).astype("int64").to_numpy(),
-                         "prior_bed_days": out["nights"].fillna(0).astype("int64").to_numpy()})
+    return pd.DataFrame(
+        {
+            "spell_id": out["spell_id"].to_numpy(),
+            "prior_emergency_admissions": out["n"].fillna(0).astype("int64").to_numpy(),
+            "prior_bed_days": out["nights"].fillna(0).astype("int64").to_numpy(),
+        }
+    )
 
 
-def time_zero_outcomes(rows: pd.DataFrame, spells: pd.DataFrame, deaths: pd.DataFrame | None = None,
-                       window_days: int = 30, long_window_days: int = 90,
-                       end_data: pd.Timestamp | None = None) -> pd.DataFrame:
+def time_zero_outcomes(
+    rows: pd.DataFrame,
+    spells: pd.DataFrame,
+    deaths: pd.DataFrame | None = None,
+    window_days: int = 30,
+    long_window_days: int = 90,
+    end_data: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """The target-trial outcomes of each row, counted from its ``time_zero``.
 
     ``rows`` needs spell_id, patient_id, provider_code, discharge_date,
@@ -579,13 +776,24 @@ def time_zero_outcomes(rows: pd.DataFrame, spells: pd.DataFrame, deaths: pd.Data
     # days alive and out of hospital
     stop = t0 + pd.Timedelta(days=w)
     index_nights = (np.minimum(dis, stop) - t0).dt.days.clip(lower=0)
-    key = pd.DataFrame({"_row": np.arange(len(rows)), "patient_id": rows["patient_id"].astype("str").to_numpy(),
-                        "spell_id": rows["spell_id"].astype("str").to_numpy(), "t0": t0.to_numpy(),
-                        "stop": stop.to_numpy(), "dis": dis.to_numpy()})
-    other = pd.DataFrame({"patient_id": spells["patient_id"].astype("str").to_numpy(),
-                          "other_id": spells["spell_id"].astype("str").to_numpy(),
-                          "adm_j": pd.to_datetime(spells["admission_date"]).astype("datetime64[ns]").to_numpy(),
-                          "dis_j": pd.to_datetime(spells["discharge_date"]).astype("datetime64[ns]").to_numpy()})
+    key = pd.DataFrame(
+        {
+            "_row": np.arange(len(rows)),
+            "patient_id": rows["patient_id"].astype("str").to_numpy(),
+            "spell_id": rows["spell_id"].astype("str").to_numpy(),
+            "t0": t0.to_numpy(),
+            "stop": stop.to_numpy(),
+            "dis": dis.to_numpy(),
+        }
+    )
+    other = pd.DataFrame(
+        {
+            "patient_id": spells["patient_id"].astype("str").to_numpy(),
+            "other_id": spells["spell_id"].astype("str").to_numpy(),
+            "adm_j": pd.to_datetime(spells["admission_date"]).astype("datetime64[ns]").to_numpy(),
+            "dis_j": pd.to_datetime(spells["discharge_date"]).astype("datetime64[ns]").to_numpy(),
+        }
+    )
     m = key.merge(other[other["patient_id"].isin(key["patient_id"])], on="patient_id", how="inner")
     m = m[(m["other_id"] != m["spell_id"]) & (m["adm_j"] >= m["dis"]) & (m["adm_j"] < m["stop"])]
     later = (np.minimum(m["dis_j"], m["stop"]) - np.maximum(m["adm_j"], m["t0"])).dt.days.clip(lower=1)
@@ -596,24 +804,37 @@ def time_zero_outcomes(rows: pd.DataFrame, spells: pd.DataFrame, deaths: pd.Data
     out["days_alive_out_of_hospital_30d"] = daoh.astype("int64")
     # where the readmission went
     em = spells[spells["emergency"].astype(bool)]
-    look = pd.DataFrame({"patient_id": em["patient_id"].astype("str").to_numpy(),
-                         "when": pd.to_datetime(em["admission_date"]).astype("datetime64[ns]").to_numpy(),
-                         "prov": em["provider_code"].astype("str").to_numpy(),
-                         "sid": em["spell_id"].astype("str").to_numpy()})
+    look = pd.DataFrame(
+        {
+            "patient_id": em["patient_id"].astype("str").to_numpy(),
+            "when": pd.to_datetime(em["admission_date"]).astype("datetime64[ns]").to_numpy(),
+            "prov": em["provider_code"].astype("str").to_numpy(),
+            "sid": em["spell_id"].astype("str").to_numpy(),
+        }
+    )
     look = look.sort_values(["patient_id", "when", "sid"]).drop_duplicates(["patient_id", "when"])
     idx = pd.MultiIndex.from_arrays([rows["patient_id"].astype("str"), readmit_at])
     prov = pd.Series(look.set_index(["patient_id", "when"])["prov"].reindex(idx).to_numpy(), index=rows.index)
-    out["readmission_other_provider"] = ((out["readmission_30d"] == 1) & prov.notna()
-                                         & (prov != rows["provider_code"].astype("str"))).astype(int)
+    out["readmission_other_provider"] = (
+        (out["readmission_30d"] == 1) & prov.notna() & (prov != rows["provider_code"].astype("str"))
+    ).astype(int)
     return out
 
 
-def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
-                       pathways: dict[str, list[str]] | None = None, window_days: int = 30,
-                       max_gap_days: int = 1, starts: dict[str, str] | None = None,
-                       covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
-                       follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18,
-                       long_window_days: int = 90, prior_days: int = 365) -> TargetTrial:
+def build_target_trial(
+    spells: pd.DataFrame,
+    virtual_ward: pd.DataFrame,
+    pathways: dict[str, list[str]] | None = None,
+    window_days: int = 30,
+    max_gap_days: int = 1,
+    starts: dict[str, str] | None = None,
+    covariates: list[str] | None = None,
+    deaths: pd.DataFrame | None = None,
+    follow_up_end: str | pd.Timestamp | None = None,
+    min_age: int = 18,
+    long_window_days: int = 90,
+    prior_days: int = 365,
+) -> TargetTrial:
     """The evaluation cohort of a target trial with one time zero for both arms.
 
     METHODS.md section 5 (Hernán & Robins 2016, Am J Epidemiol 183:758, on
@@ -645,8 +866,9 @@ def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     sp["provider_code"] = sp["provider_code"].astype("str")
     adm_all = pd.to_datetime(sp["admission_date"])
     end_data = pd.Timestamp(follow_up_end) if follow_up_end is not None else adm_all.max()
-    sp["_gap"] = next_emergency_gap(sp["patient_id"], sp["spell_id"], adm_all, pd.to_datetime(sp["discharge_date"]),
-                                    sp["emergency"]).astype("Float64")
+    sp["_gap"] = next_emergency_gap(
+        sp["patient_id"], sp["spell_id"], adm_all, pd.to_datetime(sp["discharge_date"]), sp["emergency"]
+    ).astype("Float64")
     links, ex_links = link_step_down(sp, virtual_ward, max_gap_days=max_gap_days)
     periods = virtual_ward_periods(virtual_ward, starts)
     ex: list[dict] = []
@@ -661,8 +883,14 @@ def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     n = len(c)
     keep = ~bad.to_numpy()
     c, adm, dis, linked, ref, has_ref = (x[keep] for x in (c, adm, dis, linked, ref, has_ref))
-    _count(ex, "spells", "referral_date within the linked spell", n, len(c),
-           "the step-down stay's referral_date is before the admission or after the acute discharge")
+    _count(
+        ex,
+        "spells",
+        "referral_date within the linked spell",
+        n,
+        len(c),
+        "the step-down stay's referral_date is before the admission or after the acute discharge",
+    )
     c = c.assign(
         vw_days=c["vw_days"].fillna(0).astype("int64"),
         end_of_care=c["vw_discharge_date"].astype("datetime64[ns]").where(linked, dis),
@@ -687,24 +915,52 @@ def build_target_trial(spells: pd.DataFrame, virtual_ward: pd.DataFrame,
     r["time_source_row"] = r["time_zero_source"]
     r["time_zero_source"] = np.where(r["treated"] == 1, r["time_zero_source"], "")
     r["time_zero"] = pd.to_datetime(r["admission_date"]).astype("datetime64[ns]") + pd.to_timedelta(
-        r["landmark_day"], unit="D")
-    r["risk_set"] = (r["provider_code"].astype("str") + " | " + r["pathway"].astype("str") + " | day "
-                     + r["landmark_day"].astype("str"))
+        r["landmark_day"], unit="D"
+    )
+    r["risk_set"] = (
+        r["provider_code"].astype("str")
+        + " | "
+        + r["pathway"].astype("str")
+        + " | day "
+        + r["landmark_day"].astype("str")
+    )
     n_spells = c["spell_id"].nunique()
-    _count(ex, "spells", "in a risk set", n_spells, r["spell_id"].nunique(),
-           "not in hospital on the hospital day of any step-down decision at its provider and pathway")
+    _count(
+        ex,
+        "spells",
+        "in a risk set",
+        n_spells,
+        r["spell_id"].nunique(),
+        "not in hospital on the hospital day of any step-down decision at its provider and pathway",
+    )
     r = r.reset_index(drop=True)
     r = pd.concat([r, time_zero_outcomes(r, sp, deaths, window, long_window_days, end_data)], axis=1)
     # the naive comparison: every eligible spell, clocks started at admission
-    a = c.assign(treated=linked.astype(int).to_numpy(), time_zero=adm.to_numpy(), landmark_day=0,
-                 risk_set="all eligible spells").reset_index(drop=True)
+    a = c.assign(
+        treated=linked.astype(int).to_numpy(),
+        time_zero=adm.to_numpy(),
+        landmark_day=0,
+        risk_set="all eligible spells",
+    ).reset_index(drop=True)
     a = pd.concat([a, time_zero_outcomes(a, sp, deaths, window, long_window_days, end_data)], axis=1)
-    return _finish_target_trial(r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data)
+    return _finish_target_trial(
+        r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data
+    )
 
 
-def _finish_target_trial(r: pd.DataFrame, a: pd.DataFrame, ex: list[dict], ex_links: pd.DataFrame,
-                         links: pd.DataFrame, periods: pd.DataFrame, time_zero: str, counts: dict[str, int],
-                         covariates: list[str] | None, window: int, end_data: pd.Timestamp) -> TargetTrial:
+def _finish_target_trial(
+    r: pd.DataFrame,
+    a: pd.DataFrame,
+    ex: list[dict],
+    ex_links: pd.DataFrame,
+    links: pd.DataFrame,
+    periods: pd.DataFrame,
+    time_zero: str,
+    counts: dict[str, int],
+    covariates: list[str] | None,
+    window: int,
+    end_data: pd.Timestamp,
+) -> TargetTrial:
     """The last steps of a target trial, shared by the pandas and SQL builds: follow-up and covariates complete.
 
     ``r``: the risk-set rows with their outcomes; ``a``: every eligible spell
@@ -714,30 +970,63 @@ def _finish_target_trial(r: pd.DataFrame, a: pd.DataFrame, ex: list[dict], ex_li
     # later steps count spells (a spell leaves when none of its risk-set rows is left)
     n, n_rows = r["spell_id"].nunique(), len(r)
     r = r[(r["time_zero"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
-    _count(ex, "spells", "follow-up complete", n, r["spell_id"].nunique(),
-           f"the {window}-day window after time zero runs past the end of the data ({end_data:%d %b %Y}); "
-           f"{n_rows - len(r):,} risk-set rows")
+    _count(
+        ex,
+        "spells",
+        "follow-up complete",
+        n,
+        r["spell_id"].nunique(),
+        f"the {window}-day window after time zero runs past the end of the data ({end_data:%d %b %Y}); "
+        f"{n_rows - len(r):,} risk-set rows",
+    )
     for col in covariates or []:
         n, n_rows = r["spell_id"].nunique(), len(r)
         if col not in r.columns:
             raise ValueError(f"covariate '{col}' is not a column of the spells (columns: {list(r.columns)})")
         r = r[r[col].notna().to_numpy()]
-        _count(ex, "spells", f"{col} recorded", n, r["spell_id"].nunique(),
-               f"{col} is missing; {n_rows - len(r):,} risk-set rows")
+        _count(
+            ex,
+            "spells",
+            f"{col} recorded",
+            n,
+            r["spell_id"].nunique(),
+            f"{col} is missing; {n_rows - len(r):,} risk-set rows",
+        )
 
     a = a[(a["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
 
     treated_links = links[links["spell_id"].isin(r.loc[r["treated"] == 1, "spell_id"])]
-    ex_out = pd.concat([ex_links, pd.DataFrame(ex), pd.DataFrame([{
-        "table": "virtual_ward", "step": "linked spell in a risk set", "rows_before": len(links),
-        "rows_removed": len(links) - len(treated_links), "rows_after": len(treated_links),
-        "reason": "the linked spell is outside the cohort (pathway, period, referral date or follow-up)"}])],
-        ignore_index=True)
+    ex_out = pd.concat(
+        [
+            ex_links,
+            pd.DataFrame(ex),
+            pd.DataFrame(
+                [
+                    {
+                        "table": "virtual_ward",
+                        "step": "linked spell in a risk set",
+                        "rows_before": len(links),
+                        "rows_removed": len(links) - len(treated_links),
+                        "rows_after": len(treated_links),
+                        "reason": "the linked spell is outside the cohort (pathway, period, referral date or follow-up)",
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     cols = [col for col in TARGET_TRIAL_COLUMNS if col in r.columns]
     extra = [col for col in (covariates or []) if col not in cols]
     a_cols = [col for col in TARGET_TRIAL_COLUMNS if col in a.columns] + [x for x in extra if x in a.columns]
-    return TargetTrial(r[cols + extra].reset_index(drop=True), a[a_cols].reset_index(drop=True), ex_out,
-                       links, periods, time_zero, counts)
+    return TargetTrial(
+        r[cols + extra].reset_index(drop=True),
+        a[a_cols].reset_index(drop=True),
+        ex_out,
+        links,
+        periods,
+        time_zero,
+        counts,
+    )
 
 
 def describe_time_zero(trial: TargetTrial) -> str:
@@ -745,14 +1034,18 @@ def describe_time_zero(trial: TargetTrial) -> str:
     c = trial.time_zero_counts
     n_ref, n_step = c.get("referral_date", 0), c.get("step-down day", 0)
     sets = trial.rows["risk_set"].nunique() if len(trial.rows) else 0
-    head = (f"Time zero: {n_ref:,} step-down stays have a referral_date (the day the step-down was decided) "
-            f"and {n_step:,} do not, so the step-down day (the acute discharge onto the virtual ward) is used "
-            f"for them. {sets:,} risk sets (provider, pathway and hospital day of time zero).")
+    head = (
+        f"Time zero: {n_ref:,} step-down stays have a referral_date (the day the step-down was decided) "
+        f"and {n_step:,} do not, so the step-down day (the acute discharge onto the virtual ward) is used "
+        f"for them. {sets:,} risk sets (provider, pathway and hospital day of time zero)."
+    )
     if n_step == 0:
         return head + " Every treated spell's clock starts on the day of the decision, like its controls'."
-    return head + (" The step-down day comes after the decision and after the shorter stay the decision caused: "
-                   "the comparison then asks what the remaining stay of patients still in hospital that day was, "
-                   "which flatters the ward. Add referral_date to the virtual ward extract to fix this.")
+    return head + (
+        " The step-down day comes after the decision and after the shorter stay the decision caused: "
+        "the comparison then asks what the remaining stay of patients still in hospital that day was, "
+        "which flatters the ward. Add referral_date to the virtual ward extract to fix this."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -767,7 +1060,9 @@ def _day(column: str) -> str:
     return f"DATE_DIFF('day', DATE '1970-01-01', CAST({column} AS DATE))"
 
 
-def _pathway_sql(pathways: dict[str, list[str]], diagnosis: str = "primary_diagnosis") -> list[tuple[str, str]]:
+def _pathway_sql(
+    pathways: dict[str, list[str]], diagnosis: str = "primary_diagnosis"
+) -> list[tuple[str, str]]:
     """(name, SQL condition) of each pathway, as :func:`assign_pathway` reads the codes."""
     letter = f"SUBSTRING(UPPER(TRIM({diagnosis})), 1, 1)"
     number = f"TRY_CAST(SUBSTRING(TRIM({diagnosis}), 2, 2) AS DOUBLE)"
@@ -793,7 +1088,9 @@ def _register(backend, name: str, frame: pd.DataFrame) -> None:
     if hasattr(backend, "con"):  # DuckDB
         backend.con.register(name, frame)
     else:  # Spark
-        backend.spark.createDataFrame(frame.astype(object).where(frame.notna(), None)).createOrReplaceTempView(name)
+        backend.spark.createDataFrame(
+            frame.astype(object).where(frame.notna(), None)
+        ).createOrReplaceTempView(name)
 
 
 def _view(backend, name: str, sql: str) -> None:
@@ -834,13 +1131,19 @@ def _outcomes_sql(rows: str, window: int, long_window: int, end_day: int) -> str
     """:func:`time_zero_outcomes` in SQL over ``rows`` (integer days: _row, patient_id, spell_id,
     provider_code, dis, eoc, t0, gap), joined to every spell (``tt_spells``) and death (``tt_deaths``)."""
     w, wl = int(window), int(long_window)
-    first_death = (f"SELECT x._row, MIN(d.dday) AS death_day FROM {rows} AS x JOIN tt_deaths AS d "
-                   f"ON d.patient_id = x.patient_id AND d.dday >= x.t0 AND d.dday <= x.t0 + {w - 1} GROUP BY x._row")
-    later = (f"SELECT x._row, SUM(GREATEST(LEAST(s.dis, x.t0 + {w}) - GREATEST(s.adm, x.t0), 1)) AS nights "
-             f"FROM {rows} AS x JOIN tt_spells AS s ON s.patient_id = x.patient_id AND s.spell_id <> x.spell_id "
-             f"AND s.adm >= x.dis AND s.adm < x.t0 + {w} GROUP BY x._row")
-    lookup = ("SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
-              "GROUP BY patient_id, adm")
+    first_death = (
+        f"SELECT x._row, MIN(d.dday) AS death_day FROM {rows} AS x JOIN tt_deaths AS d "
+        f"ON d.patient_id = x.patient_id AND d.dday >= x.t0 AND d.dday <= x.t0 + {w - 1} GROUP BY x._row"
+    )
+    later = (
+        f"SELECT x._row, SUM(GREATEST(LEAST(s.dis, x.t0 + {w}) - GREATEST(s.adm, x.t0), 1)) AS nights "
+        f"FROM {rows} AS x JOIN tt_spells AS s ON s.patient_id = x.patient_id AND s.spell_id <> x.spell_id "
+        f"AND s.adm >= x.dis AND s.adm < x.t0 + {w} GROUP BY x._row"
+    )
+    lookup = (
+        "SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
+        "GROUP BY patient_id, adm"
+    )
     r30 = f"(x.gap IS NOT NULL AND x.dis + x.gap <= x.t0 + {w - 1})"
     dead = "CASE WHEN fd.death_day IS NULL THEN 0 ELSE GREATEST(x.t0 + {w} - fd.death_day, 0) END".format(w=w)
     index_nights = f"GREATEST(LEAST(x.dis, x.t0 + {w}) - x.t0, 0)"
@@ -884,18 +1187,37 @@ class VirtualWardInput:
 
 
 #: Fields :func:`helpers.derive.load_spells` derives, which a covariate of the all-spells design may name.
-DERIVED_SPELL_FIELDS: list[str] = ["los_days", "emergency", "elective", "day_case", "died", "readmission_days",
-                                   "readmit_30d", "readmission_eligible", "financial_year", "month"]
+DERIVED_SPELL_FIELDS: list[str] = [
+    "los_days",
+    "emergency",
+    "elective",
+    "day_case",
+    "died",
+    "readmission_days",
+    "readmit_30d",
+    "readmission_eligible",
+    "financial_year",
+    "month",
+]
 
 
-def prepare_virtual_ward(data_spells: str | None, virtual_ward: pd.DataFrame,
-                         pathways: dict[str, list[str]] | None = None, window_days: int = 30,
-                         max_gap_days: int = 1, starts: dict[str, str] | None = None,
-                         covariates: list[str] | None = None, deaths: pd.DataFrame | None = None,
-                         follow_up_end: str | pd.Timestamp | None = None, min_age: int = 18,
-                         long_window_days: int = 90, prior_days: int = 365,
-                         column_map: dict[str, str] | None = None, engine: str = "duckdb",
-                         spark=None) -> VirtualWardInput:
+def prepare_virtual_ward(
+    data_spells: str | None,
+    virtual_ward: pd.DataFrame,
+    pathways: dict[str, list[str]] | None = None,
+    window_days: int = 30,
+    max_gap_days: int = 1,
+    starts: dict[str, str] | None = None,
+    covariates: list[str] | None = None,
+    deaths: pd.DataFrame | None = None,
+    follow_up_end: str | pd.Timestamp | None = None,
+    min_age: int = 18,
+    long_window_days: int = 90,
+    prior_days: int = 365,
+    column_map: dict[str, str] | None = None,
+    engine: str = "duckdb",
+    spark=None,
+) -> VirtualWardInput:
     """The virtual ward evaluation's cohorts from a spells file, read by ``engine``.
 
     ``engine="pandas"`` loads every spell (:func:`helpers.derive.load_spells`)
@@ -909,22 +1231,59 @@ def prepare_virtual_ward(data_spells: str | None, virtual_ward: pd.DataFrame,
     design takes the ``covariates`` that are spell columns, plus pathway.
     """
     pathways = DEFAULT_PATHWAYS if pathways is None else pathways
-    trial_kw = dict(pathways=pathways, window_days=window_days, max_gap_days=max_gap_days, starts=starts,
-                    deaths=deaths, follow_up_end=follow_up_end, min_age=min_age)
+    trial_kw = dict(
+        pathways=pathways,
+        window_days=window_days,
+        max_gap_days=max_gap_days,
+        starts=starts,
+        deaths=deaths,
+        follow_up_end=follow_up_end,
+        min_age=min_age,
+    )
     if engine == "pandas":
         spells = load_spells(data_spells, column_map, "pandas", window_days)
         old_cov = [c for c in covariates or [] if c in spells.columns] + ["pathway"]
-        trial = build_target_trial(spells, virtual_ward, covariates=covariates, long_window_days=long_window_days,
-                                   prior_days=prior_days, **trial_kw)
+        trial = build_target_trial(
+            spells,
+            virtual_ward,
+            covariates=covariates,
+            long_window_days=long_window_days,
+            prior_days=prior_days,
+            **trial_kw,
+        )
         old = build_cohort(spells, virtual_ward, covariates=old_cov, **trial_kw)
         monthly = monthly_bed_days(pathway_spells(spells, pathways, min_age))
         return VirtualWardInput(trial, old, spells, monthly, extract_coverage(spells), engine)
-    return _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_days, column_map, engine,
-                        spark, **trial_kw)
+    return _prepare_sql(
+        data_spells,
+        virtual_ward,
+        covariates,
+        long_window_days,
+        prior_days,
+        column_map,
+        engine,
+        spark,
+        **trial_kw,
+    )
 
 
-def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_days, column_map, engine, spark,
-                 pathways, window_days, max_gap_days, starts, deaths, follow_up_end, min_age) -> VirtualWardInput:
+def _prepare_sql(
+    data_spells,
+    virtual_ward,
+    covariates,
+    long_window_days,
+    prior_days,
+    column_map,
+    engine,
+    spark,
+    pathways,
+    window_days,
+    max_gap_days,
+    starts,
+    deaths,
+    follow_up_end,
+    min_age,
+) -> VirtualWardInput:
     """:func:`prepare_virtual_ward` with an engine: the steps of the pandas build, in SQL."""
     window = int(window_days)
     conditions = _pathway_sql(pathways)
@@ -937,38 +1296,73 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
         coverage = coverage_from_months(src.stats["admissions_by_month"])
         derived = derived_spells_sql(src, window, readmission=False)
         has_dx = "primary_diagnosis" in present
-        case = ("CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in conditions) + " END"
-                if has_dx and conditions else "CAST(NULL AS VARCHAR)")
-        hits = (" + ".join(f"CASE WHEN {cond} THEN 1 ELSE 0 END" for _, cond in conditions)
-                if has_dx and conditions else "0")
+        case = (
+            "CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in conditions) + " END"
+            if has_dx and conditions
+            else "CAST(NULL AS VARCHAR)"
+        )
+        hits = (
+            " + ".join(f"CASE WHEN {cond} THEN 1 ELSE 0 END" for _, cond in conditions)
+            if has_dx and conditions
+            else "0"
+        )
         keep = ", ".join(f'"{c}"' for c in present if c not in ("spell_id", "patient_id", "provider_code"))
         adult = f"emergency AND age >= {int(min_age)}"
         # every spell, as a view: each use below is one scan of the engine's typed table, nothing is copied
-        _view(be, "tt_all", (
-            f"SELECT CAST(spell_id AS VARCHAR) AS spell_id, CAST(patient_id AS VARCHAR) AS patient_id, "
-            f"CAST(provider_code AS VARCHAR) AS provider_code, {keep}, _rownum, "
-            f"{_day('admission_date')} AS adm, {_day('discharge_date')} AS dis, emergency, "
-            f"COALESCE(died, FALSE) AS died, "
-            f"CASE WHEN {adult} THEN {case} END AS pathway, "
-            f"CASE WHEN {adult} THEN {hits} ELSE 0 END AS n_pathways "
-            f"FROM ({derived}) AS d"))
+        _view(
+            be,
+            "tt_all",
+            (
+                f"SELECT CAST(spell_id AS VARCHAR) AS spell_id, CAST(patient_id AS VARCHAR) AS patient_id, "
+                f"CAST(provider_code AS VARCHAR) AS provider_code, {keep}, _rownum, "
+                f"{_day('admission_date')} AS adm, {_day('discharge_date')} AS dis, emergency, "
+                f"COALESCE(died, FALSE) AS died, "
+                f"CASE WHEN {adult} THEN {case} END AS pathway, "
+                f"CASE WHEN {adult} THEN {hits} ELSE 0 END AS n_pathways "
+                f"FROM ({derived}) AS d"
+            ),
+        )
 
         # linkage and periods: the virtual ward table is small; only the spells it names come back
-        vw_ids = pd.DataFrame({"linked_spell_id": virtual_ward["linked_spell_id"].dropna().astype("str").unique()})
+        vw_ids = pd.DataFrame(
+            {"linked_spell_id": virtual_ward["linked_spell_id"].dropna().astype("str").unique()}
+        )
         _register(be, "tt_vw_ids", vw_ids)
-        named = _fetch(be, "SELECT spell_id, patient_id, dis FROM tt_all "
-                           "WHERE spell_id IN (SELECT linked_spell_id FROM tt_vw_ids) ORDER BY _rownum")
-        named = pd.DataFrame({"spell_id": named["spell_id"].astype("str"), "patient_id": named["patient_id"].astype("str"),
-                              "discharge_date": _from_days(named["dis"], "us")})
+        named = _fetch(
+            be,
+            "SELECT spell_id, patient_id, dis FROM tt_all "
+            "WHERE spell_id IN (SELECT linked_spell_id FROM tt_vw_ids) ORDER BY _rownum",
+        )
+        named = pd.DataFrame(
+            {
+                "spell_id": named["spell_id"].astype("str"),
+                "patient_id": named["patient_id"].astype("str"),
+                "discharge_date": _from_days(named["dis"], "us"),
+            }
+        )
         links, ex_links = link_step_down(named, virtual_ward, max_gap_days=max_gap_days)
         periods = virtual_ward_periods(virtual_ward, starts)
-        _register(be, "tt_links", links[["spell_id", "vw_stay_id", "vw_admission_date", "vw_discharge_date", "vw_days",
-                                         "referral_date"]])
+        _register(
+            be,
+            "tt_links",
+            links[
+                [
+                    "spell_id",
+                    "vw_stay_id",
+                    "vw_admission_date",
+                    "vw_discharge_date",
+                    "vw_days",
+                    "referral_date",
+                ]
+            ],
+        )
         _register(be, "tt_periods", periods[["provider_code", "period_start", "period_end"]])
 
         # the eligible spells (_eligible_spells), each step counted
-        in_period = (f"(p.provider_code IS NOT NULL AND a.adm >= {_day('p.period_start')} "
-                     f"AND a.adm <= {_day('p.period_end')})")
+        in_period = (
+            f"(p.provider_code IS NOT NULL AND a.adm >= {_day('p.period_start')} "
+            f"AND a.adm <= {_day('p.period_end')})"
+        )
         flow = be.query(
             f"SELECT COUNT(*) AS n0, SUM(CASE WHEN emergency THEN 1 ELSE 0 END) AS n1, "
             f"SUM(CASE WHEN {adult} THEN 1 ELSE 0 END) AS n2, "
@@ -976,71 +1370,178 @@ def _prepare_sql(data_spells, virtual_ward, covariates, long_window_days, prior_
             f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} THEN 1 ELSE 0 END) AS n4, "
             f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} AND NOT died THEN 1 ELSE 0 END) AS n5, "
             f"SUM(CASE WHEN n_pathways > 1 THEN 1 ELSE 0 END) AS clashes, MAX(adm) AS last_adm "
-            f"FROM tt_all AS a LEFT JOIN tt_periods AS p ON a.provider_code = p.provider_code").iloc[0]
+            f"FROM tt_all AS a LEFT JOIN tt_periods AS p ON a.provider_code = p.provider_code"
+        ).iloc[0]
         n = [int(flow[f"n{i}"] or 0) for i in range(6)]
-        if int(flow["clashes"] or 0):  # assign_pathway's message, for the first spell whose diagnosis is in two
-            clash = be.query("SELECT primary_diagnosis FROM tt_all WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1")
+        if int(
+            flow["clashes"] or 0
+        ):  # assign_pathway's message, for the first spell whose diagnosis is in two
+            clash = be.query(
+                "SELECT primary_diagnosis FROM tt_all WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1"
+            )
             assign_pathway(clash["primary_diagnosis"].astype("str"), pathways)
-        end_data = (pd.Timestamp(follow_up_end) if follow_up_end is not None
-                    else _EPOCH + pd.Timedelta(days=int(flow["last_adm"])))
+        end_data = (
+            pd.Timestamp(follow_up_end)
+            if follow_up_end is not None
+            else _EPOCH + pd.Timedelta(days=int(flow["last_adm"]))
+        )
         end_day = int((end_data.normalize() - _EPOCH).days)
         ex: list[dict] = []
-        _count(ex, "spells", "emergency admissions", n[0], n[1], "not an emergency admission (ADMIMETH 21-28, 2A-2D)")
+        _count(
+            ex,
+            "spells",
+            "emergency admissions",
+            n[0],
+            n[1],
+            "not an emergency admission (ADMIMETH 21-28, 2A-2D)",
+        )
         _count(ex, "spells", f"aged {min_age} or over", n[1], n[2], f"aged under {min_age}")
-        _count(ex, "spells", "eligible pathway", n[2], n[3], "primary diagnosis outside the pathways' ICD-10 codes")
-        _count(ex, "spells", "provider and months with a virtual ward", n[3], n[4],
-               "admitted at a provider without a virtual ward, or outside the months it ran")
+        _count(
+            ex,
+            "spells",
+            "eligible pathway",
+            n[2],
+            n[3],
+            "primary diagnosis outside the pathways' ICD-10 codes",
+        )
+        _count(
+            ex,
+            "spells",
+            "provider and months with a virtual ward",
+            n[3],
+            n[4],
+            "admitted at a provider without a virtual ward, or outside the months it ran",
+        )
         ex_old = list(ex)
-        be.materialise("tt_eligible_link", (
-            f"SELECT a.*, l.vw_stay_id, l.vw_admission_date, l.vw_discharge_date, l.referral_date, "
-            f"COALESCE(l.vw_days, 0) AS vw_days, CASE WHEN l.vw_stay_id IS NOT NULL THEN 1 ELSE 0 END AS linked "
-            f"FROM tt_all AS a JOIN tt_periods AS p ON a.provider_code = p.provider_code "
-            f"LEFT JOIN tt_links AS l ON l.spell_id = a.spell_id WHERE a.pathway IS NOT NULL AND {in_period}"))
+        be.materialise(
+            "tt_eligible_link",
+            (
+                f"SELECT a.*, l.vw_stay_id, l.vw_admission_date, l.vw_discharge_date, l.referral_date, "
+                f"COALESCE(l.vw_days, 0) AS vw_days, CASE WHEN l.vw_stay_id IS NOT NULL THEN 1 ELSE 0 END AS linked "
+                f"FROM tt_all AS a JOIN tt_periods AS p ON a.provider_code = p.provider_code "
+                f"LEFT JOIN tt_links AS l ON l.spell_id = a.spell_id WHERE a.pathway IS NOT NULL AND {in_period}"
+            ),
+        )
         # the spells and deaths of the cohort's patients: all the history and the outcomes look at
-        be.materialise("tt_spells", "SELECT spell_id, patient_id, provider_code, adm, dis, emergency, died FROM tt_all "
-                                    "WHERE patient_id IN (SELECT patient_id FROM tt_eligible_link)")
+        be.materialise(
+            "tt_spells",
+            "SELECT spell_id, patient_id, provider_code, adm, dis, emergency, died FROM tt_all "
+            "WHERE patient_id IN (SELECT patient_id FROM tt_eligible_link)",
+        )
         if deaths is not None:
-            _register(be, "tt_death_records", pd.DataFrame({"patient_id": deaths["patient_id"].astype("str"),
-                                                             "date_of_death": deaths["date_of_death"]}))
-        be.materialise("tt_deaths", "SELECT patient_id, dis AS dday FROM tt_spells WHERE died" + (
-            f" UNION ALL SELECT CAST(patient_id AS VARCHAR) AS patient_id, {_day('date_of_death')} AS dday "
-            f"FROM tt_death_records WHERE date_of_death IS NOT NULL" if deaths is not None else ""))
+            _register(
+                be,
+                "tt_death_records",
+                pd.DataFrame(
+                    {
+                        "patient_id": deaths["patient_id"].astype("str"),
+                        "date_of_death": deaths["date_of_death"],
+                    }
+                ),
+            )
+        be.materialise(
+            "tt_deaths",
+            "SELECT patient_id, dis AS dday FROM tt_spells WHERE died"
+            + (
+                f" UNION ALL SELECT CAST(patient_id AS VARCHAR) AS patient_id, {_day('date_of_death')} AS dday "
+                f"FROM tt_death_records WHERE date_of_death IS NOT NULL"
+                if deaths is not None
+                else ""
+            ),
+        )
         # days to the next emergency admission (helpers.derive.next_emergency_gap): the first one on or
         # after the discharge day, at any provider, other than the spell itself
-        be.materialise("tt_eligible_all", (
-            "SELECT e.*, g.gap FROM tt_eligible_link AS e LEFT JOIN (SELECT e2.spell_id, MIN(s.adm - e2.dis) AS gap "
-            "FROM tt_eligible_link AS e2 JOIN tt_spells AS s ON s.patient_id = e2.patient_id AND s.emergency "
-            "AND s.adm >= e2.dis AND s.spell_id <> e2.spell_id GROUP BY e2.spell_id) AS g ON g.spell_id = e.spell_id"))
-        trial = _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, long_window_days,
-                           prior_days, end_data, end_day, n[4])
-        _count(ex_old, "spells", "discharged alive", n[4], n[5], "died in the acute spell, so could not be stepped down")
+        be.materialise(
+            "tt_eligible_all",
+            (
+                "SELECT e.*, g.gap FROM tt_eligible_link AS e LEFT JOIN (SELECT e2.spell_id, MIN(s.adm - e2.dis) AS gap "
+                "FROM tt_eligible_link AS e2 JOIN tt_spells AS s ON s.patient_id = e2.patient_id AND s.emergency "
+                "AND s.adm >= e2.dis AND s.spell_id <> e2.spell_id GROUP BY e2.spell_id) AS g ON g.spell_id = e.spell_id"
+            ),
+        )
+        trial = _trial_sql(
+            be,
+            present,
+            spec,
+            ex,
+            ex_links,
+            links,
+            periods,
+            covariates,
+            window,
+            long_window_days,
+            prior_days,
+            end_data,
+            end_day,
+            n[4],
+        )
+        _count(
+            ex_old,
+            "spells",
+            "discharged alive",
+            n[4],
+            n[5],
+            "died in the acute spell, so could not be stepped down",
+        )
         old_cov = [c for c in covariates or [] if c in present or c in DERIVED_SPELL_FIELDS] + ["pathway"]
         old = _cohort_sql(be, present, spec, ex_old, ex_links, links, periods, old_cov, window, end_data)
-        pathway_rows = _fetch(be, "SELECT provider_code, adm, dis FROM tt_all WHERE pathway IS NOT NULL ORDER BY _rownum")
+        pathway_rows = _fetch(
+            be, "SELECT provider_code, adm, dis FROM tt_all WHERE pathway IS NOT NULL ORDER BY _rownum"
+        )
     finally:
         be.close()
-    monthly = monthly_bed_days(pd.DataFrame({
-        "provider_code": pathway_rows["provider_code"].astype("str"),
-        "admission_date": _from_days(pathway_rows["adm"], "us"), "discharge_date": _from_days(pathway_rows["dis"], "us")}))
+    monthly = monthly_bed_days(
+        pd.DataFrame(
+            {
+                "provider_code": pathway_rows["provider_code"].astype("str"),
+                "admission_date": _from_days(pathway_rows["adm"], "us"),
+                "discharge_date": _from_days(pathway_rows["dis"], "us"),
+            }
+        )
+    )
     return VirtualWardInput(trial, old, stand_in, monthly, coverage, engine)
 
 
-def _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, long_window_days, prior_days,
-               end_data, end_day, n_eligible) -> TargetTrial:
+def _trial_sql(
+    be,
+    present,
+    spec,
+    ex,
+    ex_links,
+    links,
+    periods,
+    covariates,
+    window,
+    long_window_days,
+    prior_days,
+    end_data,
+    end_day,
+    n_eligible,
+) -> TargetTrial:
     """The target trial's steps after the eligible spells (:func:`build_target_trial`), in SQL."""
     linked = "linked = 1"
     ref = _day("referral_date")
     has_ref = "(linked = 1 AND referral_date IS NOT NULL)"
-    be.materialise("tt_eligible", (
-        f"SELECT *, {ref} AS ref, "
-        f"CASE WHEN {linked} THEN {_day('vw_discharge_date')} ELSE dis END AS eoc, "
-        f"CASE WHEN {has_ref} THEN {ref} - adm WHEN {linked} THEN dis - adm END AS treatment_day, "
-        f"CASE WHEN {has_ref} THEN 'referral_date' WHEN {linked} THEN 'step-down day' ELSE '' END "
-        f"AS time_zero_source, ROW_NUMBER() OVER (ORDER BY _rownum) AS _c "
-        f"FROM tt_eligible_all WHERE NOT COALESCE({has_ref} AND ({ref} < adm OR {ref} > dis), FALSE)"))
+    be.materialise(
+        "tt_eligible",
+        (
+            f"SELECT *, {ref} AS ref, "
+            f"CASE WHEN {linked} THEN {_day('vw_discharge_date')} ELSE dis END AS eoc, "
+            f"CASE WHEN {has_ref} THEN {ref} - adm WHEN {linked} THEN dis - adm END AS treatment_day, "
+            f"CASE WHEN {has_ref} THEN 'referral_date' WHEN {linked} THEN 'step-down day' ELSE '' END "
+            f"AS time_zero_source, ROW_NUMBER() OVER (ORDER BY _rownum) AS _c "
+            f"FROM tt_eligible_all WHERE NOT COALESCE({has_ref} AND ({ref} < adm OR {ref} > dis), FALSE)"
+        ),
+    )
     n_c = int(be.query("SELECT COUNT(*) AS n FROM tt_eligible").iloc[0]["n"])
-    _count(ex, "spells", "referral_date within the linked spell", n_eligible, n_c,
-           "the step-down stay's referral_date is before the admission or after the acute discharge")
+    _count(
+        ex,
+        "spells",
+        "referral_date within the linked spell",
+        n_eligible,
+        n_c,
+        "the step-down stay's referral_date is before the admission or after the acute discharge",
+    )
     # prior-year history (prior_use), measured before admission from every spell of the patient
     d = int(prior_days)
     prior = (
@@ -1048,11 +1549,16 @@ def _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, wind
         f"AS n_prior, SUM(GREATEST(LEAST(s.dis, e.adm) - GREATEST(s.adm, e.adm - {d}), 0)) AS nights "
         f"FROM tt_eligible AS e JOIN tt_spells AS s ON s.patient_id = e.patient_id AND s.spell_id <> e.spell_id "
         f"AND ((s.adm < e.adm AND s.dis > e.adm - {d}) OR (s.adm >= e.adm - {d} AND s.adm < e.adm)) "
-        f"GROUP BY e.spell_id")
-    be.materialise("tt_cohort", (
-        f"SELECT e.*, COALESCE(pr.n_prior, 0) AS prior_emergency_admissions, "
-        f"COALESCE(pr.nights, 0) AS prior_bed_days FROM tt_eligible AS e "
-        f"LEFT JOIN ({prior}) AS pr ON pr.spell_id = e.spell_id"))
+        f"GROUP BY e.spell_id"
+    )
+    be.materialise(
+        "tt_cohort",
+        (
+            f"SELECT e.*, COALESCE(pr.n_prior, 0) AS prior_emergency_admissions, "
+            f"COALESCE(pr.nights, 0) AS prior_bed_days FROM tt_eligible AS e "
+            f"LEFT JOIN ({prior}) AS pr ON pr.spell_id = e.spell_id"
+        ),
+    )
     tz = be.query("SELECT time_zero_source, COUNT(*) AS n FROM tt_cohort GROUP BY time_zero_source")
     tz_n = dict(zip(tz["time_zero_source"].astype(str), tz["n"].astype(int)))
     counts = {k: int(tz_n.get(k, 0)) for k in ("referral_date", "step-down day")}
@@ -1060,36 +1566,60 @@ def _trial_sql(be, present, spec, ex, ex_links, links, periods, covariates, wind
     time_zero = used[0] if len(used) == 1 else ("mixed" if used else "none")
 
     # risk sets: (provider, pathway, hospital day of a treated spell's time zero), in order of first appearance
-    keys = ("SELECT provider_code, pathway, treatment_day AS landmark_day, MIN(_c) AS _k FROM tt_cohort "
-            "WHERE treatment_day IS NOT NULL GROUP BY provider_code, pathway, treatment_day")
-    be.materialise("tt_rows", (
-        f"SELECT c.*, k.landmark_day, c.adm + k.landmark_day AS t0, "
-        f"CASE WHEN c.treatment_day = k.landmark_day THEN 1 ELSE 0 END AS treated, "
-        f"ROW_NUMBER() OVER (ORDER BY c._c, k._k) AS _row "
-        f"FROM tt_cohort AS c JOIN ({keys}) AS k ON k.provider_code = c.provider_code AND k.pathway = c.pathway "
-        f"WHERE c.dis - c.adm >= k.landmark_day AND (c.treatment_day IS NULL OR c.treatment_day >= k.landmark_day)"))
+    keys = (
+        "SELECT provider_code, pathway, treatment_day AS landmark_day, MIN(_c) AS _k FROM tt_cohort "
+        "WHERE treatment_day IS NOT NULL GROUP BY provider_code, pathway, treatment_day"
+    )
+    be.materialise(
+        "tt_rows",
+        (
+            f"SELECT c.*, k.landmark_day, c.adm + k.landmark_day AS t0, "
+            f"CASE WHEN c.treatment_day = k.landmark_day THEN 1 ELSE 0 END AS treated, "
+            f"ROW_NUMBER() OVER (ORDER BY c._c, k._k) AS _row "
+            f"FROM tt_cohort AS c JOIN ({keys}) AS k ON k.provider_code = c.provider_code AND k.pathway = c.pathway "
+            f"WHERE c.dis - c.adm >= k.landmark_day AND (c.treatment_day IS NULL OR c.treatment_day >= k.landmark_day)"
+        ),
+    )
     in_sets = be.query("SELECT COUNT(DISTINCT spell_id) AS n FROM tt_rows").iloc[0]
-    _count(ex, "spells", "in a risk set", n_c, int(in_sets["n"]),
-           "not in hospital on the hospital day of any step-down decision at its provider and pathway")
+    _count(
+        ex,
+        "spells",
+        "in a risk set",
+        n_c,
+        int(in_sets["n"]),
+        "not in hospital on the hospital day of any step-down decision at its provider and pathway",
+    )
     rows = _fetch(be, _outcomes_sql("tt_rows", window, long_window_days, end_day) + " ORDER BY x._row")
-    be.materialise("tt_naive", "SELECT *, linked AS treated, adm AS t0, 0 AS landmark_day, _c AS _row FROM tt_cohort")
+    be.materialise(
+        "tt_naive", "SELECT *, linked AS treated, adm AS t0, 0 AS landmark_day, _c AS _row FROM tt_cohort"
+    )
     naive = _fetch(be, _outcomes_sql("tt_naive", window, long_window_days, end_day) + " ORDER BY x._row")
     r = _trial_frame(rows, present, spec, risk_set=True)
     a = _trial_frame(naive, present, spec, risk_set=False)
-    return _finish_target_trial(r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data)
+    return _finish_target_trial(
+        r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data
+    )
 
 
 def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, end_data) -> Cohort:
     """:func:`build_cohort` after the eligible spells, in SQL: the all-spells design, clocks from admission."""
     w = int(window)
-    lookup = ("SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
-              "GROUP BY patient_id, adm")
-    first_death = (f"SELECT x.spell_id, MIN(d.dday) AS death_day FROM tt_old AS x JOIN tt_deaths AS d "
-                   f"ON d.patient_id = x.patient_id AND d.dday >= x.dis AND d.dday <= x.dis + {w - 1} "
-                   f"GROUP BY x.spell_id")
-    be.materialise("tt_old", (
-        "SELECT *, CASE WHEN linked = 1 THEN " + _day("vw_discharge_date") + " ELSE dis END AS eoc "
-        "FROM tt_eligible_all WHERE NOT died"))
+    lookup = (
+        "SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
+        "GROUP BY patient_id, adm"
+    )
+    first_death = (
+        f"SELECT x.spell_id, MIN(d.dday) AS death_day FROM tt_old AS x JOIN tt_deaths AS d "
+        f"ON d.patient_id = x.patient_id AND d.dday >= x.dis AND d.dday <= x.dis + {w - 1} "
+        f"GROUP BY x.spell_id"
+    )
+    be.materialise(
+        "tt_old",
+        (
+            "SELECT *, CASE WHEN linked = 1 THEN " + _day("vw_discharge_date") + " ELSE dis END AS eoc "
+            "FROM tt_eligible_all WHERE NOT died"
+        ),
+    )
     r30 = f"(x.gap IS NOT NULL AND x.gap <= x.eoc - x.dis + {w - 1})"
     sql = (
         f"SELECT x.*, CASE WHEN {r30} THEN 1 ELSE 0 END AS readmission_30d, "
@@ -1099,13 +1629,16 @@ def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, win
         f"CASE WHEN {r30} AND lk.prov IS NOT NULL AND lk.prov <> x.provider_code THEN 1 ELSE 0 END "
         f"AS readmission_other_provider "
         f"FROM tt_old AS x LEFT JOIN ({first_death}) AS fd ON fd.spell_id = x.spell_id "
-        f"LEFT JOIN ({lookup}) AS lk ON lk.patient_id = x.patient_id AND lk.adm = x.dis + x.gap ORDER BY x._rownum")
+        f"LEFT JOIN ({lookup}) AS lk ON lk.patient_id = x.patient_id AND lk.adm = x.dis + x.gap ORDER BY x._rownum"
+    )
     got = _fetch(be, sql)
     c = pd.DataFrame(index=pd.RangeIndex(len(got)))
     for col in present:
         c[col] = _spell_column(got[col], spec[col]["type"])
     c["pathway"] = got["pathway"].astype("str").to_numpy()
-    c["vw_stay_id"] = pd.Series(got["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    c["vw_stay_id"] = (
+        pd.Series(got["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    )
     for col in ("vw_admission_date", "vw_discharge_date"):  # as merged from the links
         c[col] = pd.to_datetime(got[col]).astype(links[col].dtype).to_numpy()
     c["treated"] = got["linked"].astype("int64").to_numpy()
@@ -1114,8 +1647,13 @@ def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, win
     c["acute_los"] = (got["dis"] - got["adm"]).astype("int64").to_numpy()
     c["total_los"] = c["acute_los"] + c["vw_days"]
     c["end_of_care"] = c["vw_discharge_date"].where(c["treated"] == 1, pd.to_datetime(c["discharge_date"]))
-    for col in ("readmission_30d", "readmission_30d_from_acute_discharge", "death_30d", "readmission_or_death_30d",
-                "readmission_other_provider"):
+    for col in (
+        "readmission_30d",
+        "readmission_30d_from_acute_discharge",
+        "death_30d",
+        "readmission_or_death_30d",
+        "readmission_other_provider",
+    ):
         c[col] = got[col].astype("int64").to_numpy()
     return _finish_cohort(c, ex, ex_links, links, periods, covariates, window, end_data)
 
@@ -1125,14 +1663,21 @@ def _trial_frame(sql_rows: pd.DataFrame, present: list[str], spec: dict, risk_se
     out = pd.DataFrame(index=pd.RangeIndex(len(sql_rows)))
     landmark = sql_rows["landmark_day"].astype("int64").to_numpy()
     if risk_set:
-        out["risk_set"] = (sql_rows["provider_code"].astype("str") + " | " + sql_rows["pathway"].astype("str")
-                           + " | day " + pd.Series(landmark).astype("str")).to_numpy()
+        out["risk_set"] = (
+            sql_rows["provider_code"].astype("str")
+            + " | "
+            + sql_rows["pathway"].astype("str")
+            + " | day "
+            + pd.Series(landmark).astype("str")
+        ).to_numpy()
     else:
         out["risk_set"] = "all eligible spells"
     out["landmark_day"] = landmark
     out["time_zero"] = _from_days(sql_rows["t0"])
     source = sql_rows["time_zero_source"].astype("str")
-    out["time_zero_source"] = np.where(sql_rows["treated"].astype(int) == 1, source, "") if risk_set else source
+    out["time_zero_source"] = (
+        np.where(sql_rows["treated"].astype(int) == 1, source, "") if risk_set else source
+    )
     for c in present:
         out[c] = _spell_column(sql_rows[c], spec[c]["type"])
     out["pathway"] = sql_rows["pathway"].astype("str").to_numpy()
@@ -1140,7 +1685,9 @@ def _trial_frame(sql_rows: pd.DataFrame, present: list[str], spec: dict, risk_se
     out["month"] = adm.dt.to_period("M").dt.to_timestamp().to_numpy()
     for c in ("prior_emergency_admissions", "prior_bed_days", "treated", "vw_days"):
         out[c] = sql_rows[c].astype("int64").to_numpy()
-    out["vw_stay_id"] = pd.Series(sql_rows["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    out["vw_stay_id"] = (
+        pd.Series(sql_rows["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
+    )
     out["end_of_care"] = _from_days(sql_rows["eoc"])
     for c in TARGET_TRIAL_OUTCOMES + ["readmission_other_provider"]:
         out[c] = sql_rows[c].astype("float64" if c == "readmission_90d" else "int64").to_numpy()

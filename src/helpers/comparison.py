@@ -25,7 +25,12 @@ from helpers.display import format_table
 #: What the calibration step says when the indicator file carries its own expected values.
 NO_MODEL_NOTE = "No case-mix model: the indicator file carries its own expected values."
 #: The columns an aggregate indicator file may have, with their types (helpers.io.load_frame).
-INDICATOR_FILE_COLUMNS = {"observed": "number", "expected": "number", "numerator": "number", "denominator": "number"}
+INDICATOR_FILE_COLUMNS = {
+    "observed": "number",
+    "expected": "number",
+    "numerator": "number",
+    "denominator": "number",
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,10 @@ class Comparison:
 
     def publish_model_tables(self, output_dir: str | Path | None) -> dict[str, pd.DataFrame]:
         """Publish the case-mix tables (:func:`helpers.report.publish`); returns them as published, by name."""
-        return {t.name: report.publish(t.table, t.name, output_dir, threshold=t.threshold) for t in self.model_tables}
+        return {
+            t.name: report.publish(t.table, t.name, output_dir, threshold=t.threshold)
+            for t in self.model_tables
+        }
 
     @staticmethod
     def show(published: Mapping[str, pd.DataFrame], name: str) -> Any:
@@ -121,11 +129,23 @@ def prepare_comparison(
     :func:`helpers.funnel.from_indicator_table`. ``higher_is_better`` and
     ``bed_days_per_event`` override the indicator's own when not None.
     """
-    casemix.indicator_definition(indicator, data_indicator is not None, higher_is_better)  # a wrong name stops here
+    casemix.indicator_definition(
+        indicator, data_indicator is not None, higher_is_better
+    )  # a wrong name stops here
     if data_indicator is not None:
-        return _from_indicator_file(data_indicator, indicator, column_map, higher_is_better, bed_days_per_event)
-    prepared = variation.prepare_variation(data_spells, indicator, case_mix, adjust_for_deprivation, financial_year,
-                                         column_map or None, engine, data_deaths=data_deaths)
+        return _from_indicator_file(
+            data_indicator, indicator, column_map, higher_is_better, bed_days_per_event
+        )
+    prepared = variation.prepare_variation(
+        data_spells,
+        indicator,
+        case_mix,
+        adjust_for_deprivation,
+        financial_year,
+        column_map or None,
+        engine,
+        data_deaths=data_deaths,
+    )
     definition = casemix.indicator_definition(indicator, False, higher_is_better, prepared.definition)
     model = prepared.model
     tables = (
@@ -133,20 +153,55 @@ def prepare_comparison(
         ModelTable("calibration", model.calibration),
         ModelTable("casemix_terms", prepared.casemix_terms, 0),
     )
-    notes = (indicators.describe(definition),
-             f"Per-year figures divide by the extract's coverage: {prepared.years:.2f} years.")
+    notes = (
+        indicators.describe(definition),
+        f"Per-year figures divide by the extract's coverage: {prepared.years:.2f} years.",
+    )
     per_event = bed_days_per_event if bed_days_per_event is not None else prepared.bed_days_per_event
-    return Comparison("spells", model.providers, "ratio", model.dispersion, prepared.years, definition,
-                      prepared.spells, prepared.exclusions, per_event, {"spells": data_spells}, tables, notes,
-                      casemix.describe_terms(prepared.casemix_terms), prepared.engine)
+    return Comparison(
+        "spells",
+        model.providers,
+        "ratio",
+        model.dispersion,
+        prepared.years,
+        definition,
+        prepared.spells,
+        prepared.exclusions,
+        per_event,
+        {"spells": data_spells},
+        tables,
+        notes,
+        casemix.describe_terms(prepared.casemix_terms),
+        prepared.engine,
+    )
 
 
-def _from_indicator_file(data_indicator: str | Path, indicator: str, column_map: Mapping[str, str] | None,
-                         higher_is_better: bool | None, bed_days_per_event: float | None) -> Comparison:
+def _from_indicator_file(
+    data_indicator: str | Path,
+    indicator: str,
+    column_map: Mapping[str, str] | None,
+    higher_is_better: bool | None,
+    bed_days_per_event: float | None,
+) -> Comparison:
     definition = casemix.indicator_definition(indicator, True, higher_is_better)
-    table = io.load_frame(data_indicator, {"provider_code": "string"}, "indicator", column_map or None,
-                          INDICATOR_FILE_COLUMNS)
+    table = io.load_frame(
+        data_indicator, {"provider_code": "string"}, "indicator", column_map or None, INDICATOR_FILE_COLUMNS
+    )
     funnel_input, kind = funnel.from_indicator_table(table)
-    per_event = bed_days_per_event if bed_days_per_event is not None else (1.0 if indicator == "los" else None)
-    return Comparison("indicator", funnel_input, kind, 1.0, 1, definition, table, None, per_event,
-                      {"indicator": data_indicator}, (), (NO_MODEL_NOTE,))
+    per_event = (
+        bed_days_per_event if bed_days_per_event is not None else (1.0 if indicator == "los" else None)
+    )
+    return Comparison(
+        "indicator",
+        funnel_input,
+        kind,
+        1.0,
+        1,
+        definition,
+        table,
+        None,
+        per_event,
+        {"indicator": data_indicator},
+        (),
+        (NO_MODEL_NOTE,),
+    )

@@ -65,13 +65,19 @@ class Column:
 
 def _range(spec: Mapping[str, Any]) -> str:
     lo, hi = spec.get("min"), spec.get("max")
-    return f"between {lo} and {hi}" if lo is not None and hi is not None else (
-        f"at least {lo}" if lo is not None else f"at most {hi}")
+    return (
+        f"between {lo} and {hi}"
+        if lo is not None and hi is not None
+        else (f"at least {lo}" if lo is not None else f"at most {hi}")
+    )
 
 
 def _range_sql(c: Column) -> str:
     lo, hi = c.spec.get("min"), c.spec.get("max")
-    return " OR ".join(([f"{c.number} < {lo}"] if lo is not None else []) + ([f"{c.number} > {hi}"] if hi is not None else []))
+    return " OR ".join(
+        ([f"{c.number} < {lo}"] if lo is not None else [])
+        + ([f"{c.number} > {hi}"] if hi is not None else [])
+    )
 
 
 def _stray_comma(text: str) -> str:
@@ -85,8 +91,10 @@ def _anchored(pattern: str) -> str:
 
 def _window_text() -> str:
     first, last = io.date_window()
-    return (f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
-            f"a wider window: handbook run --dates FROM:TO)")
+    return (
+        f"a date from {first:%Y-%m-%d} to {last:%Y-%m-%d} (a typing slip? "
+        f"a wider window: handbook run --dates FROM:TO)"
+    )
 
 
 def _window_sql(c: Column) -> str:
@@ -125,56 +133,121 @@ class ContractRule:
 
 #: Every rule of the contract, in the order the message lists them. One edit here adds a rule to every engine.
 CONTRACT_RULES: tuple[ContractRule, ...] = (
-    ContractRule("allowed", "a coded column holds one of its codes (trimmed, any case, or a recoded spelling)",
-                 lambda c: c.type == "string" and bool(c.spec.get("allowed")),
-                 lambda c: "one of " + ", ".join(str(a) for a in c.spec["allowed"]),
-                 lambda c: f"{c.text} IS NOT NULL AND {c.parsed} IS NULL", ("spells", "admission_method", "99")),
-    ContractRule("pattern", "a code matches its pattern (ICD-10, OPCS-4: a letter and two digits, then detail)",
-                 lambda c: c.type == "string" and "pattern" in c.spec,
-                 lambda c: f"a code matching {c.spec['pattern']}",
-                 lambda c: (f"{c.text} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({c.value}, "
-                            f"{engines.literal(_anchored(c.spec['pattern']))}), FALSE)"), ("spells", "primary_diagnosis", "123")),
-    ContractRule("thousands", "a comma in a number only between thousands",
-                 lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"},
-                 lambda c: "a number with commas only between thousands (1,234.5; a decimal point, not a comma)",
-                 lambda c: f"{c.text} IS NOT NULL AND {_stray_comma(c.text)}", ("spells", "spell_cost", "12,5")),
-    ContractRule("number", "a number column holds numbers (a £ sign and thousands commas allowed)",
-                 lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"}, lambda c: "a number",
-                 lambda c: f"{c.text} IS NOT NULL AND NOT {_stray_comma(c.text)} AND {c.parsed} IS NULL",
-                 ("spells", "age", "eighty")),
-    ContractRule("whole", "an integer column holds whole numbers", lambda c: c.type == "integer",
-                 lambda c: "a whole number", lambda c: f"{c.parsed} IS NOT NULL AND {c.parsed} <> FLOOR({c.parsed})",
-                 ("spells", "age", "4.5")),
-    ContractRule("range", "a number within its bounds (min, max: inclusive)",
-                 lambda c: c.type in {"integer", "number"} and ("min" in c.spec or "max" in c.spec),
-                 lambda c: f"a value {_range(c.spec)}", _range_sql, ("spells", "age", "130")),
-    ContractRule("date", "a date as yyyy-mm-dd or dd/mm/yyyy, and a real calendar day",
-                 lambda c: c.type == "date" and c.kind not in {"date", "timestamp"},
-                 lambda c: "a date as yyyy-mm-dd or dd/mm/yyyy", lambda c: f"{c.text} IS NOT NULL AND {c.parsed} IS NULL",
-                 ("spells", "admission_date", "2024-02-30")),
-    ContractRule("date window", "a plausible date: 1990 to tomorrow, or handbook run --dates FROM:TO",
-                 lambda c: c.type == "date", lambda c: _window_text(), _window_sql,
-                 ("spells", "admission_date", "1901-04-01")),
-    ContractRule("required", "a required column has a value in every row (blank or NA-like text is missing)",
-                 lambda c: bool(c.spec.get("required")), lambda c: "a value in every row (it is required)",
-                 lambda c: f"{c.value} IS NULL AND {c.text} IS NULL", ("spells", "patient_id", " null "), stage="row"),
-    ContractRule("unique", "an identifying column has each value once", lambda c: bool(c.spec.get("unique")),
-                 lambda c: "each value only once (it identifies a row)", lambda c: None,
-                 ("spells", "spell_id", DUPLICATE), stage="row"),
-    ContractRule("not before", "a date not before another (discharge not before admission)",
-                 lambda c: c.spec.get("not_before") in c.present, lambda c: f"a date not before {c.spec['not_before']}",
-                 lambda c: f"{c.value} < {engines.quote(c.spec['not_before'])}", ("spells", "discharge_date", "01/01/2020"),
-                 shows=lambda c: [c.spec["not_before"], c.name], stage="row"),
-    ContractRule("required when", "a value where another column says it is needed (a step-down's spell)",
-                 lambda c: c.when() is not None and c.when()[0] in c.present,
-                 lambda c: "a value where {} is {}".format(*c.when()),
-                 lambda c: f"{engines.quote(c.when()[0])} = {engines.literal(c.when()[1])} AND {c.value} IS NULL",
-                 ("virtual_ward", "linked_spell_id", ""), shows=lambda c: [c.when()[0], c.name], stage="row"),
-    ContractRule("needed column", "a column the file lacks, needed because some rows say so",
-                 lambda c: c.when() is not None and c.when()[0] in c.present and c.name not in c.present,
-                 lambda c: "a column {0}, needed because some rows have {1} = {2}".format(c.name, *c.when()),
-                 lambda c: f"{engines.quote(c.when()[0])} = {engines.literal(c.when()[1])}", ("virtual_ward", "linked_spell_id", DROPPED),
-                 shows=lambda c: [], stage="table"),
+    ContractRule(
+        "allowed",
+        "a coded column holds one of its codes (trimmed, any case, or a recoded spelling)",
+        lambda c: c.type == "string" and bool(c.spec.get("allowed")),
+        lambda c: "one of " + ", ".join(str(a) for a in c.spec["allowed"]),
+        lambda c: f"{c.text} IS NOT NULL AND {c.parsed} IS NULL",
+        ("spells", "admission_method", "99"),
+    ),
+    ContractRule(
+        "pattern",
+        "a code matches its pattern (ICD-10, OPCS-4: a letter and two digits, then detail)",
+        lambda c: c.type == "string" and "pattern" in c.spec,
+        lambda c: f"a code matching {c.spec['pattern']}",
+        lambda c: (
+            f"{c.text} IS NOT NULL AND NOT COALESCE(REGEXP_MATCHES({c.value}, "
+            f"{engines.literal(_anchored(c.spec['pattern']))}), FALSE)"
+        ),
+        ("spells", "primary_diagnosis", "123"),
+    ),
+    ContractRule(
+        "thousands",
+        "a comma in a number only between thousands",
+        lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"},
+        lambda c: "a number with commas only between thousands (1,234.5; a decimal point, not a comma)",
+        lambda c: f"{c.text} IS NOT NULL AND {_stray_comma(c.text)}",
+        ("spells", "spell_cost", "12,5"),
+    ),
+    ContractRule(
+        "number",
+        "a number column holds numbers (a £ sign and thousands commas allowed)",
+        lambda c: c.type in {"integer", "number"} and c.kind not in {"integer", "float"},
+        lambda c: "a number",
+        lambda c: f"{c.text} IS NOT NULL AND NOT {_stray_comma(c.text)} AND {c.parsed} IS NULL",
+        ("spells", "age", "eighty"),
+    ),
+    ContractRule(
+        "whole",
+        "an integer column holds whole numbers",
+        lambda c: c.type == "integer",
+        lambda c: "a whole number",
+        lambda c: f"{c.parsed} IS NOT NULL AND {c.parsed} <> FLOOR({c.parsed})",
+        ("spells", "age", "4.5"),
+    ),
+    ContractRule(
+        "range",
+        "a number within its bounds (min, max: inclusive)",
+        lambda c: c.type in {"integer", "number"} and ("min" in c.spec or "max" in c.spec),
+        lambda c: f"a value {_range(c.spec)}",
+        _range_sql,
+        ("spells", "age", "130"),
+    ),
+    ContractRule(
+        "date",
+        "a date as yyyy-mm-dd or dd/mm/yyyy, and a real calendar day",
+        lambda c: c.type == "date" and c.kind not in {"date", "timestamp"},
+        lambda c: "a date as yyyy-mm-dd or dd/mm/yyyy",
+        lambda c: f"{c.text} IS NOT NULL AND {c.parsed} IS NULL",
+        ("spells", "admission_date", "2024-02-30"),
+    ),
+    ContractRule(
+        "date window",
+        "a plausible date: 1990 to tomorrow, or handbook run --dates FROM:TO",
+        lambda c: c.type == "date",
+        lambda c: _window_text(),
+        _window_sql,
+        ("spells", "admission_date", "1901-04-01"),
+    ),
+    ContractRule(
+        "required",
+        "a required column has a value in every row (blank or NA-like text is missing)",
+        lambda c: bool(c.spec.get("required")),
+        lambda c: "a value in every row (it is required)",
+        lambda c: f"{c.value} IS NULL AND {c.text} IS NULL",
+        ("spells", "patient_id", " null "),
+        stage="row",
+    ),
+    ContractRule(
+        "unique",
+        "an identifying column has each value once",
+        lambda c: bool(c.spec.get("unique")),
+        lambda c: "each value only once (it identifies a row)",
+        lambda c: None,
+        ("spells", "spell_id", DUPLICATE),
+        stage="row",
+    ),
+    ContractRule(
+        "not before",
+        "a date not before another (discharge not before admission)",
+        lambda c: c.spec.get("not_before") in c.present,
+        lambda c: f"a date not before {c.spec['not_before']}",
+        lambda c: f"{c.value} < {engines.quote(c.spec['not_before'])}",
+        ("spells", "discharge_date", "01/01/2020"),
+        shows=lambda c: [c.spec["not_before"], c.name],
+        stage="row",
+    ),
+    ContractRule(
+        "required when",
+        "a value where another column says it is needed (a step-down's spell)",
+        lambda c: c.when() is not None and c.when()[0] in c.present,
+        lambda c: "a value where {} is {}".format(*c.when()),
+        lambda c: f"{engines.quote(c.when()[0])} = {engines.literal(c.when()[1])} AND {c.value} IS NULL",
+        ("virtual_ward", "linked_spell_id", ""),
+        shows=lambda c: [c.when()[0], c.name],
+        stage="row",
+    ),
+    ContractRule(
+        "needed column",
+        "a column the file lacks, needed because some rows say so",
+        lambda c: c.when() is not None and c.when()[0] in c.present and c.name not in c.present,
+        lambda c: "a column {0}, needed because some rows have {1} = {2}".format(c.name, *c.when()),
+        lambda c: f"{engines.quote(c.when()[0])} = {engines.literal(c.when()[1])}",
+        ("virtual_ward", "linked_spell_id", DROPPED),
+        shows=lambda c: [],
+        stage="table",
+    ),
 )
 
 
@@ -211,9 +284,13 @@ class TableSource:
 
 def _text_expr(raw: str, kind: str) -> str:
     """Trimmed text of a column, blank (empty, NA, NULL, NaN, None) as NULL: helpers.io's first step."""
-    if kind == "float":  # a whole float is a whole number's text, as helpers.io reads it (codes stored as 1.0)
-        base = (f"CASE WHEN isnan({raw}) THEN NULL WHEN {raw} = FLOOR({raw}) AND ABS({raw}) < 1e15 "
-                f"THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) ELSE CAST({raw} AS VARCHAR) END")
+    if (
+        kind == "float"
+    ):  # a whole float is a whole number's text, as helpers.io reads it (codes stored as 1.0)
+        base = (
+            f"CASE WHEN isnan({raw}) THEN NULL WHEN {raw} = FLOOR({raw}) AND ABS({raw}) < 1e15 "
+            f"THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) ELSE CAST({raw} AS VARCHAR) END"
+        )
     else:
         base = f"CAST({raw} AS VARCHAR)"
     t = f"TRIM({base})"
@@ -231,11 +308,15 @@ def _date_from_text(t: str) -> str:
     uk = f"SPLIT_PART({t}, ' ', 1)"
     lit = engines.literal
     iso_full, uk_full = "^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}$", "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}$"
-    uk_as_iso = f"SPLIT_PART({uk}, '/', 3) || '-' || SPLIT_PART({uk}, '/', 2) || '-' || SPLIT_PART({uk}, '/', 1)"
-    return (f"CASE WHEN REGEXP_MATCHES({t}, {lit(_ISO_SQL)}) THEN CASE WHEN REGEXP_MATCHES({iso}, {lit(iso_full)}) "
-            f"AND SUBSTRING({iso}, 1, 4) <> '0000' THEN TRY_CAST({iso} AS DATE) END "
-            f"WHEN REGEXP_MATCHES({t}, {lit(_UK_SQL)}) THEN CASE WHEN REGEXP_MATCHES({uk}, {lit(uk_full)}) "
-            f"AND SPLIT_PART({uk}, '/', 3) <> '0000' THEN TRY_CAST({uk_as_iso} AS DATE) END END")
+    uk_as_iso = (
+        f"SPLIT_PART({uk}, '/', 3) || '-' || SPLIT_PART({uk}, '/', 2) || '-' || SPLIT_PART({uk}, '/', 1)"
+    )
+    return (
+        f"CASE WHEN REGEXP_MATCHES({t}, {lit(_ISO_SQL)}) THEN CASE WHEN REGEXP_MATCHES({iso}, {lit(iso_full)}) "
+        f"AND SUBSTRING({iso}, 1, 4) <> '0000' THEN TRY_CAST({iso} AS DATE) END "
+        f"WHEN REGEXP_MATCHES({t}, {lit(_UK_SQL)}) THEN CASE WHEN REGEXP_MATCHES({uk}, {lit(uk_full)}) "
+        f"AND SPLIT_PART({uk}, '/', 3) <> '0000' THEN TRY_CAST({uk_as_iso} AS DATE) END END"
+    )
 
 
 def _column_sql(c: Column) -> tuple[str, str | None, str]:
@@ -259,7 +340,9 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
         if "allowed" in spec or "recode" in spec:
             lookup = {str(a).upper(): str(a) for a in spec.get("allowed", [])}
             lookup |= {str(k).upper(): str(val) for k, val in (spec.get("recode") or {}).items()}
-            cases = " ".join(f"WHEN {engines.literal(k)} THEN {engines.literal(val)}" for k, val in lookup.items())
+            cases = " ".join(
+                f"WHEN {engines.literal(k)} THEN {engines.literal(val)}" for k, val in lookup.items()
+            )
             pre = f"CASE UPPER({t}) {cases} END"
             value = f"COALESCE({p}, {t})"
         if "pattern" in spec:
@@ -269,8 +352,10 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
         if c.kind in {"integer", "float"}:
             pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r if c.hes != 'age' else t} AS DOUBLE) END"
         else:
-            pre = (f"CASE WHEN {_stray_comma(t)} THEN NULL "
-                   f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END")
+            pre = (
+                f"CASE WHEN {_stray_comma(t)} THEN NULL "
+                f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
+            )
         return text, pre, (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p)
     if c.type == "date":
         if c.kind in {"date", "timestamp"}:
@@ -279,7 +364,9 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
     raise KeyError(f"Unknown type {c.type!r} for column {c.name!r} in the data dictionary")
 
 
-def checks(spec: Mapping[str, Mapping[str, Any]], present: list[str], kinds: Mapping[str, str]) -> list[Check]:
+def checks(
+    spec: Mapping[str, Mapping[str, Any]], present: list[str], kinds: Mapping[str, str]
+) -> list[Check]:
     """The rules of :data:`CONTRACT_RULES` that apply to a table's columns, in the message's order.
 
     Value rules column by column, then row rules column by column, then the
@@ -287,12 +374,24 @@ def checks(spec: Mapping[str, Mapping[str, Any]], present: list[str], kinds: Map
     """
     columns = {name: Column(name, spec[name], kinds.get(name, "text"), tuple(present)) for name in spec}
     out: list[Check] = []
-    for stage, names in (("value", present), ("row", present), ("table", [n for n in spec if n not in present])):
+    for stage, names in (
+        ("value", present),
+        ("row", present),
+        ("table", [n for n in spec if n not in present]),
+    ):
         for name in names:
             col = columns[name]
             for rule in CONTRACT_RULES:
                 if rule.stage == stage and rule.applies(col):
-                    out.append(Check(name, rule.expected(col), rule.condition(col), rule.shows(col), unique=rule.name == "unique"))
+                    out.append(
+                        Check(
+                            name,
+                            rule.expected(col),
+                            rule.condition(col),
+                            rule.shows(col),
+                            unique=rule.name == "unique",
+                        )
+                    )
     return out
 
 
@@ -349,8 +448,14 @@ def _hes(table: str, file_name: str) -> str:
     return "date" if name.endswith("DATE") or name in episodes.HES_DATE_NAMES else ""
 
 
-def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Mapping[str, str] | None,
-          be: engines.Backend, frame: pd.DataFrame | None = None) -> TableSource:
+def _open(
+    table: str,
+    spec: Mapping[str, Any],
+    path: Path | str,
+    column_map: Mapping[str, str] | None,
+    be: engines.Backend,
+    frame: pd.DataFrame | None = None,
+) -> TableSource:
     raw_view = f"raw_{table}"
     if frame is not None:
         names, kinds, file_kind = be.register_frame(frame, raw_view)  # type: ignore[attr-defined]
@@ -387,13 +492,17 @@ def _open(table: str, spec: Mapping[str, Any], path: Path | str, column_map: Map
     flag_cols = "".join(f", COALESCE({r.condition}, FALSE) AS _bad{i}" for i, r in enumerate(flagged))
     keep = ", ".join(engines.quote(c) for c in present)
     order = be.order_column()
-    select = (f"SELECT {keep}{', ' + order if order else ''}{flag_cols} FROM (SELECT *, {value_cols} FROM "
-              f"(SELECT *{pre_cols} FROM (SELECT *, {text_cols} FROM (SELECT {raw_cols}{', ' + order if order else ''} "
-              f"FROM {engines.quote(raw_view)}) AS r) AS t) AS p) AS v")
+    select = (
+        f"SELECT {keep}{', ' + order if order else ''}{flag_cols} FROM (SELECT *, {value_cols} FROM "
+        f"(SELECT *{pre_cols} FROM (SELECT *, {text_cols} FROM (SELECT {raw_cols}{', ' + order if order else ''} "
+        f"FROM {engines.quote(raw_view)}) AS r) AS t) AS p) AS v"
+    )
     typed_name = f"{table}_typed"
     be.materialise(typed_name, select)
     typed_sql = be.typed_select(typed_name)
-    src = TableSource(table, path, be, raw_view, typed_sql, clean, present, src_kind, file_kind, mapping, leftover)
+    src = TableSource(
+        table, path, be, raw_view, typed_sql, clean, present, src_kind, file_kind, mapping, leftover
+    )
     for i, r in enumerate(flagged):
         r.condition = f"_bad{i}"
     _validate(src, rules)
@@ -416,18 +525,25 @@ def _validate(src: TableSource, rules: list[Check]) -> None:
         src.stats["admissions_by_month"] = be.query(  # helpers.periods.admissions_by_month, for the coverage
             "SELECT DATE_TRUNC('month', admission_date) AS month, COUNT(*) AS n, MIN(admission_date) AS first, "
             f"MAX(admission_date) AS last FROM ({src.typed_sql}) AS v WHERE admission_date IS NOT NULL "
-            "GROUP BY DATE_TRUNC('month', admission_date)")
+            "GROUP BY DATE_TRUNC('month', admission_date)"
+        )
     if src.rows == 0:
-        raise io.InputError(f"Cannot use {Path(str(src.path)).name}: it has a header but no rows of data.\nFile: {src.path}")
+        raise io.InputError(
+            f"Cannot use {Path(str(src.path)).name}: it has a header but no rows of data.\nFile: {src.path}"
+        )
     n_bad = {id(r): int(row[f"c{i}"] or 0) for i, r in enumerate(checks)}
     for r in rules:
         if r.unique:
             c = engines.quote(r.column)
-            dup = be.query(f"SELECT SUM(k) AS n FROM (SELECT COUNT(*) AS k FROM ({src.typed_sql}) AS v "
-                           f"WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1) AS d").iloc[0]["n"]
+            dup = be.query(
+                f"SELECT SUM(k) AS n FROM (SELECT COUNT(*) AS k FROM ({src.typed_sql}) AS v "
+                f"WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1) AS d"
+            ).iloc[0]["n"]
             n_bad[id(r)] = int(dup or 0)
-            r.condition = (f"{c} IN (SELECT {c} FROM ({src.typed_sql}) AS v2 WHERE {c} IS NOT NULL "
-                           f"GROUP BY {c} HAVING COUNT(*) > 1)")
+            r.condition = (
+                f"{c} IN (SELECT {c} FROM ({src.typed_sql}) AS v2 WHERE {c} IS NOT NULL "
+                f"GROUP BY {c} HAVING COUNT(*) > 1)"
+            )
     broken = [r for r in rules if n_bad.get(id(r), 0) > 0]
     if not broken:
         return
@@ -437,8 +553,10 @@ def _validate(src: TableSource, rules: list[Check]) -> None:
         if not r.show:  # a column some rows need is missing: no examples (as io)
             problems.append(io.Problem(r.column, r.expected))
             continue
-        found = be.query(f"SELECT _rownum FROM ({src.typed_sql}) AS v WHERE {r.condition} "
-                         f"ORDER BY _rownum LIMIT {io.MAX_ROWS_SHOWN}")["_rownum"].tolist()
+        found = be.query(
+            f"SELECT _rownum FROM ({src.typed_sql}) AS v WHERE {r.condition} "
+            f"ORDER BY _rownum LIMIT {io.MAX_ROWS_SHOWN}"
+        )["_rownum"].tolist()
         raw = be.raw_rows(src.raw_view, found, [_source_name(src, c) for c in r.show])
         lines = []
         for position, values in raw:
@@ -465,8 +583,14 @@ def _raw_value(value: Any, src: TableSource, column: str) -> Any:
     return str(value) if not isinstance(value, str) else value
 
 
-def validate_table(table: str, path: str | Path | None, column_map: Mapping[str, str] | None = None,
-                   engine: str = "duckdb", *, spark: Any | None = None) -> int:
+def validate_table(
+    table: str,
+    path: str | Path | None,
+    column_map: Mapping[str, str] | None = None,
+    engine: str = "duckdb",
+    *,
+    spark: Any | None = None,
+) -> int:
     """Check one contract input with an engine; return its number of rows or raise InputError."""
     src = open_table(table, path, column_map, engine, spark=spark)
     src.backend.close()
@@ -489,8 +613,14 @@ def typed_values(values: pd.Series, dtype: str) -> pd.api.extensions.ExtensionAr
     return pd.array(pd.to_numeric(values).to_numpy(dtype="float64"), dtype="Float64")
 
 
-def read_typed(table: str, path: Path, column_map: Mapping[str, str] | None = None, *,
-               raw: pd.DataFrame | None = None, spec: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+def read_typed(
+    table: str,
+    path: Path,
+    column_map: Mapping[str, str] | None = None,
+    *,
+    raw: pd.DataFrame | None = None,
+    spec: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
     """One table read and checked by DuckDB, as a typed pandas frame (the contract columns, in order).
 
     ``raw``: the file already read as text (an Excel sheet, a database
@@ -511,9 +641,11 @@ def read_typed(table: str, path: Path, column_map: Mapping[str, str] | None = No
     for c in src.present:
         out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
     out.attrs["load_summary"] = {
-        "table": table, "file": Path(path).name,
+        "table": table,
+        "file": Path(path).name,
         **({"sheet": raw.attrs["sheet"]} if raw is not None and "sheet" in raw.attrs else {}),
-        "rows_read": src.rows, "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
+        "rows_read": src.rows,
+        "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
         "columns_ignored": src.leftover,
     }
     return out

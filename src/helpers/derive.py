@@ -35,7 +35,11 @@ def financial_year(dates: pd.Series) -> pd.Series:
     """NHS financial year (April to March) of each date, as ``'2024/25'``."""
     d = pd.to_datetime(dates)
     start = d.dt.year - (d.dt.month < 4).astype(int)
-    label = start.astype("Int64").astype("str") + "/" + ((start + 1) % 100).astype("Int64").astype("str").str.zfill(2)
+    label = (
+        start.astype("Int64").astype("str")
+        + "/"
+        + ((start + 1) % 100).astype("Int64").astype("str").str.zfill(2)
+    )
     return label.where(d.notna(), None)
 
 
@@ -79,13 +83,35 @@ def add_spell_fields(
     be = DuckDB()
     try:
         be.con.register("spells_frame", frame)
-        src = TableSource("spells", "", be, "spells_frame", "SELECT * FROM spells_frame", {}, inputs, {}, "frame", {}, [],
-                          rows=len(frame))
-        src.stats = {"n_classpat": int(frame["patient_classification"].notna().sum()) if "patient_classification" in inputs else 0}
+        src = TableSource(
+            "spells",
+            "",
+            be,
+            "spells_frame",
+            "SELECT * FROM spells_frame",
+            {},
+            inputs,
+            {},
+            "frame",
+            {},
+            [],
+            rows=len(frame),
+        )
+        src.stats = {
+            "n_classpat": int(frame["patient_classification"].notna().sum())
+            if "patient_classification" in inputs
+            else 0
+        }
         if follow_up_end is None:
             src.stats["admissions_by_month"] = admissions_by_month(src)
-        sql = spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"],
-                               key="_rownum")
+        sql = spell_fields_sql(
+            src,
+            int(readmission_window_days),
+            follow_up_end,
+            readmission=True,
+            carry=["_rownum"],
+            key="_rownum",
+        )
         names = ", ".join(f.name for f in SPELL_FIELDS)
         fields = be.arrow(f"SELECT {names} FROM ({sql}) AS d ORDER BY _rownum").to_pandas()
     finally:
@@ -97,8 +123,15 @@ def add_spell_fields(
 
 
 #: The columns of the spells the derived fields read.
-_FIELD_INPUTS = ("spell_id", "patient_id", "admission_date", "discharge_date", "admission_method",
-                 "patient_classification", "discharge_method")
+_FIELD_INPUTS = (
+    "spell_id",
+    "patient_id",
+    "admission_date",
+    "discharge_date",
+    "admission_method",
+    "patient_classification",
+    "discharge_method",
+)
 
 
 def admissions_by_month(src: TableSource) -> pd.DataFrame:
@@ -109,7 +142,8 @@ def admissions_by_month(src: TableSource) -> pd.DataFrame:
     return src.backend.query(
         "SELECT DATE_TRUNC('month', admission_date) AS month, COUNT(*) AS n, MIN(admission_date) AS first, "
         f"MAX(admission_date) AS last FROM ({src.typed_sql}) AS v WHERE admission_date IS NOT NULL "
-        "GROUP BY DATE_TRUNC('month', admission_date)")
+        "GROUP BY DATE_TRUNC('month', admission_date)"
+    )
 
 
 def next_emergency_gap(
@@ -177,32 +211,81 @@ class SpellField:
 
 #: The derived fields, in the order they are added. One edit here adds a field to every engine.
 SPELL_FIELDS: tuple[SpellField, ...] = (
-    SpellField("los_days", "discharge date minus admission date, in days (0 for a same-day spell)",
-               "DATE_DIFF('day', admission_date, discharge_date)", dtype="int64"),
-    SpellField("emergency", "admission method 21-28 or 2A-2D (HES ADMIMETH)", "admission_method IN ({emergency_codes})"),
+    SpellField(
+        "los_days",
+        "discharge date minus admission date, in days (0 for a same-day spell)",
+        "DATE_DIFF('day', admission_date, discharge_date)",
+        dtype="int64",
+    ),
+    SpellField(
+        "emergency",
+        "admission method 21-28 or 2A-2D (HES ADMIMETH)",
+        "admission_method IN ({emergency_codes})",
+    ),
     SpellField("elective", "admission method 11-13 (HES ADMIMETH)", "admission_method IN ({elective_codes})"),
-    SpellField("day_case", "patient classification 2 (HES CLASSPAT); without it, an elective spell of 0 days",
-               "COALESCE(patient_classification = '2', FALSE)", needs="patient_classification",
-               otherwise="(admission_method IN ({elective_codes}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)"),
-    SpellField("died", "discharge method 4 (died); missing where the file has no discharge method",
-               "(discharge_method = '4')", needs="discharge_method", otherwise="CAST(NULL AS BOOLEAN)", dtype="boolean"),
-    SpellField("readmission_days", "days from discharge to the patient's next emergency admission, to any provider, "
-               "on or after the discharge day (missing if none)", "readmission_days", stage="linkage", dtype="Int64"),
-    SpellField("readmit_30d", "an emergency readmission 0 to window - 1 days after discharge",
-               "COALESCE(readmission_days < {window}, FALSE)", stage="linked", dtype="boolean"),
-    SpellField("readmission_eligible", "left alive, and the whole readmission window ends by the end of follow-up",
-               "(NOT COALESCE(died, FALSE) AND _dis_day + {last_day} <= {end_day})", stage="linked"),
-    SpellField("financial_year", "NHS financial year (April to March) of discharge, as 2024/25",
-               "CAST(_fy AS VARCHAR) || '/' || LPAD(CAST((_fy + 1) % 100 AS VARCHAR), 2, '0')", stage="linked",
-               dtype="str"),
-    SpellField("month", "first day of the discharge month", "DATE_TRUNC('month', discharge_date)", stage="linked",
-               dtype="datetime64[us]"),
+    SpellField(
+        "day_case",
+        "patient classification 2 (HES CLASSPAT); without it, an elective spell of 0 days",
+        "COALESCE(patient_classification = '2', FALSE)",
+        needs="patient_classification",
+        otherwise="(admission_method IN ({elective_codes}) AND DATE_DIFF('day', admission_date, discharge_date) = 0)",
+    ),
+    SpellField(
+        "died",
+        "discharge method 4 (died); missing where the file has no discharge method",
+        "(discharge_method = '4')",
+        needs="discharge_method",
+        otherwise="CAST(NULL AS BOOLEAN)",
+        dtype="boolean",
+    ),
+    SpellField(
+        "readmission_days",
+        "days from discharge to the patient's next emergency admission, to any provider, "
+        "on or after the discharge day (missing if none)",
+        "readmission_days",
+        stage="linkage",
+        dtype="Int64",
+    ),
+    SpellField(
+        "readmit_30d",
+        "an emergency readmission 0 to window - 1 days after discharge",
+        "COALESCE(readmission_days < {window}, FALSE)",
+        stage="linked",
+        dtype="boolean",
+    ),
+    SpellField(
+        "readmission_eligible",
+        "left alive, and the whole readmission window ends by the end of follow-up",
+        "(NOT COALESCE(died, FALSE) AND _dis_day + {last_day} <= {end_day})",
+        stage="linked",
+    ),
+    SpellField(
+        "financial_year",
+        "NHS financial year (April to March) of discharge, as 2024/25",
+        "CAST(_fy AS VARCHAR) || '/' || LPAD(CAST((_fy + 1) % 100 AS VARCHAR), 2, '0')",
+        stage="linked",
+        dtype="str",
+    ),
+    SpellField(
+        "month",
+        "first day of the discharge month",
+        "DATE_TRUNC('month', discharge_date)",
+        stage="linked",
+        dtype="datetime64[us]",
+    ),
 )
 
 
-def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, readmission: bool,
-                     typed_sql: str | None = None, carry: Sequence[str] = (), readmit: str = "emergency",
-                     key: str = "spell_id") -> str:
+def spell_fields_sql(
+    src: TableSource,
+    window: int,
+    follow_up_end: Any | None,
+    readmission: bool,
+    typed_sql: str | None = None,
+    carry: Sequence[str] = (),
+    readmit: str = "emergency",
+    key: str = "spell_id",
+) -> str:
     """SQL of the spells with the fields of :data:`SPELL_FIELDS`; the readmission linkage only if asked.
 
     ``readmit``: the SQL condition of a spell that counts as a readmission
@@ -212,12 +295,16 @@ def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, r
     """
     cols = ", ".join([quote(c) for c in src.present] + [quote(c) for c in carry])
     typed_sql = typed_sql or src.typed_sql
-    end = (pd.Timestamp(follow_up_end) if follow_up_end is not None
-           else periods.coverage_from_months(src.stats["admissions_by_month"]).end)
+    end = (
+        pd.Timestamp(follow_up_end)
+        if follow_up_end is not None
+        else periods.coverage_from_months(src.stats["admissions_by_month"]).end
+    )
     values = {
         "emergency_codes": ", ".join(literal(c) for c in sorted(EMERGENCY_CODES)),
         "elective_codes": ", ".join(literal(c) for c in sorted(ELECTIVE_CODES)),
-        "window": int(window), "last_day": int(window) - 1,
+        "window": int(window),
+        "last_day": int(window) - 1,
         "end_day": int((end.normalize() - pd.Timestamp("1970-01-01")).days),
     }
     has = {"patient_classification": int(src.stats.get("n_classpat") or 0) > 0}
@@ -236,12 +323,17 @@ def spell_fields_sql(src: TableSource, window: int, follow_up_end: Any | None, r
     )
     linked = ", ".join(f"{field_sql(f)} AS {f.name}" for f in SPELL_FIELDS if f.stage == "linked")
     if not readmission:
-        return (f"SELECT *, {linked} FROM (SELECT *, CAST(NULL AS BIGINT) AS readmission_days FROM ({base}) AS b) AS l")
+        return f"SELECT *, {linked} FROM (SELECT *, CAST(NULL AS BIGINT) AS readmission_days FROM ({base}) AS b) AS l"
     return f"SELECT *, {linked} FROM ({readmission_linkage_sql(base, readmit, key)}) AS l"
 
 
-def derived_spells_sql(src: TableSource, readmission_window_days: int = 30, follow_up_end: Any | None = None,
-                       carry: Sequence[str] = ("_rownum",), readmission: bool = True) -> str:
+def derived_spells_sql(
+    src: TableSource,
+    readmission_window_days: int = 30,
+    follow_up_end: Any | None = None,
+    carry: Sequence[str] = ("_rownum",),
+    readmission: bool = True,
+) -> str:
     """SQL (DuckDB dialect) of the spells of ``src`` with the derived fields of :func:`load_spells`.
 
     For modules that build on the spells in SQL and bring only their result
@@ -250,7 +342,9 @@ def derived_spells_sql(src: TableSource, readmission_window_days: int = 30, foll
     ``readmission=False`` leaves out the readmission linkage (a window over
     every spell): readmission_days is then missing.
     """
-    return spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=readmission, carry=list(carry))
+    return spell_fields_sql(
+        src, int(readmission_window_days), follow_up_end, readmission=readmission, carry=list(carry)
+    )
 
 
 def readmission_linkage_sql(base: str, readmit: str = "emergency", key: str = "spell_id") -> str:
@@ -275,8 +369,10 @@ def readmission_linkage_sql(base: str, readmit: str = "emergency", key: str = "s
         f"SUM(1 - is_dis) OVER (PARTITION BY patient_id ORDER BY day "
         f"RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS adm_today FROM ({events}) AS e"
     )
-    gaps = (f"SELECT _key AS _gap_key, CASE WHEN adm_today - self_today > 0 THEN 0 "
-            f"ELSE next_later - day END AS readmission_days FROM ({windowed}) AS w WHERE is_dis = 1")
+    gaps = (
+        f"SELECT _key AS _gap_key, CASE WHEN adm_today - self_today > 0 THEN 0 "
+        f"ELSE next_later - day END AS readmission_days FROM ({windowed}) AS w WHERE is_dis = 1"
+    )
     return f"SELECT b.*, g.readmission_days FROM ({base}) AS b JOIN ({gaps}) AS g ON b.{key} = g._gap_key"
 
 
@@ -300,7 +396,9 @@ def load_spells(
     src = open_table("spells", path, column_map, engine, spark=spark)
     try:
         be = src.backend
-        sql = spell_fields_sql(src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"])
+        sql = spell_fields_sql(
+            src, int(readmission_window_days), follow_up_end, readmission=True, carry=["_rownum"]
+        )
         keep = ", ".join([quote(c) for c in src.present] + [f.name for f in SPELL_FIELDS])
         final = f"SELECT {keep} FROM ({sql}) AS d ORDER BY _rownum"
         frame = be.arrow(final).to_pandas() if isinstance(be, DuckDB) else be.query(final)
@@ -312,9 +410,15 @@ def load_spells(
         out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
     for f in SPELL_FIELDS:
         out[f.name] = field_values(frame[f.name], f.dtype)
-    out.attrs["load_summary"] = {"table": "spells", "file": Path(str(src.path)).name, "rows_read": src.rows,
-                                 "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
-                                 "columns_ignored": src.leftover, "engine": engine, **src.origin}
+    out.attrs["load_summary"] = {
+        "table": "spells",
+        "file": Path(str(src.path)).name,
+        "rows_read": src.rows,
+        "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
+        "columns_ignored": src.leftover,
+        "engine": engine,
+        **src.origin,
+    }
     return out
 
 

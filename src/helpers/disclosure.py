@@ -21,9 +21,6 @@ import numpy as np
 import pandas as pd
 from openpyxl import load_workbook
 
-from helpers import contract, engine
-from helpers.io import identifier_columns
-
 #: HES analysis guide: counts 1 to 7 are suppressed.
 DEFAULT_THRESHOLD = 7
 #: Secondary suppression rounds the row's other counts to a multiple of this.
@@ -31,8 +28,19 @@ ROUND_TO = 5
 SUPPRESSED = "*"
 
 _COUNT_NAMES = {
-    "n", "count", "denominator", "observed", "numerator", "events", "spells",
-    "patients", "admissions", "readmissions", "deaths", "attendances", "breaches",
+    "n",
+    "count",
+    "denominator",
+    "observed",
+    "numerator",
+    "events",
+    "spells",
+    "patients",
+    "admissions",
+    "readmissions",
+    "deaths",
+    "attendances",
+    "breaches",
 }
 _COUNT_PATTERN = re.compile(r"^(n|count|number)_|_(n|count|spells|patients|events)$")
 
@@ -116,7 +124,9 @@ def drawable(
     on a funnel, caterpillar or quadrant plot, a bar or a label in an SVG would
     give back the count, or the rate or mean starred beside it in the table.
     """
-    counts = [c for c in (list(counts) if counts is not None else guess_count_columns(table)) if c in table.columns]
+    counts = [
+        c for c in (list(counts) if counts is not None else guess_count_columns(table)) if c in table.columns
+    ]
     if not counts or threshold <= 0:
         return table
     values = table[counts].apply(pd.to_numeric, errors="coerce")
@@ -225,8 +235,13 @@ def output_values(path: Path) -> list[str]:
     if suffix == ".xlsx":
         wb = load_workbook(path, read_only=True)
         try:
-            return [str(v) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for v in row
-                    if v is not None]
+            return [
+                str(v)
+                for ws in wb.worksheets
+                for row in ws.iter_rows(values_only=True)
+                for v in row
+                if v is not None
+            ]
         finally:
             wb.close()
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -306,42 +321,15 @@ def scan_outputs(folder: Path, identifiers: Iterable[str]) -> list[str]:
         if not path.is_file() or path.suffix.lower() not in SCANNED_SUFFIXES:
             continue
         values = output_values(path)
-        hits = sorted({t for v in values for t in _TOKEN.findall(v) if t in ids} | {v.strip() for v in values if v.strip() in ids})
+        hits = sorted(
+            {t for v in values for t in _TOKEN.findall(v) if t in ids}
+            | {v.strip() for v in values if v.strip() in ids}
+        )
         if hits:
-            findings.append(f"{path.relative_to(folder)}: {len(hits)} input identifier value(s), e.g. {hits[0][:3]}…")
+            findings.append(
+                f"{path.relative_to(folder)}: {len(hits)} input identifier value(s), e.g. {hits[0][:3]}…"
+            )
         nhs = sorted({n for v in values for n in nhs_numbers_in(v)})
         if nhs:
             findings.append(f"{path.relative_to(folder)}: {len(nhs)} valid NHS number(s)")
     return findings
-
-
-def identifiers_in_outputs(folder: str | Path, inputs: Mapping[str, str | Path | None],
-                           column_map: Mapping[str, str] | None = None) -> set[str]:
-    """Identifier values of the inputs that appear as words in the files a run wrote.
-
-    For :func:`helpers.disclosure.scan_outputs` on inputs too big to hold
-    their identifiers in memory: the words of the (small) outputs are looked
-    up in the inputs' identifier columns by DuckDB, so only the matches come back.
-    """
-    words: set[str] = set()
-    for p in Path(folder).rglob("*"):
-        if p.is_file() and p.suffix.lower() in SCANNED_SUFFIXES:
-            words |= set(_TOKEN.findall(_output_text(p)))
-    words = {w for w in words if len(w) >= 6}
-    if not words:
-        return set()
-    found: set[str] = set()
-    id_columns = identifier_columns()
-    for table, path in inputs.items():
-        src = contract.open_table(table, path, column_map, "duckdb")
-        try:
-            be = src.backend
-            assert isinstance(be, engine.DuckDB)
-            be.con.register("_words", pd.DataFrame({"w": sorted(words)}))
-            for col in [c for c in src.present if c in id_columns]:
-                hit = be.query(f"SELECT DISTINCT CAST({engine.quote(col)} AS VARCHAR) AS v FROM ({src.typed_sql}) AS t "
-                               f"WHERE CAST({engine.quote(col)} AS VARCHAR) IN (SELECT w FROM _words)")
-                found |= set(hit["v"].astype(str))
-        finally:
-            src.backend.close()
-    return found

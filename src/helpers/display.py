@@ -77,9 +77,17 @@ _DAY_WORDS = {"days", "day", "los", "beds", "bed"}
 
 #: Names a caller may use in ``formats`` instead of a format code.
 FORMAT_NAMES: dict[str, str | None] = {
-    "money": POUNDS, "percent": PERCENT_POINTS, "share": PERCENT, "p_value": P_VALUE,
-    "whole": WHOLE, "plain": PLAIN_WHOLE, "decimal": DECIMAL, "one_decimal": ONE_DECIMAL,
-    "small": SMALL_DECIMAL, "date": DATE, "text": None,
+    "money": POUNDS,
+    "percent": PERCENT_POINTS,
+    "share": PERCENT,
+    "p_value": P_VALUE,
+    "whole": WHOLE,
+    "plain": PLAIN_WHOLE,
+    "decimal": DECIMAL,
+    "one_decimal": ONE_DECIMAL,
+    "small": SMALL_DECIMAL,
+    "date": DATE,
+    "text": None,
 }
 
 #: Shown for a blank cell (NaN, ``<NA>``, ``None``, empty text).
@@ -94,8 +102,11 @@ def _words(column: str) -> set[str]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (
-        isinstance(value, float) and math.isnan(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not (isinstance(value, float) and math.isnan(value))
+    )
 
 
 def number_format(column: str, values: Iterable[Any]) -> str | None:
@@ -193,10 +204,29 @@ def _month_dates(values: list[Any]) -> bool:
     return bool(dates) and all(v.day == 1 for v in dates)
 
 
-_LABEL_WORDS = {"ci": "CI", "los": "LOS", "qia": "QIA", "cip": "CIP", "imd": "IMD", "vw": "virtual ward",
-                "icer": "ICER", "nmb": "NMB", "qaly": "QALY", "qalys": "QALYs", "spc": "SPC", "hrg": "HRG",
-                "gbp": "", "pct": "%", "cpug": "cost per unit gain", "eq5d": "EQ-5D", "did": "DiD",
-                "its": "ITS", "sd": "SD", "smd": "SMD", "z": "z"}
+_LABEL_WORDS = {
+    "ci": "CI",
+    "los": "LOS",
+    "qia": "QIA",
+    "cip": "CIP",
+    "imd": "IMD",
+    "vw": "virtual ward",
+    "icer": "ICER",
+    "nmb": "NMB",
+    "qaly": "QALY",
+    "qalys": "QALYs",
+    "spc": "SPC",
+    "hrg": "HRG",
+    "gbp": "",
+    "pct": "%",
+    "cpug": "cost per unit gain",
+    "eq5d": "EQ-5D",
+    "did": "DiD",
+    "its": "ITS",
+    "sd": "SD",
+    "smd": "SMD",
+    "z": "z",
+}
 
 
 def reader_label(column: str) -> str:
@@ -210,7 +240,9 @@ def reader_label(column: str) -> str:
     return label or str(column)
 
 
-def _column_formats(df: pd.DataFrame, formats: Mapping[str, str | None] | str | None) -> dict[str, str | None]:
+def _column_formats(
+    df: pd.DataFrame, formats: Mapping[str, str | None] | str | None
+) -> dict[str, str | None]:
     chosen: dict[str, str | None] = {}
     if isinstance(formats, str):
         given = {str(c): formats for c in df.columns if _is_numeric_column(df[c])}
@@ -222,8 +254,10 @@ def _column_formats(df: pd.DataFrame, formats: Mapping[str, str | None] | str | 
             fmt = given[name]
             fmt = FORMAT_NAMES[fmt] if fmt in FORMAT_NAMES else fmt
             if fmt not in _RENDER:
-                raise ValueError(f"Column {name!r}: unknown format {given[name]!r}; use one of {sorted(FORMAT_NAMES)} "
-                                 "or a format code of helpers.display.")
+                raise ValueError(
+                    f"Column {name!r}: unknown format {given[name]!r}; use one of {sorted(FORMAT_NAMES)} "
+                    "or a format code of helpers.display."
+                )
             chosen[name] = fmt
         else:
             chosen[name] = number_format(name, df[col].tolist())
@@ -264,25 +298,38 @@ def formatted_frame(
     """
     table = _with_plain_index(df)
     if table.columns.duplicated().any():
-        raise ValueError("The table has duplicate column names: " +
-                         ", ".join(map(str, table.columns[table.columns.duplicated()])))
+        raise ValueError(
+            "The table has duplicate column names: "
+            + ", ".join(map(str, table.columns[table.columns.duplicated()]))
+        )
     chosen = _column_formats(table, formats)
     by_unit = unit_column in table.columns if unit_column else False
     out = {}
     for col in table.columns:
         name = str(col)
         values = table[col].tolist()
-        if by_unit and name in UNIT_VALUE_COLUMNS and not (formats and (isinstance(formats, str) or name in formats)):
+        if (
+            by_unit
+            and name in UNIT_VALUE_COLUMNS
+            and not (formats and (isinstance(formats, str) or name in formats))
+        ):
             units = table[unit_column].tolist()
             rows = {}
             for unit in dict.fromkeys(map(str, units)):
-                nums = [float(v) for v, u in zip(values, units) if str(u) == unit and _is_number(v)
-                        and math.isfinite(float(v))]
+                nums = [
+                    float(v)
+                    for v, u in zip(values, units)
+                    if str(u) == unit and _is_number(v) and math.isfinite(float(v))
+                ]
                 rows[unit] = _unit_format(unit, nums)
             out[name] = [format_value(v, rows[str(u)], missing) for v, u in zip(values, units)]
         elif _month_dates(values):
-            out[name] = [format_value(v, None, missing) if not isinstance(v, (pd.Timestamp, dt.date)) or v is pd.NaT
-                         else v.strftime("%b %Y") for v in values]
+            out[name] = [
+                format_value(v, None, missing)
+                if not isinstance(v, (pd.Timestamp, dt.date)) or v is pd.NaT
+                else v.strftime("%b %Y")
+                for v in values
+            ]
         else:
             out[name] = [format_value(v, chosen[name], missing) for v in values]
     text = pd.DataFrame(out, columns=[str(c) for c in table.columns], dtype=object)
@@ -290,7 +337,9 @@ def formatted_frame(
         given = dict(labels) if isinstance(labels, Mapping) else {}
         shown = [given.get(c, reader_label(c)) for c in text.columns]
         # two names with one label (opportunity, opportunity_gbp) keep their names, so no two columns look alike
-        text.columns = [label if shown.count(label) == 1 else name for label, name in zip(shown, text.columns)]
+        text.columns = [
+            label if shown.count(label) == 1 else name for label, name in zip(shown, text.columns)
+        ]
     return text
 
 
@@ -332,11 +381,20 @@ class ReaderTable(Styler):
 #: The style of every reader table: wrapped text, numbers right-aligned, a light rule under the header.
 TABLE_STYLES = [
     {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0;"},
-    {"selector": "th", "props": "text-align: left; vertical-align: bottom; white-space: normal; "
-                                "border-bottom: 1px solid #425563; padding: 0.25em 0.6em; font-weight: 600;"},
-    {"selector": "td", "props": "text-align: left; vertical-align: top; white-space: normal; overflow-wrap: break-word; "
-                                "min-width: 4.5em; max-width: 22em; padding: 0.2em 0.6em;"},
-    {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em;"},
+    {
+        "selector": "th",
+        "props": "text-align: left; vertical-align: bottom; white-space: normal; "
+        "border-bottom: 1px solid #425563; padding: 0.25em 0.6em; font-weight: 600;",
+    },
+    {
+        "selector": "td",
+        "props": "text-align: left; vertical-align: top; white-space: normal; overflow-wrap: break-word; "
+        "min-width: 4.5em; max-width: 22em; padding: 0.2em 0.6em;",
+    },
+    {
+        "selector": "caption",
+        "props": "caption-side: top; text-align: left; font-weight: 600; padding-bottom: 0.3em;",
+    },
 ]
 
 
@@ -366,24 +424,32 @@ def format_table(
     numeric = [c for c, orig in zip(text.columns, table.columns) if _is_numeric_column(table[orig])]
     if transpose:
         if isinstance(transpose, str):  # that column's values head the new columns
-            key = labels.get(transpose, reader_label(transpose)) if isinstance(labels, Mapping) else (
-                reader_label(transpose) if labels is not False else transpose)
+            key = (
+                labels.get(transpose, reader_label(transpose))
+                if isinstance(labels, Mapping)
+                else (reader_label(transpose) if labels is not False else transpose)
+            )
             header = [str(v) for v in text[key]]
             text = text.drop(columns=key)
         else:
             header = [f"{i + 1}" for i in range(len(text))] if len(text) > 1 else ["value"]
         text = pd.DataFrame(text.to_numpy().T, columns=header, dtype=object).assign(
-            measure=list(text.columns))[["measure", *header]]
+            measure=list(text.columns)
+        )[["measure", *header]]
         numeric = header
-    digest = hashlib.sha1(text.to_csv(index=False).encode("utf-8") + (caption or "").encode("utf-8")).hexdigest()[:10]
+    digest = hashlib.sha1(
+        text.to_csv(index=False).encode("utf-8") + (caption or "").encode("utf-8")
+    ).hexdigest()[:10]
     styler = ReaderTable(text, uuid=f"reader_{digest}", cell_ids=False)
     styler = styler.hide(axis="index").set_table_attributes('class="reader-table"')
     styles = list(TABLE_STYLES)
     for col in numeric:
         j = list(text.columns).index(col)
         keep_whole = "" if transpose else " white-space: nowrap;"  # a transposed column also holds text rows
-        styles += [{"selector": f"td.col{j}", "props": f"text-align: right;{keep_whole}"},
-                   {"selector": f"th.col{j}", "props": "text-align: right;"}]
+        styles += [
+            {"selector": f"td.col{j}", "props": f"text-align: right;{keep_whole}"},
+            {"selector": f"th.col{j}", "props": "text-align: right;"},
+        ]
     styler = styler.set_table_styles(styles)
     # every cell and heading escaped (hostile text stays text); long codes may break after _ or /
     text_columns = [c for c in text.columns if c not in numeric]

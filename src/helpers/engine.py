@@ -44,12 +44,16 @@ RETIRED_ENGINES: dict[str, str] = {"pandas": "duckdb"}
 SPARK_MASTER_ENV = "HANDBOOK_SPARK_MASTER"
 SPARK_REMOTE_ENV = "SPARK_REMOTE"
 #: What a user without the optional Spark extra is told.
-SPARK_EXTRA_MISSING = ("The spark engine needs PySpark, an optional extra: install it with "
-                       "`.venv/bin/pip install -r requirements-spark.txt`; Spark also needs Java 17 or later.")
+SPARK_EXTRA_MISSING = (
+    "The spark engine needs PySpark, an optional extra: install it with "
+    "`.venv/bin/pip install -r requirements-spark.txt`; Spark also needs Java 17 or later."
+)
 #: Memory DuckDB may use before it spills to a temporary folder (env HANDBOOK_DUCKDB_MEMORY).
 DUCKDB_MEMORY_LIMIT = "2GB"
 
-_NUMERIC = re.compile(r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UBIGINT|UINTEGER|USMALLINT|UTINYINT|INT|LONG|SHORT|BYTE)", re.I)
+_NUMERIC = re.compile(
+    r"(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UBIGINT|UINTEGER|USMALLINT|UTINYINT|INT|LONG|SHORT|BYTE)", re.I
+)
 _FLOATING = re.compile(r"(FLOAT|DOUBLE|DECIMAL|REAL|NUMERIC)", re.I)
 
 
@@ -146,7 +150,9 @@ class DuckDB(Backend):
         names = [r[0] for r in desc]
         return names, {r[0]: column_kind(r[1]) for r in desc}, kind
 
-    def register_frame(self, frame: pd.DataFrame, view: str, kind: str = "frame") -> tuple[list[str], dict[str, str], str]:
+    def register_frame(
+        self, frame: pd.DataFrame, view: str, kind: str = "frame"
+    ) -> tuple[list[str], dict[str, str], str]:
         """Create ``view`` over a pandas frame (a file already read as text); as :meth:`register`."""
         self.con.register(f"{view}_frame", frame)
         self.con.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}")
@@ -171,8 +177,10 @@ class DuckDB(Backend):
                 raise io.InputError(
                     f"Cannot read {path.name}: it is neither UTF-8 nor Windows (cp1252) text.\nFile: {path}"
                 ) from None
-        source = (f"read_csv({literal(str(target))}, header = true, all_varchar = true, delim = ',', "
-                  "quote = '\"', escape = '\"', null_padding = false)")
+        source = (
+            f"read_csv({literal(str(target))}, header = true, all_varchar = true, delim = ',', "
+            "quote = '\"', escape = '\"', null_padding = false)"
+        )
         try:
             self.con.execute(f"SELECT * FROM {source} LIMIT 1").fetchall()
         except self._duckdb.Error as exc:
@@ -206,7 +214,9 @@ class DuckDB(Backend):
             return []
         wanted = ", ".join(str(int(r)) for r in rownums)
         cols = ", ".join(quote(c) for c in columns)
-        rows = self.con.execute(f"SELECT rowid, {cols} FROM {quote(numbered)} WHERE rowid IN ({wanted}) ORDER BY rowid").fetchall()
+        rows = self.con.execute(
+            f"SELECT rowid, {cols} FROM {quote(numbered)} WHERE rowid IN ({wanted}) ORDER BY rowid"
+        ).fetchall()
         return [(int(r[0]), list(r[1:])) for r in rows]
 
     def close(self) -> None:
@@ -244,8 +254,13 @@ class Spark(Backend):
             df = self.spark.createDataFrame(io.read_raw(Path(text)).fillna(""))
             kind = "excel"
         else:
-            df = (self.spark.read.option("header", True).option("inferSchema", False).option("escape", '"')
-                  .option("encoding", "UTF-8").csv(text))
+            df = (
+                self.spark.read.option("header", True)
+                .option("inferSchema", False)
+                .option("escape", '"')
+                .option("encoding", "UTF-8")
+                .csv(text)
+            )
             kind = "csv"
         names = list(df.columns)
         kinds = {f.name: column_kind(f.dataType.simpleString()) for f in df.schema.fields}
@@ -279,8 +294,10 @@ class Spark(Backend):
             return []
         wanted = ", ".join(str(int(r)) for r in rownums)
         cols = ", ".join(f"a.{quote(c)}" for c in columns)
-        sql = (f"SELECT a._mid, COUNT(b._mid) AS pos, {cols} FROM (SELECT * FROM {quote(view)} WHERE _mid IN ({wanted})) AS a "
-               f"LEFT JOIN (SELECT _mid FROM {quote(view)}) AS b ON b._mid < a._mid GROUP BY a._mid, {cols} ORDER BY a._mid")
+        sql = (
+            f"SELECT a._mid, COUNT(b._mid) AS pos, {cols} FROM (SELECT * FROM {quote(view)} WHERE _mid IN ({wanted})) AS a "
+            f"LEFT JOIN (SELECT _mid FROM {quote(view)}) AS b ON b._mid < a._mid GROUP BY a._mid, {cols} ORDER BY a._mid"
+        )
         rows = self.query(sql)
         return [(int(r["pos"]), [r.iloc[2 + k] for k in range(len(columns))]) for _, r in rows.iterrows()]
 
@@ -311,10 +328,14 @@ def spark_session(app_name: str = "nhs-value-handbook") -> Any:
     if remote:
         return SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
     master = os.environ.get(SPARK_MASTER_ENV, "local[*]")
-    return (SparkSession.builder.master(master).appName(app_name)
-            .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", os.environ.get("HANDBOOK_SPARK_PARTITIONS", "8"))
-            .getOrCreate())
+    return (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", os.environ.get("HANDBOOK_SPARK_PARTITIONS", "8"))
+        .getOrCreate()
+    )
 
 
 def engine_name(engine: str | None) -> str:
@@ -357,5 +378,3 @@ def _transcode(src: Path, dst: Path, encoding: str, block: int = 1 << 24) -> Non
         while chunk := f.read(block):
             out.write(decoder.decode(chunk))
         out.write(decoder.decode(b"", final=True))
-
-

@@ -76,8 +76,18 @@ TRANSFER_METHODS = frozenset({"2B", "81"})
 REGULAR_ATTENDER = frozenset({"3", "4"})
 MAX_TRANSFER_GAP_DAYS = 2
 
-_FIRST = ["patient_id", "provider_code", "admission_date", "admission_method", "admission_source",
-          "patient_classification", "age", "sex", "imd_decile", "primary_diagnosis"]
+_FIRST = [
+    "patient_id",
+    "provider_code",
+    "admission_date",
+    "admission_method",
+    "admission_source",
+    "patient_classification",
+    "age",
+    "sex",
+    "imd_decile",
+    "primary_diagnosis",
+]
 _LAST = ["discharge_date", "discharge_method", "discharge_destination", "hrg"]
 
 
@@ -88,8 +98,14 @@ def is_episode_level(columns: Any, column_map: Mapping[str, str] | None = None) 
 
 
 def _step(step: str, before: int, after: int, reason: str) -> dict[str, Any]:
-    return {"table": "spells", "step": step, "rows_before": int(before), "rows_excluded": int(before - after),
-            "rows_after": int(after), "reason": reason}
+    return {
+        "table": "spells",
+        "step": step,
+        "rows_before": int(before),
+        "rows_excluded": int(before - after),
+        "rows_after": int(after),
+        "reason": reason,
+    }
 
 
 def spells_from_episodes(
@@ -118,11 +134,19 @@ def spells_from_episodes(
     if "episode_status" in ep.columns:
         finished = ep["episode_status"].isna() | (ep["episode_status"] == "3")
         ep = ep.loc[finished]
-        steps.append(_step("finished episodes", n, len(ep),
-                           "episode not finished (EPISTAT 1 or 9): only finished episodes make spells"))
+        steps.append(
+            _step(
+                "finished episodes",
+                n,
+                len(ep),
+                "episode not finished (EPISTAT 1 or 9): only finished episodes make spells",
+            )
+        )
     key = ["patient_id", "provider_code", "provider_spell_number"]
     end = ep["episode_end"] if "episode_end" in ep.columns else ep["episode_start"]
-    ep = ep.assign(_end=end).sort_values(key + ["episode_start", "_end", "episode_order", "_row"], kind="stable")
+    ep = ep.assign(_end=end).sort_values(
+        key + ["episode_start", "_end", "episode_order", "_row"], kind="stable"
+    )
     ep["_spell"] = ep.groupby(key, sort=False).ngroup()
     first = ep.groupby("_spell", sort=True).head(1).set_index("_spell")
     last = ep.groupby("_spell", sort=True).tail(1).set_index("_spell")
@@ -135,7 +159,9 @@ def spells_from_episodes(
             spells[col] = last[col]
     if "discharge_date" not in ep.columns and "episode_end" in ep.columns:
         spells["discharge_date"] = last["episode_end"]  # no DISDATE column: the last episode's end
-    spells["spell_id"] = first["provider_code"].astype("str") + "/" + first["provider_spell_number"].astype("str")
+    spells["spell_id"] = (
+        first["provider_code"].astype("str") + "/" + first["provider_spell_number"].astype("str")
+    )
     spells["_episodes"] = ep.groupby("_spell", sort=True).size()
     spells["_last_row"] = last["_row"]
     if primary_diagnosis_rule == "shmi" and "primary_diagnosis" in ep.columns:
@@ -151,20 +177,42 @@ def spells_from_episodes(
         spells["charlson_index"] = scored["charlson_index"].fillna(0).astype("Int64")
 
     n_episodes = len(ep)
-    ended = spells["discharge_date"].notna() if "discharge_date" in spells.columns else pd.Series(False, spells.index)
+    ended = (
+        spells["discharge_date"].notna()
+        if "discharge_date" in spells.columns
+        else pd.Series(False, spells.index)
+    )
     open_episodes = int(spells.loc[~ended, "_episodes"].sum())
     spells = spells.loc[ended]
-    steps.append(_step("spells that ended", n_episodes, n_episodes - open_episodes,
-                       "the spell's last episode has no discharge date (the patient was still in hospital)"))
-    steps.append(_step("episodes to provider spells", n_episodes - open_episodes, len(spells),
-                       "the episodes of one spell (patient, provider, provider spell number) make one row: "
-                       "admission details from the first, discharge from the last (NHS Digital spells method)"))
+    steps.append(
+        _step(
+            "spells that ended",
+            n_episodes,
+            n_episodes - open_episodes,
+            "the spell's last episode has no discharge date (the patient was still in hospital)",
+        )
+    )
+    steps.append(
+        _step(
+            "episodes to provider spells",
+            n_episodes - open_episodes,
+            len(spells),
+            "the episodes of one spell (patient, provider, provider spell number) make one row: "
+            "admission details from the first, discharge from the last (NHS Digital spells method)",
+        )
+    )
     if link_transfers:
         before = len(spells)
         spells = link_continuous_spells(spells)
-        steps.append(_step("provider spells to continuous inpatient spells", before, len(spells),
-                           "a transfer to another hospital within 2 days continues the same stay (NHS Digital CIP "
-                           "spells): one row per stay, at the provider that discharged the patient"))
+        steps.append(
+            _step(
+                "provider spells to continuous inpatient spells",
+                before,
+                len(spells),
+                "a transfer to another hospital within 2 days continues the same stay (NHS Digital CIP "
+                "spells): one row per stay, at the provider that discharged the patient",
+            )
+        )
     spells = spells.sort_values(["admission_date", "_last_row"], kind="stable").reset_index(drop=True)
     return spells, steps
 
@@ -184,12 +232,20 @@ def link_continuous_spells(spells: pd.DataFrame, max_gap_days: int = MAX_TRANSFE
     gap = (s["admission_date"] - s["discharge_date"].shift(1)).dt.days
     dest_prev = text("discharge_destination").shift(1)
     source, method = text("admission_source"), text("admission_method")
-    transfer = (dest_prev.isin(TRANSFER_DESTINATIONS) | source.isin(TRANSFER_SOURCES) | method.isin(TRANSFER_METHODS))
+    transfer = (
+        dest_prev.isin(TRANSFER_DESTINATIONS) | source.isin(TRANSFER_SOURCES) | method.isin(TRANSFER_METHODS)
+    )
     excluded = dest_prev.eq("19") & source.eq("51") & method.eq("21")
     regular = text("patient_classification").isin(REGULAR_ATTENDER)
     regular_prev = regular.shift(1, fill_value=False).astype(bool)
-    linked = (same & gap.between(0, max_gap_days) & transfer.fillna(False) & ~excluded.fillna(False)
-              & ~regular & ~regular_prev)
+    linked = (
+        same
+        & gap.between(0, max_gap_days)
+        & transfer.fillna(False)
+        & ~excluded.fillna(False)
+        & ~regular
+        & ~regular_prev
+    )
     s["_cip"] = (~linked.fillna(False).astype(bool)).cumsum()
     groups = s.groupby("_cip", sort=False)
     out = groups.head(1).set_index("_cip")
@@ -212,8 +268,18 @@ HES_AGE_COLUMNS = frozenset({"STARTAGE", "ADMIAGE", "ENDAGE", "STARTAGE_CALC"})
 HES_DATE_NAMES = frozenset({"EPISTART", "EPIEND", "ADMIDATE", "DISDATE", "ELECDATE"})
 #: HES null dates: 1800-01-01 "not applicable", 1801-01-01 "not known" (and the 1582-10-15 and 1600-01-01 of some
 #: extracts); read as blank.
-HES_NULL_DATES = frozenset({"1800-01-01", "1801-01-01", "1582-10-15", "1600-01-01",
-                            "01/01/1800", "01/01/1801", "15/10/1582", "01/01/1600"})
+HES_NULL_DATES = frozenset(
+    {
+        "1800-01-01",
+        "1801-01-01",
+        "1582-10-15",
+        "1600-01-01",
+        "01/01/1800",
+        "01/01/1801",
+        "15/10/1582",
+        "01/01/1600",
+    }
+)
 
 
 def read_hes_codes(raw: pd.DataFrame) -> pd.DataFrame:
@@ -270,8 +336,9 @@ def load_spells(
         diagnoses = comorbidity.long_from_wide(raw, wide)
     elif concatenated is not None:
         diagnoses = comorbidity.long_from_concatenated(raw, concatenated)
-    built, steps = spells_from_episodes(episodes, diagnoses, primary_diagnosis_rule=primary_diagnosis_rule,
-                                        link_transfers=link_transfers)
+    built, steps = spells_from_episodes(
+        episodes, diagnoses, primary_diagnosis_rule=primary_diagnosis_rule, link_transfers=link_transfers
+    )
     spec = io.table_columns("spells")
     out = pd.DataFrame(index=built.index)
     for col in spec:
@@ -279,12 +346,14 @@ def load_spells(
             out[col] = built[col]
     out["spell_id"] = out["spell_id"].astype("str")
     summary = dict(episodes.attrs.get("load_summary", {}))
-    summary.update({
-        "table": "spells",
-        "built_from": "episodes",
-        "diagnoses": comorbidity.describe_source(raw.columns),
-        "load_steps": steps,
-    })
+    summary.update(
+        {
+            "table": "spells",
+            "built_from": "episodes",
+            "diagnoses": comorbidity.describe_source(raw.columns),
+            "load_steps": steps,
+        }
+    )
     out.attrs["load_summary"] = summary
     return out
 
@@ -335,8 +404,9 @@ def needs_pandas(columns: list[str], column_map: Mapping[str, str] | None = None
     return is_episode_level(columns, column_map) or bool((wide or concatenated) and scores_absent)
 
 
-def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | None = None
-                           ) -> tuple[Path, dict[str, Any]] | None:
+def spells_file_for_engine(
+    path: str | Path, column_map: Mapping[str, str] | None = None
+) -> tuple[Path, dict[str, Any]] | None:
     """For the DuckDB and Spark engines: an episode-level file, or one with diagnoses, as a spells file.
 
     The engines read spells with SQL; building spells from episodes and
@@ -364,9 +434,14 @@ def spells_file_for_engine(path: str | Path, column_map: Mapping[str, str] | Non
     target = folder / f"{path.stem}.parquet"
     text.to_parquet(target, index=False)
     summary = spells.attrs.get("load_summary", {})
-    origin = {"file": path.name, "rows_read": int(summary.get("rows_read", len(spells))),
-              "columns_mapped": dict(summary.get("columns_mapped") or {}),  # the original's names, not the built file's
-              "columns_ignored": list(summary.get("columns_ignored") or [])}
+    origin = {
+        "file": path.name,
+        "rows_read": int(summary.get("rows_read", len(spells))),
+        "columns_mapped": dict(
+            summary.get("columns_mapped") or {}
+        ),  # the original's names, not the built file's
+        "columns_ignored": list(summary.get("columns_ignored") or []),
+    }
     if summary.get("load_steps"):
         origin["load_steps"] = summary["load_steps"]
     return target, origin

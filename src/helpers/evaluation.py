@@ -89,15 +89,28 @@ METHODS: list[str] = ["naive", "regression", "ipw", "matching"]
 SMD_THRESHOLD: float = 0.1
 
 EFFECT_COLUMNS: list[str] = [
-    "outcome", "method", "estimate", "ci_lower", "ci_upper", "p_value",
-    "n_treated", "n_control", "unit", "ratio_measure", "ratio",
-    "ratio_ci_lower", "ratio_ci_upper", "se", "note",
+    "outcome",
+    "method",
+    "estimate",
+    "ci_lower",
+    "ci_upper",
+    "p_value",
+    "n_treated",
+    "n_control",
+    "unit",
+    "ratio_measure",
+    "ratio",
+    "ratio_ci_lower",
+    "ratio_ci_upper",
+    "se",
+    "note",
 ]
 
 
 # ---------------------------------------------------------------------------
 # Design matrices and the propensity score
 # ---------------------------------------------------------------------------
+
 
 def _is_categorical(s: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
@@ -147,7 +160,9 @@ def propensity_scores(data: pd.DataFrame, covariates: list[str], treatment: str 
     """
     X = design_matrix(data, covariates)
     t = _binary(data[treatment], treatment)
-    return pd.Series(np.clip(_logistic_fitted(t, X.to_numpy()), 1e-10, 1 - 1e-10), index=data.index, name="propensity")
+    return pd.Series(
+        np.clip(_logistic_fitted(t, X.to_numpy()), 1e-10, 1 - 1e-10), index=data.index, name="propensity"
+    )
 
 
 def att_weights(treated: np.ndarray | pd.Series, propensity: np.ndarray | pd.Series) -> np.ndarray:
@@ -174,6 +189,7 @@ def _binary(s: pd.Series | np.ndarray, name: str) -> np.ndarray:
 # Small helpers for intervals
 # ---------------------------------------------------------------------------
 
+
 def _z(level: float) -> float:
     return float(stats.norm.ppf(0.5 + level / 2))
 
@@ -182,8 +198,11 @@ def _row(estimate: float, se: float, level: float, scale: float = 1.0) -> dict:
     z = _z(level)
     p = float(2 * stats.norm.sf(abs(estimate / se))) if se > 0 else float("nan")
     return {
-        "estimate": estimate * scale, "ci_lower": (estimate - z * se) * scale,
-        "ci_upper": (estimate + z * se) * scale, "p_value": p, "se": se * scale,
+        "estimate": estimate * scale,
+        "ci_lower": (estimate - z * se) * scale,
+        "ci_upper": (estimate + z * se) * scale,
+        "p_value": p,
+        "se": se * scale,
     }
 
 
@@ -191,14 +210,22 @@ def _row_t(estimate: float, se: float, level: float, df: int) -> dict:
     """Like :func:`_row`, with Student's t on ``df`` degrees of freedom."""
     q = float(stats.t.ppf(0.5 + level / 2, df))
     p = float(2 * stats.t.sf(abs(estimate / se), df)) if se > 0 else float("nan")
-    return {"estimate": estimate, "ci_lower": estimate - q * se, "ci_upper": estimate + q * se,
-            "p_value": p, "se": se}
+    return {
+        "estimate": estimate,
+        "ci_lower": estimate - q * se,
+        "ci_upper": estimate + q * se,
+        "p_value": p,
+        "se": se,
+    }
 
 
 def _ratio(log_ratio: float, se_log: float, level: float) -> dict:
     z = _z(level)
-    return {"ratio": float(np.exp(log_ratio)), "ratio_ci_lower": float(np.exp(log_ratio - z * se_log)),
-            "ratio_ci_upper": float(np.exp(log_ratio + z * se_log))}
+    return {
+        "ratio": float(np.exp(log_ratio)),
+        "ratio_ci_lower": float(np.exp(log_ratio - z * se_log)),
+        "ratio_ci_upper": float(np.exp(log_ratio + z * se_log)),
+    }
 
 
 def _kind(outcome: str, y: np.ndarray) -> str:
@@ -210,6 +237,7 @@ def _kind(outcome: str, y: np.ndarray) -> str:
 # ---------------------------------------------------------------------------
 # Estimators (arrays in, dict out); ``estimate_effects`` assembles the table
 # ---------------------------------------------------------------------------
+
 
 def naive_difference(y: np.ndarray, t: np.ndarray, level: float = 0.95) -> dict:
     """Unadjusted difference in means, treated minus control, Welch standard error.
@@ -268,8 +296,7 @@ def _logistic_fitted(t: np.ndarray, X: np.ndarray) -> np.ndarray:
     return family.fitted(np.asarray(X, float) @ _glm_irls(np.asarray(t, float), np.asarray(X, float), family))
 
 
-def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str,
-                        level: float = 0.95) -> dict:
+def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str, level: float = 0.95) -> dict:
     """Outcome regression with the effect on the treated by marginal standardisation.
 
     ``X`` holds the covariates with an intercept (no treatment column).
@@ -308,8 +335,14 @@ def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str,
     return out
 
 
-def ipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95,
-            propensity: np.ndarray | None = None, cluster: np.ndarray | None = None) -> dict:
+def ipw_att(
+    y: np.ndarray,
+    t: np.ndarray,
+    X: np.ndarray,
+    level: float = 0.95,
+    propensity: np.ndarray | None = None,
+    cluster: np.ndarray | None = None,
+) -> dict:
     """ATT by inverse probability weighting with a stacked sandwich variance.
 
     The propensity score is a logistic regression of ``t`` on ``X`` (with an
@@ -357,8 +390,13 @@ def ipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95,
     return out
 
 
-def match_nearest(logit_ps: np.ndarray, treated: np.ndarray, caliper_sd: float = 0.2,
-                  seed: int = 2026, caliper: float | None = None) -> pd.DataFrame:
+def match_nearest(
+    logit_ps: np.ndarray,
+    treated: np.ndarray,
+    caliper_sd: float = 0.2,
+    seed: int = 2026,
+    caliper: float | None = None,
+) -> pd.DataFrame:
     """1:1 greedy nearest-neighbour matching without replacement, with a caliper.
 
     Treated units are taken in a random order (from ``seed``); each takes the
@@ -460,10 +498,16 @@ class EffectResults:
     overlap: pd.DataFrame
 
 
-def estimate_effects(cohort: pd.DataFrame, outcomes: list[str] | None = None,
-                     covariates: list[str] | None = None, treatment: str = "treated",
-                     methods: list[str] | None = None, caliper_sd: float = 0.2,
-                     level: float = 0.95, seed: int = 2026) -> EffectResults:
+def estimate_effects(
+    cohort: pd.DataFrame,
+    outcomes: list[str] | None = None,
+    covariates: list[str] | None = None,
+    treatment: str = "treated",
+    methods: list[str] | None = None,
+    caliper_sd: float = 0.2,
+    level: float = 0.95,
+    seed: int = 2026,
+) -> EffectResults:
     """Every estimator on every outcome, side by side (the ``effect_estimates`` table).
 
     The propensity score (logistic, main effects of ``covariates``) is fitted
@@ -479,7 +523,9 @@ def estimate_effects(cohort: pd.DataFrame, outcomes: list[str] | None = None,
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     t = _binary(cohort[treatment], treatment)
     if t.sum() < 2 or (1 - t).sum() < 2:
-        raise ValueError(f"need at least two treated and two control rows; have {int(t.sum())} and {int((1 - t).sum())}")
+        raise ValueError(
+            f"need at least two treated and two control rows; have {int(t.sum())} and {int((1 - t).sum())}"
+        )
     X = design_matrix(cohort, covariates).to_numpy()
     ps = pd.Series(np.clip(_logistic_fitted(t, X), 1e-10, 1 - 1e-10), index=cohort.index, name="propensity")
     pairs = match_nearest(logit(ps.to_numpy()), t, caliper_sd=caliper_sd, seed=seed)
@@ -506,26 +552,42 @@ def estimate_effects(cohort: pd.DataFrame, outcomes: list[str] | None = None,
                 r = regression_adjusted(y, t, X, kind, level)
                 ratio_measure = "rate ratio" if kind == "count" else "odds ratio"
                 nt, nc = n1, n0
-                note = ("negative binomial GLM" if kind == "count" else "logistic GLM") + \
-                    "; difference by marginal standardisation over the treated"
+                note = (
+                    "negative binomial GLM" if kind == "count" else "logistic GLM"
+                ) + "; difference by marginal standardisation over the treated"
             elif method == "ipw":
                 r = ipw_att(y, t, X, level, propensity=ps.to_numpy())
                 r.pop("propensity")
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = n1, n0
-                ess = float(ps[t == 0].pipe(lambda s: (s / (1 - s))).pipe(lambda w: w.sum() ** 2 / (w**2).sum()))
+                ess = float(
+                    ps[t == 0].pipe(lambda s: (s / (1 - s))).pipe(lambda w: w.sum() ** 2 / (w**2).sum())
+                )
                 note = f"ATT weights; effective control sample size {ess:,.0f}"
             else:
                 r = matched_difference(y, pairs, level)
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = n_pairs, n_pairs
-                note = f"{n_unmatched:,} treated spells had no control within the caliper" if n_unmatched else \
-                    "every treated spell matched"
+                note = (
+                    f"{n_unmatched:,} treated spells had no control within the caliper"
+                    if n_unmatched
+                    else "every treated spell matched"
+                )
             if kind == "binary":
                 for k in ("estimate", "ci_lower", "ci_upper", "se"):
                     r[k] = r[k] * scale
-            rows.append({"outcome": outcome, "method": method, **r, "n_treated": nt, "n_control": nc,
-                         "unit": unit, "ratio_measure": ratio_measure, "note": note})
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "method": method,
+                    **r,
+                    "n_treated": nt,
+                    "n_control": nc,
+                    "unit": unit,
+                    "ratio_measure": ratio_measure,
+                    "note": note,
+                }
+            )
     effects = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
     balance = balance_table(cohort, covariates, treatment, ps, pairs)
     overlap = overlap_table(ps, t)
@@ -540,7 +602,13 @@ def estimate_effects(cohort: pd.DataFrame, outcomes: list[str] | None = None,
 #: measured before time zero. The risk set (provider, pathway and hospital
 #: day) is always added: weighting and matching happen within risk sets.
 TARGET_TRIAL_COVARIATES: list[str] = [
-    "age", "sex", "frailty_score", "imd_decile", "month", "prior_emergency_admissions", "prior_bed_days",
+    "age",
+    "sex",
+    "frailty_score",
+    "imd_decile",
+    "month",
+    "prior_emergency_admissions",
+    "prior_bed_days",
 ]
 
 #: Methods of the target-trial table, the main one (augmented IPW) first after naive.
@@ -553,8 +621,14 @@ _NESTED_IN_RISK_SET = ("pathway", "provider_code", "landmark_day")
 MORTALITY_WARNING_PP: float = 2.0
 
 
-def aipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95,
-             propensity: np.ndarray | None = None, cluster: np.ndarray | None = None) -> dict:
+def aipw_att(
+    y: np.ndarray,
+    t: np.ndarray,
+    X: np.ndarray,
+    level: float = 0.95,
+    propensity: np.ndarray | None = None,
+    cluster: np.ndarray | None = None,
+) -> dict:
     """Doubly robust (augmented IPW) effect on the treated.
 
     The outcome model m0(X) is a linear regression of ``y`` on ``X`` among the
@@ -577,13 +651,24 @@ def aipw_att(y: np.ndarray, t: np.ndarray, X: np.ndarray, level: float = 0.95,
         out.pop(k, None)
     mu1 = float(y[t == 1].mean())
     if mu1 > 0 and mu1 - out["estimate"] > 0 and mu1 - out["ci_lower"] > 0 and mu1 - out["ci_upper"] > 0:
-        out.update({"ratio": mu1 / (mu1 - out["estimate"]), "ratio_ci_lower": mu1 / (mu1 - out["ci_lower"]),
-                    "ratio_ci_upper": mu1 / (mu1 - out["ci_upper"])})
+        out.update(
+            {
+                "ratio": mu1 / (mu1 - out["estimate"]),
+                "ratio_ci_lower": mu1 / (mu1 - out["ci_lower"]),
+                "ratio_ci_upper": mu1 / (mu1 - out["ci_upper"]),
+            }
+        )
     return out
 
 
-def match_within_risk_sets(logit_ps: np.ndarray, treated: np.ndarray, risk_set: np.ndarray, unit: np.ndarray,
-                           caliper_sd: float = 0.2, seed: int = 2026) -> pd.DataFrame:
+def match_within_risk_sets(
+    logit_ps: np.ndarray,
+    treated: np.ndarray,
+    risk_set: np.ndarray,
+    unit: np.ndarray,
+    caliper_sd: float = 0.2,
+    seed: int = 2026,
+) -> pd.DataFrame:
     """1:1 nearest-neighbour matching on the logit propensity score within each risk set.
 
     One caliper for all risk sets: ``caliper_sd`` times the pooled standard
@@ -607,7 +692,7 @@ def match_within_risk_sets(logit_ps: np.ndarray, treated: np.ndarray, risk_set: 
     last = np.searchsorted(rs[order], names, side="right")
     parts = []
     for k, name in enumerate(names):
-        pos = order[first[k]:last[k]]  # ascending: the stable sort keeps the data's order within a risk set
+        pos = order[first[k] : last[k]]  # ascending: the stable sort keeps the data's order within a risk set
         pos = pos[(t[pos] == 1) | ~used[unit_code[pos]]]
         pairs = match_nearest(lp[pos], t[pos], seed=seed + k, caliper=caliper)
         pairs["treated_pos"] = pos[pairs["treated_pos"].to_numpy()]
@@ -616,8 +701,11 @@ def match_within_risk_sets(logit_ps: np.ndarray, treated: np.ndarray, risk_set: 
         used[unit_code[pairs.loc[ok, "control_pos"].to_numpy()]] = True
         pairs["risk_set"] = name
         parts.append(pairs)
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["treated_pos", "control_pos", "distance", "caliper", "risk_set"])
+    out = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["treated_pos", "control_pos", "distance", "caliper", "risk_set"])
+    )
     ok = out["control_pos"] >= 0
     out["pair"] = -1
     out.loc[ok, "pair"] = np.arange(int(ok.sum()))
@@ -669,9 +757,15 @@ def _tt_design(rows: pd.DataFrame, covariates: list[str]) -> tuple[list[str], pd
     return cov, X.iloc[:, full_rank_columns(X.to_numpy())]
 
 
-def estimate_target_trial(trial, outcomes: list[str] | None = None, covariates: list[str] | None = None,
-                          methods: list[str] | None = None, caliper_sd: float = 0.2, level: float = 0.95,
-                          seed: int = 2026) -> EffectResults:
+def estimate_target_trial(
+    trial,
+    outcomes: list[str] | None = None,
+    covariates: list[str] | None = None,
+    methods: list[str] | None = None,
+    caliper_sd: float = 0.2,
+    level: float = 0.95,
+    seed: int = 2026,
+) -> EffectResults:
     """Every estimator of the target-trial design, side by side (``effect_estimates``).
 
     ``trial`` is a :class:`helpers.cohort.TargetTrial`. ``naive`` compares
@@ -704,21 +798,27 @@ def estimate_target_trial(trial, outcomes: list[str] | None = None, covariates: 
     rows = rows[rows["risk_set"].isin(usable)].reset_index(drop=True)
     t = _binary(rows["treated"], "treated")
     if t.sum() < 2 or (1 - t).sum() < 2:
-        raise ValueError(f"need at least two treated and two control rows in risk sets; have {int(t.sum())} "
-                         f"and {int((1 - t).sum())}")
+        raise ValueError(
+            f"need at least two treated and two control rows in risk sets; have {int(t.sum())} "
+            f"and {int((1 - t).sum())}"
+        )
     cov, Xdf = _tt_design(rows, covariates)
     X = Xdf.to_numpy()
     ps = pd.Series(np.clip(_logistic_fitted(t, X), 1e-10, 1 - 1e-10), index=rows.index, name="propensity")
     # spells as integer codes in the order of their labels: the same clusters, in the same order, grouped fast
     cluster = pd.factorize(rows["spell_id"].astype(str), sort=True)[0]
-    pairs = match_within_risk_sets(logit(ps.to_numpy()), t, rows["risk_set"].to_numpy(), cluster,
-                                   caliper_sd=caliper_sd, seed=seed)
+    pairs = match_within_risk_sets(
+        logit(ps.to_numpy()), t, rows["risk_set"].to_numpy(), cluster, caliper_sd=caliper_sd, seed=seed
+    )
     n_pairs = int((pairs["control_pos"] >= 0).sum())
     n_unmatched = len(pairs) - n_pairs
     w0 = ps[t == 0] / (1 - ps[t == 0])
     ess = float(w0.sum() ** 2 / (w0**2).sum())
-    left_out = (f"; {n_dropped_treated:,} treated rows in risk sets without a control left out"
-                if n_dropped_treated else "")
+    left_out = (
+        f"; {n_dropped_treated:,} treated rows in risk sets without a control left out"
+        if n_dropped_treated
+        else ""
+    )
     naive_rows = trial.all_spells
     rows_out = []
     for outcome in outcomes:
@@ -729,7 +829,9 @@ def estimate_target_trial(trial, outcomes: list[str] | None = None, covariates: 
         kind = _kind(outcome, y_all[have])
         scale = 100.0 if kind == "binary" else 1.0
         unit = "percentage points" if kind == "binary" else "days"
-        missing_note = f"; {int((~have).sum()):,} rows without the follow-up left out" if (~have).any() else ""
+        missing_note = (
+            f"; {int((~have).sum()):,} rows without the follow-up left out" if (~have).any() else ""
+        )
         y, tt, Xo, e, cl = y_all[have], t[have], X[have], ps.to_numpy()[have], cluster[have]
         if not have.all():
             Xo = Xo[:, full_rank_columns(Xo)]
@@ -741,15 +843,19 @@ def estimate_target_trial(trial, outcomes: list[str] | None = None, covariates: 
                 r = naive_difference(yn[okn], tn, level)
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = int(tn.sum()), int(len(tn) - tn.sum())
-                note = ("all eligible spells, clocks started at admission, no adjustment: no common time zero, "
-                        "so biased")
+                note = (
+                    "all eligible spells, clocks started at admission, no adjustment: no common time zero, "
+                    "so biased"
+                )
             elif method == "aipw":
                 r = aipw_att(y, tt, Xo, level, propensity=e, cluster=cl)
                 r.pop("propensity")
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = int(tt.sum()), int(len(tt) - tt.sum())
-                note = (f"main estimate: doubly robust, within risk sets; effective control sample size "
-                        f"{ess:,.0f}{left_out}{missing_note}")
+                note = (
+                    f"main estimate: doubly robust, within risk sets; effective control sample size "
+                    f"{ess:,.0f}{left_out}{missing_note}"
+                )
             elif method == "ipw":
                 r = ipw_att(y, tt, Xo, level, propensity=e, cluster=cl)
                 r.pop("propensity")
@@ -762,21 +868,39 @@ def estimate_target_trial(trial, outcomes: list[str] | None = None, covariates: 
                 r = pair_clustered_difference(np.nan_to_num(y_all), ok, level)
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = len(ok), len(ok)
-                note = ("pairs within risk sets, pair-clustered standard errors; "
-                        + (f"{n_unmatched:,} treated rows had no control within the caliper" if n_unmatched
-                           else "every treated row matched") + left_out)
+                note = (
+                    "pairs within risk sets, pair-clustered standard errors; "
+                    + (
+                        f"{n_unmatched:,} treated rows had no control within the caliper"
+                        if n_unmatched
+                        else "every treated row matched"
+                    )
+                    + left_out
+                )
             else:
                 r = regression_adjusted(y, tt, Xo, kind, level)
                 ratio_measure = "rate ratio" if kind == "count" else "odds ratio"
                 nt, nc = int(tt.sum()), int(len(tt) - tt.sum())
-                note = ("model-dependent comparison, not an estimate to report: "
-                        + ("negative binomial" if kind == "count" else "logistic")
-                        + " model; biased when its form is wrong (an additive effect in days fitted as a ratio)")
+                note = (
+                    "model-dependent comparison, not an estimate to report: "
+                    + ("negative binomial" if kind == "count" else "logistic")
+                    + " model; biased when its form is wrong (an additive effect in days fitted as a ratio)"
+                )
             if kind == "binary":
                 for k in ("estimate", "ci_lower", "ci_upper", "se"):
                     r[k] = r[k] * scale
-            rows_out.append({"outcome": outcome, "method": method, **r, "n_treated": nt, "n_control": nc,
-                             "unit": unit, "ratio_measure": ratio_measure, "note": note})
+            rows_out.append(
+                {
+                    "outcome": outcome,
+                    "method": method,
+                    **r,
+                    "n_treated": nt,
+                    "n_control": nc,
+                    "unit": unit,
+                    "ratio_measure": ratio_measure,
+                    "note": note,
+                }
+            )
     effects = pd.DataFrame(rows_out).reindex(columns=EFFECT_COLUMNS)
     bal_cov = [c for c in cov if c != "risk_set"]
     balance = balance_table(rows, bal_cov, "treated", ps, pairs)
@@ -791,8 +915,9 @@ def effective_sample_size(treated: np.ndarray, propensity: np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum()) if len(w) else float("nan")
 
 
-def mortality_warning(effects: pd.DataFrame, method: str = "aipw",
-                      threshold_pp: float = MORTALITY_WARNING_PP) -> str:
+def mortality_warning(
+    effects: pd.DataFrame, method: str = "aipw", threshold_pp: float = MORTALITY_WARNING_PP
+) -> str:
     """A warning when adjusted 30-day death differs greatly between the arms, else ''.
 
     A virtual ward is not expected to change mortality much (Leong et al
@@ -805,16 +930,19 @@ def mortality_warning(effects: pd.DataFrame, method: str = "aipw",
         return ""
     r = row.iloc[0]
     if abs(r["estimate"]) > threshold_pp and not (r["ci_lower"] <= 0 <= r["ci_upper"]):
-        return (f"Warning: adjusted 30-day death differs by {r['estimate']:+.1f} percentage points (95% CI "
-                f"{r['ci_lower']:+.1f} to {r['ci_upper']:+.1f}). A ward is not expected to change mortality "
-                "this much: suspect residual confounding (who was judged fit to go home) or deaths outside "
-                "hospital missing from the data, and distrust the other estimates too.")
+        return (
+            f"Warning: adjusted 30-day death differs by {r['estimate']:+.1f} percentage points (95% CI "
+            f"{r['ci_lower']:+.1f} to {r['ci_upper']:+.1f}). A ward is not expected to change mortality "
+            "this much: suspect residual confounding (who was judged fit to go home) or deaths outside "
+            "hospital missing from the data, and distrust the other estimates too."
+        )
     return ""
 
 
 # ---------------------------------------------------------------------------
 # Balance and overlap
 # ---------------------------------------------------------------------------
+
 
 def _wmean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     m = float(np.sum(w * x) / np.sum(w))
@@ -823,8 +951,9 @@ def _wmean_var(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     return m, var
 
 
-def standardised_mean_difference(x: np.ndarray, treated: np.ndarray, weights: np.ndarray | None = None,
-                                 binary: bool | None = None) -> float:
+def standardised_mean_difference(
+    x: np.ndarray, treated: np.ndarray, weights: np.ndarray | None = None, binary: bool | None = None
+) -> float:
     """Standardised mean difference, treated minus control (Austin 2009, Stat Med 28:3083).
 
     Continuous: (m1 - m0) / sqrt((s1^2 + s0^2) / 2). Binary:
@@ -856,8 +985,14 @@ def variance_ratio(x: np.ndarray, treated: np.ndarray, weights: np.ndarray | Non
     return float(v1 / v0) if v0 > 0 else float("nan")
 
 
-def balance_table(cohort: pd.DataFrame, covariates: list[str], treatment: str, propensity: pd.Series,
-                  pairs: pd.DataFrame, threshold: float = SMD_THRESHOLD) -> pd.DataFrame:
+def balance_table(
+    cohort: pd.DataFrame,
+    covariates: list[str],
+    treatment: str,
+    propensity: pd.Series,
+    pairs: pd.DataFrame,
+    threshold: float = SMD_THRESHOLD,
+) -> pd.DataFrame:
     """The ``balance`` table: SMD of every covariate before and after adjustment.
 
     Columns: covariate (a categorical covariate gives one row per level, as
@@ -883,22 +1018,26 @@ def balance_table(cohort: pd.DataFrame, covariates: list[str], treatment: str, p
             cols = {col: s.to_numpy(float)}
         for name, x in cols.items():
             matched = len(ok) > 1
-            rows.append({
-                "covariate": name,
-                "smd_before": standardised_mean_difference(x, t),
-                "smd_after_ipw": standardised_mean_difference(x, t, w),
-                "smd_after_matching": standardised_mean_difference(x[idx], tm) if matched else np.nan,
-                "vr_before": np.nan if categorical else variance_ratio(x, t),
-                "vr_after_ipw": np.nan if categorical else variance_ratio(x, t, w),
-                "vr_after_matching": np.nan if categorical or not matched else variance_ratio(x[idx], tm),
-            })
+            rows.append(
+                {
+                    "covariate": name,
+                    "smd_before": standardised_mean_difference(x, t),
+                    "smd_after_ipw": standardised_mean_difference(x, t, w),
+                    "smd_after_matching": standardised_mean_difference(x[idx], tm) if matched else np.nan,
+                    "vr_before": np.nan if categorical else variance_ratio(x, t),
+                    "vr_after_ipw": np.nan if categorical else variance_ratio(x, t, w),
+                    "vr_after_matching": np.nan if categorical or not matched else variance_ratio(x[idx], tm),
+                }
+            )
     out = pd.DataFrame(rows)
     out["imbalanced"] = (out[["smd_after_ipw", "smd_after_matching"]].abs() > threshold).any(axis=1)
     if out["imbalanced"].any():
         bad = out.loc[out["imbalanced"], "covariate"].tolist()
-        warnings.warn(f"covariates with |SMD| above {threshold} after adjustment: {bad[:10]}"
-                      f"{' ...' if len(bad) > 10 else ''}; the adjusted estimates may be biased",
-                      stacklevel=2)
+        warnings.warn(
+            f"covariates with |SMD| above {threshold} after adjustment: {bad[:10]}"
+            f"{' ...' if len(bad) > 10 else ''}; the adjusted estimates may be biased",
+            stacklevel=2,
+        )
     return out
 
 
@@ -914,14 +1053,22 @@ def overlap_table(propensity: pd.Series | np.ndarray, treated: np.ndarray, bins:
     for g, mask in (("treated", t == 1), ("control", t == 0)):
         counts, _ = np.histogram(e[mask], bins=edges)
         for lo, hi, c in zip(edges[:-1], edges[1:], counts):
-            rows.append({"bin_lower": lo, "bin_upper": hi, "group": g, "count": int(c),
-                         "share": c / max(mask.sum(), 1)})
+            rows.append(
+                {
+                    "bin_lower": lo,
+                    "bin_upper": hi,
+                    "group": g,
+                    "count": int(c),
+                    "share": c / max(mask.sum(), 1),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------
 # E-value (VanderWeele & Ding 2017)
 # ---------------------------------------------------------------------------
+
 
 def e_value_rr(rr: float) -> float:
     """E-value of a risk ratio: RR + sqrt(RR (RR - 1)), using 1/RR when RR < 1.
@@ -935,8 +1082,14 @@ def e_value_rr(rr: float) -> float:
     return float(r + np.sqrt(r * (r - 1)))
 
 
-def e_value(estimate: float, ci_lower: float, ci_upper: float, measure: str = "rr",
-            sd: float | None = None, se: float | None = None) -> pd.DataFrame:
+def e_value(
+    estimate: float,
+    ci_lower: float,
+    ci_upper: float,
+    measure: str = "rr",
+    sd: float | None = None,
+    se: float | None = None,
+) -> pd.DataFrame:
     """E-value for a point estimate and for the interval limit nearest the null.
 
     ``measure``: ``rr`` (risk or rate ratio, used as given), ``or_rare`` (an
@@ -967,16 +1120,31 @@ def e_value(estimate: float, ci_lower: float, ci_upper: float, measure: str = "r
         e_ci = 1.0
     else:
         e_ci = e_value_rr(lo if rr > 1 else hi)
-    return pd.DataFrame([{"measure": measure, "rr": float(rr), "rr_ci_lower": float(lo),
-                          "rr_ci_upper": float(hi), "e_value": e_value_rr(float(rr)), "e_value_ci": e_ci}])
+    return pd.DataFrame(
+        [
+            {
+                "measure": measure,
+                "rr": float(rr),
+                "rr_ci_lower": float(lo),
+                "rr_ci_upper": float(hi),
+                "e_value": e_value_rr(float(rr)),
+                "e_value_ci": e_ci,
+            }
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------
 # Provider level: interrupted time series and difference-in-differences
 # ---------------------------------------------------------------------------
 
-def monthly_bed_days(spells: pd.DataFrame, start: str | pd.Timestamp | None = None,
-                     end: str | pd.Timestamp | None = None, by: str = "provider_code") -> pd.DataFrame:
+
+def monthly_bed_days(
+    spells: pd.DataFrame,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    by: str = "provider_code",
+) -> pd.DataFrame:
     """Occupied acute bed days per calendar month and ``by`` group.
 
     A spell occupies one bed day for each night from admission to the day
@@ -1003,8 +1171,9 @@ def monthly_bed_days(spells: pd.DataFrame, start: str | pd.Timestamp | None = No
         bd = pd.Series(nights).groupby(groups).sum()
         ad = pd.Series((adm_m == m).to_numpy().astype(int)).groupby(groups).sum()
         for k in keys:
-            out.append({by: k, "month": m.start_time, "bed_days": int(bd.get(k, 0)),
-                        "admissions": int(ad.get(k, 0))})
+            out.append(
+                {by: k, "month": m.start_time, "bed_days": int(bd.get(k, 0)), "admissions": int(ad.get(k, 0))}
+            )
     return pd.DataFrame(out)
 
 
@@ -1030,9 +1199,14 @@ def hide_small_counts(table: pd.DataFrame, columns: list[str], threshold: int | 
     return out
 
 
-def interrupted_time_series(series: pd.DataFrame, start: str | pd.Timestamp, value: str = "bed_days",
-                            seasonality: bool = True, maxlags: int | None = None,
-                            level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+def interrupted_time_series(
+    series: pd.DataFrame,
+    start: str | pd.Timestamp,
+    value: str = "bed_days",
+    seasonality: bool = True,
+    maxlags: int | None = None,
+    level: float = 0.95,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segmented regression of one monthly series around an intervention.
 
     value_t = b0 + b1 time + b2 post + b3 time_since_start + seasonal terms,
@@ -1063,8 +1237,10 @@ def interrupted_time_series(series: pd.DataFrame, start: str | pd.Timestamp, val
     time = np.arange(n, dtype=float)
     post = (month >= start_m).to_numpy(float)
     if post.sum() < 3 or (1 - post).sum() < 3:
-        raise ValueError(f"need at least 3 months before and after {start_m:%b %Y}; have "
-                         f"{int((1 - post).sum())} and {int(post.sum())}")
+        raise ValueError(
+            f"need at least 3 months before and after {start_m:%b %Y}; have "
+            f"{int((1 - post).sum())} and {int(post.sum())}"
+        )
     k0 = int(np.argmax(post))
     since = np.where(post == 1, time - k0, 0.0)
     cols = {"const": np.ones(n), "time": time, "post": post, "time_since_start": since}
@@ -1085,7 +1261,11 @@ def interrupted_time_series(series: pd.DataFrame, start: str | pd.Timestamp, val
     df = max(n - X.shape[1] - 1, 1)
     rows = []
     contrasts = {}
-    for term, name in (("time", "baseline_slope"), ("post", "level_change"), ("time_since_start", "slope_change")):
+    for term, name in (
+        ("time", "baseline_slope"),
+        ("post", "level_change"),
+        ("time_since_start", "slope_change"),
+    ):
         g = pd.Series(0.0, index=X.columns)
         g[term] = 1.0
         contrasts[name] = g
@@ -1100,14 +1280,28 @@ def interrupted_time_series(series: pd.DataFrame, start: str | pd.Timestamp, val
     coef["df"] = df
     Xc = X.copy()
     Xc["post"], Xc["time_since_start"] = 0.0, 0.0
-    fitted = pd.DataFrame({"month": month, "observed": y, "fitted": fit.fittedvalues.to_numpy(),
-                           "counterfactual": Xc.to_numpy() @ b.to_numpy(), "post": post.astype(bool)})
+    fitted = pd.DataFrame(
+        {
+            "month": month,
+            "observed": y,
+            "fitted": fit.fittedvalues.to_numpy(),
+            "counterfactual": Xc.to_numpy() @ b.to_numpy(),
+            "post": post.astype(bool),
+        }
+    )
     return coef, fitted
 
 
-def difference_in_differences(panel: pd.DataFrame, treated_unit: str, start: str | pd.Timestamp,
-                              comparators: list[str], unit: str = "provider_code", value: str = "bed_days",
-                              maxlags: int | None = None, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+def difference_in_differences(
+    panel: pd.DataFrame,
+    treated_unit: str,
+    start: str | pd.Timestamp,
+    comparators: list[str],
+    unit: str = "provider_code",
+    value: str = "bed_days",
+    maxlags: int | None = None,
+    level: float = 0.95,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Difference-in-differences of one treated provider against comparators.
 
     Works on the monthly gap d_t = value(treated) - mean value(comparators):
@@ -1133,8 +1327,13 @@ def difference_in_differences(panel: pd.DataFrame, treated_unit: str, start: str
     missing = [u for u in [treated_unit, *comparators] if u not in wide.columns]
     if missing:
         raise ValueError(f"providers not in the panel: {missing}")
-    s = pd.DataFrame({"month": pd.to_datetime(wide.index), "treated": wide[treated_unit].to_numpy(float),
-                      "comparators": wide[comparators].mean(axis=1).to_numpy(float)})
+    s = pd.DataFrame(
+        {
+            "month": pd.to_datetime(wide.index),
+            "treated": wide[treated_unit].to_numpy(float),
+            "comparators": wide[comparators].mean(axis=1).to_numpy(float),
+        }
+    )
     s["gap"] = s["treated"] - s["comparators"]
     start_m = pd.Timestamp(start).to_period("M").start_time
     s["post"] = s["month"] >= start_m
@@ -1143,10 +1342,12 @@ def difference_in_differences(panel: pd.DataFrame, treated_unit: str, start: str
         raise ValueError(f"need at least 3 months before and after {start_m:%b %Y}")
     lags = _newey_west_lags(len(s)) if maxlags is None else maxlags
     fit = sm.OLS(s["gap"].to_numpy(), np.column_stack([np.ones(len(s)), post])).fit(
-        cov_type="HAC", cov_kwds={"maxlags": lags})
+        cov_type="HAC", cov_kwds={"maxlags": lags}
+    )
     pre = s[~s["post"]]
     pre_fit = sm.OLS(pre["gap"].to_numpy(), np.column_stack([np.ones(len(pre)), np.arange(len(pre))])).fit(
-        cov_type="HAC", cov_kwds={"maxlags": min(lags, max(len(pre) // 4, 0))})
+        cov_type="HAC", cov_kwds={"maxlags": min(lags, max(len(pre) // 4, 0))}
+    )
     rows = [
         {"term": "did", **_row(float(fit.params[1]), float(fit.bse[1]), level)},
         {"term": "pre_trend_per_month", **_row(float(pre_fit.params[1]), float(pre_fit.bse[1]), level)},
@@ -1202,17 +1403,21 @@ def describe_balance(balance: pd.DataFrame, threshold: float = SMD_THRESHOLD) ->
     after = balance[["smd_after_ipw", "smd_after_matching"]].abs().max()
     n_bad = int(balance["imbalanced"].sum()) if "imbalanced" in balance else 0
     verdict = "every covariate is within" if n_bad == 0 else f"{n_bad} covariate levels remain above"
-    return (f"Largest imbalance {worst:.2f} SD before adjustment, {after['smd_after_ipw']:.2f} after "
-            f"weighting and {after['smd_after_matching']:.2f} after matching: {verdict} {threshold}")
+    return (
+        f"Largest imbalance {worst:.2f} SD before adjustment, {after['smd_after_ipw']:.2f} after "
+        f"weighting and {after['smd_after_matching']:.2f} after matching: {verdict} {threshold}"
+    )
 
 
 def describe_its(coefficients: pd.DataFrame, value_label: str = "bed days a month") -> str:
     """One sentence on the interrupted time series: level change and effect by the last month."""
     c = coefficients.set_index("term")
     lev, last = c.loc["level_change"], c.loc["effect_last_month"]
-    return (f"Level change {lev['estimate']:+,.0f} {value_label} (95% CI {lev['ci_lower']:+,.0f} to "
-            f"{lev['ci_upper']:+,.0f}); by the last month {last['estimate']:+,.0f} "
-            f"({last['ci_lower']:+,.0f} to {last['ci_upper']:+,.0f}) against the pre-period trend")
+    return (
+        f"Level change {lev['estimate']:+,.0f} {value_label} (95% CI {lev['ci_lower']:+,.0f} to "
+        f"{lev['ci_upper']:+,.0f}); by the last month {last['estimate']:+,.0f} "
+        f"({last['ci_lower']:+,.0f} to {last['ci_upper']:+,.0f}) against the pre-period trend"
+    )
 
 
 def describe_did(estimates: pd.DataFrame, value_label: str = "bed days a month") -> str:
@@ -1220,13 +1425,16 @@ def describe_did(estimates: pd.DataFrame, value_label: str = "bed days a month")
     e = estimates.set_index("term")
     d, pre = e.loc["did"], e.loc["pre_trend_per_month"]
     trend = "no clear" if pre["ci_lower"] <= 0 <= pre["ci_upper"] else "a"
-    return (f"Difference-in-differences {d['estimate']:+,.0f} {value_label} (95% CI {d['ci_lower']:+,.0f} to "
-            f"{d['ci_upper']:+,.0f}) against {int(d['n_comparators'])} providers without a virtual ward; "
-            f"{trend} pre-period trend in the gap")
+    return (
+        f"Difference-in-differences {d['estimate']:+,.0f} {value_label} (95% CI {d['ci_lower']:+,.0f} to "
+        f"{d['ci_upper']:+,.0f}) against {int(d['n_comparators'])} providers without a virtual ward; "
+        f"{trend} pre-period trend in the gap"
+    )
 
 
-def before_after(series: pd.DataFrame, start: str | pd.Timestamp, months: int = 3,
-                 value: str = "bed_days") -> pd.DataFrame:
+def before_after(
+    series: pd.DataFrame, start: str | pd.Timestamp, months: int = 3, value: str = "bed_days"
+) -> pd.DataFrame:
     """The simple before-and-after comparison that boards are often shown.
 
     Mean of ``value`` in the ``months`` months from the start month minus the
@@ -1243,14 +1451,20 @@ def before_after(series: pd.DataFrame, start: str | pd.Timestamp, months: int = 
     k0 = int(np.argmax((month >= start_m).to_numpy()))
     if k0 < months or k0 + months > len(s):
         raise ValueError(f"need {months} months either side of {start_m:%b %Y}")
-    before = s[value].iloc[k0 - months:k0].astype(float).mean()
-    after = s[value].iloc[k0:k0 + months].astype(float).mean()
-    return pd.DataFrame([{"months": months, "before_mean": before, "after_mean": after,
-                          "difference": after - before}])
+    before = s[value].iloc[k0 - months : k0].astype(float).mean()
+    after = s[value].iloc[k0 : k0 + months].astype(float).mean()
+    return pd.DataFrame(
+        [{"months": months, "before_mean": before, "after_mean": after, "difference": after - before}]
+    )
 
 
-def e_value_for_effect(effects: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "acute_los",
-                       method: str = "ipw", treatment: str = "treated") -> pd.DataFrame:
+def e_value_for_effect(
+    effects: pd.DataFrame,
+    cohort: pd.DataFrame,
+    outcome: str = "acute_los",
+    method: str = "ipw",
+    treatment: str = "treated",
+) -> pd.DataFrame:
     """E-value of one row of ``effect_estimates``.
 
     A difference in days is converted as VanderWeele & Ding (2017) give for a
@@ -1266,8 +1480,14 @@ def e_value_for_effect(effects: pd.DataFrame, cohort: pd.DataFrame, outcome: str
     r = row.iloc[0]
     y0 = cohort.loc[cohort[treatment] == 0, outcome].astype(float)
     if r["unit"] == "days":
-        out = e_value(r["estimate"], r["ci_lower"], r["ci_upper"], measure="difference",
-                      sd=float(y0.std(ddof=1)), se=float(r["se"]))
+        out = e_value(
+            r["estimate"],
+            r["ci_lower"],
+            r["ci_upper"],
+            measure="difference",
+            sd=float(y0.std(ddof=1)),
+            se=float(r["se"]),
+        )
     else:
         p0 = float(y0.mean())
         to_rr = lambda rd: max((p0 + rd / 100) / p0, 1e-9)  # noqa: E731
@@ -1278,9 +1498,14 @@ def e_value_for_effect(effects: pd.DataFrame, cohort: pd.DataFrame, outcome: str
     return out
 
 
-def finance_inputs(effects: pd.DataFrame, cohort: pd.DataFrame, method: str = "ipw",
-                   outcome: str = "acute_los", treatment: str = "treated",
-                   periods: pd.DataFrame | None = None) -> dict:
+def finance_inputs(
+    effects: pd.DataFrame,
+    cohort: pd.DataFrame,
+    method: str = "ipw",
+    outcome: str = "acute_los",
+    treatment: str = "treated",
+    periods: pd.DataFrame | None = None,
+) -> dict:
     """The inputs of :func:`helpers.finance.vw_financial_impact` from the evaluation.
 
     Returns effect_days and effect_ci (the ``method`` row for ``outcome``),
@@ -1294,15 +1519,20 @@ def finance_inputs(effects: pd.DataFrame, cohort: pd.DataFrame, method: str = "i
     treated = cohort[cohort[treatment] == 1]
     n = int(row["n_treated"])
     days = float(treated["vw_days"].sum()) * n / max(len(treated), 1)
-    out = {"effect_days": float(row["estimate"]), "effect_ci": (float(row["ci_lower"]), float(row["ci_upper"])),
-           "treated_spells": n, "vw_patient_days": days}
+    out = {
+        "effect_days": float(row["estimate"]),
+        "effect_ci": (float(row["ci_lower"]), float(row["ci_upper"])),
+        "treated_spells": n,
+        "vw_patient_days": days,
+    }
     if periods is not None:
         out["period_days"] = float((periods["period_end"].max() - periods["period_start"].min()).days + 1)
     return out
 
 
-def provider_level_skip_reason(series: pd.DataFrame, start: str | pd.Timestamp, min_months: int = 3,
-                               comparators: list[str] | None = None) -> str:
+def provider_level_skip_reason(
+    series: pd.DataFrame, start: str | pd.Timestamp, min_months: int = 3, comparators: list[str] | None = None
+) -> str:
     """Why the interrupted time series and difference-in-differences cannot run, or '' when they can.
 
     They need ``min_months`` months before the month containing ``start`` and
@@ -1314,12 +1544,16 @@ def provider_level_skip_reason(series: pd.DataFrame, start: str | pd.Timestamp, 
     start_m = pd.Timestamp(start).to_period("M").start_time
     before, after = int((months < start_m).sum()), int((months >= start_m).sum())
     if before < min_months or after < min_months:
-        return (f"Interrupted time series and difference-in-differences skipped: they need {min_months} months "
-                f"before and after the virtual ward opened ({start_m:%B %Y}); the data have {before} before and "
-                f"{after} from it. The patient-level estimates above do not depend on them.")
+        return (
+            f"Interrupted time series and difference-in-differences skipped: they need {min_months} months "
+            f"before and after the virtual ward opened ({start_m:%B %Y}); the data have {before} before and "
+            f"{after} from it. The patient-level estimates above do not depend on them."
+        )
     if comparators is not None and not comparators:
-        return ("Difference-in-differences skipped: every provider in the data runs a virtual ward, so there is "
-                "no comparison provider.")
+        return (
+            "Difference-in-differences skipped: every provider in the data runs a virtual ward, so there is "
+            "no comparison provider."
+        )
     return ""
 
 

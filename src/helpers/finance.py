@@ -58,7 +58,9 @@ COST_PER_BED_DAY = UnitCost(
 #: Target occupancy of general and acute beds: 92% (NHS England, 2023/24
 #: priorities and operational planning guidance).
 TARGET_OCCUPANCY = 0.92
-TARGET_OCCUPANCY_SOURCE = "NHS England 2023/24 priorities and operational planning guidance (G&A bed occupancy 92%)"
+TARGET_OCCUPANCY_SOURCE = (
+    "NHS England 2023/24 priorities and operational planning guidance (G&A bed occupancy 92%)"
+)
 TARGET_OCCUPANCY_CITATION = "nhse2023planning"
 
 #: Share of the bed-day cost that stops without closing beds. 0 by default: a
@@ -69,7 +71,9 @@ MARGINAL_COST_SHARE = 0.0
 DAYS_PER_YEAR = 365
 
 
-def beds_equivalent(bed_days: Number, occupancy: float = TARGET_OCCUPANCY, days_per_year: float = DAYS_PER_YEAR) -> Number:
+def beds_equivalent(
+    bed_days: Number, occupancy: float = TARGET_OCCUPANCY, days_per_year: float = DAYS_PER_YEAR
+) -> Number:
     """Beds that a number of bed days a year keeps occupied: bed days / days / occupancy.
 
     Dividing by the target occupancy converts occupied-bed days to beds that
@@ -113,7 +117,9 @@ def bed_days_value(
     marginal_cost_share.
     """
     cost = cost_per_bed_day.value if isinstance(cost_per_bed_day, UnitCost) else float(cost_per_bed_day)
-    year = price_year or (cost_per_bed_day.price_year if isinstance(cost_per_bed_day, UnitCost) else "not stated")
+    year = price_year or (
+        cost_per_bed_day.price_year if isinstance(cost_per_bed_day, UnitCost) else "not stated"
+    )
     days = np.atleast_1d(np.asarray(bed_days, dtype=float))
     capacity = capacity_released_gbp(days, cost)
     return pd.DataFrame(
@@ -163,8 +169,10 @@ COST_PER_VW_DAY = UnitCost(
     value=285.0,
     unit="virtual ward patient day",
     price_year="2022",
-    source=("Jalilian et al 2024, BMJ Open 14:e081378: about £1 million for 40 virtual ward beds in 2022 "
-            "at 24% use; £1,000,000 / (40 x 365 x 0.24) patient days"),
+    source=(
+        "Jalilian et al 2024, BMJ Open 14:e081378: about £1 million for 40 virtual ward beds in 2022 "
+        "at 24% use; £1,000,000 / (40 x 365 x 0.24) patient days"
+    ),
     citation="jalilian2024",
 )
 
@@ -178,8 +186,10 @@ COST_PER_VW_DAY_WEST_HERTS = UnitCost(
     value=118.49,
     unit="virtual ward patient day",
     price_year="2023/24",
-    source=("West Hertfordshire Teaching Hospitals and Central London Community Healthcare 2023/24: "
-            "£118.49 per virtual ward day against £569 per inpatient day (local evaluation, not peer reviewed)"),
+    source=(
+        "West Hertfordshire Teaching Hospitals and Central London Community Healthcare 2023/24: "
+        "£118.49 per virtual ward day against £569 per inpatient day (local evaluation, not peer reviewed)"
+    ),
     citation="",
 )
 
@@ -211,8 +221,10 @@ class PriceIndex:
             return 1.0
         missing = [y for y in (from_year, to_year) if y not in self.levels]
         if missing:
-            raise ValueError(f"the price index ({self.name}) has no level for {missing}; it has "
-                             f"{sorted(self.levels)}. Add the year or enter costs in one price year.")
+            raise ValueError(
+                f"the price index ({self.name}) has no level for {missing}; it has "
+                f"{sorted(self.levels)}. Add the year or enter costs in one price year."
+            )
         lo, hi = float(self.levels[from_year]), float(self.levels[to_year])
         if lo <= 0 or hi <= 0:
             raise ValueError(f"price index levels must be positive; got {from_year}: {lo}, {to_year}: {hi}")
@@ -226,21 +238,34 @@ def uplift(value: Number, from_year: str, to_year: str, index: PriceIndex) -> Nu
 
 #: Columns of the ``financial_impact`` table.
 FINANCIAL_IMPACT_COLUMNS: list[str] = [
-    "measure", "value", "ci_lower", "ci_upper", "unit", "price_year", "source", "note",
+    "measure",
+    "value",
+    "ci_lower",
+    "ci_upper",
+    "unit",
+    "price_year",
+    "source",
+    "note",
 ]
 
 
 #: How a provider is paid for emergency spells (METHODS.md 6), with who gains when stays shorten.
 PAYMENT_REGIMES: dict[str, str] = {
-    "api": ("aligned payment and incentive (NHS Payment Scheme, since 2023/24): a fixed element pays for "
-            "emergency activity whatever its length of stay, so shorter stays free capacity without moving the "
-            "provider's income; the gain reaches cash only if beds close or are used for work paid through the "
-            "variable element, such as elective activity"),
-    "pbr": ("payment by results, a price per spell: a step-down does not change the number of spells, so income "
-            "moves only with long-stay payments and admissions avoided, and the commissioner saves what the "
-            "provider loses"),
-    "block": ("a block contract: income does not move with activity, so the provider keeps any cash it releases "
-              "and bears the ward's cost unless the commissioner funds it"),
+    "api": (
+        "aligned payment and incentive (NHS Payment Scheme, since 2023/24): a fixed element pays for "
+        "emergency activity whatever its length of stay, so shorter stays free capacity without moving the "
+        "provider's income; the gain reaches cash only if beds close or are used for work paid through the "
+        "variable element, such as elective activity"
+    ),
+    "pbr": (
+        "payment by results, a price per spell: a step-down does not change the number of spells, so income "
+        "moves only with long-stay payments and admissions avoided, and the commissioner saves what the "
+        "provider loses"
+    ),
+    "block": (
+        "a block contract: income does not move with activity, so the provider keeps any cash it releases "
+        "and bears the ward's cost unless the commissioner funds it"
+    ),
 }
 #: Older names of the regimes, still accepted.
 PAYMENT_ALIASES: dict[str, str] = {"activity": "pbr", "fixed": "block"}
@@ -250,8 +275,10 @@ def payment_regime(payment: str) -> str:
     """The regime key (``api``, ``pbr`` or ``block``) of ``payment``, accepting the older names."""
     key = PAYMENT_ALIASES.get(payment, payment)
     if key not in PAYMENT_REGIMES:
-        raise ValueError(f"payment must be one of {sorted(PAYMENT_REGIMES)} (or {sorted(PAYMENT_ALIASES)}); "
-                         f"got {payment!r}")
+        raise ValueError(
+            f"payment must be one of {sorted(PAYMENT_REGIMES)} (or {sorted(PAYMENT_ALIASES)}); "
+            f"got {payment!r}"
+        )
     return key
 
 
@@ -346,8 +373,11 @@ def vw_financial_impact(
     lo_eff, hi_eff = sorted(effect_ci)
     released = np.array([-effect_days, -hi_eff, -lo_eff]) * treated_spells  # estimate, lower, upper
     if annual_budget is not None:
-        vw_cost, vw_year, vw_source = float(annual_budget) * budget_years, price_year, \
-            f"virtual ward budget of {format_gbp(annual_budget)} a year x {budget_years:g} years ({cost_source})"
+        vw_cost, vw_year, vw_source = (
+            float(annual_budget) * budget_years,
+            price_year,
+            f"virtual ward budget of {format_gbp(annual_budget)} a year x {budget_years:g} years ({cost_source})",
+        )
         vw_unit = vw_cost / vw_patient_days if vw_patient_days else float("nan")
     else:
         if cost_per_vw_day is None:
@@ -368,9 +398,11 @@ def vw_financial_impact(
         bd_year = vw_year = base
     else:
         base = None
-        mixed = (f"not netted: the bed-day cost is in {bd_year} prices and the virtual ward cost in {vw_year} "
-                 "prices; give a price index (price_index) to restate both in one year, or enter both costs "
-                 "in one price year")
+        mixed = (
+            f"not netted: the bed-day cost is in {bd_year} prices and the virtual ward cost in {vw_year} "
+            "prices; give a price index (price_index) to restate both in one year, or enter both costs "
+            "in one price year"
+        )
     capacity = capacity_released_gbp(released, bd_cost)
     cash = cash_releasing_gbp(capacity, marginal_cost_share)
     both_source = f"bed day: {bd_source}; virtual ward: {vw_source}"
@@ -395,70 +427,198 @@ def vw_financial_impact(
 
     def row(measure, values, unit, year="", source="", note=""):
         v = np.atleast_1d(np.asarray(values, dtype=float))
-        lo, hi = (np.sort(v[1:3]) if len(v) == 3 else (np.nan, np.nan))
-        return {"measure": measure, "value": float(v[0]), "ci_lower": float(lo), "ci_upper": float(hi),
-                "unit": unit, "price_year": year, "source": source, "note": note}
+        lo, hi = np.sort(v[1:3]) if len(v) == 3 else (np.nan, np.nan)
+        return {
+            "measure": measure,
+            "value": float(v[0]),
+            "ci_lower": float(lo),
+            "ci_upper": float(hi),
+            "unit": unit,
+            "price_year": year,
+            "source": source,
+            "note": note,
+        }
 
-    days_note = ("95% interval from the effect on acute LOS; capacity released, not cash, unless beds close; "
-                 + period_note)
+    days_note = (
+        "95% interval from the effect on acute LOS; capacity released, not cash, unless beds close; "
+        + period_note
+    )
     break_even = capacity / vw_patient_days if vw_patient_days else nan3
     reference_rows = []
     for key, ref in (VW_DAY_REFERENCE_COSTS if reference_costs is None else reference_costs).items():
-        reference_rows.append(row(f"vw_day_reference_{key}", ref.value, "£ per virtual ward day", ref.price_year,
-                                  ref.source, "a reference cost of a virtual ward day, in its own price year"))
+        reference_rows.append(
+            row(
+                f"vw_day_reference_{key}",
+                ref.value,
+                "£ per virtual ward day",
+                ref.price_year,
+                ref.source,
+                "a reference cost of a virtual ward day, in its own price year",
+            )
+        )
         if base is not None and ref.price_year == base:
             ref_base, ref_note = ref.value, ""
-        elif base is not None and price_index is not None and ref.price_year in price_index.levels \
-                and base in price_index.levels:
+        elif (
+            base is not None
+            and price_index is not None
+            and ref.price_year in price_index.levels
+            and base in price_index.levels
+        ):
             f = price_index.factor(ref.price_year, base)
             ref_base, ref_note = ref.value * f, f"; reference uplifted from {ref.price_year} x {f:.4f}"
         else:
-            ref_base, ref_note = np.nan, (f"; not compared: the reference is in {ref.price_year} prices and the "
-                                          f"break-even in {bd_year}: give a price index with both years")
-        reference_rows.append(row(f"break_even_minus_{key}", break_even - ref_base, "£ per virtual ward day",
-                                  bd_year, bd_source, "break-even cost per virtual ward day minus the reference "
-                                  "cost; positive means the ward at that cost pays for itself in capacity" + ref_note))
+            ref_base, ref_note = (
+                np.nan,
+                (
+                    f"; not compared: the reference is in {ref.price_year} prices and the "
+                    f"break-even in {bd_year}: give a price index with both years"
+                ),
+            )
+        reference_rows.append(
+            row(
+                f"break_even_minus_{key}",
+                break_even - ref_base,
+                "£ per virtual ward day",
+                bd_year,
+                bd_source,
+                "break-even cost per virtual ward day minus the reference "
+                "cost; positive means the ward at that cost pays for itself in capacity" + ref_note,
+            )
+        )
     rows = [
         row("treated_spells", treated_spells, "spells"),
-        row("effect_on_acute_los_days", [effect_days, lo_eff, hi_eff], "days per treated spell",
-            note="negative means shorter acute stays"),
+        row(
+            "effect_on_acute_los_days",
+            [effect_days, lo_eff, hi_eff],
+            "days per treated spell",
+            note="negative means shorter acute stays",
+        ),
         row("bed_days_released", released, "bed days", note=days_note),
-        row("bed_days_released_per_year", released * per_year, "bed days a year",
-            note=f"bed days released x 365 / {period_days:,.0f} days evaluated"),
-        row("beds_equivalent", beds_equivalent(released, occupancy, period_days), "beds",
-            note=f"on average over {period_days:,.0f} days at {occupancy:.0%} occupancy"),
-        row("capacity_released_gbp", capacity, "£", bd_year, bd_source,
-            f"gross value of the bed days at the cost per bed day (non-cash-releasing); {period_note}"),
-        row("capacity_released_gbp_per_year", capacity * per_year, "£ a year", bd_year, bd_source,
-            "capacity released x 365 / days evaluated"),
-        row("cash_releasing_gbp", cash, "£", bd_year, bd_source,
-            f"marginal cost share {marginal_cost_share:.0%}: cash leaves only when capacity is removed"),
-        row("vw_patient_days", vw_patient_days, "virtual ward days",
-            note="days moved to the virtual ward: these are not days saved"),
+        row(
+            "bed_days_released_per_year",
+            released * per_year,
+            "bed days a year",
+            note=f"bed days released x 365 / {period_days:,.0f} days evaluated",
+        ),
+        row(
+            "beds_equivalent",
+            beds_equivalent(released, occupancy, period_days),
+            "beds",
+            note=f"on average over {period_days:,.0f} days at {occupancy:.0%} occupancy",
+        ),
+        row(
+            "capacity_released_gbp",
+            capacity,
+            "£",
+            bd_year,
+            bd_source,
+            f"gross value of the bed days at the cost per bed day (non-cash-releasing); {period_note}",
+        ),
+        row(
+            "capacity_released_gbp_per_year",
+            capacity * per_year,
+            "£ a year",
+            bd_year,
+            bd_source,
+            "capacity released x 365 / days evaluated",
+        ),
+        row(
+            "cash_releasing_gbp",
+            cash,
+            "£",
+            bd_year,
+            bd_source,
+            f"marginal cost share {marginal_cost_share:.0%}: cash leaves only when capacity is removed",
+        ),
+        row(
+            "vw_patient_days",
+            vw_patient_days,
+            "virtual ward days",
+            note="days moved to the virtual ward: these are not days saved",
+        ),
         row("vw_cost_per_day_gbp", vw_unit, "£ per virtual ward day", vw_year, vw_source),
         row("vw_cost_gbp", vw_cost, "£", vw_year, vw_source, period_note),
-        row("vw_cost_gbp_per_year", vw_cost * per_year, "£ a year", vw_year, vw_source,
-            "virtual ward cost x 365 / days evaluated"),
-        row("net_capacity_gbp", net_capacity, "£", both_year, both_source,
-            f"capacity released minus virtual ward cost; {period_note}" + (f"; {mixed}" if mixed else "")),
-        row("net_capacity_gbp_per_year", net_capacity * per_year, "£ a year", both_year, both_source,
-            "net on capacity terms x 365 / days evaluated" + (f"; {mixed}" if mixed else "")),
-        row("net_cash_gbp", net_cash, "£", both_year, both_source,
-            f"cash released minus virtual ward cost; {period_note}" + (f"; {mixed}" if mixed else "")),
-        row("break_even_cost_per_vw_day", break_even,
-            "£ per virtual ward day", bd_year, bd_source,
-            "the virtual ward day cost at which capacity released equals its cost"),
+        row(
+            "vw_cost_gbp_per_year",
+            vw_cost * per_year,
+            "£ a year",
+            vw_year,
+            vw_source,
+            "virtual ward cost x 365 / days evaluated",
+        ),
+        row(
+            "net_capacity_gbp",
+            net_capacity,
+            "£",
+            both_year,
+            both_source,
+            f"capacity released minus virtual ward cost; {period_note}" + (f"; {mixed}" if mixed else ""),
+        ),
+        row(
+            "net_capacity_gbp_per_year",
+            net_capacity * per_year,
+            "£ a year",
+            both_year,
+            both_source,
+            "net on capacity terms x 365 / days evaluated" + (f"; {mixed}" if mixed else ""),
+        ),
+        row(
+            "net_cash_gbp",
+            net_cash,
+            "£",
+            both_year,
+            both_source,
+            f"cash released minus virtual ward cost; {period_note}" + (f"; {mixed}" if mixed else ""),
+        ),
+        row(
+            "break_even_cost_per_vw_day",
+            break_even,
+            "£ per virtual ward day",
+            bd_year,
+            bd_source,
+            "the virtual ward day cost at which capacity released equals its cost",
+        ),
         *reference_rows,
-        row("provider_income_change_gbp", provider_income, "£", both_year, both_source,
-            f"{regime} payment; virtual ward paid by the {vw_paid_by}" + (f"; {mixed}" if mixed else "")),
-        row("provider_cost_change_gbp", provider_cost, "£", both_year, both_source,
-            "virtual ward cost minus cash released"),
-        row("provider_net_gbp", provider_net, "£", both_year, both_source,
-            "income change minus cost change; positive means the provider is better off"),
-        row("commissioner_spend_change_gbp", [commissioner] * 3, "£", both_year, both_source,
-            "positive means the commissioner pays more"),
-        row("system_net_cash_gbp", system, "£", both_year, both_source,
-            "cash released minus virtual ward cost: payments between the two cancel"),
+        row(
+            "provider_income_change_gbp",
+            provider_income,
+            "£",
+            both_year,
+            both_source,
+            f"{regime} payment; virtual ward paid by the {vw_paid_by}" + (f"; {mixed}" if mixed else ""),
+        ),
+        row(
+            "provider_cost_change_gbp",
+            provider_cost,
+            "£",
+            both_year,
+            both_source,
+            "virtual ward cost minus cash released",
+        ),
+        row(
+            "provider_net_gbp",
+            provider_net,
+            "£",
+            both_year,
+            both_source,
+            "income change minus cost change; positive means the provider is better off",
+        ),
+        row(
+            "commissioner_spend_change_gbp",
+            [commissioner] * 3,
+            "£",
+            both_year,
+            both_source,
+            "positive means the commissioner pays more",
+        ),
+        row(
+            "system_net_cash_gbp",
+            system,
+            "£",
+            both_year,
+            both_source,
+            "cash released minus virtual ward cost: payments between the two cancel",
+        ),
     ]
     return pd.DataFrame(rows, columns=FINANCIAL_IMPACT_COLUMNS)
 
@@ -470,15 +630,22 @@ def which_organisation_wins(financial_impact: pd.DataFrame) -> str:
     capacity = v["capacity_released_gbp"]
     if np.isnan(system):
         year = financial_impact.set_index("measure").loc["capacity_released_gbp", "price_year"]
-        return (f"The {format_gbp(capacity)} of capacity released ({year} prices) is not netted against the "
-                "virtual ward's cost: the two are in different price years. Give a price index, or enter both "
-                "costs in one price year, to see who gains and who pays.")
+        return (
+            f"The {format_gbp(capacity)} of capacity released ({year} prices) is not netted against the "
+            "virtual ward's cost: the two are in different price years. Give a price index, or enter both "
+            "costs in one price year, to see who gains and who pays."
+        )
     p = f"the provider is {format_gbp(abs(prov))} {'better' if prov >= 0 else 'worse'} off in cash"
-    c = (f"the commissioner pays {format_gbp(abs(comm))} {'more' if comm > 0 else 'less'}" if abs(comm) >= 0.5
-         else "the commissioner's spending does not change")
+    c = (
+        f"the commissioner pays {format_gbp(abs(comm))} {'more' if comm > 0 else 'less'}"
+        if abs(comm) >= 0.5
+        else "the commissioner's spending does not change"
+    )
     s = f"the system as a whole is {format_gbp(abs(system))} {'better' if system >= 0 else 'worse'} off in cash"
     note = str(financial_impact.set_index("measure").loc["provider_income_change_gbp", "note"])
     regime = note.split(" payment", 1)[0]
     how = f" Under {PAYMENT_REGIMES[regime]}." if regime in PAYMENT_REGIMES else ""
-    return (f"On these assumptions {p}, {c}, and {s}; the {format_gbp(capacity)} of capacity released is "
-            "only cash if beds close, otherwise it is room for other patients." + how)
+    return (
+        f"On these assumptions {p}, {c}, and {s}; the {format_gbp(capacity)} of capacity released is "
+        "only cash if beds close, otherwise it is room for other patients." + how
+    )

@@ -174,7 +174,9 @@ def binomial_limits(n: np.ndarray | float, target: float, level: float) -> tuple
         return _interpolated_quantile(dist, p) / n, _interpolated_quantile(dist, 1 - p) / n
 
 
-def exact_ci_ratio(observed: np.ndarray, expected: np.ndarray, level: float = 95.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def exact_ci_ratio(
+    observed: np.ndarray, expected: np.ndarray, level: float = 95.0, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact (Garwood) interval of O/E treating O / scale as Poisson.
 
     lower = chi2_p(2O') / (2E'), upper = chi2_{1-p}(2(O' + 1)) / (2E') with
@@ -190,7 +192,9 @@ def exact_ci_ratio(observed: np.ndarray, expected: np.ndarray, level: float = 95
     return lower, upper
 
 
-def exact_ci_proportion(events: np.ndarray, n: np.ndarray, level: float = 95.0) -> tuple[np.ndarray, np.ndarray]:
+def exact_ci_proportion(
+    events: np.ndarray, n: np.ndarray, level: float = 95.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Clopper-Pearson interval of a proportion (Clopper & Pearson 1934, Biometrika 26:404)."""
     x = np.asarray(events, float)
     n = np.asarray(n, float)
@@ -221,7 +225,9 @@ def transform(
     """
     how = how or _TRANSFORMS[indicator_type][0]
     if how not in _TRANSFORMS[indicator_type]:
-        raise ValueError(f"Transform {how!r} does not apply to a {indicator_type}; use one of {_TRANSFORMS[indicator_type]}.")
+        raise ValueError(
+            f"Transform {how!r} does not apply to a {indicator_type}; use one of {_TRANSFORMS[indicator_type]}."
+        )
     o = np.asarray(observed, float)
     m = np.asarray(precision, float)
     root = np.sqrt(scale)
@@ -230,7 +236,11 @@ def transform(
         return y, root / np.sqrt(m), float(np.log(target))
     if how == "sqrt":
         return np.sqrt(o / m), root / (2 * np.sqrt(m)), float(np.sqrt(target))
-    return np.arcsin(np.sqrt(np.clip(o / m, 0, 1))), root / (2 * np.sqrt(m)), float(np.arcsin(np.sqrt(target)))
+    return (
+        np.arcsin(np.sqrt(np.clip(o / m, 0, 1))),
+        root / (2 * np.sqrt(m)),
+        float(np.arcsin(np.sqrt(target))),
+    )
 
 
 def back_transform(how: str, y: np.ndarray) -> np.ndarray:
@@ -383,7 +393,7 @@ def estimate_dispersion(
     if total < 3:
         raise InputError(  # the user's data: a message, not a traceback (a ValueError too)
             f"At least 3 providers are needed to estimate overdispersion; got {total} with usable data. "
-            "A funnel plot compares providers: give an extract with more of them, or overdispersion=\"none\"."
+            'A funnel plot compares providers: give an extract with more of them, or overdispersion="none".'
         )
     if trim_method not in ("truncate", "winsorise"):
         raise ValueError(f"trim_method must be 'truncate' or 'winsorise'; got {trim_method!r}.")
@@ -393,7 +403,9 @@ def estimate_dispersion(
     w = 1 / s**2
 
     if tau2_method == "dl":
-        raise ValueError('tau2_method "dl" is now called "shmi" (FunnelPlotR\'s method); the default is "robust".')
+        raise ValueError(
+            'tau2_method "dl" is now called "shmi" (FunnelPlotR\'s method); the default is "robust".'
+        )
     if tau2_method == "shmi":
         if trim_method == "truncate":
             keep = _rank_group_mask(z, trim)
@@ -428,7 +440,9 @@ def estimate_dispersion(
         tau2 = 0.0
     if model not in ("none", "additive", "multiplicative"):
         raise ValueError(f"overdispersion must be 'none', 'additive' or 'multiplicative'; got {model!r}.")
-    return Dispersion(model, tau2_method, float(trim), trim_method, float(phi), float(tau2), int(n_used), int(total))
+    return Dispersion(
+        model, tau2_method, float(trim), trim_method, float(phi), float(tau2), int(n_used), int(total)
+    )
 
 
 # --------------------------------------------------------------------------- limits at any precision
@@ -492,7 +506,17 @@ def funnel_curves(spec: FunnelSpec, precision_range: tuple[float, float], points
     rows = []
     for level in spec.levels:
         lower, upper = limits_at(spec, grid, level)
-        rows.append(pd.DataFrame({"precision": grid, "level": float(level), "lower": lower, "upper": upper, "target": spec.target}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "precision": grid,
+                    "level": float(level),
+                    "lower": lower,
+                    "upper": upper,
+                    "target": spec.target,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -517,13 +541,17 @@ class FunnelResult:
 def _check_columns(data: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in data.columns]
     if missing:
-        raise InputError(f"{what}: column(s) {', '.join(missing)} not found; the table has {', '.join(map(str, data.columns))}.")
+        raise InputError(
+            f"{what}: column(s) {', '.join(missing)} not found; the table has {', '.join(map(str, data.columns))}."
+        )
 
 
 def _check_values(data: pd.DataFrame, column: str, rule: str, bad: pd.Series, provider: str) -> None:
     if bad.any():
         rows = data.loc[bad, [provider, column]].head(5).to_dict("records")
-        raise InputError(f"Funnel input: column {column!r} must be {rule}; {int(bad.sum())} row(s) are not, for example {rows}.")
+        raise InputError(
+            f"Funnel input: column {column!r} must be {rule}; {int(bad.sum())} row(s) are not, for example {rows}."
+        )
 
 
 def _decreasing_root(f, start: float) -> float:
@@ -612,7 +640,11 @@ def funnel(
     if indicator_type == "ratio":
         e = pd.to_numeric(df[expected], errors="coerce")
         _check_values(df, expected, "a number above 0", e.isna() | (e <= 0), provider)
-        n = pd.to_numeric(df[denominator], errors="coerce") if denominator in df.columns else pd.Series(np.nan, index=df.index)
+        n = (
+            pd.to_numeric(df[denominator], errors="coerce")
+            if denominator in df.columns
+            else pd.Series(np.nan, index=df.index)
+        )
         tgt = 1.0 if target is None else float(target)
         precision = e.to_numpy(float)
         value = (o / e).to_numpy(float)
@@ -632,8 +664,16 @@ def funnel(
         precision = np.round(precision, 2)
     y, s, theta = transform(indicator_type, o.to_numpy(float), precision, tgt, how, scale)
     disp = estimate_dispersion(y, s, theta, overdispersion, tau2_method, trim, trim_method)
-    spec = FunnelSpec(indicator_type, how, tgt, levels, disp, float(scale), outlier_level,
-                      "funnelplotr" if shmi else "quantile")
+    spec = FunnelSpec(
+        indicator_type,
+        how,
+        tgt,
+        levels,
+        disp,
+        float(scale),
+        outlier_level,
+        "funnelplotr" if shmi else "quantile",
+    )
 
     applied = disp.applied
     if disp.model == "additive" and applied:
@@ -671,7 +711,9 @@ def funnel(
     return FunnelResult(out, disp.to_frame(), curves, spec, value_column)
 
 
-def from_indicator_table(table: pd.DataFrame, provider: str = "provider_code") -> tuple[pd.DataFrame, IndicatorType]:
+def from_indicator_table(
+    table: pd.DataFrame, provider: str = "provider_code"
+) -> tuple[pd.DataFrame, IndicatorType]:
     """Turn an aggregate ``indicator`` table into funnel input.
 
     Accepts provider_code with either ``observed`` and ``expected`` (an

@@ -129,7 +129,11 @@ def rule_mask(rule: Rule, spells: pd.DataFrame) -> np.ndarray:
             out |= rule_mask(part, spells)
         return out
     if rule.column not in spells.columns:
-        return np.ones(len(spells), bool) if isinstance(rule, Flag) and rule.negate else np.zeros(len(spells), bool)
+        return (
+            np.ones(len(spells), bool)
+            if isinstance(rule, Flag) and rule.negate
+            else np.zeros(len(spells), bool)
+        )
     values = spells[rule.column]
     present = values.notna().to_numpy(bool)
     if isinstance(rule, Missing):
@@ -181,8 +185,15 @@ def rule_sql(rule: Rule, present: Sequence[str]) -> str:
 
 
 #: Contract columns rules may read (a rule on one the file lacks matches nothing).
-_CONTRACT_COLUMNS = frozenset({"primary_diagnosis", "primary_procedure", "patient_classification",
-                               "admission_method", "discharge_method"})
+_CONTRACT_COLUMNS = frozenset(
+    {
+        "primary_diagnosis",
+        "primary_procedure",
+        "patient_classification",
+        "admission_method",
+        "discharge_method",
+    }
+)
 
 
 # --------------------------------------------------------------------------- records
@@ -236,8 +247,13 @@ class Indicator:
 # code lists, each defined once
 CANCER = Codes("primary_diagnosis", (("C00", "C97"), ("D37", "D48")), ("Z510", "Z511"))
 CANCER_READMISSION = Codes("primary_diagnosis", (("C00", "C97"),), ("Z510", "Z511"))
-OBSTETRIC = AnyOf((Codes("primary_diagnosis", (("O00", "O99"),)), Values("admission_method", ("31", "32", "82", "83")),
-                   Values("patient_classification", ("5",))))
+OBSTETRIC = AnyOf(
+    (
+        Codes("primary_diagnosis", (("O00", "O99"),)),
+        Values("admission_method", ("31", "32", "82", "83")),
+        Values("patient_classification", ("5",)),
+    )
+)
 NOT_ORDINARY = AnyOf((Flag("day_case"), Values("patient_classification", ("3", "4"))))
 STILLBIRTH = Codes("primary_diagnosis", prefixes=("P95",))
 
@@ -261,41 +277,80 @@ BADS_BASKET: dict[str, tuple[str, ...]] = {
 }
 BASKET = Codes("primary_procedure", prefixes=tuple(p for codes in BADS_BASKET.values() for p in codes))
 
-_I02040 = ("NHS Digital, Emergency readmissions within 30 days of discharge from hospital, Compendium indicator I02040 "
-           "(specification v3; also NHS Outcomes Framework 3b and CCG Outcomes Indicator Set 3.2)")
+_I02040 = (
+    "NHS Digital, Emergency readmissions within 30 days of discharge from hospital, Compendium indicator I02040 "
+    "(specification v3; also NHS Outcomes Framework 3b and CCG Outcomes Indicator Set 3.2)"
+)
 _SHMI = "NHS England (formerly NHS Digital), Summary Hospital-level Mortality Indicator (SHMI) methodology"
 _BADS = "British Association of Day Surgery, BADS Directory of Procedures (as used by GIRFT and the Model Health System)"
 
-_FOLLOW_UP = Step("30 days of follow-up", "discharged less than 30 days before the extract's last admission date: the "
-                  "readmission window is not complete in the data", Flag("readmission_eligible", negate=True))
+_FOLLOW_UP = Step(
+    "30 days of follow-up",
+    "discharged less than 30 days before the extract's last admission date: the "
+    "readmission window is not complete in the data",
+    Flag("readmission_eligible", negate=True),
+)
 
 INDICATORS: dict[str, Indicator] = {
     "los": Indicator(
-        "los", "los_days", "poisson", "ordinary admissions (day cases excluded)", False, "bed days", "length of stay",
+        "los",
+        "los_days",
+        "poisson",
+        "ordinary admissions (day cases excluded)",
+        False,
+        "bed days",
+        "length of stay",
         kind="los",
-        steps=(Step("day cases", "day cases (planned same-day care) are not part of length of stay", Flag("day_case")),),
+        steps=(
+            Step(
+                "day cases",
+                "day cases (planned same-day care) are not part of length of stay",
+                Flag("day_case"),
+            ),
+        ),
         source="Handbook definition: length of stay of ordinary admissions, as in the Model Health System's average length of stay.",
     ),
     "readmission_30d": Indicator(
-        "readmission_30d", "readmit_30d_nhs", "binomial",
+        "readmission_30d",
+        "readmit_30d_nhs",
+        "binomial",
         "index spells of the NHS indicator I02040 (alive, ordinary admission, no cancer, no obstetric care, 30 days of follow-up)",
-        False, "readmissions", "emergency readmission within 30 days (NHS indicator I02040)",
+        False,
+        "readmissions",
+        "emergency readmission within 30 days (NHS indicator I02040)",
         kind="readmission",
         steps=(
-            Step("died in hospital", "discharged dead (discharge method 4): the published indicator excludes index spells "
-                 "ending in death", Flag("died")),
-            Step("day case or regular attender", "day case or regular day or night attender (patient classification 2, 3 "
-                 "or 4): the published indicator counts ordinary admissions", NOT_ORDINARY),
-            Step("index spell with a cancer diagnosis", "index spell with a cancer diagnosis (ICD-10 C00-C97, D37-D48) or "
-                 "chemotherapy or radiotherapy for cancer (Z51.0, Z51.1) as primary diagnosis: readmission may be part of "
-                 "the care plan", CANCER, "primary_diagnosis"),
-            Step("index spell for obstetric or maternity care", "obstetric or maternity care (ICD-10 O00-O99, maternity or "
-                 "birth admission method 31, 32, 82, 83, or patient classification 5): readmission may be part of the care plan",
-                 OBSTETRIC),
+            Step(
+                "died in hospital",
+                "discharged dead (discharge method 4): the published indicator excludes index spells "
+                "ending in death",
+                Flag("died"),
+            ),
+            Step(
+                "day case or regular attender",
+                "day case or regular day or night attender (patient classification 2, 3 "
+                "or 4): the published indicator counts ordinary admissions",
+                NOT_ORDINARY,
+            ),
+            Step(
+                "index spell with a cancer diagnosis",
+                "index spell with a cancer diagnosis (ICD-10 C00-C97, D37-D48) or "
+                "chemotherapy or radiotherapy for cancer (Z51.0, Z51.1) as primary diagnosis: readmission may be part of "
+                "the care plan",
+                CANCER,
+                "primary_diagnosis",
+            ),
+            Step(
+                "index spell for obstetric or maternity care",
+                "obstetric or maternity care (ICD-10 O00-O99, maternity or "
+                "birth admission method 31, 32, 82, 83, or patient classification 5): readmission may be part of the care plan",
+                OBSTETRIC,
+            ),
             _FOLLOW_UP,
         ),
         readmission_excludes=AnyOf((CANCER_READMISSION, Codes("primary_diagnosis", (("O00", "O99"),)))),
-        case_mix=PUBLISHED_TERMS, source=_I02040,
+        case_mix=PUBLISHED_TERMS,
+        source=_I02040,
         departures=(
             "Only the primary diagnosis is read; the published indicator looks for cancer in every diagnosis of the spell.",
             "The spell's HRG stands in for the published diagnosis and procedure groups, and the age bands are the handbook's.",
@@ -305,24 +360,53 @@ INDICATORS: dict[str, Indicator] = {
         generic="readmission_30d_all",
     ),
     "readmission_30d_all": Indicator(
-        "readmission_30d_all", "readmit_30d", "binomial", "spells eligible for a 30-day readmission (alive, full follow-up)",
-        False, "readmissions", "emergency readmission within 30 days (generic: every spell)", kind="readmission",
-        steps=(Step("spells eligible for a 30-day readmission (alive, full follow-up)",
-                    "died in hospital, or discharged too late for 30 days of follow-up", Flag("readmission_eligible", negate=True)),),
+        "readmission_30d_all",
+        "readmit_30d",
+        "binomial",
+        "spells eligible for a 30-day readmission (alive, full follow-up)",
+        False,
+        "readmissions",
+        "emergency readmission within 30 days (generic: every spell)",
+        kind="readmission",
+        steps=(
+            Step(
+                "spells eligible for a 30-day readmission (alive, full follow-up)",
+                "died in hospital, or discharged too late for 30 days of follow-up",
+                Flag("readmission_eligible", negate=True),
+            ),
+        ),
         source="Handbook teaching definition: any emergency admission 0-29 days after any discharge alive.",
     ),
     "mortality": Indicator(
-        "mortality", "died_30d", "binomial", "SHMI-style spells (ordinary admissions, no stillbirths)", False, "deaths",
-        "mortality in hospital or within 30 days of discharge (SHMI-style)", kind="mortality",
+        "mortality",
+        "died_30d",
+        "binomial",
+        "SHMI-style spells (ordinary admissions, no stillbirths)",
+        False,
+        "deaths",
+        "mortality in hospital or within 30 days of discharge (SHMI-style)",
+        kind="mortality",
         steps=(
-            Step("day case or regular attender", "day case or regular day or night attender (patient classification 2, 3 "
-                 "or 4): the SHMI leaves them out", NOT_ORDINARY),
-            Step("stillbirth", "stillbirth (ICD-10 P95 as primary diagnosis): the SHMI leaves stillbirths out", STILLBIRTH,
-                 "primary_diagnosis"),
-            Step("discharge method not recorded", "discharge method not recorded: a death in hospital cannot be seen",
-                 Missing("died")),
+            Step(
+                "day case or regular attender",
+                "day case or regular day or night attender (patient classification 2, 3 "
+                "or 4): the SHMI leaves them out",
+                NOT_ORDINARY,
+            ),
+            Step(
+                "stillbirth",
+                "stillbirth (ICD-10 P95 as primary diagnosis): the SHMI leaves stillbirths out",
+                STILLBIRTH,
+                "primary_diagnosis",
+            ),
+            Step(
+                "discharge method not recorded",
+                "discharge method not recorded: a death in hospital cannot be seen",
+                Missing("died"),
+            ),
         ),
-        case_mix=PUBLISHED_TERMS, source=_SHMI,
+        case_mix=PUBLISHED_TERMS,
+        source=_SHMI,
         departures=(
             "The spell's HRG stands in for the SHMI's diagnosis groups, and there is no Charlson comorbidity term.",
             "Spells are provider spells as supplied, not linked across transfers into superspells.",
@@ -330,19 +414,37 @@ INDICATORS: dict[str, Indicator] = {
         generic="mortality_in_hospital",
     ),
     "mortality_in_hospital": Indicator(
-        "mortality_in_hospital", "died", "binomial", "spells with a recorded discharge method", False, "deaths",
-        "in-hospital mortality (generic: every spell)", kind="mortality",
-        steps=(Step("spells with a recorded discharge method", "discharge method not recorded", Missing("died")),),
+        "mortality_in_hospital",
+        "died",
+        "binomial",
+        "spells with a recorded discharge method",
+        False,
+        "deaths",
+        "in-hospital mortality (generic: every spell)",
+        kind="mortality",
+        steps=(
+            Step("spells with a recorded discharge method", "discharge method not recorded", Missing("died")),
+        ),
         source="Handbook teaching definition: deaths in hospital among spells with a recorded discharge method.",
     ),
     "day_case": Indicator(
-        "day_case", "day_case", "binomial", "elective admissions for a procedure in the BADS basket", True, "day cases",
-        "day-case rate, BADS procedure basket", kind="day_case",
+        "day_case",
+        "day_case",
+        "binomial",
+        "elective admissions for a procedure in the BADS basket",
+        True,
+        "day cases",
+        "day-case rate, BADS procedure basket",
+        kind="day_case",
         steps=(
             Step("not an elective admission", "not an elective admission", Flag("elective", negate=True)),
-            Step("procedure not in the BADS basket", "primary procedure missing or not one of the basket's "
-                 f"{len(BADS_BASKET)} procedures (OPCS-4 {', '.join(BASKET.prefixes)})",
-                 AnyOf((Missing("primary_procedure"), Not(BASKET))), "primary_procedure"),
+            Step(
+                "procedure not in the BADS basket",
+                "primary procedure missing or not one of the basket's "
+                f"{len(BADS_BASKET)} procedures (OPCS-4 {', '.join(BASKET.prefixes)})",
+                AnyOf((Missing("primary_procedure"), Not(BASKET))),
+                "primary_procedure",
+            ),
         ),
         source=_BADS,
         departures=(
@@ -352,8 +454,14 @@ INDICATORS: dict[str, Indicator] = {
         generic="day_case_all_elective",
     ),
     "day_case_all_elective": Indicator(
-        "day_case_all_elective", "day_case", "binomial", "elective admissions", True, "day cases",
-        "day-case rate (generic: all elective admissions)", kind="day_case",
+        "day_case_all_elective",
+        "day_case",
+        "binomial",
+        "elective admissions",
+        True,
+        "day cases",
+        "day-case rate (generic: all elective admissions)",
+        kind="day_case",
         steps=(Step("elective admissions", "not an elective admission", Flag("elective", negate=True)),),
         source="Handbook teaching definition: the share of elective admissions that were day cases.",
     ),
@@ -372,38 +480,82 @@ def resolve(name: str, columns: Sequence[str], deaths: bool = False) -> Indicato
     ind = INDICATORS[name]
     if name == "day_case" and "primary_procedure" not in columns:
         generic = INDICATORS["day_case_all_elective"]
-        return replace(generic, name="day_case", label="day-case rate, all elective admissions (generic: no procedure codes)",
-                       steps=(replace(generic.steps[0], reason="not an elective admission (generic rate: the extract has "
-                                      "no primary_procedure codes, so every elective admission counts, not the BADS basket)"),),
-                       source=INDICATORS["day_case"].source, generic="day_case_all_elective",
-                       departures=("Without procedure codes this is the share of all elective admissions that were day "
-                                   "cases, not the BADS basket's rate: it will not match GIRFT or the Model Health System.",))
+        return replace(
+            generic,
+            name="day_case",
+            label="day-case rate, all elective admissions (generic: no procedure codes)",
+            steps=(
+                replace(
+                    generic.steps[0],
+                    reason="not an elective admission (generic rate: the extract has "
+                    "no primary_procedure codes, so every elective admission counts, not the BADS basket)",
+                ),
+            ),
+            source=INDICATORS["day_case"].source,
+            generic="day_case_all_elective",
+            departures=(
+                "Without procedure codes this is the share of all elective admissions that were day "
+                "cases, not the BADS basket's rate: it will not match GIRFT or the Model Health System.",
+            ),
+        )
     if name == "mortality" and not deaths:
-        return replace(ind, outcome="died", label="in-hospital mortality (SHMI-style spells; no deaths after discharge)",
-                       departures=("No deaths table was given, so only deaths in hospital are counted; the SHMI also "
-                                   "counts deaths within 30 days of discharge.", *ind.departures))
+        return replace(
+            ind,
+            outcome="died",
+            label="in-hospital mortality (SHMI-style spells; no deaths after discharge)",
+            departures=(
+                "No deaths table was given, so only deaths in hospital are counted; the SHMI also "
+                "counts deaths within 30 days of discharge.",
+                *ind.departures,
+            ),
+        )
     if name == "mortality":
-        return replace(ind, steps=(*ind.steps, Step("30 days of follow-up", "discharged less than 30 days before the "
-                                                    "extract's last admission date: deaths after discharge are not all known",
-                                                    Flag("death_follow_up", negate=True))))
+        return replace(
+            ind,
+            steps=(
+                *ind.steps,
+                Step(
+                    "30 days of follow-up",
+                    "discharged less than 30 days before the "
+                    "extract's last admission date: deaths after discharge are not all known",
+                    Flag("death_follow_up", negate=True),
+                ),
+            ),
+        )
     return ind
 
 
 # --------------------------------------------------------------------------- the pandas path
 def exclusion_masks(spells: pd.DataFrame, indicator: Indicator) -> list[np.ndarray]:
     """For each step of ``indicator``, the spells its rule matches (before earlier steps are applied)."""
-    return [rule_mask(s.rule, spells) if (s.needs is None or s.needs in spells.columns) else np.zeros(len(spells), bool)
-            for s in indicator.steps]
+    return [
+        rule_mask(s.rule, spells)
+        if (s.needs is None or s.needs in spells.columns)
+        else np.zeros(len(spells), bool)
+        for s in indicator.steps
+    ]
 
 
-def exclusions_table(indicator: Indicator, counts: Sequence[int], start: int, present: Sequence[str]) -> pd.DataFrame:
+def exclusions_table(
+    indicator: Indicator, counts: Sequence[int], start: int, present: Sequence[str]
+) -> pd.DataFrame:
     """The steps of ``indicator`` as exclusion rows: step, rows_before, rows_excluded, rows_after, reason."""
     rows, remaining = [], int(start)
     for s, k in zip(indicator.steps, counts):
-        reason = s.reason if s.needs is None or s.needs in present else (
-            f"{s.reason} - not applied: the extract has no {s.needs} column")
-        rows.append({"step": f"{indicator.name}: {s.step}", "rows_before": remaining, "rows_excluded": int(k),
-                     "rows_after": remaining - int(k), "reason": reason})
+        reason = (
+            s.reason
+            if s.needs is None or s.needs in present
+            else (f"{s.reason} - not applied: the extract has no {s.needs} column")
+        )
+        rows.append(
+            {
+                "step": f"{indicator.name}: {s.step}",
+                "rows_before": remaining,
+                "rows_excluded": int(k),
+                "rows_after": remaining - int(k),
+                "reason": reason,
+            }
+        )
         remaining -= int(k)
     return pd.DataFrame(rows, columns=["step", "rows_before", "rows_excluded", "rows_after", "reason"])
 
@@ -412,8 +564,10 @@ def population(spells: pd.DataFrame, indicator: Indicator) -> tuple[pd.DataFrame
     """Spells left after every step of ``indicator``, with its outcome in ``outcome``, and the exclusions table."""
     missing = [c for c in [indicator.outcome] if c not in spells.columns]
     if missing:
-        raise KeyError(f"Spells: column(s) {', '.join(missing)} missing; run helpers.derive.add_spell_fields and "
-                       "helpers.indicators.add_outcome first.")
+        raise KeyError(
+            f"Spells: column(s) {', '.join(missing)} missing; run helpers.derive.add_spell_fields and "
+            "helpers.indicators.add_outcome first."
+        )
     keep = np.ones(len(spells), bool)
     counts = []
     for mask in exclusion_masks(spells, indicator):
@@ -424,8 +578,12 @@ def population(spells: pd.DataFrame, indicator: Indicator) -> tuple[pd.DataFrame
     return out, exclusions_table(indicator, counts, len(spells), list(spells.columns))
 
 
-def add_outcome(spells: pd.DataFrame, indicator: Indicator, deaths: pd.DataFrame | None = None,
-                follow_up_end: pd.Timestamp | str | None = None) -> pd.DataFrame:
+def add_outcome(
+    spells: pd.DataFrame,
+    indicator: Indicator,
+    deaths: pd.DataFrame | None = None,
+    follow_up_end: pd.Timestamp | str | None = None,
+) -> pd.DataFrame:
     """Copy of ``spells`` (with :func:`helpers.derive.add_spell_fields`) with the outcome ``indicator`` needs.
 
     Run it on the whole extract, before any restriction to a year, so that a
@@ -440,15 +598,22 @@ def add_outcome(spells: pd.DataFrame, indicator: Indicator, deaths: pd.DataFrame
     out = spells.copy()
     if indicator.readmission_excludes is not None and indicator.outcome not in out.columns:
         counted = out["emergency"].to_numpy(bool) & ~rule_mask(indicator.readmission_excludes, out)
-        gap = derive.next_emergency_gap(out["patient_id"], out["spell_id"], out["admission_date"], out["discharge_date"],
-                                        pd.Series(counted, index=out.index))
+        gap = derive.next_emergency_gap(
+            out["patient_id"],
+            out["spell_id"],
+            out["admission_date"],
+            out["discharge_date"],
+            pd.Series(counted, index=out.index),
+        )
         out[indicator.outcome] = (gap.notna() & (gap < READMISSION_WINDOW)).astype(bool).to_numpy()
     if indicator.outcome == "died_30d":
         if deaths is None:
             raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
         out["died_30d"] = deaths_within(out, deaths)
         end = pd.Timestamp(follow_up_end) if follow_up_end is not None else periods.coverage(out).end
-        out["death_follow_up"] = (pd.to_datetime(out["discharge_date"]) + pd.Timedelta(days=DEATH_WINDOW) <= end).to_numpy()
+        out["death_follow_up"] = (
+            pd.to_datetime(out["discharge_date"]) + pd.Timedelta(days=DEATH_WINDOW) <= end
+        ).to_numpy()
     return out
 
 
@@ -458,8 +623,13 @@ def deaths_within(spells: pd.DataFrame, deaths: pd.DataFrame, window: int = DEAT
     d = deaths[["patient_id", "date_of_death"]].copy()
     d["patient_id"] = d["patient_id"].astype("str")
     d = d.groupby("patient_id", as_index=False)["date_of_death"].min()
-    s = pd.DataFrame({"patient_id": spells["patient_id"].astype("str").to_numpy(),
-                      "dis": pd.to_datetime(spells["discharge_date"]).to_numpy(), "pos": np.arange(len(spells))})
+    s = pd.DataFrame(
+        {
+            "patient_id": spells["patient_id"].astype("str").to_numpy(),
+            "dis": pd.to_datetime(spells["discharge_date"]).to_numpy(),
+            "pos": np.arange(len(spells)),
+        }
+    )
     m = s.merge(d, on="patient_id", how="inner")
     m["dod"] = pd.to_datetime(m["date_of_death"])
     m = m[m["dis"] <= m["dod"]]
@@ -474,9 +644,19 @@ def definitions_table() -> pd.DataFrame:
     """One row per indicator: name, label, population, exclusions, readmissions not counted, case mix, source, departures."""
     rows = []
     for ind in INDICATORS.values():
-        rows.append({"indicator": ind.name, "label": ind.label, "kind": ind.kind, "population": ind.population,
-                     "exclusions": "; ".join(s.reason for s in ind.steps), "case_mix": ", ".join(ind.case_mix),
-                     "source": ind.source, "departures": " ".join(ind.departures), "generic_version": ind.generic or ""})
+        rows.append(
+            {
+                "indicator": ind.name,
+                "label": ind.label,
+                "kind": ind.kind,
+                "population": ind.population,
+                "exclusions": "; ".join(s.reason for s in ind.steps),
+                "case_mix": ", ".join(ind.case_mix),
+                "source": ind.source,
+                "departures": " ".join(ind.departures),
+                "generic_version": ind.generic or "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -512,11 +692,17 @@ def deaths_sql(derived: str, deaths: TableSource | None, src: TableSource) -> st
     end = periods.coverage_from_months(src.stats["admissions_by_month"]).end
     end_day = int((end - pd.Timestamp("1970-01-01")).days)
     window = DEATH_WINDOW
-    dod = (f"SELECT CAST(patient_id AS VARCHAR) AS _dpid, MIN(date_of_death) AS _dod FROM ({deaths.typed_sql}) AS t "
-           f"GROUP BY CAST(patient_id AS VARCHAR)")
-    joined = (f"SELECT d.*, x._dod, MAX(CASE WHEN d.discharge_date <= x._dod THEN d.discharge_date END) "
-              f"OVER (PARTITION BY d.patient_id) AS _last_before FROM ({derived}) AS d "
-              f"LEFT JOIN ({dod}) AS x ON CAST(d.patient_id AS VARCHAR) = x._dpid")
-    return (f"SELECT *, (COALESCE(died, FALSE) OR COALESCE(discharge_date = _last_before AND "
-            f"DATE_DIFF('day', discharge_date, _dod) <= {window}, FALSE)) AS died_30d, "
-            f"(_dis_day + {window} <= {end_day}) AS death_follow_up FROM ({joined}) AS j")
+    dod = (
+        f"SELECT CAST(patient_id AS VARCHAR) AS _dpid, MIN(date_of_death) AS _dod FROM ({deaths.typed_sql}) AS t "
+        f"GROUP BY CAST(patient_id AS VARCHAR)"
+    )
+    joined = (
+        f"SELECT d.*, x._dod, MAX(CASE WHEN d.discharge_date <= x._dod THEN d.discharge_date END) "
+        f"OVER (PARTITION BY d.patient_id) AS _last_before FROM ({derived}) AS d "
+        f"LEFT JOIN ({dod}) AS x ON CAST(d.patient_id AS VARCHAR) = x._dpid"
+    )
+    return (
+        f"SELECT *, (COALESCE(died, FALSE) OR COALESCE(discharge_date = _last_before AND "
+        f"DATE_DIFF('day', discharge_date, _dod) <= {window}, FALSE)) AS died_30d, "
+        f"(_dis_day + {window} <= {end_day}) AS death_follow_up FROM ({joined}) AS j"
+    )

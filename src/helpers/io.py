@@ -110,7 +110,12 @@ def table_columns(table: str) -> dict[str, dict[str, Any]]:
 
 def identifier_columns() -> set[str]:
     """Columns that identify a patient or a record (``identifier: true`` in the contract): never written to outputs."""
-    return {c for spec in data_dictionary()["tables"].values() for c, s in spec["columns"].items() if s.get("identifier")}
+    return {
+        c
+        for spec in data_dictionary()["tables"].values()
+        for c, s in spec["columns"].items()
+        if s.get("identifier")
+    }
 
 
 def sample_path(table: str) -> Path:
@@ -166,9 +171,7 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
         df = _read_csv_text(path)
     df.columns = [str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip() for c in df.columns]
     if len(df) == 0:
-        raise InputError(
-            f"Cannot use {path.name}: it has a header but no rows of data.\nFile: {path}"
-        )
+        raise InputError(f"Cannot use {path.name}: it has a header but no rows of data.\nFile: {path}")
     return df
 
 
@@ -192,8 +195,10 @@ def excel_sheet(path: Path) -> str | int:
     try:
         if named is not None:
             if named not in wb.sheetnames:
-                raise InputError(f"Cannot use {path.name}: it has no sheet called {named!r}; its sheets are "
-                                 f"{', '.join(map(repr, wb.sheetnames))}.\nFile: {path}")
+                raise InputError(
+                    f"Cannot use {path.name}: it has no sheet called {named!r}; its sheets are "
+                    f"{', '.join(map(repr, wb.sheetnames))}.\nFile: {path}"
+                )
             return named
         visible = [ws for ws in wb.worksheets if ws.sheet_state == "visible"]
         if not visible:
@@ -217,8 +222,10 @@ def header_names(path: Path) -> list[str]:
             wb = load_workbook(path, read_only=True)
             ws = wb[excel_sheet(path)]
             if (ws.max_column or 0) > MAX_COLUMNS:
-                raise InputError(f"Cannot use {path.name}: it has {ws.max_column:,} columns; "
-                                 f"an extract has at most {MAX_COLUMNS:,}.\nFile: {path}")
+                raise InputError(
+                    f"Cannot use {path.name}: it has {ws.max_column:,} columns; "
+                    f"an extract has at most {MAX_COLUMNS:,}.\nFile: {path}"
+                )
             first = next(ws.iter_rows(max_row=1, values_only=True), ())
             wb.close()
         except InputError:
@@ -262,11 +269,15 @@ def check_header(path: Path) -> None:
     """
     names = [str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip() for c in header_names(path)]
     if len(names) > MAX_COLUMNS:
-        raise InputError(f"Cannot use {path.name}: it has {len(names):,} columns; an extract has at most "
-                         f"{MAX_COLUMNS:,}.\nFile: {path}")
+        raise InputError(
+            f"Cannot use {path.name}: it has {len(names):,} columns; an extract has at most "
+            f"{MAX_COLUMNS:,}.\nFile: {path}"
+        )
     if len(names) == 1 and names[0].count(";") >= 2:
-        raise InputError(f"Cannot use {path.name}: it has one column, {names[0][:60]!r}.{_semicolon_hint(path)}"
-                         f"\nFile: {path}")
+        raise InputError(
+            f"Cannot use {path.name}: it has one column, {names[0][:60]!r}.{_semicolon_hint(path)}"
+            f"\nFile: {path}"
+        )
     seen: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         if name:
@@ -318,16 +329,16 @@ def _read_csv_text(path: Path) -> pd.DataFrame:
         except pd.errors.ParserError as exc:
             hint = _semicolon_hint(path)
             raise InputError(f"Cannot read {path.name} as CSV: {exc}{hint}\nFile: {path}") from None
-    raise InputError(
-        f"Cannot read {path.name}: it is neither UTF-8 nor Windows (cp1252) text.\nFile: {path}"
-    )
+    raise InputError(f"Cannot read {path.name}: it is neither UTF-8 nor Windows (cp1252) text.\nFile: {path}")
 
 
 def _semicolon_hint(path: Path) -> str:
     names = header_names(path)
     if len(names) == 1 and names[0].count(";") >= 2:
-        return (" The file seems to be separated by semicolons (;), as Excel saves CSV in some countries: "
-                "save it with commas as separators.")
+        return (
+            " The file seems to be separated by semicolons (;), as Excel saves CSV in some countries: "
+            "save it with commas as separators."
+        )
     return ""
 
 
@@ -434,7 +445,9 @@ def load_table(
     path = Path(path) if path is not None else sample_path(table)
     if raw is None:
         check_file(path)
-        if path.suffix.lower() in EXCEL_SUFFIXES or (table == "spells" and episodes.needs_pandas(header_names(path), column_map)):
+        if path.suffix.lower() in EXCEL_SUFFIXES or (
+            table == "spells" and episodes.needs_pandas(header_names(path), column_map)
+        ):
             raw = read_raw(path)
     if table == "spells" and raw is not None:
         raw = episodes.read_hes_codes(raw)  # HES infant ages (7001-7007) and null dates (1800-01-01)

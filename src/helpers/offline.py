@@ -30,7 +30,9 @@ def mathjax_dir() -> Path:
     """The folder of MathJax's browser files (``es5``) in the installed ``django-static-mathjax`` package."""
     folder = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
     if not (folder / MATHJAX_SCRIPT).is_file():
-        raise RuntimeError(f"MathJax's {MATHJAX_SCRIPT} is missing from {folder}: reinstall django-static-mathjax.")
+        raise RuntimeError(
+            f"MathJax's {MATHJAX_SCRIPT} is missing from {folder}: reinstall django-static-mathjax."
+        )
     return folder
 
 

@@ -78,7 +78,9 @@ def _value_column(providers: pd.DataFrame) -> str:
     for col in ("ratio", "rate"):
         if col in providers.columns:
             return col
-    raise KeyError("The provider table needs a 'ratio' or 'rate' column (the output of helpers.funnel.funnel).")
+    raise KeyError(
+        "The provider table needs a 'ratio' or 'rate' column (the output of helpers.funnel.funnel)."
+    )
 
 
 def benchmark_value(
@@ -100,7 +102,9 @@ def benchmark_value(
             return float(np.median(pool[col]))
         if benchmark == "better_quartile":
             return float(np.quantile(pool[col], 0.75 if higher_is_better else 0.25))
-        raise ValueError(f"benchmark must be 'median', 'better_quartile' or a list of peer provider codes; got {benchmark!r}.")
+        raise ValueError(
+            f"benchmark must be 'median', 'better_quartile' or a list of peer provider codes; got {benchmark!r}."
+        )
     peers = [str(p) for p in benchmark]
     missing = sorted(set(peers) - set(providers["provider_code"].astype("str")))
     if missing:
@@ -115,7 +119,9 @@ def _base(providers: pd.DataFrame, col: str) -> np.ndarray:
     return (providers["expected"] if col == "ratio" else providers["denominator"]).to_numpy(float)
 
 
-def _excess(values: np.ndarray, bench: np.ndarray | float, base: np.ndarray, higher_is_better: bool) -> np.ndarray:
+def _excess(
+    values: np.ndarray, bench: np.ndarray | float, base: np.ndarray, higher_is_better: bool
+) -> np.ndarray:
     gap = (bench - values) if higher_is_better else (values - bench)
     return np.maximum(gap, 0.0) * base
 
@@ -167,11 +173,15 @@ def opportunity_draws(
     spec = result.spec
     col = _value_column(p)
     base = _base(p, col)
-    y, s, theta = transform(spec.indicator_type, p["observed"].to_numpy(float), base, spec.target, spec.transform, spec.scale)
+    y, s, theta = transform(
+        spec.indicator_type, p["observed"].to_numpy(float), base, spec.target, spec.transform, spec.scale
+    )
     if tau2_method == spec.dispersion.tau2_method and spec.dispersion.model == "additive":
         disp = spec.dispersion  # the funnel's own estimate
     else:
-        disp = estimate_dispersion(y, s, theta, "additive", tau2_method, spec.dispersion.trim, spec.dispersion.trim_method)
+        disp = estimate_dispersion(
+            y, s, theta, "additive", tau2_method, spec.dispersion.trim, spec.dispersion.trim_method
+        )
     rng = np.random.default_rng(seed)
     if method == "empirical_bayes":
         # tau^2 is itself uncertain: draw it from its large-sample distribution,
@@ -195,7 +205,9 @@ def opportunity_draws(
         elif benchmark == "better_quartile":
             bench = np.quantile(pool, 0.75 if higher_is_better else 0.25, axis=1)
         else:
-            raise ValueError(f"benchmark must be 'median', 'better_quartile' or a list of peer codes; got {benchmark!r}.")
+            raise ValueError(
+                f"benchmark must be 'median', 'better_quartile' or a list of peer codes; got {benchmark!r}."
+            )
     else:
         benchmark_value(p, benchmark, higher_is_better)  # validates the peer list
         peers = p["provider_code"].isin([str(x) for x in benchmark]).to_numpy()
@@ -280,14 +292,24 @@ def opportunity(
         ("naive", int((positive & ~small).sum()), naive, np.nan, np.nan),
         ("outliers_only", int(flagged.sum()), outl, np.nan, np.nan),
         ("interval", pd.NA, float(mid), float(lo), float(hi)),
-        ("small_providers", int((positive & small).sum()), float(table.loc[small, "opportunity"].sum()), np.nan, np.nan),
+        (
+            "small_providers",
+            int((positive & small).sum()),
+            float(table.loc[small, "opportunity"].sum()),
+            np.nan,
+            np.nan,
+        ),
     ]
-    summary = pd.DataFrame(rows, columns=["estimate", "providers", "opportunity", "opportunity_lower", "opportunity_upper"])
+    summary = pd.DataFrame(
+        rows, columns=["estimate", "providers", "opportunity", "opportunity_lower", "opportunity_upper"]
+    )
     summary["providers"] = summary["providers"].astype("Int64")
     per = np.nan if bed_days_per_unit is None else float(bed_days_per_unit)
     for c in ("", "_lower", "_upper"):
         summary[f"bed_days{c}"] = summary[f"opportunity{c}"] * per
-    money = finance.bed_days_value(summary["bed_days"].to_numpy(float), cost_per_bed_day, occupancy, marginal_cost_share, price_year)
+    money = finance.bed_days_value(
+        summary["bed_days"].to_numpy(float), cost_per_bed_day, occupancy, marginal_cost_share, price_year
+    )
     summary["beds_equivalent"] = money["beds_equivalent"].to_numpy()
     summary["capacity_released_gbp"] = money["capacity_released_gbp"].to_numpy()
     summary["cash_releasing_gbp"] = money["cash_releasing_gbp"].to_numpy()

@@ -62,7 +62,9 @@ def find_chromium(named: str | os.PathLike | None = None) -> Path:
         path = Path(wanted).expanduser()
         found = str(path) if path.is_file() and os.access(path, os.X_OK) else shutil.which(str(wanted))
         if not found:
-            raise ChromiumMissing(f"Cannot run the browser {str(wanted)!r}: it is not an executable file. " + INSTALL_HINT)
+            raise ChromiumMissing(
+                f"Cannot run the browser {str(wanted)!r}: it is not an executable file. " + INSTALL_HINT
+            )
         return Path(found)
     for name in CHROMIUM_NAMES:
         found = shutil.which(name)
@@ -81,16 +83,31 @@ def write_pdf(html_path: Path, pdf_path: Path, chromium: str | os.PathLike | Non
     html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path).resolve()
     pdf_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="handbook-chromium-") as profile:
-        command = [str(browser), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                   f"--print-to-pdf={pdf_path}", html_path.as_uri()]
+        command = [
+            str(browser),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--print-to-pdf={pdf_path}",
+            html_path.as_uri(),
+        ]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
-                                  stdin=subprocess.DEVNULL, check=False)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_SECONDS,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"Chromium did not finish printing {html_path.name} within {TIMEOUT_SECONDS} s.") from None
+            raise RuntimeError(
+                f"Chromium did not finish printing {html_path.name} within {TIMEOUT_SECONDS} s."
+            ) from None
         except OSError as exc:
             raise ChromiumMissing(f"Cannot start {browser}: {exc}. " + INSTALL_HINT) from None
     if not pdf_path.is_file() or pdf_path.stat().st_size == 0:
         said = "\n  ".join((done.stderr or "").strip().splitlines()[-5:])
-        raise RuntimeError(f"Chromium wrote no PDF of {html_path.name} (exit status {done.returncode}).\n  {said}")
+        raise RuntimeError(
+            f"Chromium wrote no PDF of {html_path.name} (exit status {done.returncode}).\n  {said}"
+        )
     return pdf_path

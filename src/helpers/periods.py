@@ -52,15 +52,21 @@ class Coverage:
 
     def describe(self) -> str:
         how = "as stated" if self.stated else "inferred from the admission dates"
-        return (f"{self.start.day} {self.start:%B %Y} to {self.end.day} {self.end:%B %Y} ({how}; "
-                f"{self.days:,} days, {self.years:.2f} years)")
+        return (
+            f"{self.start.day} {self.start:%B %Y} to {self.end.day} {self.end:%B %Y} ({how}; "
+            f"{self.days:,} days, {self.years:.2f} years)"
+        )
 
-    def clip(self, first: pd.Timestamp | str | None = None, last: pd.Timestamp | str | None = None) -> "Coverage":
+    def clip(
+        self, first: pd.Timestamp | str | None = None, last: pd.Timestamp | str | None = None
+    ) -> "Coverage":
         """The part of the coverage between ``first`` and ``last`` (for one financial year, say)."""
         start = max(self.start, pd.Timestamp(first)) if first is not None else self.start
         end = min(self.end, pd.Timestamp(last)) if last is not None else self.end
         if end < start:
-            raise ValueError(f"the extract covers {self.describe()}, which does not overlap {first} to {last}")
+            raise ValueError(
+                f"the extract covers {self.describe()}, which does not overlap {first} to {last}"
+            )
         return Coverage(start, end, self.stated)
 
 
@@ -74,12 +80,17 @@ def admissions_by_month(spells: pd.DataFrame) -> pd.DataFrame:
     """Admissions per calendar month: month (first day), n, first and last admission date in it."""
     adm = pd.to_datetime(spells["admission_date"]).dropna()
     frame = pd.DataFrame({"month": adm.dt.to_period("M").dt.to_timestamp(), "date": adm})
-    out = frame.groupby("month").agg(n=("date", "size"), first=("date", "min"), last=("date", "max")).reset_index()
+    out = (
+        frame.groupby("month")
+        .agg(n=("date", "size"), first=("date", "min"), last=("date", "max"))
+        .reset_index()
+    )
     return out
 
 
-def coverage_from_months(months: pd.DataFrame, start: str | pd.Timestamp | None = None,
-                         end: str | pd.Timestamp | None = None) -> Coverage:
+def coverage_from_months(
+    months: pd.DataFrame, start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None
+) -> Coverage:
     """The coverage from :func:`admissions_by_month` (or the same table made in SQL), unless stated.
 
     Inferred: from the first to the last month at either end whose
@@ -90,7 +101,9 @@ def coverage_from_months(months: pd.DataFrame, start: str | pd.Timestamp | None 
     and May ends on 31 March.
     """
     if (start is None or end is None) and len(months) == 0:
-        raise ValueError("spells: no admission date to infer the extract's coverage from; state start and end.")
+        raise ValueError(
+            "spells: no admission date to infer the extract's coverage from; state start and end."
+        )
     first, last = None, None
     if len(months):
         m = months.assign(month=pd.to_datetime(months["month"])).set_index("month").sort_index()
@@ -106,8 +119,9 @@ def coverage_from_months(months: pd.DataFrame, start: str | pd.Timestamp | None 
     return Coverage(first, last, start is not None or end is not None)
 
 
-def coverage(spells: pd.DataFrame, start: str | pd.Timestamp | None = None,
-             end: str | pd.Timestamp | None = None) -> Coverage:
+def coverage(
+    spells: pd.DataFrame, start: str | pd.Timestamp | None = None, end: str | pd.Timestamp | None = None
+) -> Coverage:
     """The extract's coverage, inferred from its admissions (:func:`coverage_from_months`) unless stated.
 
     ``start`` and ``end`` (dates) state it instead, for an extract whose
@@ -122,8 +136,9 @@ def financial_year_bounds(label: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return pd.Timestamp(year, 4, 1), pd.Timestamp(year + 1, 3, 31)
 
 
-def month_status(months: pd.DatetimeIndex, cover: Coverage, lead_in_days: int = LEAD_IN_DAYS,
-                 follow_up_days: int = 0) -> pd.DataFrame:
+def month_status(
+    months: pd.DatetimeIndex, cover: Coverage, lead_in_days: int = LEAD_IN_DAYS, follow_up_days: int = 0
+) -> pd.DataFrame:
     """Whether each month (first day) is complete, and if not why.
 
     A month is complete when it lies wholly inside the coverage, starts at
@@ -149,8 +164,13 @@ def month_status(months: pd.DatetimeIndex, cover: Coverage, lead_in_days: int = 
     return pd.DataFrame(rows, columns=["month", "complete", "reason"])
 
 
-def complete_months(frame: pd.DataFrame, cover: Coverage, date: str = "month", lead_in_days: int = LEAD_IN_DAYS,
-                    follow_up_days: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def complete_months(
+    frame: pd.DataFrame,
+    cover: Coverage,
+    date: str = "month",
+    lead_in_days: int = LEAD_IN_DAYS,
+    follow_up_days: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of a monthly series whose month is complete; and the months left out, with reasons.
 
     ``frame`` has one row per month (and group) with the month's first day
@@ -200,12 +220,16 @@ def month_list(months: pd.Series | pd.DatetimeIndex) -> str:
     return ", ".join(parts)
 
 
-def caption(left_out: pd.DataFrame | Sequence[tuple[pd.Timestamp, str]] | None, cover: Coverage | None = None) -> str:
+def caption(
+    left_out: pd.DataFrame | Sequence[tuple[pd.Timestamp, str]] | None, cover: Coverage | None = None
+) -> str:
     """One sentence for a chart: the coverage, and the months left out grouped by reason."""
     left_out = as_frame(left_out)
     text = f"Extract's admissions: {cover.describe()}." if cover is not None else ""
     if len(left_out):
-        by_reason = [f"{month_list(g['month'])} ({reason})" for reason, g in left_out.groupby("reason", sort=False)]
+        by_reason = [
+            f"{month_list(g['month'])} ({reason})" for reason, g in left_out.groupby("reason", sort=False)
+        ]
         text += " Months left out as incomplete: " + "; ".join(by_reason) + "."
     else:
         text += " Every month in the data is complete."

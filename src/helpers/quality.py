@@ -45,8 +45,19 @@ MAX_CODES = 60
 MAX_CODES_UNKNOWN = 20
 FLOW_COLUMNS = ["table", "step", "rows_before", "rows_excluded", "rows_after", "reason"]
 QUALITY_COLUMNS = [
-    "table", "column", "source_column", "type", "required", "rows", "n_missing", "pct_complete",
-    "first", "last", "distinct_values", "values_seen", "note",
+    "table",
+    "column",
+    "source_column",
+    "type",
+    "required",
+    "rows",
+    "n_missing",
+    "pct_complete",
+    "first",
+    "last",
+    "distinct_values",
+    "values_seen",
+    "note",
 ]
 
 
@@ -86,7 +97,10 @@ def _codes(series: pd.Series, missing: pd.Series, n_missing: int, threshold: int
     counts = series[~missing].astype("str").value_counts().sort_index()
     shown = disclosure.suppress_counts([n_missing, *counts.tolist()], threshold)
     missing_shown, code_counts = shown[0], shown[1:]
-    parts = [f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}" for code, n in zip(counts.index, code_counts)]
+    parts = [
+        f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}"
+        for code, n in zip(counts.index, code_counts)
+    ]
     if len(parts) > MAX_CODES:
         parts = parts[:MAX_CODES] + [f"… and {len(parts) - MAX_CODES:,} more"]
     return "; ".join(parts), missing_shown
@@ -143,10 +157,19 @@ def data_quality(
     for name in names:
         col_spec = (spec or {}).get(name, {})
         record: dict[str, Any] = {
-            "table": table, "column": name, "source_column": "", "type": col_spec.get("type", ""),
+            "table": table,
+            "column": name,
+            "source_column": "",
+            "type": col_spec.get("type", ""),
             "required": ("yes" if col_spec.get("required") else "no") if spec is not None else "",
-            "rows": rows, "n_missing": rows, "pct_complete": 0.0, "first": "", "last": "",
-            "distinct_values": 0, "values_seen": "", "note": "",
+            "rows": rows,
+            "n_missing": rows,
+            "pct_complete": 0.0,
+            "first": "",
+            "last": "",
+            "distinct_values": 0,
+            "values_seen": "",
+            "note": "",
         }
         if name not in frame.columns:
             record["note"] = "not in the file" + (" (optional)" if not col_spec.get("required") else "")
@@ -162,8 +185,10 @@ def data_quality(
         if kind == "date" and (~missing).any():
             dates = pd.to_datetime(series[~missing])
             record["first"], record["last"] = f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"
-        listed = "allowed" in col_spec or name in LISTED_COLUMNS or (
-            spec is None and kind == "string" and record["distinct_values"] <= MAX_CODES_UNKNOWN
+        listed = (
+            "allowed" in col_spec
+            or name in LISTED_COLUMNS
+            or (spec is None and kind == "string" and record["distinct_values"] <= MAX_CODES_UNKNOWN)
         )
         if name in ids:
             record["note"] = "identifier: values never shown"
@@ -174,7 +199,8 @@ def data_quality(
             n_missing = disclosure.SUPPRESSED
         record["n_missing"] = n_missing
         record["pct_complete"] = (
-            disclosure.SUPPRESSED if n_missing == disclosure.SUPPRESSED
+            disclosure.SUPPRESSED
+            if n_missing == disclosure.SUPPRESSED
             else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0)
         )
         records.append(record)
@@ -229,14 +255,23 @@ def exclusion_flow(
     all_steps = pd.concat(given, ignore_index=True) if given else pd.DataFrame(columns=FLOW_COLUMNS)
     unknown = sorted(set(all_steps["table"]) - set(frames))
     if unknown:
-        raise ValueError(f"exclusion steps name table(s) {unknown} that were not given; given: {list(frames)}")
+        raise ValueError(
+            f"exclusion steps name table(s) {unknown} that were not given; given: {list(frames)}"
+        )
     rows = []
     for name, frame in frames.items():
         summary = _summary(frame)
         remaining = int(summary["rows_read"])
-        rows.append({"table": name, "step": f"read from {summary.get('file', 'the input')}",
-                     "rows_before": remaining, "rows_excluded": 0, "rows_after": remaining,
-                     "reason": "every row passed the data contract's checks (a row that breaks one stops the run)"})
+        rows.append(
+            {
+                "table": name,
+                "step": f"read from {summary.get('file', 'the input')}",
+                "rows_before": remaining,
+                "rows_excluded": 0,
+                "rows_after": remaining,
+                "reason": "every row passed the data contract's checks (a row that breaks one stops the run)",
+            }
+        )
         # steps taken while loading (episodes built into spells: helpers.episodes), then the notebook's
         loading = [{**step, "table": name} for step in summary.get("load_steps", [])]
         for step in loading + all_steps[all_steps["table"] == name].to_dict("records"):
@@ -249,8 +284,16 @@ def exclusion_flow(
                 )
             rows.append({**step, "rows_before": before, "rows_excluded": excluded, "rows_after": after})
             remaining = after
-        rows.append({"table": name, "step": "analysed", "rows_before": remaining, "rows_excluded": 0,
-                     "rows_after": remaining, "reason": ""})
+        rows.append(
+            {
+                "table": name,
+                "step": "analysed",
+                "rows_before": remaining,
+                "rows_excluded": 0,
+                "rows_after": remaining,
+                "reason": "",
+            }
+        )
     out = pd.DataFrame(rows, columns=FLOW_COLUMNS)
     patient_level = any(_contract(str(_summary(f)["table"])) is not None for f in frames.values())
     counts = ["rows_before", "rows_excluded", "rows_after"] if patient_level else []
@@ -275,29 +318,51 @@ def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str =
     """
     for col in ("month", "emergency", "readmission_eligible"):
         if col not in spells.columns:
-            raise KeyError(f"spells: column {col!r} missing; pass them through helpers.derive.add_spell_fields first")
+            raise KeyError(
+                f"spells: column {col!r} missing; pass them through helpers.derive.add_spell_fields first"
+            )
     months = pd.to_datetime(series[date]).unique()
     on_chart = pd.to_datetime(spells["month"]).isin(months)
     if {"numerator", "denominator"} <= set(series.columns):
         counted = spells["readmission_eligible"].astype(bool)
-        step, reason = "eligible for readmission follow-up", (
-            "died in hospital, or the 30-day window runs past the end of the data")
+        step, reason = (
+            "eligible for readmission follow-up",
+            ("died in hospital, or the 30-day window runs past the end of the data"),
+        )
     else:
         counted = spells["emergency"].astype(bool)
-        step, reason = "emergency admissions", "not an emergency admission; the measure counts emergency spells only"
+        step, reason = (
+            "emergency admissions",
+            "not an emergency admission; the measure counts emergency spells only",
+        )
     n = len(spells)
     n_chart = int(on_chart.sum())
     n_counted = int((on_chart & counted).sum())
     month_reason = "discharge month left out: the extract sees it only in part (see the notes above)"
     if series.attrs.get("months_left_out"):
         month_reason = "discharge month left out as incomplete - " + periods.caption(
-            series.attrs["months_left_out"]).removeprefix("Months left out as incomplete: ")
-    return pd.DataFrame([
-        {"table": "spells", "step": "discharged in a month on the chart", "rows_before": n,
-         "rows_excluded": n - n_chart, "rows_after": n_chart, "reason": month_reason},
-        {"table": "spells", "step": step, "rows_before": n_chart, "rows_excluded": n_chart - n_counted,
-         "rows_after": n_counted, "reason": reason},
-    ])
+            series.attrs["months_left_out"]
+        ).removeprefix("Months left out as incomplete: ")
+    return pd.DataFrame(
+        [
+            {
+                "table": "spells",
+                "step": "discharged in a month on the chart",
+                "rows_before": n,
+                "rows_excluded": n - n_chart,
+                "rows_after": n_chart,
+                "reason": month_reason,
+            },
+            {
+                "table": "spells",
+                "step": step,
+                "rows_before": n_chart,
+                "rows_excluded": n_chart - n_counted,
+                "rows_after": n_counted,
+                "reason": reason,
+            },
+        ]
+    )
 
 
 def _renamed(source: str, name: str) -> bool:
@@ -316,7 +381,9 @@ def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
     For the top of a report, next to the :func:`data_quality` table.
     """
     frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
-    return "\n".join(describe_profile(name, _summary(f), data_quality(f), profiled_rows(f)) for name, f in frames.items())
+    return "\n".join(
+        describe_profile(name, _summary(f), data_quality(f), profiled_rows(f)) for name, f in frames.items()
+    )
 
 
 def profiled_rows(frame: pd.DataFrame) -> int:
@@ -362,7 +429,9 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
     be = src.backend
     ids = io.identifier_columns()
     source = {v: k for k, v in src.mapping.items()}
-    source |= {v: k for k, v in (src.origin.get("columns_mapped") or {}).items()}  # a file built from episodes
+    source |= {
+        v: k for k, v in (src.origin.get("columns_mapped") or {}).items()
+    }  # a file built from episodes
     base = f"SELECT * FROM ({derived}) AS d WHERE {where}"
     aggs = ["COUNT(*) AS n_rows"]
     for i, c in enumerate(src.present):
@@ -371,18 +440,34 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             aggs += [f"MIN({quote(c)}) AS lo{i}", f"MAX({quote(c)}) AS hi{i}"]
     stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
     rows = int(stats["n_rows"])
-    listed_columns = [c for c in src.present if ("allowed" in spec[c] or c in LISTED_COLUMNS) and c not in ids]
+    listed_columns = [
+        c for c in src.present if ("allowed" in spec[c] or c in LISTED_COLUMNS) and c not in ids
+    ]
     codes = pd.DataFrame(columns=["c", "v", "k"])
     if listed_columns:
-        codes = be.query(" UNION ALL ".join(
-            f"SELECT {literal(c)} AS c, CAST({quote(c)} AS VARCHAR) AS v, COUNT(*) AS k FROM ({base}) AS b "
-            f"WHERE {quote(c)} IS NOT NULL GROUP BY {quote(c)}" for c in listed_columns))
+        codes = be.query(
+            " UNION ALL ".join(
+                f"SELECT {literal(c)} AS c, CAST({quote(c)} AS VARCHAR) AS v, COUNT(*) AS k FROM ({base}) AS b "
+                f"WHERE {quote(c)} IS NOT NULL GROUP BY {quote(c)}"
+                for c in listed_columns
+            )
+        )
     records = []
     for name, col_spec in spec.items():
         record: dict[str, Any] = {
-            "table": src.table, "column": name, "source_column": "", "type": col_spec.get("type", ""),
-            "required": "yes" if col_spec.get("required") else "no", "rows": rows, "n_missing": rows,
-            "pct_complete": 0.0, "first": "", "last": "", "distinct_values": 0, "values_seen": "", "note": "",
+            "table": src.table,
+            "column": name,
+            "source_column": "",
+            "type": col_spec.get("type", ""),
+            "required": "yes" if col_spec.get("required") else "no",
+            "rows": rows,
+            "n_missing": rows,
+            "pct_complete": 0.0,
+            "first": "",
+            "last": "",
+            "distinct_values": 0,
+            "values_seen": "",
+            "note": "",
         }
         if name not in src.present:
             record["note"] = "not in the file" + (" (optional)" if not col_spec.get("required") else "")
@@ -393,7 +478,9 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
         n_missing: int | str = rows - int(stats[f"n{i}"])
         record["distinct_values"] = int(stats[f"d{i}"])
         if record["type"] == "date" and stats[f"lo{i}"] is not None:
-            record["first"], record["last"] = (f"{pd.Timestamp(stats[k]):%Y-%m-%d}" for k in (f"lo{i}", f"hi{i}"))
+            record["first"], record["last"] = (
+                f"{pd.Timestamp(stats[k]):%Y-%m-%d}" for k in (f"lo{i}", f"hi{i}")
+            )
         listed = "allowed" in col_spec or name in LISTED_COLUMNS
         if name in ids:
             record["note"] = "identifier: values never shown"
@@ -403,15 +490,21 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
             shown = disclosure.suppress_counts([int(n_missing), *counts["k"].astype(int).tolist()], threshold)
             n_missing, code_counts = shown[0], shown[1:]
-            parts = [f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}" for code, n in zip(counts["v"], code_counts)]
+            parts = [
+                f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}"
+                for code, n in zip(counts["v"], code_counts)
+            ]
             if len(parts) > MAX_CODES:
                 parts = parts[:MAX_CODES] + [f"… and {len(parts) - MAX_CODES:,} more"]
             record["values_seen"] = "; ".join(parts)
         elif threshold > 0 and 1 <= int(n_missing) <= threshold:
             n_missing = disclosure.SUPPRESSED
         record["n_missing"] = n_missing
-        record["pct_complete"] = (disclosure.SUPPRESSED if n_missing == disclosure.SUPPRESSED
-                                  else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0))
+        record["pct_complete"] = (
+            disclosure.SUPPRESSED
+            if n_missing == disclosure.SUPPRESSED
+            else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0)
+        )
         records.append(record)
     out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
     out.attrs["disclosure"] = {"counts": []}
@@ -421,9 +514,14 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
 def stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.DataFrame:
     """A frame with no rows that carries what the quality functions read from a loaded table."""
     frame = pd.DataFrame(columns=src.present)
-    frame.attrs["load_summary"] = {"table": src.table, "file": Path(str(src.path)).name, "rows_read": src.rows,
-                                   "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
-                                   "columns_ignored": src.leftover, **src.origin}
+    frame.attrs["load_summary"] = {
+        "table": src.table,
+        "file": Path(str(src.path)).name,
+        "rows_read": src.rows,
+        "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
+        "columns_ignored": src.leftover,
+        **src.origin,
+    }
     frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
     return frame
 

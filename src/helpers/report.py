@@ -99,7 +99,9 @@ def publish(
     arguments given here win.
     """
     if not TABLE_NAME.match(name):
-        raise ValueError(f"Table name {name!r} must be lower_snake_case, at most 31 characters (an Excel sheet name).")
+        raise ValueError(
+            f"Table name {name!r} must be lower_snake_case, at most 31 characters (an Excel sheet name)."
+        )
     ids = sorted(set(map(str, table.columns)) & identifier_columns())
     if ids:
         raise ValueError(
@@ -121,8 +123,17 @@ def publish(
 
 
 #: The columns of the data quality and exclusions tables a report shows (their CSV files keep every column).
-DATA_QUALITY_SHOWN = ["table", "column", "source_column", "required", "n_missing", "pct_complete", "first", "last",
-                      "values_seen"]
+DATA_QUALITY_SHOWN = [
+    "table",
+    "column",
+    "source_column",
+    "required",
+    "n_missing",
+    "pct_complete",
+    "first",
+    "last",
+    "values_seen",
+]
 EXCLUSIONS_SHOWN = ["table", "step", "rows_excluded", "rows_after", "reason"]
 
 
@@ -240,7 +251,11 @@ def report_notebook(nb: Any, front: Mapping[str, Any] | None = None) -> Any:
             kept.append(output)
         cell.outputs = kept
     if front:
-        lines = [f"**{markdown_literal(k)}:** {markdown_literal(_plain(v))}" for k, v in front.items() if k not in {"report"}]
+        lines = [
+            f"**{markdown_literal(k)}:** {markdown_literal(_plain(v))}"
+            for k, v in front.items()
+            if k not in {"report"}
+        ]
         note = nbformat.v4.new_markdown_cell("*About this report.* " + "  \n".join(lines))
         first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
         nb.cells.insert(first + 1, note)
@@ -337,7 +352,9 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def write_html(notebook_path: Path, html_path: Path, title: str, front: Mapping[str, Any] | None = None) -> None:
+def write_html(
+    notebook_path: Path, html_path: Path, title: str, front: Mapping[str, Any] | None = None
+) -> None:
     """Write a self-contained HTML report of an executed notebook.
 
     Code, input prompts, the parameters cells' outputs and stderr are hidden;
@@ -380,7 +397,7 @@ def with_security_policy(html: str) -> str:
     head = re.search(r"<head\b[^>]*>", html, re.I)
     if head is None:
         return meta + "\n" + html
-    return html[: head.end()] + "\n" + meta + html[head.end():]
+    return html[: head.end()] + "\n" + meta + html[head.end() :]
 
 
 def _number_cells(nb: Any) -> None:
@@ -474,7 +491,9 @@ def findings_first(nb: Any, source: Any | None = None) -> Any:
         return nb
     nb = copy.copy(nb)
     title_at = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"), None)
-    note = next((c for c in cells if c.cell_type == "markdown" and c.source.startswith("*About this report.*")), None)
+    note = next(
+        (c for c in cells if c.cell_type == "markdown" and c.source.startswith("*About this report.*")), None
+    )
     top: list[Any] = []
     intro = ""
     if title_at is not None:
@@ -483,7 +502,7 @@ def findings_first(nb: Any, source: Any | None = None) -> Any:
         heading = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
         if heading is not None:
             top.append(nbformat.v4.new_markdown_cell(lines[heading]))
-            intro = "\n".join(lines[:heading] + lines[heading + 1:]).strip()
+            intro = "\n".join(lines[:heading] + lines[heading + 1 :]).strip()
         else:
             top.append(title)
     for cell in cells:
@@ -509,13 +528,18 @@ def findings_first(nb: Any, source: Any | None = None) -> Any:
             body.append(cell)
     original = source.cells if source is not None else []
     lesson = [c for c in original if _tags(c) & {sm.TEACHING_TAG, sm.METHOD_TAG}]
-    chapters = [plain_roles(f"{{doc}}`{target}`") + f" (`{target.removeprefix('../')}.md` in the handbook)"
-                for target in _chapters(lesson)]
-    appendix = [nbformat.v4.new_markdown_cell(
-        f"## {APPENDIX_HEADING}\n\n" + (intro + "\n\n" if intro else "")
-        + "The steps below are those of the handbook's notebook; its chapters explain each method in full"
-        + (":\n\n" + "\n".join(f"* {c}" for c in chapters) if chapters else ".")
-    )]
+    chapters = [
+        plain_roles(f"{{doc}}`{target}`") + f" (`{target.removeprefix('../')}.md` in the handbook)"
+        for target in _chapters(lesson)
+    ]
+    appendix = [
+        nbformat.v4.new_markdown_cell(
+            f"## {APPENDIX_HEADING}\n\n"
+            + (intro + "\n\n" if intro else "")
+            + "The steps below are those of the handbook's notebook; its chapters explain each method in full"
+            + (":\n\n" + "\n".join(f"* {c}" for c in chapters) if chapters else ".")
+        )
+    ]
     nb.cells = top + body + appendix + methods + ([note] if note is not None else [])
     return nb
 
@@ -533,7 +557,9 @@ def use_reader_tables() -> None:
     html_formatter = shell.display_formatter.formatters["text/html"]
     html_formatter.for_type(pd.DataFrame, reader_table_html)
     html_formatter.for_type(pd.Series, reader_table_html)
-    html_formatter.for_type(display.ReaderTable, reader_table_html)  # a notebook's format_table(...), fitted to the page
+    html_formatter.for_type(
+        display.ReaderTable, reader_table_html
+    )  # a notebook's format_table(...), fitted to the page
 
 
 #: A table wider than this many columns is split (or, with few rows, transposed).
@@ -553,7 +579,11 @@ def reader_table_html(table: pd.DataFrame | pd.Series) -> str:
     try:
         return _reader_table(table)
     except Exception:  # never stop a run over layout: the table plainly, without its index
-        return table.to_html() if hasattr(table, "set_table_styles") else pd.DataFrame(table).to_html(index=False, na_rep="–")
+        return (
+            table.to_html()
+            if hasattr(table, "set_table_styles")
+            else pd.DataFrame(table).to_html(index=False, na_rep="–")
+        )
 
 
 def _reader_table(table: Any) -> str:
@@ -578,7 +608,7 @@ def _reader_table(table: Any) -> str:
     keys = keys or [frame.columns[0]]
     rest = [c for c in frame.columns if c not in keys]
     step = MAX_REPORT_COLUMNS - len(keys)
-    parts = [frame[[*keys, *rest[i:i + step]]] for i in range(0, len(rest), step)]
+    parts = [frame[[*keys, *rest[i : i + step]]] for i in range(0, len(rest), step)]
     return "".join(display.format_table(part).to_html() for part in parts)
 
 
@@ -596,8 +626,9 @@ def _fitted(styler: Any) -> str:
     if len(text.columns) <= MAX_REPORT_COLUMNS or text.columns.duplicated().any():
         return styler.to_html()
     if len(text) <= 3:
-        return display.format_table(text, labels=False, unit_column=None, transpose=True,
-                                    caption=styler.caption).to_html()
+        return display.format_table(
+            text, labels=False, unit_column=None, transpose=True, caption=styler.caption
+        ).to_html()
     numeric = [c for c in text.columns if text[c].astype(str).str.match(_NUMBER_TEXT).all()]
     keys = [c for c in text.columns[:2] if c not in numeric]
     keys = keys if keys and keys[0] == text.columns[0] else [text.columns[0]]
@@ -606,13 +637,17 @@ def _fitted(styler: Any) -> str:
     step = MAX_REPORT_COLUMNS - len(keys)
     pages = []
     for i in range(0, len(rest), step):
-        part = text[[*keys, *rest[i:i + step]]]
+        part = text[[*keys, *rest[i : i + step]]]
         styles = []
         for j, col in enumerate(part.columns):
             if col in numeric:
-                styles += [{"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
-                           {"selector": f"th.col{j}", "props": "text-align: right;"}]
-        shown = display.format_table(part, labels=False, unit_column=None, caption=styler.caption if not i else None)
+                styles += [
+                    {"selector": f"td.col{j}", "props": "text-align: right; white-space: nowrap;"},
+                    {"selector": f"th.col{j}", "props": "text-align: right;"},
+                ]
+        shown = display.format_table(
+            part, labels=False, unit_column=None, caption=styler.caption if not i else None
+        )
         pages.append(shown.set_table_styles(styles, overwrite=False).to_html())
     return "".join(pages)
 
@@ -708,11 +743,18 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
             continue
         ws.cell(row=row, column=1, value=_workbook_value(str(key))).font = Font(bold=True)
         items = (
-            [f"{k} = {v!r}" for k, v in value.items()] if isinstance(value, Mapping)
-            else list(value) if isinstance(value, (list, tuple)) else [value]
+            [f"{k} = {v!r}" for k, v in value.items()]
+            if isinstance(value, Mapping)
+            else list(value)
+            if isinstance(value, (list, tuple))
+            else [value]
         )
         for item in items or ["none"]:
-            cell = ws.cell(row=row, column=2, value=_workbook_value(item if isinstance(item, (int, float)) else str(item)))
+            cell = ws.cell(
+                row=row,
+                column=2,
+                value=_workbook_value(item if isinstance(item, (int, float)) else str(item)),
+            )
             cell.alignment = wrap
             row += 1
     row += 1
@@ -739,7 +781,9 @@ def write_workbook(tables_dir: Path, xlsx_path: Path, front: Mapping[str, Any]) 
             text = df[col].tolist()
             dates = [v for v in text if v not in ("", disclosure.SUPPRESSED)]
             if dates and all(_ISO_DATE.match(v) for v in dates):
-                columns.append([dt.datetime.strptime(v, "%Y-%m-%d") if _ISO_DATE.match(v) else _typed(v) for v in text])
+                columns.append(
+                    [dt.datetime.strptime(v, "%Y-%m-%d") if _ISO_DATE.match(v) else _typed(v) for v in text]
+                )
             else:
                 columns.append([_typed(v) for v in text])
         for record in zip(*columns) if columns else []:

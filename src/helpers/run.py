@@ -178,8 +178,9 @@ def checking_engine(table: str, request: RunRequest) -> str:
     return "duckdb" if request.engine in SQL_ENGINES else "pandas"
 
 
-def check_contract_table(name: str, path: Path | None, column_map: Mapping[str, str] | None, engine: str,
-                         keep_identifiers: Path) -> tuple[int, dict[str, str], list[str], frozenset[str], Path | None]:
+def check_contract_table(
+    name: str, path: Path | None, column_map: Mapping[str, str] | None, engine: str, keep_identifiers: Path
+) -> tuple[int, dict[str, str], list[str], frozenset[str], Path | None]:
     """Check one contract table (``path=None``: the sample); raise :class:`helpers.io.InputError`.
 
     Returns rows, columns mapped (yours -> contract), columns ignored, and the
@@ -194,7 +195,9 @@ def check_contract_table(name: str, path: Path | None, column_map: Mapping[str, 
         values: set[str] = set()
         for col in id_columns & set(frame.columns):
             values.update(frame[col].dropna().astype(str))
-        mapped = {str(k).strip(): v for k, v in (summary.get("columns_mapped") or {}).items() if str(k).strip() != v}
+        mapped = {
+            str(k).strip(): v for k, v in (summary.get("columns_mapped") or {}).items() if str(k).strip() != v
+        }
         return int(len(frame)), mapped, list(summary.get("columns_ignored") or []), frozenset(values), None
     src = contract.open_table(name, path, column_map, "duckdb")
     try:
@@ -204,12 +207,19 @@ def check_contract_table(name: str, path: Path | None, column_map: Mapping[str, 
             kept = keep_identifiers / f"{name}.parquet"
             text = " UNION ALL ".join(
                 f"SELECT CAST({quote(c)} AS VARCHAR) AS v FROM ({src.typed_sql}) AS t "
-                f"WHERE LENGTH(CAST({quote(c)} AS VARCHAR)) >= {disclosure.MIN_IDENTIFIER_LENGTH}" for c in ids)
+                f"WHERE LENGTH(CAST({quote(c)} AS VARCHAR)) >= {disclosure.MIN_IDENTIFIER_LENGTH}"
+                for c in ids
+            )
             src.backend.con.execute(f"COPY ({text}) TO {literal(str(kept))} (FORMAT PARQUET)")
         mapped = {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v}
         ignored = list(src.leftover)
-        if "columns_mapped" in src.origin:  # built from episodes or diagnoses first: the original file's names
-            mapped, ignored = dict(src.origin["columns_mapped"]), list(src.origin.get("columns_ignored") or [])
+        if (
+            "columns_mapped" in src.origin
+        ):  # built from episodes or diagnoses first: the original file's names
+            mapped, ignored = (
+                dict(src.origin["columns_mapped"]),
+                list(src.origin.get("columns_ignored") or []),
+            )
         return int(src.rows), mapped, ignored, frozenset(), kept
     finally:
         src.backend.close()
@@ -225,8 +235,9 @@ def identifier_values_of_frame(frame: Any) -> set[str]:
     return found
 
 
-def check_input(name: str, path: Path | None, request: RunRequest, keep_identifiers: Path,
-                fetched: Any | None = None) -> CheckedInput | None:
+def check_input(
+    name: str, path: Path | None, request: RunRequest, keep_identifiers: Path, fetched: Any | None = None
+) -> CheckedInput | None:
     """Read, check and hash one input, once. ``None``: an optional input that was not given."""
     column_map = request.column_map or None
     if name in request.contract_tables:
@@ -235,7 +246,8 @@ def check_input(name: str, path: Path | None, request: RunRequest, keep_identifi
         engine = checking_engine(name, request)
         # the sample too is checked before anything runs, but it is not recorded as an input
         rows, mapped, ignored, values, kept = check_contract_table(
-            name, path, column_map if path is not None else None, engine, keep_identifiers)
+            name, path, column_map if path is not None else None, engine, keep_identifiers
+        )
         checked_by = engine
     elif path is not None:
         # a notebook's own input (an indicator or series file, a price list): read through the
@@ -255,11 +267,14 @@ def check_input(name: str, path: Path | None, request: RunRequest, keep_identifi
         file, size = f"{fetched.what} from {fetched.address}", None
     else:
         file, size = path.name, path.stat().st_size
-    return CheckedInput(name, path, file, sha256(path), rows, checked_by, size, sheet, mapped, ignored, values, kept)
+    return CheckedInput(
+        name, path, file, sha256(path), rows, checked_by, size, sheet, mapped, ignored, values, kept
+    )
 
 
-def check_inputs(request: RunRequest, data: Mapping[str, Path], fetched: Mapping[str, Any],
-                 keep_identifiers: Path) -> dict[str, CheckedInput]:
+def check_inputs(
+    request: RunRequest, data: Mapping[str, Path], fetched: Mapping[str, Any], keep_identifiers: Path
+) -> dict[str, CheckedInput]:
     """:func:`check_input` for every input the notebook declares; the sample inputs are checked, not recorded."""
     checked = {}
     for name in request.input_names:
@@ -288,7 +303,9 @@ def make_staging(out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except OSError as exc:
-        raise UsageError(f"Cannot write in {out.parent}: {exc.strerror or exc}. Choose a folder you can write to.") from None
+        raise UsageError(
+            f"Cannot write in {out.parent}: {exc.strerror or exc}. Choose a folder you can write to."
+        ) from None
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the results folder follows the user's umask
@@ -300,8 +317,9 @@ def run_engine(request: RunRequest) -> str:
     return request.engine or "pandas"
 
 
-def write_outputs(request: RunRequest, checked: Mapping[str, CheckedInput], staging: Path, executed: Path,
-                  started: float) -> tuple[list[str], float]:
+def write_outputs(
+    request: RunRequest, checked: Mapping[str, CheckedInput], staging: Path, executed: Path, started: float
+) -> tuple[list[str], float]:
     """report.html (and report.pdf), results.xlsx, run.json and the figures; returns the sheets and the seconds."""
     tables = staging / "tables"
     inputs = {name: c.record() for name, c in checked.items()}
@@ -354,7 +372,9 @@ def identifiers_in_outputs(folder: Path, checked: Mapping[str, CheckedInput]) ->
             words = pa.table({"w": sorted(candidates)})
             con.register("_words", words)
             listed = ", ".join(literal(str(f)) for f in files)
-            rows = con.execute(f"SELECT DISTINCT v FROM read_parquet([{listed}]) WHERE v IN (SELECT w FROM _words)").fetchall()
+            rows = con.execute(
+                f"SELECT DISTINCT v FROM read_parquet([{listed}]) WHERE v IN (SELECT w FROM _words)"
+            ).fetchall()
             found |= {r[0] for r in rows}
         finally:
             con.close()
@@ -365,7 +385,9 @@ def scan_for_identifiers(staging: Path, checked: Mapping[str, CheckedInput]) -> 
     """Refuse the run (RuntimeError, nothing written) if an output holds an input identifier or a valid NHS number."""
     findings = disclosure.scan_outputs(staging, identifiers_in_outputs(staging, checked))
     if findings:
-        raise RuntimeError("Nothing was written: the outputs would contain identifiers.\n  " + "\n  ".join(findings))
+        raise RuntimeError(
+            "Nothing was written: the outputs would contain identifiers.\n  " + "\n  ".join(findings)
+        )
 
 
 # --------------------------------------------------------------------------- the run
@@ -381,9 +403,12 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
     execute = execute or execute_notebook
     out = request.out
     files = [p for p in request.data.values() if isinstance(p, Path)]
-    previous_run = check_out_folder(out, [*files, *([request.column_map_file] if request.column_map_file else [])],
-                                    request.force)
-    private = Path(tempfile.mkdtemp(prefix="handbook-run-"))  # fetched tables and identifier values; removed below
+    previous_run = check_out_folder(
+        out, [*files, *([request.column_map_file] if request.column_map_file else [])], request.force
+    )
+    private = Path(
+        tempfile.mkdtemp(prefix="handbook-run-")
+    )  # fetched tables and identifier values; removed below
     staging: Path | None = None
     previous_handler = stop_on_sigterm()  # from here a stop removes the private folder and the staging folder
     try:
@@ -395,7 +420,11 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
         staging = make_staging(out)
         tables = staging / "tables"
         tables.mkdir()
-        params = {**request.params, **{f"data_{k}": str(v) for k, v in data.items()}, "output_dir": str(tables)}
+        params = {
+            **request.params,
+            **{f"data_{k}": str(v) for k, v in data.items()},
+            "output_dir": str(tables),
+        }
         executed = staging / f"{request.notebook}.ipynb"
         execute(request.notebook_path, executed, params, request.quiet)
         sheets, elapsed = write_outputs(request, checked, staging, executed, started)
@@ -403,7 +432,9 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
         move_into_place(staging, out, previous_run)
     except OSError as exc:
         where = exc.filename or out.parent
-        raise RuntimeError(f"Could not write the results ({exc.strerror or exc}: {where}); nothing was written.") from None
+        raise RuntimeError(
+            f"Could not write the results ({exc.strerror or exc}: {where}); nothing was written."
+        ) from None
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -422,7 +453,9 @@ def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:
     """
     if not quiet:
         return list(arguments)
-    return [a for a in arguments if not a.startswith("--IPKernelApp.log_level")] + ["--IPKernelApp.log_level=CRITICAL"]
+    return [a for a in arguments if not a.startswith("--IPKernelApp.log_level")] + [
+        "--IPKernelApp.log_level=CRITICAL"
+    ]
 
 
 def execute_notebook(nb_path: Path, executed: Path, params: dict[str, Any], quiet: bool) -> None:
@@ -458,14 +491,18 @@ def check_out_folder(out: Path, inputs: Sequence[Path], force: bool) -> dict[str
     for path in inputs:
         resolved = Path(path).expanduser().resolve()
         if resolved == out or out in resolved.parents:
-            raise UsageError(f"--out {out} holds the input {resolved.name}; write the results to another folder.")
+            raise UsageError(
+                f"--out {out} holds the input {resolved.name}; write the results to another folder."
+            )
     try:
         empty = not out.exists() or not any(out.iterdir())
     except OSError as exc:
         raise UsageError(f"Cannot look inside --out {out}: {exc.strerror or exc}.") from None
     if empty:
         if not os.access(_existing_parent(out.parent), os.W_OK):
-            raise UsageError(f"Cannot write in {_existing_parent(out.parent)}: permission denied. Choose a folder you can write to.")
+            raise UsageError(
+                f"Cannot write in {_existing_parent(out.parent)}: permission denied. Choose a folder you can write to."
+            )
         return None
     if not (out / "run.json").is_file():
         raise UsageError(
@@ -533,6 +570,7 @@ def stop_on_sigterm() -> Any:
 
     Returns the previous handler (to restore), or ``None`` outside the main thread.
     """
+
     def handler(signum: int, frame: Any) -> None:
         raise Stopped(signum)
 

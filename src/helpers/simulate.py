@@ -250,11 +250,71 @@ FRAILTY_BANDS = ("<5", "5-15", ">15")
 # age 75 and frailty 5, readmission term, fixed cost £, virtual ward pathway,
 # outcome pathway. Costs and HRG codes are illustrative.
 GROUPS: tuple[tuple, ...] = (
-    ("respiratory infection", True, ("J181", "J189", "J22X", "J159", "J101"), ("DZ22Q", "DZ22K"), 5.0, 0.0, -2.9, 0.1, 1700, "acute respiratory infection", None),
-    ("bronchiolitis", True, ("J219",), ("PD12C", "PD12A"), 2.0, 0.0, -8.0, -0.3, 900, "acute respiratory infection", None),
-    ("copd", True, ("J440", "J441", "J449"), ("DZ65K", "DZ65E"), 4.0, 0.0, -3.8, 0.4, 1500, "acute respiratory infection", None),
-    ("heart failure", True, ("I500", "I501", "I509"), ("EB03E", "EB03C"), 6.5, 0.0, -3.1, 0.4, 1900, "heart failure", None),
-    ("frailty", True, ("R54X", "R268", "R262"), ("WD11Z", "WD11Z"), 6.0, 0.0, -3.8, 0.25, 1500, "frailty", None),
+    (
+        "respiratory infection",
+        True,
+        ("J181", "J189", "J22X", "J159", "J101"),
+        ("DZ22Q", "DZ22K"),
+        5.0,
+        0.0,
+        -2.9,
+        0.1,
+        1700,
+        "acute respiratory infection",
+        None,
+    ),
+    (
+        "bronchiolitis",
+        True,
+        ("J219",),
+        ("PD12C", "PD12A"),
+        2.0,
+        0.0,
+        -8.0,
+        -0.3,
+        900,
+        "acute respiratory infection",
+        None,
+    ),
+    (
+        "copd",
+        True,
+        ("J440", "J441", "J449"),
+        ("DZ65K", "DZ65E"),
+        4.0,
+        0.0,
+        -3.8,
+        0.4,
+        1500,
+        "acute respiratory infection",
+        None,
+    ),
+    (
+        "heart failure",
+        True,
+        ("I500", "I501", "I509"),
+        ("EB03E", "EB03C"),
+        6.5,
+        0.0,
+        -3.1,
+        0.4,
+        1900,
+        "heart failure",
+        None,
+    ),
+    (
+        "frailty",
+        True,
+        ("R54X", "R268", "R262"),
+        ("WD11Z", "WD11Z"),
+        6.0,
+        0.0,
+        -3.8,
+        0.25,
+        1500,
+        "frailty",
+        None,
+    ),
     ("urinary tract infection", True, ("N390",), ("LA04S", "LA04N"), 3.5, 0.0, -4.5, 0.2, 1300, None, None),
     ("chest pain", True, ("R074", "R073"), ("EB12C", "EB12A"), 0.8, 0.0, -7.0, -0.2, 700, None, None),
     ("abdominal pain", True, ("R104", "R101"), ("FD05B", "FD05A"), 1.6, 0.0, -7.0, -0.1, 800, None, None),
@@ -264,11 +324,71 @@ GROUPS: tuple[tuple, ...] = (
     ("sepsis", True, ("A419",), ("WJ06H", "WJ06E"), 6.5, 0.0, -2.6, 0.2, 2300, None, None),
     ("atrial fibrillation", True, ("I489",), ("EB07E", "EB07C"), 2.2, 0.0, -5.5, 0.1, 1000, None, None),
     ("poisoning", True, ("T391", "T424"), ("WH04C", "WH04A"), 1.0, 0.0, -7.0, 0.3, 700, None, None),
-    ("hip replacement", False, ("M161", "M169"), ("HN12D", "HN12B"), 3.0, 0.01, -8.5, 0.0, 5300, None, "hip replacement"),
-    ("knee replacement", False, ("M171", "M179"), ("HN22D", "HN22B"), 2.8, 0.02, -8.5, 0.0, 5000, None, "knee replacement"),
-    ("cataract", False, ("H251", "H259"), ("BZ34C", "BZ34A"), 1.0, 0.97, -10.0, 0.0, 1000, None, "cataract surgery"),
-    ("groin hernia", False, ("K409", "K402"), ("FF62C", "FF62A"), 1.2, 0.80, -9.0, 0.0, 1800, None, "groin hernia repair"),
-    ("lower GI endoscopy", False, ("K573", "K635", "D126"), ("FE32Z", "FE32Z"), 1.0, 0.95, -9.0, 0.0, 650, None, None),
+    (
+        "hip replacement",
+        False,
+        ("M161", "M169"),
+        ("HN12D", "HN12B"),
+        3.0,
+        0.01,
+        -8.5,
+        0.0,
+        5300,
+        None,
+        "hip replacement",
+    ),
+    (
+        "knee replacement",
+        False,
+        ("M171", "M179"),
+        ("HN22D", "HN22B"),
+        2.8,
+        0.02,
+        -8.5,
+        0.0,
+        5000,
+        None,
+        "knee replacement",
+    ),
+    (
+        "cataract",
+        False,
+        ("H251", "H259"),
+        ("BZ34C", "BZ34A"),
+        1.0,
+        0.97,
+        -10.0,
+        0.0,
+        1000,
+        None,
+        "cataract surgery",
+    ),
+    (
+        "groin hernia",
+        False,
+        ("K409", "K402"),
+        ("FF62C", "FF62A"),
+        1.2,
+        0.80,
+        -9.0,
+        0.0,
+        1800,
+        None,
+        "groin hernia repair",
+    ),
+    (
+        "lower GI endoscopy",
+        False,
+        ("K573", "K635", "D126"),
+        ("FE32Z", "FE32Z"),
+        1.0,
+        0.95,
+        -9.0,
+        0.0,
+        650,
+        None,
+        None,
+    ),
     ("cardiology", False, ("I251", "I209"), ("EY43C", "EY43A"), 1.2, 0.75, -8.0, 0.0, 1800, None, None),
     ("cholecystectomy", False, ("K802", "K801"), ("GA10J", "GA10F"), 1.3, 0.60, -9.0, 0.0, 3000, None, None),
     ("skin lesion", False, ("D229", "C443"), ("JC43C", "JC43A"), 1.0, 0.95, -10.0, 0.0, 600, None, None),
@@ -296,12 +416,39 @@ _EM_WEIGHTS = {
 }
 # Elective mix by provider type, then an age modifier.
 _EL_MIX = {
-    "general": {"hip replacement": 8, "knee replacement": 9, "cataract": 18, "groin hernia": 8,
-                "lower GI endoscopy": 22, "cardiology": 10, "cholecystectomy": 8, "skin lesion": 10, "tonsillectomy": 4},
-    "orthopaedic": {"hip replacement": 32, "knee replacement": 34, "cataract": 2, "groin hernia": 12,
-                    "lower GI endoscopy": 4, "cardiology": 1, "cholecystectomy": 6, "skin lesion": 6, "tonsillectomy": 1},
-    "eye": {"hip replacement": 6, "knee replacement": 6, "cataract": 45, "groin hernia": 7,
-            "lower GI endoscopy": 14, "cardiology": 6, "cholecystectomy": 6, "skin lesion": 8, "tonsillectomy": 2},
+    "general": {
+        "hip replacement": 8,
+        "knee replacement": 9,
+        "cataract": 18,
+        "groin hernia": 8,
+        "lower GI endoscopy": 22,
+        "cardiology": 10,
+        "cholecystectomy": 8,
+        "skin lesion": 10,
+        "tonsillectomy": 4,
+    },
+    "orthopaedic": {
+        "hip replacement": 32,
+        "knee replacement": 34,
+        "cataract": 2,
+        "groin hernia": 12,
+        "lower GI endoscopy": 4,
+        "cardiology": 1,
+        "cholecystectomy": 6,
+        "skin lesion": 6,
+        "tonsillectomy": 1,
+    },
+    "eye": {
+        "hip replacement": 6,
+        "knee replacement": 6,
+        "cataract": 45,
+        "groin hernia": 7,
+        "lower GI endoscopy": 14,
+        "cardiology": 6,
+        "cholecystectomy": 6,
+        "skin lesion": 8,
+        "tonsillectomy": 2,
+    },
 }
 _EL_AGE = {
     "hip replacement": (0, 0.2, 0.9, 1.3, 1.2, 0.5),
@@ -477,7 +624,7 @@ def _tables() -> dict[str, Any]:
     for si, s in enumerate(specs):
         for name, w in _EL_MIX[s].items():
             gi = GROUP_NAMES.index(name)
-            el_w[si * 6:(si + 1) * 6, gi] = w * np.array(_EL_AGE[name])
+            el_w[si * 6 : (si + 1) * 6, gi] = w * np.array(_EL_AGE[name])
     vw_names = list(VW_PATHWAYS)
     group_vw = np.array([vw_names.index(g[9]) if g[9] else -1 for g in GROUPS])
     out_names = list(OUTCOME_PATHWAYS)
@@ -528,26 +675,51 @@ def _patients(rng: np.random.Generator, n: int, prov: dict[str, Any]) -> dict[st
     # annual rate of unrelated admissions
     rate = 0.45 * np.exp(0.018 * (age0 - 50) + 0.04 * frailty) * (1 + 0.03 * (5.5 - imd))
     rate = np.where(child, 0.30, rate)
-    return {"home": home, "male": male, "age0": age0, "imd": imd, "frailty0": frailty, "rate": rate, "child": child}
+    return {
+        "home": home,
+        "male": male,
+        "age0": age0,
+        "imd": imd,
+        "frailty0": frailty,
+        "rate": rate,
+        "child": child,
+    }
 
 
 # storage types of the per-spell arrays (memory for national-size runs)
 _COMPACT = {
-    "provider": np.int16, "adm": np.int32, "los": np.int32, "method": np.int8, "group": np.int8, "icd": np.int16,
-    "hrg": np.int16, "age": np.int16, "imd": np.int8, "y0": np.int32, "vw_days": np.int16, "p_r1": np.float32,
-    "p_r0": np.float32, "mu": np.float32, "dc_p": np.float32, "end_care": np.int32, "decision": np.int8,
+    "provider": np.int16,
+    "adm": np.int32,
+    "los": np.int32,
+    "method": np.int8,
+    "group": np.int8,
+    "icd": np.int16,
+    "hrg": np.int16,
+    "age": np.int16,
+    "imd": np.int8,
+    "y0": np.int32,
+    "vw_days": np.int16,
+    "p_r1": np.float32,
+    "p_r0": np.float32,
+    "mu": np.float32,
+    "dc_p": np.float32,
+    "end_care": np.int32,
+    "decision": np.int8,
     "death_day": np.int32,
 }
 
 
-def _vw_options(step_down: str = "admission", decision_days: tuple[int, int] = (2, 4),
-                readmission_or: float | None = None) -> dict[str, Any]:
+def _vw_options(
+    step_down: str = "admission", decision_days: tuple[int, int] = (2, 4), readmission_or: float | None = None
+) -> dict[str, Any]:
     """The virtual ward options of :func:`simulate_economy`, checked."""
     if step_down not in ("admission", "mid_stay"):
         raise ValueError(f"step_down must be 'admission' or 'mid_stay', got {step_down!r}")
     lo, hi = (int(x) for x in decision_days)
     if not 0 <= lo <= hi:
-        raise ValueError(f"decision_days must be (first, last) hospital days with 0 <= first <= last, got {decision_days}")
+        raise ValueError(
+            f"decision_days must be (first, last) hospital days with 0 <= first <= last, got {decision_days}"
+        )
     ratio = VW_READMISSION_OR if readmission_or is None else float(readmission_or)
     if ratio <= 0:
         raise ValueError(f"readmission_or must be positive, got {readmission_or}")
@@ -555,7 +727,10 @@ def _vw_options(step_down: str = "admission", decision_days: tuple[int, int] = (
 
 
 def _simulate_chains(
-    rng: np.random.Generator, pat: dict[str, np.ndarray], prov: dict[str, Any], tab: dict[str, Any],
+    rng: np.random.Generator,
+    pat: dict[str, np.ndarray],
+    prov: dict[str, Any],
+    tab: dict[str, Any],
     vw: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Simulate every patient's chain of spells, vectorised over patients.
@@ -583,12 +758,41 @@ def _simulate_chains(
     n_prior = np.zeros(n_pat, dtype=np.int64)
     active = np.nonzero(t <= end)[0]
 
-    out: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "patient", "provider", "adm", "los", "method", "group", "icd", "hrg", "classpat", "died", "age",
-        "frailty", "cost", "imd", "male", "treated", "eligible", "y0", "vw_days", "p_r1", "p_r0", "readmit_next",
-        "mu", "dc_p", "end_care", "decision", "death_day",
-    )}
-    step_up: dict[str, list[np.ndarray]] = {k: [] for k in ("patient", "provider", "start", "days", "pathway")}
+    out: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in (
+            "patient",
+            "provider",
+            "adm",
+            "los",
+            "method",
+            "group",
+            "icd",
+            "hrg",
+            "classpat",
+            "died",
+            "age",
+            "frailty",
+            "cost",
+            "imd",
+            "male",
+            "treated",
+            "eligible",
+            "y0",
+            "vw_days",
+            "p_r1",
+            "p_r0",
+            "readmit_next",
+            "mu",
+            "dc_p",
+            "end_care",
+            "decision",
+            "death_day",
+        )
+    }
+    step_up: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("patient", "provider", "start", "days", "pathway")
+    }
 
     while len(active):
         i = active
@@ -606,9 +810,7 @@ def _simulate_chains(
         # person at this spell
         age = np.clip(np.floor(pat["age0"][i] + (a - burn) / 365.25), 0, 110).astype(np.int64)
         ab = _age_band(age)
-        frailty = np.round(
-            np.where(pat["child"][i], 0.0, pat["frailty0"][i] + 0.4 * n_prior[i]), 1
-        )
+        frailty = np.round(np.where(pat["child"][i], 0.0, pat["frailty0"][i] + 0.4 * n_prior[i]), 1)
         fb = _frailty_band(frailty)
         imd = pat["imd"][i]
         male = pat["male"][i]
@@ -633,22 +835,29 @@ def _simulate_chains(
         su = vw_open & ~is_re & (rng.random(n) < VW_STEP_UP_SHARE)
         # length of stay (ordinary) and day cases
         lm = (
-            np.log(tab["base_los"][group]) + tab["age_eff"][ab] + LOS_MODEL["male"] * male
-            + tab["method_eff"][method] + tab["frailty_eff"][fb]
+            np.log(tab["base_los"][group])
+            + tab["age_eff"][ab]
+            + LOS_MODEL["male"] * male
+            + tab["method_eff"][method]
+            + tab["frailty_eff"][fb]
             + LOS_MODEL["imd_per_decile_more_deprived"] * (5.5 - imd)
-            + LOS_MODEL["winter"] * winter + np.log(prov["los_mult"][p])
+            + LOS_MODEL["winter"] * winter
+            + np.log(prov["los_mult"][p])
         )
         mu = np.exp(lm)
         shape = np.where(emergency, LOS_MODEL["nb_shape"]["emergency"], LOS_MODEL["nb_shape"]["elective"])
         y0 = _nb(rng, mu, shape)
-        dc_logit = np.log(np.clip(tab["daycase_p"][group], 1e-9, None) / np.clip(1 - tab["daycase_p"][group], 1e-9, None))
+        dc_logit = np.log(
+            np.clip(tab["daycase_p"][group], 1e-9, None) / np.clip(1 - tab["daycase_p"][group], 1e-9, None)
+        )
         dc_p = np.where(emergency, 0.0, _logistic(dc_logit + prov["daycase_shift"][p]))
         day_case = ~emergency & (rng.random(n) < dc_p)
         y0 = np.where(day_case, 0, y0)
         # death in hospital
         frail30 = np.minimum(frailty, 30)
         p_die = _logistic(
-            tab["death_logit"][group] + DEATH_MODEL["age_per_year_over_75"] * (age - 75)
+            tab["death_logit"][group]
+            + DEATH_MODEL["age_per_year_over_75"] * (age - 75)
             + DEATH_MODEL["frailty_per_point_over_5"] * (frail30 - 5)
         )
         died = rng.random(n) < p_die
@@ -666,8 +875,11 @@ def _simulate_chains(
         sel = VW_SELECTION
         e_logit = (
             sel["age_per_year_over_78"] * (age - 78)
-            + sel["frailty_per_point_over_10"] * (frail30 - 10) + sel["imd_per_decile_less_deprived"] * (imd - 5.5)
-            + sel["female"] * ~male + path_term + sel["winter"] * winter
+            + sel["frailty_per_point_over_10"] * (frail30 - 10)
+            + sel["imd_per_decile_less_deprived"] * (imd - 5.5)
+            + sel["female"] * ~male
+            + path_term
+            + sel["winter"] * winter
         )
         if mid_stay:
             e_logit = e_logit * VW_MID_STAY_SELECTION_SCALE + VW_MID_STAY_INTERCEPT_SHIFT
@@ -680,14 +892,19 @@ def _simulate_chains(
         vw_days = np.where(treated | su, 2 + rng.binomial(12, vw_p), 0)
         # cost
         cost = (
-            (tab["fixed_cost"][group] + COST_PER_BED_DAY * los) * prov["cost_mult"][p]
+            (tab["fixed_cost"][group] + COST_PER_BED_DAY * los)
+            * prov["cost_mult"][p]
             * rng.gamma(8.0, 1 / 8.0, n)
         )
         # readmission from the end of care
         rm = READMISSION_MODEL
         r_logit = (
-            rm["intercept"] + rm["age_per_year_over_60"] * (age - 60) + rm["frailty_per_point"] * frail30
-            + rm["imd_per_decile_more_deprived"] * (5.5 - imd) + tab["readmit_term"][group] + rm["elective"] * ~emergency
+            rm["intercept"]
+            + rm["age_per_year_over_60"] * (age - 60)
+            + rm["frailty_per_point"] * frail30
+            + rm["imd_per_decile_more_deprived"] * (5.5 - imd)
+            + tab["readmit_term"][group]
+            + rm["elective"] * ~emergency
         )
         p_r0 = _logistic(r_logit)
         p_r1 = _logistic(r_logit + math.log(vw["readmission_or"]))
@@ -715,12 +932,33 @@ def _simulate_chains(
 
         keep = ~su
         for k, v in (
-            ("patient", i), ("provider", p), ("adm", a), ("los", los), ("method", method), ("group", group),
-            ("icd", icd), ("hrg", hrg), ("classpat", day_case), ("died", died), ("age", age),
-            ("frailty", frailty), ("cost", cost), ("imd", imd), ("male", male), ("treated", treated),
-            ("eligible", eligible), ("y0", y0), ("vw_days", vw_days), ("p_r1", p_r1), ("p_r0", p_r0),
-            ("readmit_next", re_next), ("mu", mu), ("dc_p", dc_p), ("end_care", end_care),
-            ("decision", decision), ("death_day", death_day),
+            ("patient", i),
+            ("provider", p),
+            ("adm", a),
+            ("los", los),
+            ("method", method),
+            ("group", group),
+            ("icd", icd),
+            ("hrg", hrg),
+            ("classpat", day_case),
+            ("died", died),
+            ("age", age),
+            ("frailty", frailty),
+            ("cost", cost),
+            ("imd", imd),
+            ("male", male),
+            ("treated", treated),
+            ("eligible", eligible),
+            ("y0", y0),
+            ("vw_days", vw_days),
+            ("p_r1", p_r1),
+            ("p_r0", p_r0),
+            ("readmit_next", re_next),
+            ("mu", mu),
+            ("dc_p", dc_p),
+            ("end_care", end_care),
+            ("decision", decision),
+            ("death_day", death_day),
         ):
             out[k].append(v[keep].astype(_COMPACT.get(k, v.dtype), copy=False))
         if su.any():
@@ -743,8 +981,13 @@ def _simulate_chains(
     return spells, su_out
 
 
-def _generate(n_spells: int, rng: np.random.Generator, prov: dict[str, Any], tab: dict[str, Any],
-              vw: dict[str, Any] | None = None):
+def _generate(
+    n_spells: int,
+    rng: np.random.Generator,
+    prov: dict[str, Any],
+    tab: dict[str, Any],
+    vw: dict[str, Any] | None = None,
+):
     """Generate patients in batches until ``n_spells`` in-period spells exist; trim to exactly that."""
     start, end = _day(PERIOD_START), _day(PERIOD_END)
     batches, su_batches = [], []
@@ -783,9 +1026,9 @@ def _id_strings(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
 
 
 def _codes(idx: np.ndarray, labels: list[str] | tuple[str, ...]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(idx, dtype=np.int32)), pa.array(list(labels))).cast(
-        pa.string()
-    )
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.asarray(idx, dtype=np.int32)), pa.array(list(labels))
+    ).cast(pa.string())
 
 
 def _dates(days: np.ndarray) -> pa.Array:
@@ -798,8 +1041,13 @@ def _seeds(seed: int) -> tuple[dict[str, Any], np.random.SeedSequence, np.random
     return _provider_parameters(np.random.default_rng(ss_prov)), ss_main, ss_extra
 
 
-def _simulate_spells_core(n_spells: int, ss: np.random.SeedSequence, prov: dict[str, Any], tab: dict[str, Any],
-                          vw: dict[str, Any] | None = None):
+def _simulate_spells_core(
+    n_spells: int,
+    ss: np.random.SeedSequence,
+    prov: dict[str, Any],
+    tab: dict[str, Any],
+    vw: dict[str, Any] | None = None,
+):
     """Run the simulation and return the in-period spells (first ``n_spells`` by patient)."""
     sp, su = _generate(n_spells, np.random.default_rng(ss), prov, tab, vw)
     start, end = _day(PERIOD_START), _day(PERIOD_END)
@@ -822,34 +1070,45 @@ def _simulate_spells_core(n_spells: int, ss: np.random.SeedSequence, prov: dict[
     sp = {k: v[keep] for k, v in sp.items()}
     last_patient = sp["patient"][-1] if len(sp["patient"]) else -1
     last_adm = sp["adm"][-1] if len(sp["adm"]) else -1
-    su_keep = (su["start"] >= start) & (su["start"] + su["days"] <= end) & (
-        (su["patient"] < last_patient) | ((su["patient"] == last_patient) & (su["start"] <= last_adm))
+    su_keep = (
+        (su["start"] >= start)
+        & (su["start"] + su["days"] <= end)
+        & ((su["patient"] < last_patient) | ((su["patient"] == last_patient) & (su["start"] <= last_adm)))
     )
     # only step-up stays of patients who appear in the spells (or the batch before the last kept patient)
     su = {k: v[su_keep] for k, v in su.items()}
     return sp, su
 
 
-def _spells_table(sp: dict[str, np.ndarray], prov, tab, patient_no: np.ndarray, spell_no: np.ndarray,
-                  pwidth: int, swidth: int) -> pa.Table:
+def _spells_table(
+    sp: dict[str, np.ndarray],
+    prov,
+    tab,
+    patient_no: np.ndarray,
+    spell_no: np.ndarray,
+    pwidth: int,
+    swidth: int,
+) -> pa.Table:
     dis = sp["adm"] + sp["los"]
-    return pa.table({
-        "spell_id": _id_strings("S", spell_no, swidth),
-        "patient_id": _id_strings("P", patient_no, pwidth),
-        "provider_code": _codes(sp["provider"], prov["codes"]),
-        "admission_date": _dates(sp["adm"]),
-        "discharge_date": _dates(dis),
-        "admission_method": _codes(sp["method"], METHODS),
-        "patient_classification": _codes(sp["classpat"].astype(np.int64), ("1", "2")),
-        "age": pa.array(sp["age"].astype(np.int64)),
-        "sex": _codes((~sp["male"]).astype(np.int64), ("1", "2")),
-        "primary_diagnosis": _codes(sp["icd"], tab["icd"]),
-        "hrg": _codes(sp["hrg"], tab["hrg"]),
-        "discharge_method": _codes(sp["died"].astype(np.int64), ("1", "4")),
-        "imd_decile": pa.array(sp["imd"].astype(np.int64)),
-        "frailty_score": pa.array(np.round(sp["frailty"], 1)),
-        "spell_cost": pa.array(np.round(sp["cost"], 2)),
-    })
+    return pa.table(
+        {
+            "spell_id": _id_strings("S", spell_no, swidth),
+            "patient_id": _id_strings("P", patient_no, pwidth),
+            "provider_code": _codes(sp["provider"], prov["codes"]),
+            "admission_date": _dates(sp["adm"]),
+            "discharge_date": _dates(dis),
+            "admission_method": _codes(sp["method"], METHODS),
+            "patient_classification": _codes(sp["classpat"].astype(np.int64), ("1", "2")),
+            "age": pa.array(sp["age"].astype(np.int64)),
+            "sex": _codes((~sp["male"]).astype(np.int64), ("1", "2")),
+            "primary_diagnosis": _codes(sp["icd"], tab["icd"]),
+            "hrg": _codes(sp["hrg"], tab["hrg"]),
+            "discharge_method": _codes(sp["died"].astype(np.int64), ("1", "4")),
+            "imd_decile": pa.array(sp["imd"].astype(np.int64)),
+            "frailty_score": pa.array(np.round(sp["frailty"], 1)),
+            "spell_cost": pa.array(np.round(sp["cost"], 2)),
+        }
+    )
 
 
 def _to_pandas(table: pa.Table, date_cols: tuple[str, ...]) -> pd.DataFrame:
@@ -859,7 +1118,9 @@ def _to_pandas(table: pa.Table, date_cols: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _expected_gain_cost(rng, out_rows: dict[str, np.ndarray], n_mc: int = 200_000) -> dict[str, dict[str, float]]:
+def _expected_gain_cost(
+    rng, out_rows: dict[str, np.ndarray], n_mc: int = 200_000
+) -> dict[str, dict[str, float]]:
     """Expected gain and cost per pathway (Monte Carlo over the records' covariates)."""
     res: dict[str, dict[str, float]] = {}
     for k, name in enumerate(OUTCOME_PATHWAYS):
@@ -869,7 +1130,9 @@ def _expected_gain_cost(rng, out_rows: dict[str, np.ndarray], n_mc: int = 200_00
             res[name] = {"mean_gain": float("nan"), "mean_cost": float("nan"), "n": 0}
             continue
         pick = np.nonzero(m)[0][rng.integers(0, n, n_mc)]
-        _, after, before = _draw_eq5d(rng, k, out_rows["imd"][pick], out_rows["age"][pick], out_rows["gain_eff"][pick])
+        _, after, before = _draw_eq5d(
+            rng, k, out_rows["imd"][pick], out_rows["age"][pick], out_rows["gain_eff"][pick]
+        )
         res[name] = {
             "mean_gain": round(float(np.mean(after - before)), 4),
             "mean_cost": round(float(np.mean(out_rows["expected_cost"][m])), 2),
@@ -882,7 +1145,9 @@ def _draw_eq5d(rng, k: int, imd, age, gain_eff):
     b_mean, b_sd, g_mean, g_sd = list(OUTCOME_PATHWAYS.values())[k]
     n = len(imd)
     before = np.clip(
-        b_mean - OUTCOME_DEPRIVATION_GRADIENT * (5.5 - imd) - 0.002 * (age - 70) + rng.normal(0, b_sd, n), EQ5D_MIN, 1.0
+        b_mean - OUTCOME_DEPRIVATION_GRADIENT * (5.5 - imd) - 0.002 * (age - 70) + rng.normal(0, b_sd, n),
+        EQ5D_MIN,
+        1.0,
     )
     gain = g_mean * (1 + gain_eff) + rng.normal(0, g_sd, n)
     after = np.clip(before + gain, EQ5D_MIN, 1.0)
@@ -900,9 +1165,13 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = "admission",
-                     decision_days: tuple[int, int] = (2, 4),
-                     readmission_or: float | None = None) -> dict[str, pd.DataFrame | dict]:
+def simulate_economy(
+    n_spells: int = 50_000,
+    seed: int = 2026,
+    step_down: str = "admission",
+    decision_days: tuple[int, int] = (2, 4),
+    readmission_or: float | None = None,
+) -> dict[str, pd.DataFrame | dict]:
     """Simulate the health economy described in this module's docstring.
 
     Returns ``{"spells", "virtual_ward", "outcomes", "deaths", "truth"}``:
@@ -961,25 +1230,34 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = 
     n_vw = len(vw_start)
     linked = _id_strings("S", linked_no, swidth).to_numpy(zero_copy_only=False).astype(object)
     linked[route == 0] = None
-    referral = np.concatenate([sp["adm"][t_idx] + sp["decision"][t_idx], np.zeros(len(su["start"]), dtype=np.int64)])
-    vw_tab = pa.table({
-        "vw_stay_id": _id_strings("V", np.arange(1, n_vw + 1), max(6, len(str(n_vw)))),
-        "patient_id": _id_strings("P", vw_patient[vw_order], pwidth),
-        "provider_code": _codes(vw_prov[vw_order], prov["codes"]),
-        "vw_admission_date": _dates(vw_start[vw_order]),
-        "vw_discharge_date": _dates((vw_start + vw_days)[vw_order]),
-        "pathway": _codes(vw_path[vw_order], tab["vw_names"]),
-        "route": _codes(route[vw_order], ("step_up", "step_down")),
-        "linked_spell_id": pa.array(list(linked[vw_order]), type=pa.string()),
-        "referral_date": pa.array(np.asarray(referral[vw_order], dtype=np.int32), type=pa.int32(),
-                                  mask=(route[vw_order] == 0)).cast(pa.date32()),
-    })
+    referral = np.concatenate(
+        [sp["adm"][t_idx] + sp["decision"][t_idx], np.zeros(len(su["start"]), dtype=np.int64)]
+    )
+    vw_tab = pa.table(
+        {
+            "vw_stay_id": _id_strings("V", np.arange(1, n_vw + 1), max(6, len(str(n_vw)))),
+            "patient_id": _id_strings("P", vw_patient[vw_order], pwidth),
+            "provider_code": _codes(vw_prov[vw_order], prov["codes"]),
+            "vw_admission_date": _dates(vw_start[vw_order]),
+            "vw_discharge_date": _dates((vw_start + vw_days)[vw_order]),
+            "pathway": _codes(vw_path[vw_order], tab["vw_names"]),
+            "route": _codes(route[vw_order], ("step_up", "step_down")),
+            "linked_spell_id": pa.array(list(linked[vw_order]), type=pa.string()),
+            "referral_date": pa.array(
+                np.asarray(referral[vw_order], dtype=np.int32), type=pa.int32(), mask=(route[vw_order] == 0)
+            ).cast(pa.date32()),
+        }
+    )
     virtual_ward = _to_pandas(vw_tab, ("vw_admission_date", "vw_discharge_date", "referral_date"))
     dead = np.nonzero(sp["death_day"] >= 0)[0]
-    deaths = pd.DataFrame({
-        "patient_id": _id_strings("P", sp_patient_no[dead], pwidth).to_pylist(),
-        "date_of_death": pd.to_datetime(sp["death_day"][dead].astype("datetime64[D]")).astype("datetime64[s]"),
-    }).sort_values(["date_of_death", "patient_id"], ignore_index=True)
+    deaths = pd.DataFrame(
+        {
+            "patient_id": _id_strings("P", sp_patient_no[dead], pwidth).to_pylist(),
+            "date_of_death": pd.to_datetime(sp["death_day"][dead].astype("datetime64[D]")).astype(
+                "datetime64[s]"
+            ),
+        }
+    ).sort_values(["date_of_death", "patient_id"], ignore_index=True)
 
     # outcomes (PROMs style) for the elective pathways
     path = tab["group_out"][sp["group"]]
@@ -997,28 +1275,34 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = 
         m = o_path == k
         _, after[m], before[m] = _draw_eq5d(rng, k, sp["imd"][o_idx][m], sp["age"][o_idx][m], gain_eff[m])
     expected_cost = (
-        (tab["fixed_cost"][sp["group"][o_idx]] + COST_PER_BED_DAY * (1 - sp["dc_p"][o_idx]) * sp["mu"][o_idx])
-        * prov["cost_mult"][sp["provider"][o_idx]]
-    )
+        tab["fixed_cost"][sp["group"][o_idx]] + COST_PER_BED_DAY * (1 - sp["dc_p"][o_idx]) * sp["mu"][o_idx]
+    ) * prov["cost_mult"][sp["provider"][o_idx]]
     n_out = len(o_idx)
-    out_tab = pa.table({
-        "outcome_id": _id_strings("O", np.arange(1, n_out + 1), max(6, len(str(n_out)))),
-        "patient_id": _id_strings("P", sp_patient_no[o_idx], pwidth),
-        "provider_code": _codes(sp["provider"][o_idx], prov["codes"]),
-        "pathway": _codes(o_path, tab["out_names"]),
-        "procedure_date": _dates(sp["adm"][o_idx]),
-        "age": pa.array(sp["age"][o_idx].astype(np.int64)),
-        "sex": _codes((~sp["male"][o_idx]).astype(np.int64), ("1", "2")),
-        "imd_decile": pa.array(sp["imd"][o_idx].astype(np.int64)),
-        "eq5d_before": pa.array(before),
-        "eq5d_after": pa.array(after),
-        "cost": pa.array(np.round(sp["cost"][o_idx], 2)),
-    })
+    out_tab = pa.table(
+        {
+            "outcome_id": _id_strings("O", np.arange(1, n_out + 1), max(6, len(str(n_out)))),
+            "patient_id": _id_strings("P", sp_patient_no[o_idx], pwidth),
+            "provider_code": _codes(sp["provider"][o_idx], prov["codes"]),
+            "pathway": _codes(o_path, tab["out_names"]),
+            "procedure_date": _dates(sp["adm"][o_idx]),
+            "age": pa.array(sp["age"][o_idx].astype(np.int64)),
+            "sex": _codes((~sp["male"][o_idx]).astype(np.int64), ("1", "2")),
+            "imd_decile": pa.array(sp["imd"][o_idx].astype(np.int64)),
+            "eq5d_before": pa.array(before),
+            "eq5d_after": pa.array(after),
+            "cost": pa.array(np.round(sp["cost"][o_idx], 2)),
+        }
+    )
     outcomes = _to_pandas(out_tab, ("procedure_date",))
     outcome_truth = _expected_gain_cost(
         rng,
-        {"pathway": o_path, "imd": sp["imd"][o_idx], "age": sp["age"][o_idx], "gain_eff": gain_eff,
-         "expected_cost": expected_cost},
+        {
+            "pathway": o_path,
+            "imd": sp["imd"][o_idx],
+            "age": sp["age"][o_idx],
+            "gain_eff": gain_eff,
+            "expected_cost": expected_cost,
+        },
     )
 
     # truths
@@ -1031,7 +1315,9 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = 
     pathway_spell = (
         (tab["group_vw"][sp["group"]] >= 0) & GROUP_EMERGENCY[sp["group"]] & (sp["age"] >= 18) & ~sp["died"]
     )
-    naive_all = float(sp["los"][tr].mean() - sp["los"][pathway_spell & ~tr].mean()) if tr.any() else float("nan")
+    naive_all = (
+        float(sp["los"][tr].mean() - sp["los"][pathway_spell & ~tr].mean()) if tr.any() else float("nan")
+    )
     truth: dict[str, Any] = {
         "seed": int(seed),
         "period_start": PERIOD_START,
@@ -1056,8 +1342,11 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = 
             "n_across_year_end": int(across.sum()),
             "n_deaths_in_hospital": int(sp["died"].sum()),
         },
-        "readmission_model": {**READMISSION_MODEL, "group": {g[0]: g[7] for g in GROUPS},
-                              "cross_provider_share": CROSS_PROVIDER_READMISSION},
+        "readmission_model": {
+            **READMISSION_MODEL,
+            "group": {g[0]: g[7] for g in GROUPS},
+            "cross_provider_share": CROSS_PROVIDER_READMISSION,
+        },
         "death_model": {**DEATH_MODEL, "group": {g[0]: g[6] for g in GROUPS}},
         "day_case": {
             "probability_by_group": {g[0]: g[5] for g in GROUPS if not g[1]},
@@ -1088,8 +1377,13 @@ def simulate_economy(n_spells: int = 50_000, seed: int = 2026, step_down: str = 
             "low_cost_high_gain": LOW_COST_HIGH_GAIN,
         },
     }
-    return {"spells": spells, "virtual_ward": virtual_ward, "outcomes": outcomes, "deaths": deaths,
-            "truth": _finite(truth)}
+    return {
+        "spells": spells,
+        "virtual_ward": virtual_ward,
+        "outcomes": outcomes,
+        "deaths": deaths,
+        "truth": _finite(truth),
+    }
 
 
 def _readmission_gap_cdf(g: np.ndarray) -> np.ndarray:
@@ -1106,8 +1400,12 @@ def _time_zero_truths(sp: dict[str, np.ndarray], tr: np.ndarray, vw: dict[str, A
     readmission gap), and the same for death; the decision days used.
     """
     if not tr.any():
-        return {"step_down": vw["step_down"], "decision_days": list(vw["decision_days"]),  # no treated spells
-                "att_readmission_30d_from_time_zero_rd": float("nan"), "att_death_30d_rd": float("nan")}
+        return {
+            "step_down": vw["step_down"],
+            "decision_days": list(vw["decision_days"]),  # no treated spells
+            "att_readmission_30d_from_time_zero_rd": float("nan"),
+            "att_death_30d_rd": float("nan"),
+        }
     k = sp["decision"][tr].astype(float)
     mid_stay = vw["step_down"] == "mid_stay"
     # the readmission clock: from the acute discharge (mid-stay economy, escalations count) or
@@ -1129,8 +1427,14 @@ def _time_zero_truths(sp: dict[str, np.ndarray], tr: np.ndarray, vw: dict[str, A
     }
 
 
-def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000, step_down: str = "admission",
-                 readmission_or: float | None = None, fmt: str = "csv") -> dict[str, Path]:
+def write_sample(
+    out_dir: str | Path,
+    seed: int = 2026,
+    n_spells: int = 50_000,
+    step_down: str = "admission",
+    readmission_or: float | None = None,
+    fmt: str = "csv",
+) -> dict[str, Path]:
     """Write ``spells``, ``virtual_ward``, ``outcomes`` (and ``deaths``) plus ``truth.json`` to ``out_dir``.
 
     ``fmt`` is ``"csv"`` (ISO dates, yyyy-mm-dd; the same seed gives
@@ -1154,7 +1458,9 @@ def write_sample(out_dir: str | Path, seed: int = 2026, n_spells: int = 50_000, 
             res[name].to_parquet(p, index=False)
         paths[name] = p
     p = out / "truth.json"
-    p.write_text(json.dumps(res["truth"], indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    p.write_text(
+        json.dumps(res["truth"], indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+    )
     paths["truth"] = p
     return paths
 
@@ -1190,7 +1496,13 @@ def write_spells_file(
             sp = {k: v[order] for k, v in sp.items()}
             pno = pno[order]
             table = _spells_table(
-                sp, prov, tab, pno + 1 + patient_offset, np.arange(1, len(order) + 1) + spell_offset, pwidth, swidth
+                sp,
+                prov,
+                tab,
+                pno + 1 + patient_offset,
+                np.arange(1, len(order) + 1) + spell_offset,
+                pwidth,
+                swidth,
             )
             patient_offset += int(pno.max()) + 1
             spell_offset += len(order)
@@ -1198,7 +1510,9 @@ def write_spells_file(
                 if fmt == "parquet":
                     writer = pq.ParquetWriter(path, table.schema, compression="zstd")
                 else:
-                    writer = pacsv.CSVWriter(path, table.schema, write_options=pacsv.WriteOptions(quoting_style="needed"))
+                    writer = pacsv.CSVWriter(
+                        path, table.schema, write_options=pacsv.WriteOptions(quoting_style="needed")
+                    )
             writer.write_table(table)
     finally:
         if writer is not None:

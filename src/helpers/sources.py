@@ -68,20 +68,25 @@ class Fetched:
 
 def _parse(url: str) -> tuple[Any, str | None, str | None]:
     if _authority(url).count("@") > 1:
-        raise io.InputError(f"Cannot read the database address {_scrub(url)!r}: write an @ in a user name or "
-                            "password as %40 (better: give the password through the environment, PGPASSWORD).")
+        raise io.InputError(
+            f"Cannot read the database address {_scrub(url)!r}: write an @ in a user name or "
+            "password as %40 (better: give the password through the environment, PGPASSWORD)."
+        )
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise io.InputError(f"Cannot read the database address {_scrub(url)!r}: it is not an SQLAlchemy URL "
-                            "(dialect+driver://user@host:port/database?table=schema.table).") from None
+        raise io.InputError(
+            f"Cannot read the database address {_scrub(url)!r}: it is not an SQLAlchemy URL "
+            "(dialect+driver://user@host:port/database?table=schema.table)."
+        ) from None
     query = dict(parsed.query)
     table, sql = query.pop("table", None), query.pop("query", None)
     if isinstance(table, tuple) or isinstance(sql, tuple):
         raise io.InputError(f"{redact(url)}: give one table= or one query=.")
     if (table is None) == (sql is None):
-        raise io.InputError(f"{redact(url)}: say what to read with ?table=schema.table or ?query=SELECT ... "
-                            "(one of the two).")
+        raise io.InputError(
+            f"{redact(url)}: say what to read with ?table=schema.table or ?query=SELECT ... (one of the two)."
+        )
     parsed = parsed.set(query=query)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 ships with the handbook
@@ -104,7 +109,7 @@ def _scrub(url: str) -> str:
     if "@" not in authority:
         return url
     user_part, host = authority.rsplit("@", 1)
-    return f"{scheme}://{user_part.split(':', 1)[0]}@{host}{rest[len(authority):]}"
+    return f"{scheme}://{user_part.split(':', 1)[0]}@{host}{rest[len(authority) :]}"
 
 
 def redact(url: str) -> str:
@@ -141,32 +146,43 @@ def fetch(url: str, folder: str | Path, name: str = "input", chunk_rows: int = C
     try:
         engine = create_engine(parsed)
     except (NoSuchModuleError, ImportError) as exc:
-        raise io.InputError(f"Cannot read {address}: the database driver is not installed ({exc}). "
-                            "PostgreSQL works out of the box; SQL Server needs pyodbc and Microsoft's ODBC "
-                            "driver (mssql+pyodbc://...).") from None
+        raise io.InputError(
+            f"Cannot read {address}: the database driver is not installed ({exc}). "
+            "PostgreSQL works out of the box; SQL Server needs pyodbc and Microsoft's ODBC "
+            "driver (mssql+pyodbc://...)."
+        ) from None
     statement, what = _select(engine, table, sql)
     target = Path(folder) / f"{name}.parquet"
     con = duckdb.connect(str(Path(folder) / f"{name}.duckdb"))
     rows = 0
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(sql_text(statement))
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+                sql_text(statement)
+            )
             columns = [str(c) for c in result.keys()]
             if len(set(c.upper() for c in columns)) != len(columns):
-                raise io.InputError(f"Cannot use {what} from {address}: two columns have the same name "
-                                    f"({', '.join(columns)}).")
-            con.execute("CREATE TABLE fetched (" + ", ".join(f'"{i}" VARCHAR' for i in range(len(columns))) + ")")
+                raise io.InputError(
+                    f"Cannot use {what} from {address}: two columns have the same name "
+                    f"({', '.join(columns)})."
+                )
+            con.execute(
+                "CREATE TABLE fetched (" + ", ".join(f'"{i}" VARCHAR' for i in range(len(columns))) + ")"
+            )
             for part in result.partitions(chunk_rows):
                 chunk = pa.Table.from_arrays(
                     [pa.array([_as_text(r[i]) for r in part], type=pa.string()) for i in range(len(columns))],
-                    names=[str(i) for i in range(len(columns))])
+                    names=[str(i) for i in range(len(columns))],
+                )
                 con.register("chunk", chunk)
                 con.execute("INSERT INTO fetched SELECT * FROM chunk")
                 con.unregister("chunk")
                 rows += len(part)
         renamed = ", ".join(f'"{i}" AS "{c.replace(chr(34), chr(34) * 2)}"' for i, c in enumerate(columns))
-        con.execute(f"COPY (SELECT {renamed} FROM fetched ORDER BY rowid) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
-                    "(FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT {renamed} FROM fetched ORDER BY rowid) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+            "(FORMAT parquet)"
+        )
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise io.InputError(f"Cannot read {what} from {address}: {_scrub(reason)}") from None

@@ -89,18 +89,49 @@ TwoOfThree = Literal["current", "old"]
 
 #: Columns of the ``spc`` result table, in order.
 SPC_COLUMNS = [
-    "group", "chart", "date", "period", "period_start", "numerator",
-    "denominator", "value", "moving_range", "baseline", "mean",
-    "lower_limit", "upper_limit", "lower_2sigma", "upper_2sigma",
-    "special_cause", "side", "rules", "point_type", "note",
+    "group",
+    "chart",
+    "date",
+    "period",
+    "period_start",
+    "numerator",
+    "denominator",
+    "value",
+    "moving_range",
+    "baseline",
+    "mean",
+    "lower_limit",
+    "upper_limit",
+    "lower_2sigma",
+    "upper_2sigma",
+    "special_cause",
+    "side",
+    "rules",
+    "point_type",
+    "note",
 ]
 
 #: Columns of the ``spc_summary`` result table, in order.
 SUMMARY_COLUMNS = [
-    "group", "chart", "better", "n_points", "n_periods", "latest_date",
-    "latest_numerator", "latest_denominator", "latest_value", "mean", "lower_limit", "upper_limit", "target",
-    "variation_icon", "assurance_icon", "n_special_cause", "n_improvement",
-    "n_concern", "note",
+    "group",
+    "chart",
+    "better",
+    "n_points",
+    "n_periods",
+    "latest_date",
+    "latest_numerator",
+    "latest_denominator",
+    "latest_value",
+    "mean",
+    "lower_limit",
+    "upper_limit",
+    "target",
+    "variation_icon",
+    "assurance_icon",
+    "n_special_cause",
+    "n_improvement",
+    "n_concern",
+    "note",
 ]
 
 
@@ -112,15 +143,14 @@ class SPCWarning(UserWarning):
 # Limits
 # --------------------------------------------------------------------------
 
+
 def moving_ranges(values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Moving ranges mRᵢ = |xᵢ − xᵢ₋₁| (length n − 1), Wheeler (2000)."""
     x = np.asarray(values, dtype=float)
     return np.abs(np.diff(x))
 
 
-def mean_moving_range(
-    values: Sequence[float] | np.ndarray, screen: bool = False
-) -> tuple[float, int]:
+def mean_moving_range(values: Sequence[float] | np.ndarray, screen: bool = False) -> tuple[float, int]:
     """Mean moving range, optionally after screening, and how many were used.
 
     Screening (Nelson 1982; NHSRplotthedots ``screen_outliers``) drops every
@@ -139,9 +169,7 @@ def mean_moving_range(
     return amr, int(mr.size)
 
 
-def xmr_limits(
-    values: Sequence[float] | np.ndarray, screen_moving_ranges: bool = False
-) -> dict[str, float]:
+def xmr_limits(values: Sequence[float] | np.ndarray, screen_moving_ranges: bool = False) -> dict[str, float]:
     """Centre line and limits of an XmR chart (Making Data Count; Wheeler 2000).
 
     mean = x̄; limits = x̄ ± 2.66 × mean(mR); 2σ lines = x̄ ± (2/3) × 2.66 × mean(mR).
@@ -197,6 +225,7 @@ def _attribute_limits(
 # Rules
 # --------------------------------------------------------------------------
 
+
 def _sides(values: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """+1 above, −1 below, 0 on the centre line (within 1e-9 relative)."""
     tol = 1e-9 * np.maximum(1.0, np.abs(centre))
@@ -237,7 +266,7 @@ def _trend(values: np.ndarray, run_length: int) -> np.ndarray:
                 segments.append((k, last + 1, d))
             k = j
     for start, end, d in sorted(segments):
-        span = out[start:end + 1]
+        span = out[start : end + 1]
         span[span == 0] = d
     return out
 
@@ -379,14 +408,11 @@ def point_type(side: str, better: Better) -> str:
 # The chart table
 # --------------------------------------------------------------------------
 
-def _validate(
-    data: pd.DataFrame, cols: dict[str, str | None], chart: str
-) -> None:
+
+def _validate(data: pd.DataFrame, cols: dict[str, str | None], chart: str) -> None:
     missing = [c for c in cols.values() if c is not None and c not in data.columns]
     if missing:
-        raise ValueError(
-            f"series: missing column(s) {missing}; the columns present are {list(data.columns)}"
-        )
+        raise ValueError(f"series: missing column(s) {missing}; the columns present are {list(data.columns)}")
     for role, col in cols.items():
         if col is None or role == "group":
             continue
@@ -500,10 +526,13 @@ def spc(
     }
     _validate(data, cols, chart)
 
-    frame = pd.DataFrame({
-        "group": data[group].astype("str") if group else "all",
-        "date": pd.to_datetime(data[date]),
-    }, index=data.index)
+    frame = pd.DataFrame(
+        {
+            "group": data[group].astype("str") if group else "all",
+            "date": pd.to_datetime(data[date]),
+        },
+        index=data.index,
+    )
     if needs_ratio:
         frame["numerator"] = pd.to_numeric(data[numerator]).astype(float)
         frame["denominator"] = pd.to_numeric(data[denominator]).astype(float)
@@ -527,8 +556,10 @@ def spc(
         if isinstance(dates, (str, pd.Timestamp)):
             dates = [dates]
         rebases = np.array(sorted(pd.to_datetime(list(dates))), dtype="datetime64[ns]")
-        frame.loc[idx, "period"] = np.searchsorted(
-            rebases, frame.loc[idx, "date"].to_numpy(dtype="datetime64[ns]"), side="right") + 1
+        frame.loc[idx, "period"] = (
+            np.searchsorted(rebases, frame.loc[idx, "date"].to_numpy(dtype="datetime64[ns]"), side="right")
+            + 1
+        )
     if isinstance(rebase_dates, Mapping):
         unknown = sorted(set(map(str, rebase_dates)) - set(frame["group"]))
         if unknown:
@@ -536,10 +567,20 @@ def spc(
 
     parts = []
     for (grp, period), part in frame.groupby(["group", "period"], sort=True):
-        parts.append(_chart_period(
-            part.reset_index(drop=True), grp, period, chart, better, baseline_points,
-            run_length, two_of_three, screen_moving_ranges, min_points,
-        ))
+        parts.append(
+            _chart_period(
+                part.reset_index(drop=True),
+                grp,
+                period,
+                chart,
+                better,
+                baseline_points,
+                run_length,
+                two_of_three,
+                screen_moving_ranges,
+                min_points,
+            )
+        )
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SPC_COLUMNS)
     out["chart"] = chart
     for col in ("group", "chart", "special_cause", "side", "rules", "point_type", "note"):
@@ -573,8 +614,7 @@ def _chart_period(
             f"{k} point(s) in period {period} (from {part['date'].iloc[0]:%Y-%m-%d}); "
             f"limits and special-cause rules need at least {min_points}"
         )
-        warnings.warn(f"group {grp}: {note}; the points are shown without limits",
-                      SPCWarning, stacklevel=3)
+        warnings.warn(f"group {grp}: {note}; the points are shown without limits", SPCWarning, stacklevel=3)
         for col in limit_cols:
             part[col] = np.nan
         part["special_cause"] = "none"
@@ -615,6 +655,7 @@ def _chart_period(
 # Icons and summary
 # --------------------------------------------------------------------------
 
+
 def variation_icon(point: str, side: str) -> str:
     """MDC variation icon from the latest point's type and side.
 
@@ -627,9 +668,7 @@ def variation_icon(point: str, side: str) -> str:
     return f"{point}_{side}"
 
 
-def assurance_icon(
-    target: float | None, lower_limit: float, upper_limit: float, better: Better
-) -> str:
+def assurance_icon(target: float | None, lower_limit: float, upper_limit: float, better: Better) -> str:
     """MDC assurance icon: can the process be relied on to meet the target?
 
     With higher better: target below the lower limit → "consistently_passing";
@@ -689,27 +728,29 @@ def summarise(
         note = last["note"]
         if not note and (tgt is None or better is None):
             note = "no assurance icon: " + ("no target" if tgt is None else "no better direction")
-        rows.append({
-            "group": grp,
-            "chart": last["chart"],
-            "better": better or "neutral",
-            "n_points": len(g),
-            "n_periods": g["period"].nunique(),
-            "latest_date": last["date"],
-            "latest_numerator": last["numerator"],
-            "latest_denominator": last["denominator"],
-            "latest_value": last["value"],
-            "mean": last["mean"],
-            "lower_limit": _floored_limit(last["lower_limit"], g["value"]),
-            "upper_limit": last["upper_limit"],
-            "target": np.nan if tgt is None else float(tgt),
-            "variation_icon": icon,
-            "assurance_icon": assurance_icon(tgt, last["lower_limit"], last["upper_limit"], better),
-            "n_special_cause": int((g["special_cause"] != "none").sum()),
-            "n_improvement": int((g["point_type"] == "improvement").sum()),
-            "n_concern": int((g["point_type"] == "concern").sum()),
-            "note": note,
-        })
+        rows.append(
+            {
+                "group": grp,
+                "chart": last["chart"],
+                "better": better or "neutral",
+                "n_points": len(g),
+                "n_periods": g["period"].nunique(),
+                "latest_date": last["date"],
+                "latest_numerator": last["numerator"],
+                "latest_denominator": last["denominator"],
+                "latest_value": last["value"],
+                "mean": last["mean"],
+                "lower_limit": _floored_limit(last["lower_limit"], g["value"]),
+                "upper_limit": last["upper_limit"],
+                "target": np.nan if tgt is None else float(tgt),
+                "variation_icon": icon,
+                "assurance_icon": assurance_icon(tgt, last["lower_limit"], last["upper_limit"], better),
+                "n_special_cause": int((g["special_cause"] != "none").sum()),
+                "n_improvement": int((g["point_type"] == "improvement").sum()),
+                "n_concern": int((g["point_type"] == "concern").sum()),
+                "note": note,
+            }
+        )
     out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     for col in ("group", "chart", "better", "variation_icon", "assurance_icon", "note"):
         out[col] = out[col].astype("str")
@@ -724,7 +765,10 @@ def summarise(
 MEASURES: dict[str, tuple[str, str]] = {
     "emergency_bed_days": ("xmr", "bed days (length of stay) of emergency spells discharged in the month"),
     "emergency_spells": ("xmr", "emergency spells discharged in the month"),
-    "readmission_rate": ("p", "share of eligible spells discharged in the month with an emergency readmission within 30 days"),
+    "readmission_rate": (
+        "p",
+        "share of eligible spells discharged in the month with an emergency readmission within 30 days",
+    ),
 }
 #: Words for a chart's title and axis, by measure (used unless the user gives a label).
 MEASURE_LABELS: dict[str, str] = {
@@ -736,8 +780,9 @@ MEASURE_LABELS: dict[str, str] = {
 MEASURE_FOLLOW_UP: dict[str, int] = {"emergency_bed_days": 0, "emergency_spells": 0, "readmission_rate": 29}
 
 
-def measure_label(measure: str | None = None, chart: Chart = "xmr", label: str | None = None,
-                  value: str = "value") -> str:
+def measure_label(
+    measure: str | None = None, chart: Chart = "xmr", label: str | None = None, value: str = "value"
+) -> str:
     """The words for a chart's title and y-axis: ``label`` if given, else the measure's (:data:`MEASURE_LABELS`).
 
     For a user's series file (``measure`` None and not built from spells),
@@ -799,10 +844,12 @@ def monthly_series(
             "helpers.derive.add_spell_fields first"
         )
     cover = periods.coverage(spells, coverage_start, coverage_end)
-    s = pd.DataFrame({
-        "date": pd.to_datetime(spells["month"]),
-        "group": spells[group].astype("str") if group else "all",
-    })
+    s = pd.DataFrame(
+        {
+            "date": pd.to_datetime(spells["month"]),
+            "group": spells[group].astype("str") if group else "all",
+        }
+    )
     emergency = spells["emergency"].astype(bool)
     if measure == "emergency_bed_days":
         s["value"] = spells["los_days"].where(emergency, 0).astype(float)
@@ -822,14 +869,26 @@ def monthly_series(
         open_window = ~spells["readmission_eligible"].astype(bool) & ~died
         late = sorted(set(pd.to_datetime(spells.loc[open_window, "month"]).unique()) & set(out["date"]))
         if late:
-            left_out = pd.concat([left_out, pd.DataFrame({"month": late, "reason": "some 30-day windows end after the "
-                                                          "follow-up the spells were derived with"})], ignore_index=True)
+            left_out = pd.concat(
+                [
+                    left_out,
+                    pd.DataFrame(
+                        {
+                            "month": late,
+                            "reason": "some 30-day windows end after the "
+                            "follow-up the spells were derived with",
+                        }
+                    ),
+                ],
+                ignore_index=True,
+            )
             out = out[~out["date"].isin(late)].reset_index(drop=True)
     if len(left_out):
         warnings.warn(
             f"{measure}: left out {len(left_out)} discharge month(s) that the extract does not cover completely "
             f"({periods.caption(left_out).removeprefix('Months left out as incomplete: ').rstrip('.')})",
-            SPCWarning, stacklevel=2,
+            SPCWarning,
+            stacklevel=2,
         )
     if measure == "readmission_rate":
         empty = out["denominator"] <= 0
@@ -837,12 +896,17 @@ def monthly_series(
             warnings.warn(
                 f"readmission_rate: {int(empty.sum())} group-month(s) have no spell whose 30-day "
                 "window ends within the data (for example at the end of the extract); they are left out",
-                SPCWarning, stacklevel=2,
+                SPCWarning,
+                stacklevel=2,
             )
             out = out[~empty].reset_index(drop=True)
     out["group"] = out["group"].astype("str")
-    out.attrs = {"coverage": cover, "months_left_out": periods.as_records(left_out), "label": MEASURE_LABELS[measure],
-                 "measure": measure}
+    out.attrs = {
+        "coverage": cover,
+        "months_left_out": periods.as_records(left_out),
+        "label": MEASURE_LABELS[measure],
+        "measure": measure,
+    }
     return out
 
 
@@ -984,22 +1048,32 @@ def suppress_small_counts(
         whole = values.dropna()
         value_is_count = bool(
             (out["chart"].iloc[0] == "c")
-            or (out["chart"].iloc[0] in ("xmr", "run") and len(whole) and (whole % 1 == 0).all() and (whole >= 0).all())
+            or (
+                out["chart"].iloc[0] in ("xmr", "run")
+                and len(whole)
+                and (whole % 1 == 0).all()
+                and (whole >= 0).all()
+            )
         )
     hidden = small("numerator") | small("denominator")
     if value_is_count:
         hidden |= small("value")
     order = out.sort_values(["group", "date"]).index
-    after_hidden = hidden.loc[order].groupby(out.loc[order, "group"]).shift(1, fill_value=False).reindex(out.index)
+    after_hidden = (
+        hidden.loc[order].groupby(out.loc[order, "group"]).shift(1, fill_value=False).reindex(out.index)
+    )
     out["value"] = out["value"].astype("object").where(~hidden, disclosure.SUPPRESSED)
     if "moving_range" in out.columns:
-        out["moving_range"] = out["moving_range"].astype("object").where(~(hidden | after_hidden), disclosure.SUPPRESSED)
+        out["moving_range"] = (
+            out["moving_range"].astype("object").where(~(hidden | after_hidden), disclosure.SUPPRESSED)
+        )
     if summary is None:
         return out, None
-    hidden_latest = {
-        g for g, rows in out.loc[order].groupby("group") if hidden.loc[rows.index[-1]]
-    }
+    hidden_latest = {g for g, rows in out.loc[order].groupby("group") if hidden.loc[rows.index[-1]]}
     summary = summary.copy()
-    summary["latest_value"] = summary["latest_value"].astype("object").where(
-        ~summary["group"].isin(hidden_latest), disclosure.SUPPRESSED)
+    summary["latest_value"] = (
+        summary["latest_value"]
+        .astype("object")
+        .where(~summary["group"].isin(hidden_latest), disclosure.SUPPRESSED)
+    )
     return out, summary

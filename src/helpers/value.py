@@ -109,7 +109,9 @@ def _check_outcomes(outcomes: pd.DataFrame, needed: Iterable[str] = OUTCOME_COLU
             bad = out[col].isna()
         if bad.any():
             rows = ", ".join(str(i + 2) for i in np.flatnonzero(bad.to_numpy())[:_MAX_SHOWN])
-            problems.append(f"column '{col}': expected a value in every row; {int(bad.sum()):,} missing (rows {rows})")
+            problems.append(
+                f"column '{col}': expected a value in every row; {int(bad.sum()):,} missing (rows {rows})"
+            )
     if problems:
         raise InputError("outcomes table: " + "; ".join(problems))
     out["gain"] = out["eq5d_after"] - out["eq5d_before"]
@@ -192,14 +194,27 @@ def _summarise(df: pd.DataFrame, by: list[str], conf: float) -> pd.DataFrame:
 
 
 _VALUE_COLUMNS = [
-    "n", "total_cost", "mean_cost", "cost_ci_lower", "cost_ci_upper",
-    "mean_before", "mean_after", "mean_gain", "gain_ci_lower", "gain_ci_upper",
-    "share_improved", "cost_per_unit_gain", "cpug_ci_lower", "cpug_ci_upper",
+    "n",
+    "total_cost",
+    "mean_cost",
+    "cost_ci_lower",
+    "cost_ci_upper",
+    "mean_before",
+    "mean_after",
+    "mean_gain",
+    "gain_ci_lower",
+    "gain_ci_upper",
+    "share_improved",
+    "cost_per_unit_gain",
+    "cpug_ci_lower",
+    "cpug_ci_upper",
 ]
 
 
 # --------------------------------------------------------------------------- value equation
-def pathway_value(outcomes: pd.DataFrame, conf: float = 0.95, by: Sequence[str] = ("pathway",)) -> pd.DataFrame:
+def pathway_value(
+    outcomes: pd.DataFrame, conf: float = 0.95, by: Sequence[str] = ("pathway",)
+) -> pd.DataFrame:
     """The value equation by pathway: outcome gain and cost per patient, and their ratio.
 
     Porter's value equation is outcomes that matter to patients divided by the
@@ -282,18 +297,24 @@ def expected_values(outcomes: pd.DataFrame, adjust_for_deprivation: bool = False
     df["expected_gain"] = np.nan
     df["expected_cost"] = np.nan
     for _, part in df.groupby("pathway", sort=True):
-        cells = part.groupby(factors, observed=True).agg(
-            n=("gain", "size"), gain=("gain", "mean"), cost=("cost", "mean")
-        ).reset_index()
+        cells = (
+            part.groupby(factors, observed=True)
+            .agg(n=("gain", "size"), gain=("gain", "mean"), cost=("cost", "mean"))
+            .reset_index()
+        )
         cells["expected_gain"] = _wls_fit_predict(cells, factors, "gain")
         cells["expected_cost"] = _wls_fit_predict(cells, factors, "cost")
-        merged = part[factors].merge(cells[factors + ["expected_gain", "expected_cost"]], on=factors, how="left")
+        merged = part[factors].merge(
+            cells[factors + ["expected_gain", "expected_cost"]], on=factors, how="left"
+        )
         df.loc[part.index, "expected_gain"] = merged["expected_gain"].to_numpy()
         df.loc[part.index, "expected_cost"] = merged["expected_cost"].to_numpy()
     return df.drop(columns=factors)
 
 
-def provider_value(outcomes: pd.DataFrame, conf: float = 0.95, adjust_for_deprivation: bool = False) -> pd.DataFrame:
+def provider_value(
+    outcomes: pd.DataFrame, conf: float = 0.95, adjust_for_deprivation: bool = False
+) -> pd.DataFrame:
     """The value equation by pathway and provider, raw and adjusted for case mix.
 
     Columns: ``pathway``, ``provider_code`` and every column of
@@ -317,12 +338,16 @@ def provider_value(outcomes: pd.DataFrame, conf: float = 0.95, adjust_for_depriv
     df["_res_gain"] = df["gain"] - df["expected_gain"]
     df["_res_cost"] = df["cost"] - df["expected_cost"]
     pw = df.groupby("pathway").agg(pathway_gain=("gain", "mean"), pathway_cost=("cost", "mean"))
-    adj = df.groupby(by, sort=True).agg(
-        expected_gain=("expected_gain", "mean"),
-        expected_cost=("expected_cost", "mean"),
-        sd_res_gain=("_res_gain", "std"),
-        sd_res_cost=("_res_cost", "std"),
-    ).reset_index()
+    adj = (
+        df.groupby(by, sort=True)
+        .agg(
+            expected_gain=("expected_gain", "mean"),
+            expected_cost=("expected_cost", "mean"),
+            sd_res_gain=("_res_gain", "std"),
+            sd_res_cost=("_res_cost", "std"),
+        )
+        .reset_index()
+    )
     out = out.merge(adj, on=by, how="left").merge(pw, left_on="pathway", right_index=True, how="left")
     t = _t(conf, out["n"])
     out["adjusted_gain"] = out["pathway_gain"] + out["mean_gain"] - out["expected_gain"]
@@ -370,22 +395,39 @@ def quadrant(provider_table: pd.DataFrame, min_patients: int = 30) -> pd.DataFra
     finding on its own) and ``quadrant`` (one of :data:`QUADRANTS` when both
     are clear, otherwise ``not distinguishable``, or ``too few patients``).
     """
-    need = ["pathway", "provider_code", "n", "adjusted_gain", "adjusted_gain_ci_lower", "adjusted_gain_ci_upper",
-            "adjusted_cost", "adjusted_cost_ci_lower", "adjusted_cost_ci_upper"]
+    need = [
+        "pathway",
+        "provider_code",
+        "n",
+        "adjusted_gain",
+        "adjusted_gain_ci_lower",
+        "adjusted_gain_ci_upper",
+        "adjusted_cost",
+        "adjusted_cost_ci_lower",
+        "adjusted_cost_ci_upper",
+    ]
     missing = [c for c in need if c not in provider_table.columns]
     if missing:
-        raise InputError(f"quadrant() needs the provider_value table; missing column(s): {', '.join(missing)}")
+        raise InputError(
+            f"quadrant() needs the provider_value table; missing column(s): {', '.join(missing)}"
+        )
     out = provider_table[need].copy()
     big = out["n"] >= min_patients
-    med = out[big].groupby("pathway").agg(median_gain=("adjusted_gain", "median"), median_cost=("adjusted_cost", "median"))
+    med = (
+        out[big]
+        .groupby("pathway")
+        .agg(median_gain=("adjusted_gain", "median"), median_cost=("adjusted_cost", "median"))
+    )
     out = out.merge(med, left_on="pathway", right_index=True, how="left")
     out["gain_position"] = _position(out["adjusted_gain"], out["median_gain"])
     out["cost_position"] = _position(out["adjusted_cost"], out["median_cost"])
     out["gain_clear"] = big & (
-        (out["adjusted_gain_ci_lower"] > out["median_gain"]) | (out["adjusted_gain_ci_upper"] < out["median_gain"])
+        (out["adjusted_gain_ci_lower"] > out["median_gain"])
+        | (out["adjusted_gain_ci_upper"] < out["median_gain"])
     )
     out["cost_clear"] = big & (
-        (out["adjusted_cost_ci_lower"] > out["median_cost"]) | (out["adjusted_cost_ci_upper"] < out["median_cost"])
+        (out["adjusted_cost_ci_lower"] > out["median_cost"])
+        | (out["adjusted_cost_ci_upper"] < out["median_cost"])
     )
     label = pd.Series(
         [QUADRANTS.get((g, c), ON_MEDIAN) for g, c in zip(out["gain_position"], out["cost_position"])],
@@ -407,7 +449,9 @@ def quadrant_counts(quadrant_table: pd.DataFrame) -> pd.DataFrame:
     (all providers of the pathway). Every label is a column even when its count is 0.
     """
     labels = [*QUADRANTS.values(), NOT_DISTINGUISHABLE, TOO_FEW]
-    counts = pd.crosstab(quadrant_table["pathway"], quadrant_table["quadrant"]).reindex(columns=labels, fill_value=0)
+    counts = pd.crosstab(quadrant_table["pathway"], quadrant_table["quadrant"]).reindex(
+        columns=labels, fill_value=0
+    )
     counts["providers"] = counts.sum(axis=1)
     counts.columns.name = None
     return counts.reset_index().astype({c: "int64" for c in [*labels, "providers"]})
@@ -416,8 +460,12 @@ def quadrant_counts(quadrant_table: pd.DataFrame) -> pd.DataFrame:
 def describe_quadrant(quadrant_table: pd.DataFrame, pathway: str) -> str:
     """One sentence stating the finding of a pathway's quadrant, for a figure title."""
     part = quadrant_table[quadrant_table["pathway"] == pathway]
-    worse = part[(part["quadrant"] == QUADRANTS[("lower", "higher")]) & part["gain_clear"] & part["cost_clear"]]
-    better = part[(part["quadrant"] == QUADRANTS[("higher", "lower")]) & part["gain_clear"] & part["cost_clear"]]
+    worse = part[
+        (part["quadrant"] == QUADRANTS[("lower", "higher")]) & part["gain_clear"] & part["cost_clear"]
+    ]
+    better = part[
+        (part["quadrant"] == QUADRANTS[("higher", "lower")]) & part["gain_clear"] & part["cost_clear"]
+    ]
     if len(worse):
         who = ", ".join(worse["provider_code"])
         verb = "has" if len(worse) == 1 else "have"
@@ -452,13 +500,29 @@ def equity(outcomes: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
     out = _summarise(df, ["pathway", "imd_decile"], conf)
     out["imd_decile"] = out["imd_decile"].astype("Int64")
     out["group"] = np.select(
-        [out["imd_decile"].isna().to_numpy(), out["imd_decile"].isin(CORE20_DECILES).fillna(False).to_numpy()],
+        [
+            out["imd_decile"].isna().to_numpy(),
+            out["imd_decile"].isin(CORE20_DECILES).fillna(False).to_numpy(),
+        ],
         ["unknown", "Core20"],
         default="other",
     )
     out["share_of_patients"] = out["n"] / out.groupby("pathway")["n"].transform("sum")
-    cols = ["pathway", "imd_decile", "group", "n", "share_of_patients", "mean_before", "mean_after",
-            "mean_gain", "gain_ci_lower", "gain_ci_upper", "mean_cost", "cost_ci_lower", "cost_ci_upper"]
+    cols = [
+        "pathway",
+        "imd_decile",
+        "group",
+        "n",
+        "share_of_patients",
+        "mean_before",
+        "mean_after",
+        "mean_gain",
+        "gain_ci_lower",
+        "gain_ci_upper",
+        "mean_cost",
+        "cost_ci_lower",
+        "cost_ci_upper",
+    ]
     return out[cols].sort_values(["pathway", "imd_decile"], na_position="last", ignore_index=True)
 
 
@@ -493,8 +557,18 @@ def deprivation_gradient(outcomes: pd.DataFrame, column: str = "gain", conf: flo
             half = float(_t(conf, n - 1)) * float(res.stderr)  # n - 2 degrees of freedom
             lo, hi = slope - half, slope + half
         rows.append((pathway, column, n, int((~known).sum()), slope, lo, hi))
-    return pd.DataFrame(rows, columns=["pathway", "measure", "n", "n_unknown", "slope_per_decile",
-                                       "slope_ci_lower", "slope_ci_upper"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "pathway",
+            "measure",
+            "n",
+            "n_unknown",
+            "slope_per_decile",
+            "slope_ci_lower",
+            "slope_ci_upper",
+        ],
+    )
 
 
 def _core20_gap(df: pd.DataFrame, by: list[str], conf: float) -> pd.DataFrame:
@@ -506,9 +580,29 @@ def _core20_gap(df: pd.DataFrame, by: list[str], conf: float) -> pd.DataFrame:
         a = part.loc[part["_core20"], "gain"].to_numpy(dtype="float64")
         b = part.loc[~part["_core20"], "gain"].to_numpy(dtype="float64")
         gap, lo, hi = welch_difference(a, b, conf)
-        rows.append((*np.atleast_1d(key), a.size, a.mean() if a.size else np.nan, b.mean() if b.size else np.nan, gap, lo, hi))
-    return pd.DataFrame(rows, columns=by + ["n_core20", "equity_gain_core20", "equity_gain_other",
-                                            "equity_gap", "equity_gap_ci_lower", "equity_gap_ci_upper"])
+        rows.append(
+            (
+                *np.atleast_1d(key),
+                a.size,
+                a.mean() if a.size else np.nan,
+                b.mean() if b.size else np.nan,
+                gap,
+                lo,
+                hi,
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=by
+        + [
+            "n_core20",
+            "equity_gain_core20",
+            "equity_gain_other",
+            "equity_gap",
+            "equity_gap_ci_lower",
+            "equity_gap_ci_upper",
+        ],
+    )
 
 
 def welch_difference(a: np.ndarray, b: np.ndarray, conf: float = 0.95) -> tuple[float, float, float]:
@@ -549,7 +643,9 @@ def economy(input_costs: pd.DataFrame) -> pd.DataFrame:
     need = ["provider_code", "input", "quantity", "total_cost"]
     missing = [c for c in need if c not in input_costs.columns]
     if missing:
-        raise InputError(f"input costs table: missing column(s) {', '.join(missing)}; expected {', '.join(need)}")
+        raise InputError(
+            f"input costs table: missing column(s) {', '.join(missing)}; expected {', '.join(need)}"
+        )
     out = input_costs[(["pathway"] if "pathway" in input_costs.columns else []) + need].copy()
     out["quantity"] = pd.to_numeric(out["quantity"], errors="coerce").astype("float64")
     out["total_cost"] = pd.to_numeric(out["total_cost"], errors="coerce").astype("float64")
@@ -559,7 +655,9 @@ def economy(input_costs: pd.DataFrame) -> pd.DataFrame:
             f"row {i + 2}: quantity={out['quantity'].iloc[i]}, total_cost={out['total_cost'].iloc[i]}"
             for i in np.flatnonzero(bad.to_numpy())[:_MAX_SHOWN]
         )
-        raise InputError(f"input costs table: columns 'quantity' (> 0) and 'total_cost' (>= 0) must be numbers; {rows}")
+        raise InputError(
+            f"input costs table: columns 'quantity' (> 0) and 'total_cost' (>= 0) must be numbers; {rows}"
+        )
     out["unit_cost"] = out["total_cost"] / out["quantity"]
     out["median_unit_cost"] = out.groupby("input")["unit_cost"].transform("median")
     out["economy_index"] = out["unit_cost"] / out["median_unit_cost"]
@@ -626,10 +724,15 @@ def three_es(
         )
     bad = sorted(k for k, v in intended.items() if not np.isfinite(v) or v <= 0)
     if bad:
-        raise InputError(f"intended_gain: the intended mean EQ-5D gain must be above 0; check {', '.join(map(repr, bad))}")
+        raise InputError(
+            f"intended_gain: the intended mean EQ-5D gain must be above 0; check {', '.join(map(repr, bad))}"
+        )
     out["effectiveness_intended_gain"] = out["pathway"].astype("str").map(intended).astype("float64")
-    for suffix, col in (("", "effectiveness_mean_gain"), ("_ci_lower", "effectiveness_gain_ci_lower"),
-                        ("_ci_upper", "effectiveness_gain_ci_upper")):
+    for suffix, col in (
+        ("", "effectiveness_mean_gain"),
+        ("_ci_lower", "effectiveness_gain_ci_lower"),
+        ("_ci_upper", "effectiveness_gain_ci_upper"),
+    ):
         out[f"effectiveness_vs_intended{suffix}"] = out[col] / out["effectiveness_intended_gain"]
     out["cost_per_unit_gain"] = base["cost_per_unit_gain"].to_numpy()
     if "imd_decile" in df.columns:
@@ -637,8 +740,14 @@ def three_es(
         out = out.merge(gap, on=by, how="left")
         out["n_core20"] = out["n_core20"].fillna(0).astype("int64")
     else:
-        for c in ["n_core20", "equity_gain_core20", "equity_gain_other", "equity_gap",
-                  "equity_gap_ci_lower", "equity_gap_ci_upper"]:
+        for c in [
+            "n_core20",
+            "equity_gain_core20",
+            "equity_gain_other",
+            "equity_gap",
+            "equity_gap_ci_lower",
+            "equity_gap_ci_upper",
+        ]:
             out[c] = np.nan
     return out.reset_index(drop=True)
 
@@ -687,7 +796,9 @@ def annuity_factor(
     if discount_rate <= -1:
         raise ValueError(f"discount_rate must be > -1, got {discount_rate}")
     if int(first_discounted_year) != first_discounted_year or first_discounted_year < 0:
-        raise ValueError(f"first_discounted_year must be a whole number of years, 0 or more; got {first_discounted_year}")
+        raise ValueError(
+            f"first_discounted_year must be a whole number of years, 0 or more; got {first_discounted_year}"
+        )
     whole = int(np.floor(duration_years))
     part = duration_years - whole
     years = np.arange(whole + (1 if part > 0 else 0))
@@ -732,10 +843,21 @@ def allocative(
     ``below £20,000 per QALY``, ``within £20,000-£30,000 per QALY``,
     ``above £30,000 per QALY`` (using the given thresholds), or ``no gain``.
     """
-    need = [by, "n", "mean_cost", "mean_gain", "gain_ci_lower", "gain_ci_upper", "cpug_ci_lower", "cpug_ci_upper"]
+    need = [
+        by,
+        "n",
+        "mean_cost",
+        "mean_gain",
+        "gain_ci_lower",
+        "gain_ci_upper",
+        "cpug_ci_lower",
+        "cpug_ci_upper",
+    ]
     missing = [c for c in need if c not in value_table.columns]
     if missing:
-        raise InputError(f"allocative() needs the pathway_value table; missing column(s): {', '.join(missing)}")
+        raise InputError(
+            f"allocative() needs the pathway_value table; missing column(s): {', '.join(missing)}"
+        )
     lower, upper = (float(x) for x in thresholds)
     if not 0 < lower <= upper:
         raise ValueError(f"thresholds must be two positive numbers, lower first; got {thresholds}")
@@ -776,8 +898,13 @@ def _icer_verdict(dc: float, dq: float, lower: float, upper: float) -> str:
     if dq > 0:
         return (
             f"more effective at £{icer:,.0f} per extra QALY: "
-            + ("below" if icer < lower and not np.isclose(icer, lower)
-               else "within" if icer <= upper or np.isclose(icer, upper) else "above")
+            + (
+                "below"
+                if icer < lower and not np.isclose(icer, lower)
+                else "within"
+                if icer <= upper or np.isclose(icer, upper)
+                else "above"
+            )
             + f" the £{lower:,.0f}-£{upper:,.0f} range"
         )
     if dq < 0:
@@ -823,20 +950,33 @@ def incremental(
     rows = allocative_table.set_index(by)
     for name in (comparator, intervention):
         if name not in rows.index:
-            raise InputError(f"incremental(): '{name}' is not a value of '{by}'; found: {', '.join(map(str, rows.index))}")
+            raise InputError(
+                f"incremental(): '{name}' is not a value of '{by}'; found: {', '.join(map(str, rows.index))}"
+            )
     a, b = rows.loc[comparator], rows.loc[intervention]
     dc = float(b["mean_cost"] - a["mean_cost"])
     dq = float(b["qalys_per_patient"] - a["qalys_per_patient"])
     lower, upper = float(b["threshold_lower"]), float(b["threshold_upper"])
-    return pd.DataFrame([{
-        "comparator": comparator, "intervention": intervention,
-        "cost_comparator": float(a["mean_cost"]), "cost_intervention": float(b["mean_cost"]),
-        "qalys_comparator": float(a["qalys_per_patient"]), "qalys_intervention": float(b["qalys_per_patient"]),
-        "delta_cost": dc, "delta_qalys": dq, "icer": dc / dq if dq != 0 else np.nan,
-        "threshold_lower": lower, "threshold_upper": upper,
-        "nmb_at_lower": lower * dq - dc, "nmb_at_upper": upper * dq - dc,
-        "verdict": _icer_verdict(dc, dq, lower, upper),
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "comparator": comparator,
+                "intervention": intervention,
+                "cost_comparator": float(a["mean_cost"]),
+                "cost_intervention": float(b["mean_cost"]),
+                "qalys_comparator": float(a["qalys_per_patient"]),
+                "qalys_intervention": float(b["qalys_per_patient"]),
+                "delta_cost": dc,
+                "delta_qalys": dq,
+                "icer": dc / dq if dq != 0 else np.nan,
+                "threshold_lower": lower,
+                "threshold_upper": upper,
+                "nmb_at_lower": lower * dq - dc,
+                "nmb_at_upper": upper * dq - dc,
+                "verdict": _icer_verdict(dc, dq, lower, upper),
+            }
+        ]
+    )
 
 
 #: Bootstrap replicates and seed of :func:`incremental_within` by default.
@@ -844,8 +984,14 @@ BOOTSTRAP_REPLICATES: int = 1000
 BOOTSTRAP_SEED: int = 2026
 
 
-def _adjusted_means(cost: np.ndarray, gain: np.ndarray, exp_cost: np.ndarray, exp_gain: np.ndarray,
-                    pathway_cost: float, pathway_gain: float) -> tuple[np.ndarray, np.ndarray]:
+def _adjusted_means(
+    cost: np.ndarray,
+    gain: np.ndarray,
+    exp_cost: np.ndarray,
+    exp_gain: np.ndarray,
+    pathway_cost: float,
+    pathway_gain: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Indirectly standardised mean cost and gain along the last axis (as in :func:`provider_value`)."""
     adj_cost = pathway_cost * cost.mean(axis=-1) / exp_cost.mean(axis=-1)
     adj_gain = pathway_gain + gain.mean(axis=-1) - exp_gain.mean(axis=-1)
@@ -930,7 +1076,9 @@ def incremental_within(
                 f"incremental_within(): '{name}' has {len(arm)} patient(s) on {pathway} (at least 2 needed); "
                 f"values of '{by}' found: {found}"
             )
-        arms[name] = [arm[c].to_numpy(dtype="float64") for c in ("cost", "gain", "expected_cost", "expected_gain")]
+        arms[name] = [
+            arm[c].to_numpy(dtype="float64") for c in ("cost", "gain", "expected_cost", "expected_gain")
+        ]
     if comparator == intervention:
         raise InputError(f"incremental_within(): the comparator and the intervention are both '{comparator}'")
     af = annuity_factor(duration_years, discount_rate, first_discounted_year)
@@ -953,23 +1101,43 @@ def incremental_within(
     if dc_lo <= 0 <= dc_hi and dq_lo <= 0 <= dq_hi:
         verdict = "no clear difference (both intervals include zero); point estimate " + verdict
     verdict += f"; probability cost-effective {p_lower:.2f} at £{lower:,.0f} and {p_upper:.2f} at £{upper:,.0f} per QALY"
-    return pd.DataFrame([{
-        "comparison": "incremental: same pathway", "pathway": pathway, "by": by,
-        "comparator": str(comparator), "intervention": str(intervention),
-        "n_comparator": int(arms[comparator][0].size), "n_intervention": int(arms[intervention][0].size),
-        "cost_comparator": float(ca), "cost_intervention": float(cb),
-        "qalys_comparator": float(ga * af), "qalys_intervention": float(gb * af),
-        "delta_cost": dc, "delta_cost_ci_lower": float(dc_lo), "delta_cost_ci_upper": float(dc_hi),
-        "delta_qalys": dq, "delta_qalys_ci_lower": float(dq_lo), "delta_qalys_ci_upper": float(dq_hi),
-        "icer": dc / dq if dq != 0 else np.nan,
-        "threshold_lower": lower, "threshold_upper": upper,
-        "nmb_at_lower": lower * dq - dc, "nmb_at_upper": upper * dq - dc,
-        "prob_cost_effective_at_lower": p_lower, "prob_cost_effective_at_upper": p_upper,
-        "duration_years": float(duration_years), "discount_rate": float(discount_rate),
-        "first_discounted_year": int(first_discounted_year), "case_mix_adjusted": bool(adjust_for_case_mix),
-        "n_bootstrap": int(n_bootstrap), "seed": int(seed),
-        "verdict": verdict,
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "comparison": "incremental: same pathway",
+                "pathway": pathway,
+                "by": by,
+                "comparator": str(comparator),
+                "intervention": str(intervention),
+                "n_comparator": int(arms[comparator][0].size),
+                "n_intervention": int(arms[intervention][0].size),
+                "cost_comparator": float(ca),
+                "cost_intervention": float(cb),
+                "qalys_comparator": float(ga * af),
+                "qalys_intervention": float(gb * af),
+                "delta_cost": dc,
+                "delta_cost_ci_lower": float(dc_lo),
+                "delta_cost_ci_upper": float(dc_hi),
+                "delta_qalys": dq,
+                "delta_qalys_ci_lower": float(dq_lo),
+                "delta_qalys_ci_upper": float(dq_hi),
+                "icer": dc / dq if dq != 0 else np.nan,
+                "threshold_lower": lower,
+                "threshold_upper": upper,
+                "nmb_at_lower": lower * dq - dc,
+                "nmb_at_upper": upper * dq - dc,
+                "prob_cost_effective_at_lower": p_lower,
+                "prob_cost_effective_at_upper": p_upper,
+                "duration_years": float(duration_years),
+                "discount_rate": float(discount_rate),
+                "first_discounted_year": int(first_discounted_year),
+                "case_mix_adjusted": bool(adjust_for_case_mix),
+                "n_bootstrap": int(n_bootstrap),
+                "seed": int(seed),
+                "verdict": verdict,
+            }
+        ]
+    )
 
 
 def across_pathways(allocative_table: pd.DataFrame, comparator: str, intervention: str) -> pd.DataFrame:
@@ -991,7 +1159,9 @@ def across_pathways(allocative_table: pd.DataFrame, comparator: str, interventio
     rows = allocative_table.set_index("pathway")
     for name in (comparator, intervention):
         if name not in rows.index:
-            raise InputError(f"across_pathways(): '{name}' is not a pathway; found: {', '.join(map(str, rows.index))}")
+            raise InputError(
+                f"across_pathways(): '{name}' is not a pathway; found: {', '.join(map(str, rows.index))}"
+            )
     a, b = rows.loc[comparator], rows.loc[intervention]
     budget = float(a["patients_per_budget"] * a["mean_cost"])
     qa, qb = float(a["qalys_per_budget"]), float(b["qalys_per_budget"])
@@ -1000,14 +1170,24 @@ def across_pathways(allocative_table: pd.DataFrame, comparator: str, interventio
         f"not an ICER: {comparator} and {intervention} treat different patients; "
         f"£{budget:,.0f} buys {max(qa, qb):.2f} QALYs in {more} and {min(qa, qb):.2f} in {less}"
     )
-    return pd.DataFrame([{
-        "comparison": "allocative: different pathways, no ICER",
-        "comparator": comparator, "intervention": intervention,
-        "cost_comparator": float(a["mean_cost"]), "cost_intervention": float(b["mean_cost"]),
-        "qalys_comparator": float(a["qalys_per_patient"]), "qalys_intervention": float(b["qalys_per_patient"]),
-        "budget_gbp": budget, "qalys_per_budget_comparator": qa, "qalys_per_budget_intervention": qb,
-        "icer": np.nan, "verdict": verdict,
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "comparison": "allocative: different pathways, no ICER",
+                "comparator": comparator,
+                "intervention": intervention,
+                "cost_comparator": float(a["mean_cost"]),
+                "cost_intervention": float(b["mean_cost"]),
+                "qalys_comparator": float(a["qalys_per_patient"]),
+                "qalys_intervention": float(b["qalys_per_patient"]),
+                "budget_gbp": budget,
+                "qalys_per_budget_comparator": qa,
+                "qalys_per_budget_intervention": qb,
+                "icer": np.nan,
+                "verdict": verdict,
+            }
+        ]
+    )
 
 
 def compare_options(
@@ -1069,9 +1249,26 @@ QIA_AWAITING: tuple[str, ...] = ("pending", "not started")
 QIA_REJECTED: str = "rejected"
 PLAN_TOTAL = "plan total"
 REJECTED_LINE = "rejected (not counted)"
-_MONTHS = {m: i for i, m in enumerate(
-    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-     "november", "december"], start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ],
+        start=1,
+    )
+}
 
 
 def financial_month(value: Any) -> int | None:
@@ -1175,19 +1372,24 @@ def cip_plan(plan: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         except ValueError:
             months.append(None)
             unreadable.append(True)
-    report("start_month", pd.Series(unreadable, index=df.index),
-           "blank, M1-M12 (M1 = April), a month name such as October, or a date")
+    report(
+        "start_month",
+        pd.Series(unreadable, index=df.index),
+        "blank, M1-M12 (M1 = April), a month name such as October, or a date",
+    )
     if problems:
         raise InputError("CIP plan: " + "; ".join(problems))
 
-    out = pd.DataFrame({
-        "scheme": df["scheme"].astype("str").str.strip(),
-        "value_gbp": value.astype("float64"),
-        "cash_releasing": flags["cash_releasing"].astype("bool"),
-        "recurrent": flags["recurrent"].astype("bool"),
-        "qia_status": status,
-        "qia_rating": rating,
-    })
+    out = pd.DataFrame(
+        {
+            "scheme": df["scheme"].astype("str").str.strip(),
+            "value_gbp": value.astype("float64"),
+            "cash_releasing": flags["cash_releasing"].astype("bool"),
+            "recurrent": flags["recurrent"].astype("bool"),
+            "qia_status": status,
+            "qia_rating": rating,
+        }
+    )
     out["cip_class"] = [
         f"{'cash-releasing' if c else 'non-cash-releasing'}, {'recurrent' if r else 'non-recurrent'}"
         for c, r in zip(out["cash_releasing"], out["recurrent"])
@@ -1200,16 +1402,21 @@ def cip_plan(plan: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         out["recurrent"], out["value_gbp"] * 12 / out["months_in_year"], 0.0
     )
     out["flag"] = [
-        "rejected at quality impact assessment: not counted" if s == QIA_REJECTED
-        else f"no approved quality impact assessment (status: {s}): not counted" if not ok
-        else "high quality risk: check the mitigation" if r == "high"
+        "rejected at quality impact assessment: not counted"
+        if s == QIA_REJECTED
+        else f"no approved quality impact assessment (status: {s}): not counted"
+        if not ok
+        else "high quality risk: check the mitigation"
+        if r == "high"
         else ""
         for s, ok, r in zip(out["qia_status"], out["qia_approved"], out["qia_rating"])
     ]
     return out
 
 
-def cip_summary(plan: pd.DataFrame | Iterable[Mapping[str, Any]], target_gbp: float | None = None) -> pd.DataFrame:
+def cip_summary(
+    plan: pd.DataFrame | Iterable[Mapping[str, Any]], target_gbp: float | None = None
+) -> pd.DataFrame:
     """A CIP plan totalled by class of saving, with the gap to target in recurrent cash.
 
     Takes the same input as :func:`cip_plan`. Only schemes with an approved
@@ -1237,22 +1444,37 @@ def cip_summary(plan: pd.DataFrame | Iterable[Mapping[str, Any]], target_gbp: fl
     counted = checked[checked["counted_in_plan"]]
     awaiting = checked[checked["qia_status"].isin(QIA_AWAITING)]
     rejected = checked[checked["qia_status"] == QIA_REJECTED]
-    g = counted.assign(_high=counted["qia_rating"] == "high").groupby("cip_class").agg(
-        n_schemes=("scheme", "size"),
-        value_gbp=("value_gbp", "sum"),
-        full_year_effect_gbp=("full_year_effect_gbp", "sum"),
-        n_high_risk=("_high", "sum"),
-    ).reindex(list(CIP_CLASSES), fill_value=0)
-    w = awaiting.groupby("cip_class").agg(
-        awaiting_qia_gbp=("value_gbp", "sum"), n_awaiting_qia=("scheme", "size")
-    ).reindex(list(CIP_CLASSES), fill_value=0)
+    g = (
+        counted.assign(_high=counted["qia_rating"] == "high")
+        .groupby("cip_class")
+        .agg(
+            n_schemes=("scheme", "size"),
+            value_gbp=("value_gbp", "sum"),
+            full_year_effect_gbp=("full_year_effect_gbp", "sum"),
+            n_high_risk=("_high", "sum"),
+        )
+        .reindex(list(CIP_CLASSES), fill_value=0)
+    )
+    w = (
+        awaiting.groupby("cip_class")
+        .agg(awaiting_qia_gbp=("value_gbp", "sum"), n_awaiting_qia=("scheme", "size"))
+        .reindex(list(CIP_CLASSES), fill_value=0)
+    )
     classes = g.join(w).reset_index().rename(columns={"index": "cip_class"})
     total = classes.drop(columns="cip_class").sum().to_frame().T.assign(cip_class=PLAN_TOTAL)
-    rejected_row = pd.DataFrame([{
-        "cip_class": REJECTED_LINE, "n_schemes": len(rejected), "value_gbp": float(rejected["value_gbp"].sum()),
-        "full_year_effect_gbp": float(rejected["full_year_effect_gbp"].sum()), "n_high_risk": 0,
-        "awaiting_qia_gbp": np.nan, "n_awaiting_qia": 0,
-    }])
+    rejected_row = pd.DataFrame(
+        [
+            {
+                "cip_class": REJECTED_LINE,
+                "n_schemes": len(rejected),
+                "value_gbp": float(rejected["value_gbp"].sum()),
+                "full_year_effect_gbp": float(rejected["full_year_effect_gbp"].sum()),
+                "n_high_risk": 0,
+                "awaiting_qia_gbp": np.nan,
+                "n_awaiting_qia": 0,
+            }
+        ]
+    )
     out = pd.concat([classes, total, rejected_row], ignore_index=True)
     out["counted_in_plan"] = out["cip_class"] != REJECTED_LINE
     for col in ("n_schemes", "n_high_risk", "n_awaiting_qia"):
@@ -1260,12 +1482,18 @@ def cip_summary(plan: pd.DataFrame | Iterable[Mapping[str, Any]], target_gbp: fl
     for col in ("value_gbp", "full_year_effect_gbp", "awaiting_qia_gbp"):
         out[col] = out[col].astype("float64")
     plan_total = float(classes["value_gbp"].sum())
-    out["share_of_plan"] = np.where(out["counted_in_plan"], out["value_gbp"] / plan_total if plan_total > 0 else np.nan,
-                                    np.nan)
+    out["share_of_plan"] = np.where(
+        out["counted_in_plan"], out["value_gbp"] / plan_total if plan_total > 0 else np.nan, np.nan
+    )
     recurrent_cash = float(classes.set_index("cip_class").loc["cash-releasing, recurrent", "value_gbp"])
     at_total = out["cip_class"] == PLAN_TOTAL
-    for col in ("target_gbp", "recurrent_cash_gbp", "gap_to_target_gbp", "other_savings_gbp",
-                "gap_after_other_savings_gbp"):
+    for col in (
+        "target_gbp",
+        "recurrent_cash_gbp",
+        "gap_to_target_gbp",
+        "other_savings_gbp",
+        "gap_after_other_savings_gbp",
+    ):
         out[col] = np.nan
     out.loc[at_total, "recurrent_cash_gbp"] = recurrent_cash
     out.loc[at_total, "other_savings_gbp"] = plan_total - recurrent_cash
@@ -1273,9 +1501,22 @@ def cip_summary(plan: pd.DataFrame | Iterable[Mapping[str, Any]], target_gbp: fl
         out.loc[at_total, "target_gbp"] = float(target_gbp)
         out.loc[at_total, "gap_to_target_gbp"] = float(target_gbp) - recurrent_cash
         out.loc[at_total, "gap_after_other_savings_gbp"] = float(target_gbp) - plan_total
-    cols = ["cip_class", "counted_in_plan", "n_schemes", "value_gbp", "full_year_effect_gbp", "share_of_plan",
-            "n_high_risk", "awaiting_qia_gbp", "n_awaiting_qia", "target_gbp", "recurrent_cash_gbp",
-            "gap_to_target_gbp", "other_savings_gbp", "gap_after_other_savings_gbp"]
+    cols = [
+        "cip_class",
+        "counted_in_plan",
+        "n_schemes",
+        "value_gbp",
+        "full_year_effect_gbp",
+        "share_of_plan",
+        "n_high_risk",
+        "awaiting_qia_gbp",
+        "n_awaiting_qia",
+        "target_gbp",
+        "recurrent_cash_gbp",
+        "gap_to_target_gbp",
+        "other_savings_gbp",
+        "gap_after_other_savings_gbp",
+    ]
     return out[cols]
 
 
@@ -1301,6 +1542,7 @@ def describe_equity(equity_table: pd.DataFrame, pathway: str | None = None) -> s
     it counts the pathways in which the Core20 group gains less (pathways are
     never pooled, because their gains are on different scales).
     """
+
     def gap(t: pd.DataFrame) -> tuple[float, float] | None:
         known = t[t["group"] != "unknown"]
         if not {"Core20", "other"} <= set(known["group"]):
@@ -1328,7 +1570,9 @@ def describe_equity(equity_table: pd.DataFrame, pathway: str | None = None) -> s
     )
 
 
-def describe_allocative(allocative_table: pd.DataFrame, by: str = "pathway", budget_gbp: float = 1_000.0) -> str:
+def describe_allocative(
+    allocative_table: pd.DataFrame, by: str = "pathway", budget_gbp: float = 1_000.0
+) -> str:
     """One sentence: what the same budget buys in the best and worst group."""
     t = allocative_table.dropna(subset=["qalys_per_budget"]).sort_values("qalys_per_budget", ascending=False)
     if t.empty:

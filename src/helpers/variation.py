@@ -93,33 +93,46 @@ def prepare_variation(
             deaths_src = open_table("deaths", data_deaths, column_map or None, engine, backend=src.backend)
         definition = indicators.resolve(indicator, src.present, deaths_src is not None)
         terms = definition.case_mix if case_mix is None else case_mix
-        return _variation_sql(src, definition, terms, include_deprivation, financial_year, min_level_spells, engine,
-                              deaths_src)
+        return _variation_sql(
+            src, definition, terms, include_deprivation, financial_year, min_level_spells, engine, deaths_src
+        )
     finally:
         src.backend.close()
 
 
-def _variation_sql(src: TableSource, definition: indicators.Indicator, case_mix: Sequence[str],
-                   include_deprivation: bool, financial_year: str | None, min_level_spells: int,
-                   engine: str, deaths: TableSource | None = None) -> VariationInput:
+def _variation_sql(
+    src: TableSource,
+    definition: indicators.Indicator,
+    case_mix: Sequence[str],
+    include_deprivation: bool,
+    financial_year: str | None,
+    min_level_spells: int,
+    engine: str,
+    deaths: TableSource | None = None,
+) -> VariationInput:
     threshold = disclosure.DEFAULT_THRESHOLD
     be = src.backend
     counted = ", ".join(f"COUNT({quote(c)}) AS {quote(c)}" for c in src.present)
-    non_missing = {str(k): int(v) for k, v in be.query(f"SELECT {counted} FROM ({src.typed_sql}) AS v").iloc[0].items()}
+    non_missing = {
+        str(k): int(v) for k, v in be.query(f"SELECT {counted} FROM ({src.typed_sql}) AS v").iloc[0].items()
+    }
     terms, term_table = casemix.resolve_terms(case_mix, src.present, include_deprivation, non_missing)
     include_deprivation = casemix.DEPRIVATION_TERM in terms
     terms_sql = [term_sql(t, src.present) for t in terms]
     readmit = "emergency"
     if definition.readmission_excludes is not None:
         readmit = f"(emergency AND NOT {indicators.rule_sql(definition.readmission_excludes, src.present)})"
-    derived = spell_fields_sql(src, 30, None, readmission=definition.kind == "readmission", carry=["_rownum"],
-                           readmit=readmit)
+    derived = spell_fields_sql(
+        src, 30, None, readmission=definition.kind == "readmission", carry=["_rownum"], readmit=readmit
+    )
     outcome = OUTCOME_SQL.get(definition.outcome)
     if definition.outcome == "died_30d":
         derived = deaths_sql(derived, deaths, src)
         outcome = "CASE WHEN died_30d THEN 1 ELSE 0 END"
-    flags = [indicators.rule_sql(s.rule, src.present) if s.needs is None or s.needs in src.present else "FALSE"
-             for s in definition.steps]
+    flags = [
+        indicators.rule_sql(s.rule, src.present) if s.needs is None or s.needs in src.present else "FALSE"
+        for s in definition.steps
+    ]
     in_year = "TRUE" if financial_year is None else f"financial_year = {literal(financial_year)}"
     term_cols = ", ".join(f"{sql} AS _t{i}" for i, sql in enumerate(terms_sql))
     flag_cols = "".join(f", ({f}) AS _x{i}" for i, f in enumerate(flags))
@@ -133,48 +146,80 @@ def _variation_sql(src: TableSource, definition: indicators.Indicator, case_mix:
     be.materialise("variation_pop", f"SELECT *, ({in_pop}) AS _in_pop FROM variation_base")
     step_counts = "".join(
         f", SUM(CASE WHEN _in_year AND {' AND '.join([f'NOT _x{j}' for j in range(i)] + [f'_x{i}'])} THEN 1 ELSE 0 END) AS x{i}"
-        for i in range(len(flags)))
+        for i in range(len(flags))
+    )
     c = be.query(
         "SELECT COUNT(*) AS n_all, SUM(CASE WHEN _in_year THEN 1 ELSE 0 END) AS n_year, "
         "SUM(CASE WHEN _in_year AND _in_pop THEN 1 ELSE 0 END) AS n_pop, "
         "COUNT(DISTINCT CASE WHEN _in_year THEN financial_year END) AS n_years, "
         "AVG(CASE WHEN _in_year AND emergency THEN los_days END) AS los_emergency, "
         f"AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective{step_counts} "
-        "FROM variation_pop").iloc[0]
+        "FROM variation_pop"
+    ).iloc[0]
     n_all, n_year = int(c["n_all"]), int(c["n_year"] or 0)
     if financial_year is not None and n_year == 0:
         years = be.query("SELECT DISTINCT financial_year FROM variation_pop WHERE financial_year IS NOT NULL")
         listed = ", ".join(sorted(years["financial_year"].astype(str)))
-        raise ValueError(f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {listed}.")
-    year_ex = pd.DataFrame({
-        "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
-        "rows_before": [n_all], "rows_excluded": [n_all - n_year], "rows_after": [n_year],
-        "reason": ["discharged in another financial year" if financial_year else "none excluded"],
-    })
-    pop_ex = indicators.exclusions_table(definition, [int(c[f"x{i}"] or 0) for i in range(len(flags))], n_year,
-                                         src.present)
+        raise ValueError(
+            f"Spells: no spell discharged in financial year {financial_year!r}; the data cover {listed}."
+        )
+    year_ex = pd.DataFrame(
+        {
+            "step": [f"financial year {financial_year}" if financial_year else "all financial years"],
+            "rows_before": [n_all],
+            "rows_excluded": [n_all - n_year],
+            "rows_after": [n_year],
+            "reason": ["discharged in another financial year" if financial_year else "none excluded"],
+        }
+    )
+    pop_ex = indicators.exclusions_table(
+        definition, [int(c[f"x{i}"] or 0) for i in range(len(flags))], n_year, src.present
+    )
     groups = ", ".join(f"_t{i}" for i in range(len(terms)))
     # _first (the cell's first row in the file) lets fit_cells add up in the order the rows would be
-    pcells = be.query(f"SELECT {groups}, provider_code, COUNT(*) AS n, SUM(_y) AS events, MIN(_rownum) AS _first "
-                      f"FROM variation_pop "
-                      f"WHERE _in_year AND _in_pop GROUP BY {groups}, provider_code")
+    pcells = be.query(
+        f"SELECT {groups}, provider_code, COUNT(*) AS n, SUM(_y) AS events, MIN(_rownum) AS _first "
+        f"FROM variation_pop "
+        f"WHERE _in_year AND _in_pop GROUP BY {groups}, provider_code"
+    )
     vcells = None
     if definition.family != "binomial":
-        vcells = be.query(f"SELECT {groups}, _y, COUNT(*) AS w, MIN(_rownum) AS _first FROM variation_pop "
-                          f"WHERE _in_year AND _in_pop GROUP BY {groups}, _y")
+        vcells = be.query(
+            f"SELECT {groups}, _y, COUNT(*) AS w, MIN(_rownum) AS _first FROM variation_pop "
+            f"WHERE _in_year AND _in_pop GROUP BY {groups}, _y"
+        )
     names = {f"_t{i}": t for i, t in enumerate(terms)}
     pcells = pcells.rename(columns=names)
     if vcells is not None:
         vcells = vcells.rename(columns=names)
-    model = fit_cells(pcells, terms, definition.family, vcells=vcells, include_deprivation=include_deprivation,
-                      min_level_spells=min_level_spells, indicator=definition.name)
-    per_event = {"los": 1.0, "readmission": c["los_emergency"], "day_case": c["los_ordinary_elective"],
-                 "mortality": None}[definition.kind]
+    model = fit_cells(
+        pcells,
+        terms,
+        definition.family,
+        vcells=vcells,
+        include_deprivation=include_deprivation,
+        min_level_spells=min_level_spells,
+        indicator=definition.name,
+    )
+    per_event = {
+        "los": 1.0,
+        "readmission": c["los_emergency"],
+        "day_case": c["los_ordinary_elective"],
+        "mortality": None,
+    }[definition.kind]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
     profile = profile_sql(src, in_year, spell_fields_sql(src, 30, None, readmission=False), threshold)
     cover = periods.coverage_from_months(src.stats["admissions_by_month"])
     if financial_year is not None:
         cover = cover.clip(*periods.financial_year_bounds(financial_year))
-    return VariationInput(model, pd.concat([year_ex, pop_ex], ignore_index=True), cover.years,
-                          per_event, src.rows, engine, stand_in(src, n_year, profile), casemix_terms=term_table,
-                          definition=definition)
+    return VariationInput(
+        model,
+        pd.concat([year_ex, pop_ex], ignore_index=True),
+        cover.years,
+        per_event,
+        src.rows,
+        engine,
+        stand_in(src, n_year, profile),
+        casemix_terms=term_table,
+        definition=definition,
+    )

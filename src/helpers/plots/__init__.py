@@ -32,7 +32,14 @@ NHS: dict[str, str] = {
 }
 
 #: A colour-blind-safe order for categorical series (blue, orange, grey, aqua, purple).
-PALETTE: list[str] = [NHS["blue"], NHS["orange"], NHS["dark_grey"], NHS["aqua_blue"], NHS["purple"], NHS["dark_green"]]
+PALETTE: list[str] = [
+    NHS["blue"],
+    NHS["orange"],
+    NHS["dark_grey"],
+    NHS["aqua_blue"],
+    NHS["purple"],
+    NHS["dark_green"],
+]
 
 
 def set_theme(font_scale: float = 1.0) -> None:
@@ -58,7 +65,6 @@ def set_theme(font_scale: float = 1.0) -> None:
     )
 
 
-
 #: The width of the book's text column in CSS pixels (sphinx-book-theme in a 1,280-pixel window);
 #: a figure drawn wider is scaled down to it, and its text with it.
 PAGE_WIDTH_PX = 700
@@ -77,8 +83,11 @@ def smallest_text_pt(fig, page_width_px: float = PAGE_WIDTH_PX) -> float:
     width_px = fig.get_tightbbox(renderer).width * fig.dpi
     scale = min(1.0, page_width_px / width_px)
     sizes = [
-        t.get_fontsize() for t in fig.findobj(Text)
-        if t.get_visible() and t.get_text().strip() and (t.axes is None or t.axes.get_visible())
+        t.get_fontsize()
+        for t in fig.findobj(Text)
+        if t.get_visible()
+        and t.get_text().strip()
+        and (t.axes is None or t.axes.get_visible())
         and (t.get_window_extent(renderer).width > 0)
     ]
     return min(sizes) / 72 * fig.dpi * scale * 0.75

@@ -34,7 +34,12 @@ def _style(flag: str, small: bool, higher_is_better: bool) -> tuple[str, str, fl
     return (NHS["orange"], "D", 52) if worse else (NHS["blue"], "s", 52)
 
 
-def finding_title(providers: pd.DataFrame, what: str = "than their case mix explains", higher: str = "higher", lower: str = "lower") -> str:
+def finding_title(
+    providers: pd.DataFrame,
+    what: str = "than their case mix explains",
+    higher: str = "higher",
+    lower: str = "lower",
+) -> str:
     """'2 providers higher and 2 lower than their case mix explains' from the outlier column."""
     hi = int((providers["outlier"] == "high").sum())
     lo = int((providers["outlier"] == "low").sum())
@@ -81,33 +86,69 @@ def funnel_plot(
         c = curves[curves["level"] == level].sort_values("precision")
         style = _LINESTYLES[min(i, len(_LINESTYLES) - 1)] if len(levels) > 1 else "-"
         label = f"{level:g}% limits"
-        ax.plot(c["precision"], c["lower"] * scale, color=NHS["dark_blue"], linestyle=style, linewidth=1.2, label=label)
+        ax.plot(
+            c["precision"],
+            c["lower"] * scale,
+            color=NHS["dark_blue"],
+            linestyle=style,
+            linewidth=1.2,
+            label=label,
+        )
         ax.plot(c["precision"], c["upper"] * scale, color=NHS["dark_blue"], linestyle=style, linewidth=1.2)
     target = float(curves["target"].iloc[0])
     ax.axhline(target * scale, color=NHS["dark_grey"], linewidth=1, label="Target")
-    small = providers["small"].to_numpy(bool) if "small" in providers.columns else np.zeros(len(providers), bool)
+    small = (
+        providers["small"].to_numpy(bool) if "small" in providers.columns else np.zeros(len(providers), bool)
+    )
     for flag in ("none", "high", "low"):
         for is_small in (True, False):
             sel = (providers["outlier"].to_numpy() == flag) & (small == is_small)
             if not sel.any():
                 continue
             colour, marker, size = _style(flag, is_small, higher_is_better)
-            ax.scatter(providers.loc[sel, x_col], providers.loc[sel, col] * scale, c=colour, marker=marker, s=size,
-                       edgecolor=NHS["dark_grey"] if is_small else "white", linewidth=0.6, zorder=3)
+            ax.scatter(
+                providers.loc[sel, x_col],
+                providers.loc[sel, col] * scale,
+                c=colour,
+                marker=marker,
+                s=size,
+                edgecolor=NHS["dark_grey"] if is_small else "white",
+                linewidth=0.6,
+                zorder=3,
+            )
     flagged = providers[providers["outlier"] != "none"].sort_values(x_col)
     for i, (_, row) in enumerate(flagged.iterrows()):
-        ax.annotate(str(row["provider_code"]), (row[x_col], row[col] * scale), xytext=(5, 5 if i % 2 == 0 else -12),
-                    textcoords="offset points", fontsize=9, color=NHS["black"])
+        ax.annotate(
+            str(row["provider_code"]),
+            (row[x_col], row[col] * scale),
+            xytext=(5, 5 if i % 2 == 0 else -12),
+            textcoords="offset points",
+            fontsize=9,
+            color=NHS["black"],
+        )
     handles, labels = ax.get_legend_handles_labels()
     worse_word, better_word = ("lower", "higher") if higher_is_better else ("higher", "lower")
     extra = [
-        Line2D([], [], marker="D", linestyle="", color=NHS["orange"], label=f"{beyond}, {worse_word} (worse)"),
-        Line2D([], [], marker="s", linestyle="", color=NHS["blue"], label=f"{beyond}, {better_word} (better)"),
+        Line2D(
+            [], [], marker="D", linestyle="", color=NHS["orange"], label=f"{beyond}, {worse_word} (worse)"
+        ),
+        Line2D(
+            [], [], marker="s", linestyle="", color=NHS["blue"], label=f"{beyond}, {better_word} (better)"
+        ),
         Line2D([], [], marker="o", linestyle="", color=NHS["mid_grey"], label="Within limits"),
     ]
     if small.any():
-        extra.append(Line2D([], [], marker="o", linestyle="", color=NHS["pale_grey"], markeredgecolor=NHS["dark_grey"],
-                            label="Small (not flagged)"))
+        extra.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                color=NHS["pale_grey"],
+                markeredgecolor=NHS["dark_grey"],
+                label="Small (not flagged)",
+            )
+        )
     ax.legend(handles + extra, labels + [h.get_label() for h in extra], loc="best", fontsize=8, frameon=True)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label + (" (%)" if percent else ""))
@@ -150,24 +191,34 @@ def caterpillar_plot(
         colour, marker, size = _style(row["outlier"], bool(small[i]), higher_is_better)
         colour = NHS["mid_grey"] if colour == NHS["pale_grey"] else colour
         ax.plot([row["ci_lower"] * scale, row["ci_upper"] * scale], [i, i], color=colour, linewidth=1.6)
-        ax.scatter(row[col] * scale, i, c=colour, marker=marker, s=size, zorder=3, edgecolor="white", linewidth=0.5)
+        ax.scatter(
+            row[col] * scale, i, c=colour, marker=marker, s=size, zorder=3, edgecolor="white", linewidth=0.5
+        )
     target = _target(providers)
     if target is not None:
         ax.axvline(target * scale, color=NHS["dark_grey"], linewidth=1)
     if outlier_level is not None:
         worse_word, better_word = ("lower", "higher") if higher_is_better else ("higher", "lower")
         beyond = _beyond(outlier_level) + " of the funnel"
-        ax.legend(handles=[
-            Line2D([], [], marker="D", color=NHS["orange"], label=f"{beyond}, {worse_word} (worse)"),
-            Line2D([], [], marker="s", color=NHS["blue"], label=f"{beyond}, {better_word} (better)"),
-            Line2D([], [], marker="o", color=NHS["mid_grey"], label="Within the funnel's limits"),
-        ], loc="lower right", fontsize=8)
+        ax.legend(
+            handles=[
+                Line2D([], [], marker="D", color=NHS["orange"], label=f"{beyond}, {worse_word} (worse)"),
+                Line2D([], [], marker="s", color=NHS["blue"], label=f"{beyond}, {better_word} (better)"),
+                Line2D([], [], marker="o", color=NHS["mid_grey"], label="Within the funnel's limits"),
+            ],
+            loc="lower right",
+            fontsize=8,
+        )
     ax.set_yticks(range(len(d)))
     ax.set_yticklabels(d["provider_code"], fontsize=8 if len(d) <= 40 else 5)
     ax.set_xlabel(x_label + (" (%)" if percent else ""))
     ax.set_ylabel("Provider")
     if title is None:
-        crosses = int(((d["ci_lower"] <= (target or 0)) & (d["ci_upper"] >= (target or 0))).sum()) if target is not None else 0
+        crosses = (
+            int(((d["ci_lower"] <= (target or 0)) & (d["ci_upper"] >= (target or 0))).sum())
+            if target is not None
+            else 0
+        )
         title = f"{crosses} of {len(d)} providers' intervals include the target; order alone says little"
     ax.set_title(title)
     fig.tight_layout()
@@ -213,7 +264,9 @@ def opportunity_plot(
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.25 * len(d) + 1.8)))
     flag = d[outlier_column].to_numpy(bool) if outlier_column in d.columns else np.zeros(len(d), bool)
     small = d["small"].to_numpy(bool) if "small" in d.columns else np.zeros(len(d), bool)
-    colours = [NHS["orange"] if f else (NHS["pale_grey"] if sm else NHS["mid_grey"]) for f, sm in zip(flag, small)]
+    colours = [
+        NHS["orange"] if f else (NHS["pale_grey"] if sm else NHS["mid_grey"]) for f, sm in zip(flag, small)
+    ]
     ax.barh(d["provider_code"], d[value], color=colours, hatch=None)
     for i, f in enumerate(flag):
         if f:
@@ -226,18 +279,30 @@ def opportunity_plot(
     ax.set_xlabel(f"Opportunity ({unit})")
     ax.set_ylabel("Provider")
     handles = [
-        plt.Rectangle((0, 0), 1, 1, color=NHS["orange"], hatch="//", label=f"Beyond the {level_text} funnel limit"),
+        plt.Rectangle(
+            (0, 0), 1, 1, color=NHS["orange"], hatch="//", label=f"Beyond the {level_text} funnel limit"
+        ),
         plt.Rectangle((0, 0), 1, 1, color=NHS["mid_grey"], label="Worse than benchmark, within limits"),
     ]
     if small.any():
-        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor=NHS["pale_grey"], edgecolor=NHS["dark_grey"],
-                                     label="Too small to be flagged (in no total)"))
+        handles.append(
+            plt.Rectangle(
+                (0, 0),
+                1,
+                1,
+                facecolor=NHS["pale_grey"],
+                edgecolor=NHS["dark_grey"],
+                label="Too small to be flagged (in no total)",
+            )
+        )
     ax.legend(handles=handles, loc="lower right", fontsize=8)
     if title is None:
         k = int(flag.sum())
         share = outl / naive if naive > 0 else 0.0
-        title = (f"{share:.0%} of the naive opportunity sits with the {k} provider{'s' if k != 1 else ''} beyond the funnel limit\n"
-                 f"Naive {naive:,.0f}; outliers only {outl:,.0f}; allowing for chance {lo:,.0f} to {hi:,.0f} {unit}")
+        title = (
+            f"{share:.0%} of the naive opportunity sits with the {k} provider{'s' if k != 1 else ''} beyond the funnel limit\n"
+            f"Naive {naive:,.0f}; outliers only {outl:,.0f}; allowing for chance {lo:,.0f} to {hi:,.0f} {unit}"
+        )
     ax.set_title(title, fontsize=10.5)
     fig.tight_layout()
     return fig

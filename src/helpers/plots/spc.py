@@ -59,8 +59,15 @@ def _badges(ax: plt.Axes, summary_row: pd.Series | None, fontsize: float = 9, st
     for badge in reversed([b for b in badges if b]):
         text, colour = badge
         t = ax.text(
-            x, y, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=fontsize,
-            color="white", fontweight="bold",
+            x,
+            y,
+            text,
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=fontsize,
+            color="white",
+            fontweight="bold",
             bbox={"boxstyle": "round,pad=0.35", "facecolor": colour, "edgecolor": colour},
         )
         # step left (or up) by the badge's size (in axes units) for the next one
@@ -79,13 +86,28 @@ def _draw(ax: plt.Axes, g: pd.DataFrame, target: float | None, marker_scale: flo
     for _, p in g.groupby("period", sort=True):
         ax.plot(p["date"], p["mean"], color=NHS["dark_grey"], linewidth=1.4, zorder=1)
         for col in ("lower_limit", "upper_limit"):
-            ax.plot(p["date"], p[col], color=NHS["dark_grey"], linewidth=1.1, linestyle="--", zorder=1,
-                    drawstyle="steps-mid" if p[col].nunique() > 1 else "default")
+            ax.plot(
+                p["date"],
+                p[col],
+                color=NHS["dark_grey"],
+                linewidth=1.1,
+                linestyle="--",
+                zorder=1,
+                drawstyle="steps-mid" if p[col].nunique() > 1 else "default",
+            )
     for kind, (colour, marker, size) in POINT_STYLE.items():
         pts = g[g["point_type"] == kind]
         if len(pts):
-            ax.scatter(pts["date"], pts["value"], s=size * marker_scale, color=colour, marker=marker,
-                       zorder=3, edgecolor="white", linewidth=0.5)
+            ax.scatter(
+                pts["date"],
+                pts["value"],
+                s=size * marker_scale,
+                color=colour,
+                marker=marker,
+                zorder=3,
+                edgecolor="white",
+                linewidth=0.5,
+            )
     if target is not None and not pd.isna(target):
         ax.axhline(target, color=NHS["dark_red"], linestyle=":", linewidth=1.4, zorder=1)
     starts = g.groupby("period")["date"].min().iloc[1:]
@@ -103,13 +125,16 @@ def _format_axes(ax: plt.Axes, table: pd.DataFrame) -> None:
 
 def _legend_handles(table: pd.DataFrame, target: bool) -> list[Line2D]:
     labels = {
-        "common_cause": "Common cause", "improvement": "Special cause: improvement",
-        "concern": "Special cause: concern", "neutral": "Special cause: neither better nor worse",
+        "common_cause": "Common cause",
+        "improvement": "Special cause: improvement",
+        "concern": "Special cause: concern",
+        "neutral": "Special cause: neither better nor worse",
     }
     present = set(table["point_type"])
     handles = [
         Line2D([], [], color=POINT_STYLE[k][0], marker=POINT_STYLE[k][1], linestyle="", label=v)
-        for k, v in labels.items() if k in present or k == "common_cause"
+        for k, v in labels.items()
+        if k in present or k == "common_cause"
     ]
     handles.append(Line2D([], [], color=NHS["dark_grey"], linewidth=1.4, label="Mean"))
     handles.append(Line2D([], [], color=NHS["dark_grey"], linestyle="--", label="Process limits"))
@@ -149,8 +174,14 @@ def spc_chart(
     ax.set_ylabel(ylabel)
     ax.set_xlabel("Month")
     ax.set_title(title or str(group), pad=28, loc="left", wrap=True)
-    ax.legend(handles=_legend_handles(g, target is not None and not pd.isna(target)),
-              loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False, fontsize=9)
+    ax.legend(
+        handles=_legend_handles(g, target is not None and not pd.isna(target)),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=3,
+        frameon=False,
+        fontsize=9,
+    )
     fig.tight_layout()
     _badges(ax, row)
     return fig
@@ -177,8 +208,9 @@ def small_multiples(
     groups = sorted(table["group"].unique())
     ncols = max(1, min(ncols, len(groups)))
     nrows = math.ceil(len(groups) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, panel_height * nrows + 1.2),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_width * ncols, panel_height * nrows + 1.2), squeeze=False, sharex=True
+    )
     rows = {} if summary is None else {r["group"]: r for _, r in summary.iterrows()}
     for ax, grp in zip(axes.flat, groups):
         g = table[table["group"] == grp]
@@ -188,7 +220,9 @@ def small_multiples(
         ax.set_title(str(grp), pad=30, fontsize=10, loc="left")
         ax.tick_params(axis="both", labelsize=9)
         ax.tick_params(axis="x", labelrotation=45)
-        ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(4, 10)))  # April and October: two labels a year
+        ax.xaxis.set_major_locator(
+            mdates.MonthLocator(bymonth=(4, 10))
+        )  # April and October: two labels a year
     for i, ax in enumerate(axes.flat):
         if i >= len(groups):
             ax.set_visible(False)
@@ -197,11 +231,20 @@ def small_multiples(
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=9)
     has_target = summary is not None and summary["target"].notna().any()
-    fig.legend(handles=_legend_handles(table, has_target), loc="lower center", ncol=2,
-               frameon=False, fontsize=9)
+    fig.legend(
+        handles=_legend_handles(table, has_target), loc="lower center", ncol=2, frameon=False, fontsize=9
+    )
     if title:
-        fig.suptitle(title, x=0.01, y=1 - 0.1 / fig.get_figheight(), ha="left", va="top", fontweight="bold",
-                     fontsize=10, wrap=True)
+        fig.suptitle(
+            title,
+            x=0.01,
+            y=1 - 0.1 / fig.get_figheight(),
+            ha="left",
+            va="top",
+            fontweight="bold",
+            fontsize=10,
+            wrap=True,
+        )
     height = fig.get_figheight()
     top = 1 - (0.5 / height if title else 0)  # room for the title and for the legend (1.2 inch)
     fig.tight_layout(rect=(0, 1.2 / height, 1, top))
@@ -216,6 +259,14 @@ def add_caption(fig: plt.Figure, text: str, fontsize: float = 8.5) -> plt.Figure
         return fig
     width = max(60, int(fig.get_figwidth() * 15))
     lines = textwrap.wrap(text, width)
-    fig.text(0.01, 0, "\n".join(lines), ha="left", va="top", fontsize=fontsize, color=NHS["dark_grey"],
-             transform=fig.transFigure)
+    fig.text(
+        0.01,
+        0,
+        "\n".join(lines),
+        ha="left",
+        va="top",
+        fontsize=fontsize,
+        color=NHS["dark_grey"],
+        transform=fig.transFigure,
+    )
     return fig
