@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import casemix, contract, derive, engine, funnel, io, opportunity, quality, variation
+from helpers import casemix, contract, derive, engine, funnel, io, opportunity, variation
 
 SAMPLE = io.sample_path("spells")
 EXACT = {"check_exact": True}  # the engines add up in the rows' order: the same numbers to the last bit
@@ -62,9 +62,10 @@ def provider_indicator(prepared: variation.VariationInput, indicator: str) -> pd
 
 
 @pytest.fixture(scope="module")
-def pandas_results() -> dict[str, variation.VariationInput]:
+def duckdb_results() -> dict[str, variation.VariationInput]:
+    """The DuckDB results, the reference the Spark engine must reproduce."""
     return {
-        ind: variation.prepare_variation(None, ind, engine="pandas") for ind in ("los", "readmission_30d")
+        ind: variation.prepare_variation(None, ind, engine="duckdb") for ind in ("los", "readmission_30d")
     }
 
 
@@ -95,38 +96,13 @@ def bad_spells(tmp_path: Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- DuckDB
-@pytest.mark.parametrize("indicator", ["los", "readmission_30d"])
-def test_duckdb_provider_indicator_is_the_pandas_table(pandas_results, indicator):
-    duck = variation.prepare_variation(None, indicator, engine="duckdb")
-    expected = provider_indicator(pandas_results[indicator], indicator)
-    pd.testing.assert_frame_equal(provider_indicator(duck, indicator), expected, **EXACT)
-    pd.testing.assert_frame_equal(duck.exclusions, pandas_results[indicator].exclusions)
-    assert duck.years == pandas_results[indicator].years == 2
-    assert duck.bed_days_per_event == pandas_results[indicator].bed_days_per_event
-    for table in ("diagnostics", "calibration", "coefficients", "pooled_levels"):
-        pd.testing.assert_frame_equal(
-            getattr(duck.model, table), getattr(pandas_results[indicator].model, table), **EXACT
-        )
-    # the data quality profile computed in SQL is the table helpers.quality makes from the rows
-    pd.testing.assert_frame_equal(
-        quality.data_quality(duck.spells), quality.data_quality(pandas_results[indicator].spells)
-    )
-    assert quality.describe(duck.spells) == quality.describe(pandas_results[indicator].spells)
-
-
 @pytest.mark.parametrize("indicator", ["day_case", "mortality"])
 def test_duckdb_binomial_indicators_and_one_year(indicator):
-    a = variation.prepare_variation(
-        None, indicator, financial_year="2024/25", include_deprivation=True, engine="pandas"
-    )
     b = variation.prepare_variation(
         None, indicator, financial_year="2024/25", include_deprivation=True, engine="duckdb"
     )
-    pd.testing.assert_frame_equal(b.model.providers, a.model.providers, **EXACT)
-    pd.testing.assert_frame_equal(b.model.coefficients, a.model.coefficients, **EXACT)
-    pd.testing.assert_frame_equal(b.exclusions, a.exclusions)
     assert b.exclusions.loc[0, "rows_excluded"] > 0  # 2023/24 left out, and counted
-    assert b.years == a.years == 1
+    assert b.years == 1
 
 
 def test_fit_cells_negative_binomial_and_rare_levels_match_fit_casemix():
@@ -370,13 +346,10 @@ def test_empty_indicator_population_is_the_same_input_error_in_every_engine(tmp_
     assert 500 < len(short) < len(raw)
     path = tmp_path / "short.csv"
     short.to_csv(path, index=False)
-    messages = []
-    for name in ("pandas", "duckdb"):
-        with pytest.raises(io.InputError) as info:
-            variation.prepare_variation(path, "readmission_30d", engine=name)
-        messages.append(str(info.value))
-    assert messages[0] == messages[1] == casemix.empty_population_message("readmission_30d")
-    assert "no spell has a full 30-day follow-up inside the extract" in messages[0]
+    with pytest.raises(io.InputError) as info:
+        variation.prepare_variation(path, "readmission_30d", engine="duckdb")
+    assert str(info.value) == casemix.empty_population_message("readmission_30d")
+    assert "no spell has a full 30-day follow-up inside the extract" in str(info.value)
     # the other indicators still fit on the same extract
     assert variation.prepare_variation(path, "los", engine="duckdb").model.providers["denominator"].sum() > 0
 
@@ -388,23 +361,12 @@ def test_unknown_term_and_year_are_clear_errors():
         variation.prepare_variation(None, "los", financial_year="2019/20", engine="duckdb")
 
 
-def test_handbook_run_engine_duckdb_writes_the_pandas_tables(tmp_path):
+def test_engine_option_is_refused_by_a_notebook_without_the_parameter(tmp_path):
     from helpers import cli
 
-    assert cli.main(["run", "variation", "--out", str(tmp_path / "pandas"), "--quiet"]) == 0
-    assert (
-        cli.main(["run", "variation", "--engine", "duckdb", "--out", str(tmp_path / "duckdb"), "--quiet"])
-        == 0
-    )
-    tables = sorted(p.name for p in (tmp_path / "pandas" / "tables").glob("*.csv"))
-    assert "provider_indicator.csv" in tables
-    assert tables == sorted(p.name for p in (tmp_path / "duckdb" / "tables").glob("*.csv"))
-    for name in tables:
-        assert (tmp_path / "duckdb" / "tables" / name).read_bytes() == (
-            tmp_path / "pandas" / "tables" / name
-        ).read_bytes(), name
     # a notebook without the parameter refuses the option instead of ignoring it
     assert cli.main(["run", "spc", "--engine", "duckdb", "--out", str(tmp_path / "spc"), "--quiet"]) == 2
+    assert not (tmp_path / "spc").exists()
 
 
 def _spark_or_skip():
@@ -436,22 +398,22 @@ def spark():
     session.stop()
 
 
-def test_spark_provider_indicator_is_the_pandas_table(pandas_results, spark):
+def test_spark_provider_indicator_is_the_pandas_table(duckdb_results, spark):
     for indicator in ("readmission_30d",):  # the one with the linkage; the rest of the SQL is shared
         got = variation.prepare_variation(None, indicator, engine="spark", spark=spark)
-        expected = provider_indicator(pandas_results[indicator], indicator)
+        expected = provider_indicator(duckdb_results[indicator], indicator)
         pd.testing.assert_frame_equal(provider_indicator(got, indicator), expected, **EXACT)
-        pd.testing.assert_frame_equal(got.exclusions, pandas_results[indicator].exclusions)
-        assert got.bed_days_per_event == pandas_results[indicator].bed_days_per_event
+        pd.testing.assert_frame_equal(got.exclusions, duckdb_results[indicator].exclusions)
+        assert got.bed_days_per_event == duckdb_results[indicator].bed_days_per_event
 
 
 @pytest.fixture(scope="module")
 def spells_by_engine(tmp_path_factory, spark) -> dict[str, pd.DataFrame]:
-    """3,000 sample spells with their derived fields, from each engine (and pandas)."""
+    """3,000 sample spells with their derived fields, from each engine and from a frame already loaded."""
     path = tmp_path_factory.mktemp("spells") / "spells.csv"
     pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(3000).to_csv(path, index=False)
     return {
-        "pandas": derive.add_spell_fields(io.load_table("spells", path)),
+        "frame": derive.add_spell_fields(io.load_table("spells", path)),  # the SQL run on a loaded frame
         "duckdb": derive.load_spells(path, engine="duckdb"),
         "spark": derive.load_spells(path, engine="spark", spark=spark),
     }
@@ -463,7 +425,7 @@ def test_every_derived_field_is_the_same_in_every_engine(spells_by_engine, field
     duck = spells_by_engine["duckdb"][field.name]
     assert str(duck.dtype) == field.dtype
     pd.testing.assert_series_equal(spells_by_engine["spark"][field.name], duck)
-    pd.testing.assert_series_equal(spells_by_engine["pandas"][field.name], duck)
+    pd.testing.assert_series_equal(spells_by_engine["frame"][field.name], duck)
     if field.dtype in {"bool", "boolean"}:  # both values occur in 3,000 spells (died: where the file says so)
         assert duck.fillna(False).any() and not duck.fillna(False).all()
 

@@ -594,37 +594,34 @@ def refused(tmp_path: Path, capsys, data: Path | str, *extra: str, notebook: str
     return err
 
 
-@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
-def test_a_comma_is_only_a_thousands_separator(engine, tmp_path, capsys):
+def test_a_comma_is_only_a_thousands_separator(tmp_path, capsys):
     df = extract()
     df.loc[4, "age"] = "4,5"
     df.loc[6, "spell_cost"] = "12,5"
     df.loc[7, "spell_cost"] = "1,234.50"  # fine
     path = tmp_path / "extract.csv"
     df.to_csv(path, index=False)
-    err = refused(tmp_path, capsys, path, "--engine", engine, notebook="variation")
+    err = refused(tmp_path, capsys, path, notebook="variation")
     assert (
         "column 'age': expected a number with commas only between thousands" in err
         and "row 6: age=4,5" in err
     )
     assert "row 8: spell_cost=12,5" in err and "1,234.50" not in err
-    if engine == "pandas":
-        from helpers import io
+    from helpers import io
 
-        df.loc[4, "age"], df.loc[6, "spell_cost"] = "45", "12.5"
-        df.to_csv(path, index=False)
-        assert io.load_table("spells", path)["spell_cost"].iloc[7] == 1234.5
+    df.loc[4, "age"], df.loc[6, "spell_cost"] = "45", "12.5"
+    df.to_csv(path, index=False)
+    assert io.load_table("spells", path)["spell_cost"].iloc[7] == 1234.5
 
 
-@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
-def test_dates_outside_the_plausible_window_are_errors(engine, tmp_path, capsys, monkeypatch):
+def test_dates_outside_the_plausible_window_are_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HANDBOOK_DATES", "")  # restored after the test: --dates below sets it
     df = extract()
     df.loc[2, "admission_date"] = "1901-05-01"
     df.loc[9, "discharge_date"] = "2099-01-01"
     path = tmp_path / "extract.csv"
     df.to_csv(path, index=False)
-    err = refused(tmp_path, capsys, path, "--engine", engine, notebook="variation")
+    err = refused(tmp_path, capsys, path, notebook="variation")
     assert (
         "column 'admission_date': expected a date from 1990-01-01 to " in err
         and "row 4: admission_date=1901-05-01" in err
@@ -634,9 +631,7 @@ def test_dates_outside_the_plausible_window_are_errors(engine, tmp_path, capsys,
         and "row 11: discharge_date=2099-01-01" in err
     )
     # the window is a parameter: a wider one lets 1901 through, and a malformed one is refused
-    err = refused(
-        tmp_path, capsys, path, "--engine", engine, "--dates", "1900-01-01:2050-12-31", notebook="variation"
-    )
+    err = refused(tmp_path, capsys, path, "--dates", "1900-01-01:2050-12-31", notebook="variation")
     assert "admission_date" not in err and "row 11: discharge_date=2099-01-01" in err and "2050-12-31" in err
     err = refused(tmp_path, capsys, path, "--dates", "2030:1990", notebook="variation")
     assert "--dates expects FROM:TO as two ISO dates" in err

@@ -154,7 +154,7 @@ def test_spark_connect_provider_indicator_is_the_pandas_table(through_remote):
     )  # Connect, not local mode
     assert session.range(3).count() == 3  # the server answers
     indicator = "readmission_30d"  # the one with the linkage across providers; the rest of the SQL is shared
-    expected = variation.prepare_variation(None, indicator, engine="pandas")
+    expected = variation.prepare_variation(None, indicator, engine="duckdb")
     got = variation.prepare_variation(None, indicator, engine="spark")  # the session comes from SPARK_REMOTE
     pd.testing.assert_frame_equal(
         provider_indicator(got, indicator), provider_indicator(expected, indicator), **EXACT
