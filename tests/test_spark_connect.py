@@ -5,7 +5,7 @@ process. Here a Spark Connect server is started from the pyspark install
 (``sbin/start-connect-server.sh``, as an NHS data platform would run it) on a
 free port of the loopback address, and the engine reaches it the way a user
 does: ``SPARK_REMOTE=sc://127.0.0.1:PORT`` and no session handed in. The truth
-is the pandas path's tables, as in tests/test_engine.py; the server is stopped
+is the DuckDB path's tables, as in tests/test_engine.py; the server is stopped
 afterwards. Skipped with a message when pyspark, its Connect client (the
 optional extra, requirements-spark.txt) or Java is absent.
 """
@@ -147,7 +147,7 @@ def through_remote(spark_remote, monkeypatch):
     return spark_remote
 
 
-def test_spark_connect_provider_indicator_is_the_pandas_table(through_remote):
+def test_spark_connect_provider_indicator_is_the_duckdb_table(through_remote):
     session = engine.spark_session()
     assert type(session).__module__.startswith("pyspark.sql.connect"), type(
         session
@@ -166,14 +166,14 @@ def test_spark_connect_provider_indicator_is_the_pandas_table(through_remote):
     assert got.bed_days_per_event == expected.bed_days_per_event
 
 
-def test_spark_connect_bad_file_gives_the_pandas_message(tmp_path, through_remote):
+def test_spark_connect_bad_file_gives_the_loader_message(tmp_path, through_remote):
     path = tmp_path / "bad.parquet"
     bad_spells(tmp_path).to_parquet(path)
-    with pytest.raises(io.InputError) as pandas_error:
+    with pytest.raises(io.InputError) as loader_error:
         io.load_table("spells", path)
     with pytest.raises(io.InputError) as spark_error:
         contract.validate_table("spells", path, engine="spark")
-    assert str(spark_error.value) == str(pandas_error.value)
+    assert str(spark_error.value) == str(loader_error.value)
     assert "11 problems found" in str(
         spark_error.value
     )  # the rows are numbered as the file's (test_engine.py)
