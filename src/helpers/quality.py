@@ -28,7 +28,7 @@ subtraction.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -95,15 +95,34 @@ def _missing(series: pd.Series) -> pd.Series:
 def _codes(series: pd.Series, missing: pd.Series, n_missing: int, threshold: int) -> tuple[str, int | str]:
     """``values_seen`` text and the n_missing to show, suppressed together."""
     counts = series[~missing].astype("str").value_counts().sort_index()
-    shown = disclosure.suppress_counts([n_missing, *counts.tolist()], threshold)
+    return _values_seen(counts.index.tolist(), counts.tolist(), n_missing, threshold)
+
+
+def _values_seen(
+    codes: Sequence[str], counts: Sequence[int], n_missing: int, threshold: int
+) -> tuple[str, int | str]:
+    """``values_seen`` text of codes (in order) and their counts, and the n_missing to show, suppressed together."""
+    shown = disclosure.suppress_counts([int(n_missing), *(int(n) for n in counts)], threshold)
     missing_shown, code_counts = shown[0], shown[1:]
     parts = [
-        f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}"
-        for code, n in zip(counts.index, code_counts)
+        f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}" for code, n in zip(codes, code_counts)
     ]
     if len(parts) > MAX_CODES:
         parts = parts[:MAX_CODES] + [f"… and {len(parts) - MAX_CODES:,} more"]
     return "; ".join(parts), missing_shown
+
+
+def _completeness(record: dict[str, Any], n_missing: int | str, rows: int, threshold: int) -> dict[str, Any]:
+    """``record`` with ``n_missing`` (suppressed when 1 to ``threshold``) and ``pct_complete``."""
+    if n_missing != disclosure.SUPPRESSED and threshold > 0 and 1 <= int(n_missing) <= threshold:
+        n_missing = disclosure.SUPPRESSED
+    record["n_missing"] = n_missing
+    record["pct_complete"] = (
+        disclosure.SUPPRESSED
+        if n_missing == disclosure.SUPPRESSED
+        else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0)
+    )
+    return record
 
 
 def data_quality(
@@ -195,15 +214,7 @@ def data_quality(
             listed = False
         if listed:
             record["values_seen"], n_missing = _codes(series, missing, int(n_missing), threshold)
-        elif threshold > 0 and 1 <= int(n_missing) <= threshold:
-            n_missing = disclosure.SUPPRESSED
-        record["n_missing"] = n_missing
-        record["pct_complete"] = (
-            disclosure.SUPPRESSED
-            if n_missing == disclosure.SUPPRESSED
-            else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0)
-        )
-        records.append(record)
+        records.append(_completeness(record, n_missing, rows, threshold))
     out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
     # already suppressed above, as one set per column: nothing more for publish to do
     out.attrs["disclosure"] = {"counts": []}
@@ -488,24 +499,10 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
         if listed:
             counts = codes[codes["c"] == name]
             counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
-            shown = disclosure.suppress_counts([int(n_missing), *counts["k"].astype(int).tolist()], threshold)
-            n_missing, code_counts = shown[0], shown[1:]
-            parts = [
-                f"{code}: {n:,}" if isinstance(n, int) else f"{code}: {n}"
-                for code, n in zip(counts["v"], code_counts)
-            ]
-            if len(parts) > MAX_CODES:
-                parts = parts[:MAX_CODES] + [f"… and {len(parts) - MAX_CODES:,} more"]
-            record["values_seen"] = "; ".join(parts)
-        elif threshold > 0 and 1 <= int(n_missing) <= threshold:
-            n_missing = disclosure.SUPPRESSED
-        record["n_missing"] = n_missing
-        record["pct_complete"] = (
-            disclosure.SUPPRESSED
-            if n_missing == disclosure.SUPPRESSED
-            else (round(100 * (rows - n_missing) / rows, 1) if rows else 0.0)
-        )
-        records.append(record)
+            record["values_seen"], n_missing = _values_seen(
+                counts["v"].tolist(), counts["k"].tolist(), int(n_missing), threshold
+            )
+        records.append(_completeness(record, n_missing, rows, threshold))
     out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
     out.attrs["disclosure"] = {"counts": []}
     return out
