@@ -498,6 +498,33 @@ class EffectResults:
     overlap: pd.DataFrame
 
 
+def _effect_row(
+    outcome: str,
+    method: str,
+    r: dict[str, float],
+    n_treated: int,
+    n_control: int,
+    unit: str,
+    ratio_measure: str | None,
+    note: str,
+    kind: str,
+    scale: float,
+) -> dict[str, object]:
+    """One row of an effects table; a binary outcome's estimate and interval in ``unit`` (``scale``, e.g. 100 for pp)."""
+    if kind == "binary":
+        r = {**r, **{k: r[k] * scale for k in ("estimate", "ci_lower", "ci_upper", "se")}}
+    return {
+        "outcome": outcome,
+        "method": method,
+        **r,
+        "n_treated": n_treated,
+        "n_control": n_control,
+        "unit": unit,
+        "ratio_measure": ratio_measure,
+        "note": note,
+    }
+
+
 def estimate_effects(
     cohort: pd.DataFrame,
     outcomes: list[str] | None = None,
@@ -573,21 +600,7 @@ def estimate_effects(
                     if n_unmatched
                     else "every treated spell matched"
                 )
-            if kind == "binary":
-                for k in ("estimate", "ci_lower", "ci_upper", "se"):
-                    r[k] = r[k] * scale
-            rows.append(
-                {
-                    "outcome": outcome,
-                    "method": method,
-                    **r,
-                    "n_treated": nt,
-                    "n_control": nc,
-                    "unit": unit,
-                    "ratio_measure": ratio_measure,
-                    "note": note,
-                }
-            )
+            rows.append(_effect_row(outcome, method, r, nt, nc, unit, ratio_measure, note, kind, scale))
     effects = pd.DataFrame(rows).reindex(columns=EFFECT_COLUMNS)
     balance = balance_table(cohort, covariates, treatment, ps, pairs)
     overlap = overlap_table(ps, t)
@@ -886,21 +899,7 @@ def estimate_target_trial(
                     + ("negative binomial" if kind == "count" else "logistic")
                     + " model; biased when its form is wrong (an additive effect in days fitted as a ratio)"
                 )
-            if kind == "binary":
-                for k in ("estimate", "ci_lower", "ci_upper", "se"):
-                    r[k] = r[k] * scale
-            rows_out.append(
-                {
-                    "outcome": outcome,
-                    "method": method,
-                    **r,
-                    "n_treated": nt,
-                    "n_control": nc,
-                    "unit": unit,
-                    "ratio_measure": ratio_measure,
-                    "note": note,
-                }
-            )
+            rows_out.append(_effect_row(outcome, method, r, nt, nc, unit, ratio_measure, note, kind, scale))
     effects = pd.DataFrame(rows_out).reindex(columns=EFFECT_COLUMNS)
     bal_cov = [c for c in cov if c != "risk_set"]
     balance = balance_table(rows, bal_cov, "treated", ps, pairs)
