@@ -180,3 +180,24 @@ def test_spc_on_a_real_trust_series(tmp_path, handbook_runs):
     assert spc_table["mean"].iloc[0] == pytest.approx(mean, rel=1e-9)
     assert spc_table["upper_limit"].iloc[0] == pytest.approx(mean + limit, rel=1e-9)
     assert len(spc_table) == 36
+
+
+def test_template_charts_each_providers_emergency_bed_days_by_discharge_month(handbook_runs):
+    """The template's latest point per provider is the sample's emergency bed days in that discharge month,
+    counted here from the raw file (admission methods 21-28 and 2A-2D; discharge minus admission date)."""
+    out = handbook_runs.get(sample_run("template"))
+    summary = pd.read_csv(out / "tables" / "spc_summary.csv", dtype={"group": str})
+    raw = pd.read_csv(Path(__file__).resolve().parents[1] / "data/sample/spells.csv", dtype=str)
+    assert set(summary["group"]) == set(raw["provider_code"])
+    admitted, discharged = pd.to_datetime(raw["admission_date"]), pd.to_datetime(raw["discharge_date"])
+    emergency = raw["admission_method"].isin([*(str(c) for c in range(21, 29)), "2A", "2B", "2C", "2D"])
+    latest = pd.Timestamp(summary["latest_date"].iloc[0])
+    assert (
+        summary["latest_date"].nunique() == 1 and latest < discharged.max()
+    )  # the last month is not complete
+    in_month = emergency & (discharged.dt.to_period("M") == latest.to_period("M"))
+    expected = (discharged - admitted).dt.days[in_month].groupby(raw["provider_code"][in_month]).sum()
+    got = summary.set_index("group")["latest_value"].astype(float)
+    pd.testing.assert_series_equal(
+        got.sort_index(), expected.astype(float).reindex(got.index).sort_index(), check_names=False
+    )
