@@ -281,6 +281,18 @@ class TableSource:
     stats: dict[str, Any] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)  # an episode-level file built into spells first
 
+    def columns_mapped(self) -> dict[str, str]:
+        """Your column names -> contract names, where they differ; the original file's when it was built first."""
+        if "columns_mapped" in self.origin:
+            return dict(self.origin["columns_mapped"])
+        return {str(k).strip(): v for k, v in self.mapping.items() if str(k).strip() != v}
+
+    def columns_ignored(self) -> list[str]:
+        """Your columns the contract does not use; the original file's when it was built first."""
+        if "columns_mapped" in self.origin:
+            return list(self.origin.get("columns_ignored") or [])
+        return list(self.leftover)
+
 
 def _text_expr(raw: str, kind: str) -> str:
     """Trimmed text of a column, blank (empty, NA, NULL, NaN, None) as NULL: helpers.io's first step."""

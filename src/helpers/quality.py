@@ -439,10 +439,7 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
     spec = io.table_columns(src.table)
     be = src.backend
     ids = io.identifier_columns()
-    source = {v: k for k, v in src.mapping.items()}
-    source |= {
-        v: k for k, v in (src.origin.get("columns_mapped") or {}).items()
-    }  # a file built from episodes
+    source = {v: k for k, v in src.mapping.items()} | {v: k for k, v in src.columns_mapped().items()}
     base = f"SELECT * FROM ({derived}) AS d WHERE {where}"
     aggs = ["COUNT(*) AS n_rows"]
     for i, c in enumerate(src.present):

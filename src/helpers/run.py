@@ -211,16 +211,7 @@ def check_contract_table(
                 for c in ids
             )
             src.backend.con.execute(f"COPY ({text}) TO {literal(str(kept))} (FORMAT PARQUET)")
-        mapped = {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v}
-        ignored = list(src.leftover)
-        if (
-            "columns_mapped" in src.origin
-        ):  # built from episodes or diagnoses first: the original file's names
-            mapped, ignored = (
-                dict(src.origin["columns_mapped"]),
-                list(src.origin.get("columns_ignored") or []),
-            )
-        return int(src.rows), mapped, ignored, frozenset(), kept
+        return int(src.rows), src.columns_mapped(), src.columns_ignored(), frozenset(), kept
     finally:
         src.backend.close()
 
