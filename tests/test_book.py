@@ -183,7 +183,8 @@ def browser() -> Iterator[Browser]:
         if os.environ.get("CI"):
             pytest.fail("Debian's chromium is not installed: .ci/run installs it (apt-get install chromium)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it")
-    with tempfile.TemporaryDirectory(prefix="book-browser-") as profile:
+    # Chromium may still write its profile as it exits: a leftover file is not a test failure
+    with tempfile.TemporaryDirectory(prefix="book-browser-", ignore_cleanup_errors=True) as profile:
         b = Browser(executable, Path(profile))
         try:
             yield b
