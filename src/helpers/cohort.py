@@ -57,7 +57,7 @@ import pandas as pd
 
 from helpers.contract import open_table
 from helpers.derive import add_spell_fields, derived_spells_sql, load_spells, next_emergency_gap
-from helpers.evaluation import monthly_bed_days
+from helpers.evaluation import monthly_bed_days, monthly_bed_days_sql
 from helpers.io import table_columns
 from helpers.periods import coverage as extract_coverage
 from helpers.periods import coverage_from_months
@@ -409,25 +409,25 @@ def _finish_cohort(
     end_data: pd.Timestamp,
 ) -> Cohort:
     """The last steps of :func:`build_cohort`, shared by the pandas and SQL builds: follow-up and covariates complete."""
-    n = len(c)
-    complete = c["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data
-    c = c[complete]
+    # each step narrows one mask; the rows are taken once, at the end
+    keep = (c["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy(dtype=bool)
     _count(
         ex,
         "spells",
         "follow-up complete",
-        n,
         len(c),
+        int(keep.sum()),
         f"the {window}-day window after the end of care runs past the end of the data ({end_data:%d %b %Y})",
     )
     for col in covariates or []:
-        n = len(c)
+        n = int(keep.sum())
         if col not in c.columns:
             raise ValueError(f"covariate '{col}' is not a column of the spells (columns: {list(c.columns)})")
-        c = c[c[col].notna()]
-        _count(ex, "spells", f"{col} recorded", n, len(c), f"{col} is missing")
+        keep = keep & c[col].notna().to_numpy(dtype=bool)
+        _count(ex, "spells", f"{col} recorded", n, int(keep.sum()), f"{col} is missing")
+    c = c[keep]
 
-    treated_links = links[links["spell_id"].isin(c["spell_id"])]
+    treated_links = links[_isin(links["spell_id"], c["spell_id"])]
     ex_out = pd.concat([ex_links, pd.DataFrame(ex)], ignore_index=True)
     ex_out = pd.concat(
         [
@@ -450,6 +450,20 @@ def _finish_cohort(
     cols = [col for col in COHORT_COLUMNS if col in c.columns]
     extra = [col for col in (covariates or []) if col not in cols]
     return Cohort(c[cols + extra].reset_index(drop=True), ex_out, links, periods)
+
+
+def _distinct(codes: np.ndarray, mask: np.ndarray) -> int:
+    """How many distinct values the rows in ``mask`` hold (``codes`` from :func:`pandas.factorize`; -1 is missing)."""
+    kept = codes[mask]
+    kept = kept[kept >= 0]
+    return int(np.count_nonzero(np.bincount(kept))) if kept.size else 0
+
+
+def _isin(values: pd.Series, among: pd.Series) -> np.ndarray:
+    """``values.isin(among)`` compared on codes of one factorization (pandas' text ``isin`` converts ``among``
+    value by value)."""
+    codes = pd.factorize(pd.concat([values, among], ignore_index=True))[0]
+    return np.isin(codes[: len(values)], codes[len(values) :])
 
 
 def _died(frame: pd.DataFrame) -> pd.Series:
@@ -967,35 +981,39 @@ def _finish_target_trial(
     with its clock started at admission, with outcomes; ``ex``: the spell
     steps so far (appended to).
     """
-    # later steps count spells (a spell leaves when none of its risk-set rows is left)
-    n, n_rows = r["spell_id"].nunique(), len(r)
-    r = r[(r["time_zero"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
+    # later steps count spells (a spell leaves when none of its risk-set rows is left); each step
+    # narrows one mask over the rows, and the rows are taken once, at the end
+    spell = pd.factorize(r["spell_id"])[0]
+    keep = np.ones(len(r), dtype=bool)
+    n, n_rows = _distinct(spell, keep), len(r)
+    keep = (r["time_zero"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy(dtype=bool)
     _count(
         ex,
         "spells",
         "follow-up complete",
         n,
-        r["spell_id"].nunique(),
+        _distinct(spell, keep),
         f"the {window}-day window after time zero runs past the end of the data ({end_data:%d %b %Y}); "
-        f"{n_rows - len(r):,} risk-set rows",
+        f"{n_rows - int(keep.sum()):,} risk-set rows",
     )
     for col in covariates or []:
-        n, n_rows = r["spell_id"].nunique(), len(r)
+        n, n_rows = _distinct(spell, keep), int(keep.sum())
         if col not in r.columns:
             raise ValueError(f"covariate '{col}' is not a column of the spells (columns: {list(r.columns)})")
-        r = r[r[col].notna().to_numpy()]
+        keep = keep & r[col].notna().to_numpy(dtype=bool)
         _count(
             ex,
             "spells",
             f"{col} recorded",
             n,
-            r["spell_id"].nunique(),
-            f"{col} is missing; {n_rows - len(r):,} risk-set rows",
+            _distinct(spell, keep),
+            f"{col} is missing; {n_rows - int(keep.sum()):,} risk-set rows",
         )
+    r = r[keep]
 
     a = a[(a["end_of_care"] + pd.Timedelta(days=window - 1) <= end_data).to_numpy()]
 
-    treated_links = links[links["spell_id"].isin(r.loc[r["treated"] == 1, "spell_id"])]
+    treated_links = links[_isin(links["spell_id"], r["spell_id"][r["treated"].to_numpy() == 1])]
     ex_out = pd.concat(
         [
             ex_links,
@@ -1102,29 +1120,52 @@ def _view(backend, name: str, sql: str) -> None:
 
 
 def _fetch(backend, sql: str) -> pd.DataFrame:
-    """A query's result as a pandas frame (DuckDB through Arrow)."""
+    """A query's result as a pandas frame (DuckDB through Arrow: text stays Arrow-backed, dates are datetime64)."""
     if hasattr(backend, "arrow"):
-        return backend.arrow(sql).to_pandas()
+        return backend.arrow(sql).to_pandas(date_as_object=False)
     return backend.query(sql)
 
 
 def _from_days(values: pd.Series, unit: str = "ns") -> np.ndarray:
     """Dates back from days since 1970-01-01 (missing stays NaT)."""
+    if pd.api.types.is_integer_dtype(values.dtype) and not isinstance(
+        values.dtype, pd.api.extensions.ExtensionDtype
+    ):
+        return values.to_numpy().astype("datetime64[D]").astype(f"datetime64[{unit}]")
     days = pd.to_numeric(values, errors="coerce").astype("float64")
     return (pd.to_datetime(days, unit="D", origin="unix")).astype(f"datetime64[{unit}]").to_numpy()
 
 
-def _spell_column(values: pd.Series, kind: str) -> pd.Series | np.ndarray:
-    """A contract column from SQL in the dtype :func:`helpers.derive.load_spells` gives it."""
+def _text(values: pd.Series) -> pd.api.extensions.ExtensionArray:
+    """A text column from SQL as pandas' ``str`` (missing stays missing); Arrow-backed text is kept as it is."""
+    if values.dtype == "str":
+        return values.array
+    return pd.Series(values.to_numpy(dtype=object), dtype="object").astype("str").array
+
+
+def _spell_column(values: pd.Series, kind: str) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A contract column from SQL in the dtype :func:`helpers.derive.load_spells` gives it.
+
+    Typed columns (DuckDB through Arrow) convert directly; object columns (Spark) value by value.
+    """
+    typed = values.dtype != object
     if kind == "string":
-        return pd.Series(values.to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
-    if kind == "integer":
-        return pd.array(pd.to_numeric(pd.Series(values.to_numpy(dtype=object))), dtype="Int64")
-    if kind == "number":
-        return pd.array(pd.to_numeric(pd.Series(values.to_numpy(dtype=object))), dtype="Float64")
+        return _text(values)
+    if kind in ("integer", "number"):
+        dtype = "Int64" if kind == "integer" else "Float64"
+        if typed and pd.api.types.is_numeric_dtype(values.dtype):
+            return pd.array(values.to_numpy(), dtype=dtype)
+        return pd.array(pd.to_numeric(pd.Series(values.to_numpy(dtype=object))), dtype=dtype)
     if kind == "date":
+        if typed and pd.api.types.is_datetime64_dtype(values.dtype):
+            return values.to_numpy().astype("datetime64[us]")
         return pd.to_datetime(pd.Series(values.to_numpy(dtype=object))).astype("datetime64[us]").to_numpy()
     raise KeyError(kind)
+
+
+def _month_start(dates: pd.Series | np.ndarray) -> np.ndarray:
+    """The first day of each date's calendar month (datetime64[us], as ``dt.to_period("M").dt.to_timestamp()``)."""
+    return np.asarray(dates).astype("datetime64[M]").astype("datetime64[us]")
 
 
 def _outcomes_sql(rows: str, window: int, long_window: int, end_day: int) -> str:
@@ -1150,11 +1191,11 @@ def _outcomes_sql(rows: str, window: int, long_window: int, end_day: int) -> str
     return (
         f"SELECT x.*, x.dis - x.t0 AS acute_los, x.eoc - x.t0 AS total_los, "
         f"CASE WHEN {r30} THEN 1 ELSE 0 END AS readmission_30d, "
-        f"CASE WHEN x.t0 + {wl - 1} > {end_day} THEN NULL "
-        f"WHEN x.gap IS NOT NULL AND x.dis + x.gap <= x.t0 + {wl - 1} THEN 1.0 ELSE 0.0 END AS readmission_90d, "
+        f"CAST(CASE WHEN x.t0 + {wl - 1} > {end_day} THEN NULL "
+        f"WHEN x.gap IS NOT NULL AND x.dis + x.gap <= x.t0 + {wl - 1} THEN 1 ELSE 0 END AS DOUBLE) AS readmission_90d, "
         f"CASE WHEN fd.death_day IS NULL THEN 0 ELSE 1 END AS death_30d, "
         f"CASE WHEN {r30} OR fd.death_day IS NOT NULL THEN 1 ELSE 0 END AS readmission_or_death_30d, "
-        f"LEAST(GREATEST({w} - {index_nights} - COALESCE(ln.nights, 0) - {dead}, 0), {w}) "
+        f"CAST(LEAST(GREATEST({w} - {index_nights} - COALESCE(ln.nights, 0) - {dead}, 0), {w}) AS BIGINT) "
         f"AS days_alive_out_of_hospital_30d, "
         f"CASE WHEN {r30} AND lk.prov IS NOT NULL AND lk.prov <> x.provider_code THEN 1 ELSE 0 END "
         f"AS readmission_other_provider "
@@ -1358,32 +1399,35 @@ def _prepare_sql(
         )
         _register(be, "tt_periods", periods[["provider_code", "period_start", "period_end"]])
 
-        # the eligible spells (_eligible_spells), each step counted
+        # the eligible spells (_eligible_spells), each step counted: one scan of every spell counts the
+        # first steps and one keeps the pathway spells (the later steps and the monthly bed days read those)
         in_period = (
             f"(p.provider_code IS NOT NULL AND a.adm >= {_day('p.period_start')} "
             f"AND a.adm <= {_day('p.period_end')})"
         )
-        flow = be.query(
+        be.materialise("tt_pathway", "SELECT * FROM tt_all WHERE pathway IS NOT NULL")
+        first = be.query(
             f"SELECT COUNT(*) AS n0, SUM(CASE WHEN emergency THEN 1 ELSE 0 END) AS n1, "
-            f"SUM(CASE WHEN {adult} THEN 1 ELSE 0 END) AS n2, "
-            f"SUM(CASE WHEN pathway IS NOT NULL THEN 1 ELSE 0 END) AS n3, "
-            f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} THEN 1 ELSE 0 END) AS n4, "
-            f"SUM(CASE WHEN pathway IS NOT NULL AND {in_period} AND NOT died THEN 1 ELSE 0 END) AS n5, "
-            f"SUM(CASE WHEN n_pathways > 1 THEN 1 ELSE 0 END) AS clashes, MAX(adm) AS last_adm "
-            f"FROM tt_all AS a LEFT JOIN tt_periods AS p ON a.provider_code = p.provider_code"
+            f"SUM(CASE WHEN {adult} THEN 1 ELSE 0 END) AS n2, MAX(adm) AS last_adm FROM tt_all"
         ).iloc[0]
-        n = [int(flow[f"n{i}"] or 0) for i in range(6)]
+        flow = be.query(
+            f"SELECT COUNT(*) AS n3, SUM(CASE WHEN {in_period} THEN 1 ELSE 0 END) AS n4, "
+            f"SUM(CASE WHEN {in_period} AND NOT died THEN 1 ELSE 0 END) AS n5, "
+            f"SUM(CASE WHEN n_pathways > 1 THEN 1 ELSE 0 END) AS clashes "
+            f"FROM tt_pathway AS a LEFT JOIN tt_periods AS p ON a.provider_code = p.provider_code"
+        ).iloc[0]
+        n = [int(first[f"n{i}"] or 0) for i in range(3)] + [int(flow[f"n{i}"] or 0) for i in range(3, 6)]
         if int(
             flow["clashes"] or 0
         ):  # assign_pathway's message, for the first spell whose diagnosis is in two
             clash = be.query(
-                "SELECT primary_diagnosis FROM tt_all WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1"
+                "SELECT primary_diagnosis FROM tt_pathway WHERE n_pathways > 1 ORDER BY _rownum LIMIT 1"
             )
             assign_pathway(clash["primary_diagnosis"].astype("str"), pathways)
         end_data = (
             pd.Timestamp(follow_up_end)
             if follow_up_end is not None
-            else _EPOCH + pd.Timedelta(days=int(flow["last_adm"]))
+            else _EPOCH + pd.Timedelta(days=int(first["last_adm"]))
         )
         end_day = int((end_data.normalize() - _EPOCH).days)
         ex: list[dict] = []
@@ -1413,15 +1457,18 @@ def _prepare_sql(
             "admitted at a provider without a virtual ward, or outside the months it ran",
         )
         ex_old = list(ex)
+        # monthly bed days of the pathway spells of every provider, counted by the engine
+        monthly = monthly_bed_days_sql(be, "SELECT provider_code, adm, dis FROM tt_pathway")
         be.materialise(
             "tt_eligible_link",
             (
                 f"SELECT a.*, l.vw_stay_id, l.vw_admission_date, l.vw_discharge_date, l.referral_date, "
                 f"COALESCE(l.vw_days, 0) AS vw_days, CASE WHEN l.vw_stay_id IS NOT NULL THEN 1 ELSE 0 END AS linked "
-                f"FROM tt_all AS a JOIN tt_periods AS p ON a.provider_code = p.provider_code "
-                f"LEFT JOIN tt_links AS l ON l.spell_id = a.spell_id WHERE a.pathway IS NOT NULL AND {in_period}"
+                f"FROM tt_pathway AS a JOIN tt_periods AS p ON a.provider_code = p.provider_code "
+                f"LEFT JOIN tt_links AS l ON l.spell_id = a.spell_id WHERE {in_period}"
             ),
         )
+        _drop(be, "tt_pathway")
         # the spells and deaths of the cohort's patients: all the history and the outcomes look at
         be.materialise(
             "tt_spells",
@@ -1459,10 +1506,10 @@ def _prepare_sql(
                 "AND s.adm >= e2.dis AND s.spell_id <> e2.spell_id GROUP BY e2.spell_id) AS g ON g.spell_id = e.spell_id"
             ),
         )
-        trial = _trial_sql(
+        _drop(be, "tt_eligible_link")
+        fetched = _trial_sql(
             be,
             present,
-            spec,
             ex,
             ex_links,
             links,
@@ -1484,20 +1531,21 @@ def _prepare_sql(
             "died in the acute spell, so could not be stepped down",
         )
         old_cov = [c for c in covariates or [] if c in present or c in DERIVED_SPELL_FIELDS] + ["pathway"]
-        old = _cohort_sql(be, present, spec, ex_old, ex_links, links, periods, old_cov, window, end_data)
-        pathway_rows = _fetch(
-            be, "SELECT provider_code, adm, dis FROM tt_all WHERE pathway IS NOT NULL ORDER BY _rownum"
-        )
+        old_columns = [c for c in present if c in COHORT_COLUMNS or c in old_cov]
+        old_rows = _cohort_sql(be, old_columns, window)
     finally:
         be.close()
-    monthly = monthly_bed_days(
-        pd.DataFrame(
-            {
-                "provider_code": pathway_rows["provider_code"].astype("str"),
-                "admission_date": _from_days(pathway_rows["adm"], "us"),
-                "discharge_date": _from_days(pathway_rows["dis"], "us"),
-            }
-        )
+    # the engine has let go of the spells: the cohorts are finished in pandas
+    trial = fetched.finish(spec, covariates, window)
+    old = _finish_cohort(
+        _cohort_frame(old_rows, old_columns, spec, links),
+        ex_old,
+        ex_links,
+        links,
+        periods,
+        old_cov,
+        window,
+        end_data,
     )
     return VirtualWardInput(trial, old, stand_in, monthly, coverage, engine)
 
@@ -1505,7 +1553,6 @@ def _prepare_sql(
 def _trial_sql(
     be,
     present,
-    spec,
     ex,
     ex_links,
     links,
@@ -1517,7 +1564,7 @@ def _trial_sql(
     end_data,
     end_day,
     n_eligible,
-) -> TargetTrial:
+) -> _TrialFetched:
     """The target trial's steps after the eligible spells (:func:`build_target_trial`), in SQL."""
     linked = "linked = 1"
     ref = _day("referral_date")
@@ -1554,8 +1601,8 @@ def _trial_sql(
     be.materialise(
         "tt_cohort",
         (
-            f"SELECT e.*, COALESCE(pr.n_prior, 0) AS prior_emergency_admissions, "
-            f"COALESCE(pr.nights, 0) AS prior_bed_days FROM tt_eligible AS e "
+            f"SELECT e.*, CAST(COALESCE(pr.n_prior, 0) AS BIGINT) AS prior_emergency_admissions, "
+            f"CAST(COALESCE(pr.nights, 0) AS BIGINT) AS prior_bed_days FROM tt_eligible AS e "
             f"LEFT JOIN ({prior}) AS pr ON pr.spell_id = e.spell_id"
         ),
     )
@@ -1589,20 +1636,80 @@ def _trial_sql(
         int(in_sets["n"]),
         "not in hospital on the hospital day of any step-down decision at its provider and pathway",
     )
-    rows = _fetch(be, _outcomes_sql("tt_rows", window, long_window_days, end_day) + " ORDER BY x._row")
+    keep = [c for c in present if c in TARGET_TRIAL_COLUMNS or c in (covariates or [])]
+    wanted = ", ".join(
+        [f'"{c}"' for c in keep]
+        + ["pathway", "landmark_day", "t0", "treated", "vw_stay_id", "eoc", *PRIOR_USE_COVARIATES, "vw_days"]
+        + TARGET_TRIAL_OUTCOMES
+        + ["readmission_other_provider"]
+    )
+    # only the columns the trial keeps come back; the risk set's label is made here, once per row
+    label = "provider_code || ' | ' || pathway || ' | day ' || CAST(landmark_day AS VARCHAR)"
+    rows = _fetch(
+        be,
+        f"SELECT {label} AS risk_set, CASE WHEN treated = 1 THEN time_zero_source ELSE '' END AS time_zero_source, "
+        f"{wanted} FROM ({_outcomes_sql('tt_rows', window, long_window_days, end_day)}) AS o ORDER BY _row",
+    )
+    _drop(be, "tt_rows")
     be.materialise(
         "tt_naive", "SELECT *, linked AS treated, adm AS t0, 0 AS landmark_day, _c AS _row FROM tt_cohort"
     )
-    naive = _fetch(be, _outcomes_sql("tt_naive", window, long_window_days, end_day) + " ORDER BY x._row")
-    r = _trial_frame(rows, present, spec, risk_set=True)
-    a = _trial_frame(naive, present, spec, risk_set=False)
-    return _finish_target_trial(
-        r, a, ex, ex_links, links, periods, time_zero, counts, covariates, window, end_data
+    naive = _fetch(
+        be,
+        f"SELECT time_zero_source, {wanted} "
+        f"FROM ({_outcomes_sql('tt_naive', window, long_window_days, end_day)}) AS o ORDER BY _row",
     )
+    _drop(be, "tt_naive")
+    return _TrialFetched(rows, naive, keep, time_zero, counts, ex, ex_links, links, periods, end_data)
 
 
-def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, window, end_data) -> Cohort:
-    """:func:`build_cohort` after the eligible spells, in SQL: the all-spells design, clocks from admission."""
+@dataclass
+class _TrialFetched:
+    """The target trial's rows as they came back from SQL, finished by :meth:`finish` once the engine is closed."""
+
+    rows: pd.DataFrame
+    naive: pd.DataFrame
+    columns: list[str]
+    time_zero: str
+    counts: dict[str, int]
+    ex: list[dict]
+    ex_links: pd.DataFrame
+    links: pd.DataFrame
+    periods: pd.DataFrame
+    end_data: pd.Timestamp
+
+    def finish(self, spec: dict, covariates: list[str] | None, window: int) -> TargetTrial:
+        r = _trial_frame(self.rows, self.columns, spec, risk_set=True)
+        self.rows = pd.DataFrame()
+        a = _trial_frame(self.naive, self.columns, spec, risk_set=False)
+        self.naive = pd.DataFrame()
+        return _finish_target_trial(
+            r,
+            a,
+            self.ex,
+            self.ex_links,
+            self.links,
+            self.periods,
+            self.time_zero,
+            self.counts,
+            covariates,
+            window,
+            self.end_data,
+        )
+
+
+def _drop(be, name: str) -> None:
+    """Let the engine free a table no longer needed (DuckDB; Spark's cached tables go when the backend closes)."""
+    if hasattr(be, "con"):
+        be.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def _cohort_sql(be, columns: list[str], window: int) -> pd.DataFrame:
+    """:func:`build_cohort` after the eligible spells, in SQL: the all-spells design, clocks from admission.
+
+    Returns the rows with the contract ``columns`` and their outcomes as they come back
+    (:func:`_cohort_frame` finishes them).
+    """
     w = int(window)
     lookup = (
         "SELECT patient_id, adm, ARG_MIN(provider_code, spell_id) AS prov FROM tt_spells WHERE emergency "
@@ -1620,9 +1727,14 @@ def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, win
             "FROM tt_eligible_all WHERE NOT died"
         ),
     )
+    wanted = ", ".join(
+        [f'x."{c}"' for c in columns]
+        + [f"x.{c}" for c in ("pathway", "vw_stay_id", "vw_admission_date", "vw_discharge_date")]
+        + [f"x.{c}" for c in ("linked", "vw_days", "adm", "dis")]
+    )
     r30 = f"(x.gap IS NOT NULL AND x.gap <= x.eoc - x.dis + {w - 1})"
     sql = (
-        f"SELECT x.*, CASE WHEN {r30} THEN 1 ELSE 0 END AS readmission_30d, "
+        f"SELECT {wanted}, CASE WHEN {r30} THEN 1 ELSE 0 END AS readmission_30d, "
         f"CASE WHEN x.gap IS NOT NULL AND x.gap <= {w - 1} THEN 1 ELSE 0 END AS readmission_30d_from_acute_discharge, "
         f"CASE WHEN fd.death_day IS NULL THEN 0 ELSE 1 END AS death_30d, "
         f"CASE WHEN {r30} OR fd.death_day IS NOT NULL THEN 1 ELSE 0 END AS readmission_or_death_30d, "
@@ -1632,17 +1744,21 @@ def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, win
         f"LEFT JOIN ({lookup}) AS lk ON lk.patient_id = x.patient_id AND lk.adm = x.dis + x.gap ORDER BY x._rownum"
     )
     got = _fetch(be, sql)
+    _drop(be, "tt_old")
+    return got
+
+
+def _cohort_frame(got: pd.DataFrame, columns: list[str], spec: dict, links: pd.DataFrame) -> pd.DataFrame:
+    """The all-spells design's rows from SQL (:func:`_cohort_sql`), in the columns and dtypes of the pandas build."""
     c = pd.DataFrame(index=pd.RangeIndex(len(got)))
-    for col in present:
+    for col in columns:
         c[col] = _spell_column(got[col], spec[col]["type"])
-    c["pathway"] = got["pathway"].astype("str").to_numpy()
-    c["vw_stay_id"] = (
-        pd.Series(got["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
-    )
+    c["pathway"] = _text(got["pathway"])
+    c["vw_stay_id"] = _text(got["vw_stay_id"])
     for col in ("vw_admission_date", "vw_discharge_date"):  # as merged from the links
         c[col] = pd.to_datetime(got[col]).astype(links[col].dtype).to_numpy()
     c["treated"] = got["linked"].astype("int64").to_numpy()
-    c["month"] = pd.Series(c["admission_date"]).dt.to_period("M").dt.to_timestamp().to_numpy()
+    c["month"] = _month_start(c["admission_date"])
     c["vw_days"] = got["vw_days"].astype("int64").to_numpy()
     c["acute_los"] = (got["dis"] - got["adm"]).astype("int64").to_numpy()
     c["total_los"] = c["acute_los"] + c["vw_days"]
@@ -1655,39 +1771,26 @@ def _cohort_sql(be, present, spec, ex, ex_links, links, periods, covariates, win
         "readmission_other_provider",
     ):
         c[col] = got[col].astype("int64").to_numpy()
-    return _finish_cohort(c, ex, ex_links, links, periods, covariates, window, end_data)
+    return c
 
 
-def _trial_frame(sql_rows: pd.DataFrame, present: list[str], spec: dict, risk_set: bool) -> pd.DataFrame:
-    """Risk-set rows (or the naive all-spells rows) from SQL, in the columns and dtypes of the pandas build."""
+def _trial_frame(sql_rows: pd.DataFrame, columns: list[str], spec: dict, risk_set: bool) -> pd.DataFrame:
+    """Risk-set rows (or the naive all-spells rows) from SQL, in the columns and dtypes of the pandas build.
+
+    ``columns``: the contract columns fetched (:func:`_trial_sql`).
+    """
     out = pd.DataFrame(index=pd.RangeIndex(len(sql_rows)))
-    landmark = sql_rows["landmark_day"].astype("int64").to_numpy()
-    if risk_set:
-        out["risk_set"] = (
-            sql_rows["provider_code"].astype("str")
-            + " | "
-            + sql_rows["pathway"].astype("str")
-            + " | day "
-            + pd.Series(landmark).astype("str")
-        ).to_numpy()
-    else:
-        out["risk_set"] = "all eligible spells"
-    out["landmark_day"] = landmark
+    out["risk_set"] = _text(sql_rows["risk_set"]) if risk_set else "all eligible spells"
+    out["landmark_day"] = sql_rows["landmark_day"].astype("int64").to_numpy()
     out["time_zero"] = _from_days(sql_rows["t0"])
-    source = sql_rows["time_zero_source"].astype("str")
-    out["time_zero_source"] = (
-        np.where(sql_rows["treated"].astype(int) == 1, source, "") if risk_set else source
-    )
-    for c in present:
+    out["time_zero_source"] = _text(sql_rows["time_zero_source"])
+    for c in columns:
         out[c] = _spell_column(sql_rows[c], spec[c]["type"])
-    out["pathway"] = sql_rows["pathway"].astype("str").to_numpy()
-    adm = pd.Series(out["admission_date"]).astype("datetime64[ns]")
-    out["month"] = adm.dt.to_period("M").dt.to_timestamp().to_numpy()
+    out["pathway"] = _text(sql_rows["pathway"])
+    out["month"] = _month_start(out["admission_date"])
     for c in ("prior_emergency_admissions", "prior_bed_days", "treated", "vw_days"):
         out[c] = sql_rows[c].astype("int64").to_numpy()
-    out["vw_stay_id"] = (
-        pd.Series(sql_rows["vw_stay_id"].to_numpy(dtype=object), dtype="object").astype("str").to_numpy()
-    )
+    out["vw_stay_id"] = _text(sql_rows["vw_stay_id"])
     out["end_of_care"] = _from_days(sql_rows["eoc"])
     for c in TARGET_TRIAL_OUTCOMES + ["readmission_other_provider"]:
         out[c] = sql_rows[c].astype("float64" if c == "readmission_90d" else "int64").to_numpy()

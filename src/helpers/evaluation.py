@@ -1176,6 +1176,53 @@ def monthly_bed_days(
     return pd.DataFrame(out)
 
 
+def monthly_bed_days_sql(
+    backend,
+    source: str,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    by: str = "provider_code",
+) -> pd.DataFrame:
+    """:func:`monthly_bed_days` counted by an engine (:mod:`helpers.engine`): the same table.
+
+    ``source``: a table or query with ``by``, ``adm`` and ``dis`` (admission
+    and discharge dates as days since 1970-01-01), such as the pathway spells
+    of :func:`helpers.cohort.prepare_virtual_ward`. Each spell is joined to the
+    months it overlaps; only the sums per group and month come back.
+    """
+    epoch = pd.Timestamp("1970-01-01")
+    spells = f"(SELECT CAST({by} AS VARCHAR) AS g, adm, dis FROM ({source}) AS s0)"
+    found = backend.query(f"SELECT MIN(adm) AS first, MAX(dis) AS last, COUNT(*) AS n FROM {spells} AS s")
+    if not int(found.iloc[0]["n"] or 0):
+        return pd.DataFrame(columns=[by, "month", "bed_days", "admissions"])
+    first = (
+        pd.Timestamp(start) if start is not None else epoch + pd.Timedelta(days=int(found.iloc[0]["first"]))
+    )
+    last = pd.Timestamp(end) if end is not None else epoch + pd.Timedelta(days=int(found.iloc[0]["last"]))
+    months = pd.period_range(first.to_period("M"), last.to_period("M"), freq="M")
+    bounds = [
+        (k, (m.start_time - epoch).days, (m.start_time - epoch).days + m.days_in_month)
+        for k, m in enumerate(months)
+    ]
+    values = ", ".join(f"({k}, {ms}, {me})" for k, ms, me in bounds)
+    # a month's nights: from the later of admission and month start to the earlier of discharge and month end
+    sums = backend.query(
+        f"SELECT s.g, m.k, SUM(GREATEST(LEAST(s.dis, m.me) - GREATEST(s.adm, m.ms), 0)) AS bed_days, "
+        f"SUM(CASE WHEN s.adm >= m.ms THEN 1 ELSE 0 END) AS admissions "
+        f"FROM {spells} AS s JOIN (VALUES {values}) AS m(k, ms, me) "
+        f"ON s.adm < m.me AND GREATEST(s.dis, s.adm) >= m.ms GROUP BY s.g, m.k"
+    )
+    groups = backend.query(f"SELECT DISTINCT g FROM {spells} AS s")
+    got = {(str(g), int(k)): (int(b), int(a)) for g, k, b, a in sums.itertuples(index=False)}
+    keys = sorted(str(g) for g in groups["g"])
+    out = []
+    for k, m in enumerate(months):
+        for g in keys:
+            bd, ad = got.get((g, k), (0, 0))
+            out.append({by: g, "month": m.start_time, "bed_days": bd, "admissions": ad})
+    return pd.DataFrame(out)
+
+
 def _newey_west_lags(n: int) -> int:
     """Default Newey-West truncation lag: floor(4 (n/100)^(2/9)) (Newey & West 1994)."""
     return int(np.floor(4 * (n / 100) ** (2 / 9)))
