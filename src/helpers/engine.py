@@ -161,7 +161,9 @@ class DuckDB(Backend):
     ) -> tuple[list[str], dict[str, str], str]:
         """Create ``view`` over a pandas frame (a file already read as text); as :meth:`register`."""
         self.con.register(f"{view}_frame", frame)
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}"
+        )
         desc = self.con.execute(f"DESCRIBE SELECT * FROM {quote(view)}").fetchall()
         return [r[0] for r in desc], {r[0]: column_kind(r[1]) for r in desc}, kind
 
