@@ -1405,7 +1405,23 @@ def _prepare_sql(
             f"(p.provider_code IS NOT NULL AND a.adm >= {_day('p.period_start')} "
             f"AND a.adm <= {_day('p.period_end')})"
         )
-        be.materialise("tt_pathway", "SELECT * FROM tt_all WHERE pathway IS NOT NULL")
+        # the contract columns the cohorts keep (and the diagnosis, for a clash's message)
+        old_cov = [c for c in covariates or [] if c in present or c in DERIVED_SPELL_FIELDS] + ["pathway"]
+        old_columns = [c for c in present if c in COHORT_COLUMNS or c in old_cov]
+        kept = [
+            c
+            for c in present
+            if c in TARGET_TRIAL_COLUMNS
+            or c in (covariates or [])
+            or c in old_columns
+            or c == "primary_diagnosis"
+        ]
+        be.materialise(
+            "tt_pathway",
+            "SELECT "
+            + ", ".join(f'"{c}"' for c in kept)
+            + ", _rownum, adm, dis, emergency, died, pathway, n_pathways FROM tt_all WHERE pathway IS NOT NULL",
+        )
         first = be.query(
             f"SELECT COUNT(*) AS n0, SUM(CASE WHEN emergency THEN 1 ELSE 0 END) AS n1, "
             f"SUM(CASE WHEN {adult} THEN 1 ELSE 0 END) AS n2, MAX(adm) AS last_adm FROM tt_all"
@@ -1530,8 +1546,6 @@ def _prepare_sql(
             n[5],
             "died in the acute spell, so could not be stepped down",
         )
-        old_cov = [c for c in covariates or [] if c in present or c in DERIVED_SPELL_FIELDS] + ["pathway"]
-        old_columns = [c for c in present if c in COHORT_COLUMNS or c in old_cov]
         old_rows = _cohort_sql(be, old_columns, window)
     finally:
         be.close()
