@@ -114,7 +114,7 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
             )
         effects = results.effects
         main = effects[(effects["outcome"] == "acute_los") & (effects["method"] == "aipw")]
-        rows = prepared.spells.attrs.get("load_summary", {}).get("rows_read", len(prepared.spells))
+        rows = prepared.spells.summary.rows_read
         return {
             "rows": int(rows),
             "cohort": int(len(prepared.trial.rows)),

@@ -7,7 +7,8 @@ docstring gives its sources):
 Data in
     ``io``: reading a file (CSV in UTF-8 or cp1252, Excel, Parquet), mapping
     HES/SUS names, checking every rule of ``data/data_dictionary.yaml``, and
-    :class:`~helpers.io.InputError`, whose message names file, column and rows.
+    :class:`~helpers.io.InputError`, whose message names file, column and rows;
+    :class:`~helpers.io.LoadedTable` holds a loaded table with what was read.
     ``derive``: the spells' derived fields (length of stay, emergency, day case,
     the 30-day readmission linked across providers, financial year), defined once.
     ``quality``: the data quality table and the exclusions flow of every report.

@@ -293,6 +293,18 @@ class TableSource:
             return list(self.origin.get("columns_ignored") or [])
         return list(self.leftover)
 
+    def load_summary(self, engine: str | None = None) -> io.LoadSummary:
+        """What was read (:class:`helpers.io.LoadSummary`): the original file's, when it was built first."""
+        return io.LoadSummary(
+            table=self.table,
+            file=str(self.origin.get("file", Path(str(self.path)).name)),
+            rows_read=int(self.origin.get("rows_read", self.rows)),
+            columns_mapped=self.columns_mapped(),
+            columns_ignored=tuple(self.columns_ignored()),
+            load_steps=tuple(self.origin.get("load_steps") or ()),
+            engine=engine,
+        )
+
 
 def _text_expr(raw: str, kind: str) -> str:
     """Trimmed text of a column, blank (empty, NA, NULL, NaN, None) as NULL: helpers.io's first step."""
@@ -632,14 +644,15 @@ def read_typed(
     *,
     raw: pd.DataFrame | None = None,
     spec: Mapping[str, Mapping[str, Any]] | None = None,
-) -> pd.DataFrame:
+    sheet: str | int | None = None,
+) -> io.LoadedTable:
     """One table read and checked by DuckDB, as a typed pandas frame (the contract columns, in order).
 
-    ``raw``: the file already read as text (an Excel sheet, a database
-    table, a file whose diagnoses are scored); ``spec``: the columns of a
-    table outside the contract (a notebook's own input). Raises
-    :class:`helpers.io.InputError` as :func:`open_table` does.
-    ``attrs["load_summary"]`` says what was read.
+    ``raw``: the file already read as text (an Excel sheet, given as
+    ``sheet``; a database table; a file whose diagnoses are scored);
+    ``spec``: the columns of a table outside the contract (a notebook's own
+    input). Raises :class:`helpers.io.InputError` as :func:`open_table` does.
+    Returns the frame with what was read (:class:`helpers.io.LoadedTable`).
     """
     spec = io.table_columns(table) if spec is None else spec
     be = engines.connect("duckdb")
@@ -652,12 +665,12 @@ def read_typed(
     out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
     for c in src.present:
         out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
-    out.attrs["load_summary"] = {
-        "table": table,
-        "file": Path(path).name,
-        **({"sheet": raw.attrs["sheet"]} if raw is not None and "sheet" in raw.attrs else {}),
-        "rows_read": src.rows,
-        "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
-        "columns_ignored": src.leftover,
-    }
-    return out
+    summary = io.LoadSummary(
+        table=table,
+        file=Path(path).name,
+        rows_read=src.rows,
+        columns_mapped={k: v for k, v in src.mapping.items() if k != v},
+        columns_ignored=tuple(src.leftover),
+        sheet=sheet,
+    )
+    return io.LoadedTable(out, summary)

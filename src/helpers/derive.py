@@ -384,13 +384,14 @@ def load_spells(
     follow_up_end: Any | None = None,
     *,
     spark: Any | None = None,
-) -> pd.DataFrame:
-    """Spells with the derived fields, read, validated and derived by an engine.
+) -> io.LoadedTable:
+    """Spells with the derived fields, read, validated and derived by an engine, and what was read.
 
-    The same frame as ``derive.add_spell_fields(io.load_table("spells", path,
-    column_map), readmission_window_days, follow_up_end)`` - same columns,
-    order, dtypes and values - for patient-level analyses (the virtual ward
-    evaluation). ``engine="pandas"``, the retired in-memory path, runs on DuckDB.
+    The frame is the same as ``derive.add_spell_fields(io.load_table("spells",
+    path, column_map), readmission_window_days, follow_up_end)`` - same
+    columns, order, dtypes and values - for patient-level analyses (the
+    virtual ward evaluation); the summary is :class:`helpers.io.LoadSummary`.
+    ``engine="pandas"``, the retired in-memory path, runs on DuckDB.
     """
     engine = engines.engine_name(engine)
     src = open_table("spells", path, column_map, engine, spark=spark)
@@ -410,16 +411,7 @@ def load_spells(
         out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
     for f in SPELL_FIELDS:
         out[f.name] = field_values(frame[f.name], f.dtype)
-    out.attrs["load_summary"] = {
-        "table": "spells",
-        "file": Path(str(src.path)).name,
-        "rows_read": src.rows,
-        "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
-        "columns_ignored": src.leftover,
-        "engine": engine,
-        **src.origin,
-    }
-    return out
+    return io.LoadedTable(out, src.load_summary(engine))
 
 
 def field_values(values: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray | np.ndarray:

@@ -27,7 +27,6 @@ subtraction.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -35,7 +34,7 @@ import pandas as pd
 from helpers import disclosure, io, periods
 from helpers.contract import TableSource
 from helpers.engine import literal, quote
-from helpers.io import data_dictionary, identifier_columns
+from helpers.io import LoadedTable, LoadSummary, data_dictionary, identifier_columns
 
 #: Columns whose values are listed with their counts, besides those with an ``allowed`` list.
 LISTED_COLUMNS = frozenset({"provider_code", "pathway", "route"})
@@ -61,13 +60,21 @@ QUALITY_COLUMNS = [
 ]
 
 
-def _summary(frame: pd.DataFrame) -> dict[str, Any]:
-    summary = dict(frame.attrs.get("load_summary") or {})
-    summary.setdefault("table", "data")
-    summary.setdefault("rows_read", len(frame))
-    summary.setdefault("columns_mapped", {})
-    summary.setdefault("columns_ignored", [])
-    return summary
+def _loaded(table: Any) -> LoadedTable:
+    """``table`` when it is a :class:`helpers.io.LoadedTable`; a clear error otherwise."""
+    if not isinstance(table, LoadedTable):
+        raise TypeError(
+            "the data quality block takes a loaded input with what was read (helpers.io.load_input, "
+            f"helpers.io.load_own_input), not {type(table).__name__}"
+        )
+    return table
+
+
+def _tables(loaded: LoadedTable | Mapping[str, LoadedTable]) -> dict[str, LoadedTable]:
+    """``{table name: loaded table}`` of one loaded table or of several."""
+    if isinstance(loaded, Mapping):
+        return {name: _loaded(t) for name, t in loaded.items()}
+    return {_loaded(loaded).summary.table: loaded}
 
 
 def _contract(table: str) -> dict[str, dict[str, Any]] | None:
@@ -126,14 +133,14 @@ def _completeness(record: dict[str, Any], n_missing: int | str, rows: int, thres
 
 
 def data_quality(
-    frame: pd.DataFrame | Mapping[str, pd.DataFrame], threshold: int = disclosure.DEFAULT_THRESHOLD
+    loaded: LoadedTable | Mapping[str, LoadedTable], threshold: int = disclosure.DEFAULT_THRESHOLD
 ) -> pd.DataFrame:
     """The data quality table of one loaded input (or of several, one after another).
 
-    ``frame`` is a table as returned by :func:`helpers.io.load_table` (or
-    :func:`helpers.io.load_frame`), possibly with derived fields added, or a
-    mapping of such tables (``{"spells": ..., "virtual_ward": ...}``); its
-    ``attrs["load_summary"]`` says which file it came from and how its columns
+    ``loaded`` is a table as returned by :func:`helpers.io.load_input` (or
+    :func:`helpers.io.load_own_input`), possibly with derived fields added to
+    its frame, or a mapping of such tables (``{"spells": ..., "virtual_ward":
+    ...}``); its summary says which file it came from and how its columns
     were mapped. For a contract table every contract column is listed, in the
     contract's order, including optional columns the file did not have;
     derived fields are not. For a notebook's own input every column is listed.
@@ -154,21 +161,20 @@ def data_quality(
     (:func:`helpers.disclosure.suppress_counts`); ``pct_complete`` is then
     computed from the rounded count, or starred with it. A notebook's own
     input (an indicator or series file) is aggregate already, one row per
-    provider or month, so its counts are shown as they are.
+    provider or month, so its counts are shown as they are. The table is
+    suppressed already: published, it needs no more (``counts=[]``).
     """
-    if isinstance(frame, Mapping):
-        out = pd.concat([data_quality(f, threshold) for f in frame.values()], ignore_index=True)
-        out.attrs["disclosure"] = {"counts": []}
-        return out
-    profile = frame.attrs.get("engine_profile")
-    if profile is not None:  # profiled in SQL by helpers.variation: the frame holds no rows
-        return profile["data_quality"]
-    summary = _summary(frame)
-    table = str(summary["table"])
+    if isinstance(loaded, Mapping):
+        return pd.concat([data_quality(t, threshold) for t in _tables(loaded).values()], ignore_index=True)
+    loaded = _loaded(loaded)
+    if loaded.profile is not None:  # profiled in SQL by an engine: the rows were never loaded
+        return loaded.profile
+    frame, summary = loaded.frame, loaded.summary
+    table = summary.table
     spec = _contract(table)
     if spec is None:
         threshold = 0  # a notebook's own input is already aggregate: its rows are not people
-    source = {v: k for k, v in (summary.get("columns_mapped") or {}).items()}
+    source = {v: k for k, v in summary.columns_mapped.items()}
     ids = identifier_columns()
     names = list(spec) if spec is not None else list(frame.columns)
     rows = len(frame)
@@ -215,10 +221,7 @@ def data_quality(
         if listed:
             record["values_seen"], n_missing = _codes(series, missing, int(n_missing), threshold)
         records.append(_completeness(record, n_missing, rows, threshold))
-    out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
-    # already suppressed above, as one set per column: nothing more for publish to do
-    out.attrs["disclosure"] = {"counts": []}
-    return out
+    return pd.DataFrame(records, columns=QUALITY_COLUMNS)
 
 
 def _as_steps(steps: pd.DataFrame, default_table: str) -> pd.DataFrame:
@@ -239,13 +242,13 @@ def _as_steps(steps: pd.DataFrame, default_table: str) -> pd.DataFrame:
 
 
 def exclusion_flow(
-    loaded: pd.DataFrame | Mapping[str, pd.DataFrame],
+    loaded: LoadedTable | Mapping[str, LoadedTable],
     *steps: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """Rows read → each rule that set rows aside → rows analysed, per input table.
 
     ``loaded`` is the loaded table (or ``{table name: table}`` for several);
-    its ``attrs["load_summary"]["rows_read"]`` starts the flow. ``steps`` are
+    the ``rows_read`` of its summary starts the flow. ``steps`` are
     the notebook's exclusion tables, in the order they were applied (columns
     ``step, rows_before, rows_excluded`` or ``rows_removed``, ``rows_after,
     reason`` and optionally ``table``); ``None`` is skipped.
@@ -253,14 +256,14 @@ def exclusion_flow(
     Returns columns ``table, step, rows_before, rows_excluded, rows_after,
     reason``: a first row ``read from FILE`` for each table (the loader drops
     nothing: a row that breaks the contract stops the run), the steps, and a
-    last row ``analysed``. Published, its counts follow the small-number rule
-    across the whole table (the rows are linked by subtraction), unless every
-    input is a notebook's own aggregate file. Raises ``ValueError`` when the
+    last row ``analysed``. Published, its counts (:func:`flow_counts`) follow
+    the small-number rule across the whole table (the rows are linked by
+    subtraction). Raises ``ValueError`` when the
     steps do not add up (``rows_before − rows_excluded ≠ rows_after``, or a
     step does not start where the previous one of its table ended): rows
     would be lost unseen.
     """
-    frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
+    frames = _tables(loaded)
     default = next(iter(frames))
     given = [_as_steps(s, default) for s in steps if s is not None and len(s)]
     all_steps = pd.concat(given, ignore_index=True) if given else pd.DataFrame(columns=FLOW_COLUMNS)
@@ -270,13 +273,13 @@ def exclusion_flow(
             f"exclusion steps name table(s) {unknown} that were not given; given: {list(frames)}"
         )
     rows = []
-    for name, frame in frames.items():
-        summary = _summary(frame)
-        remaining = int(summary["rows_read"])
+    for name, table in frames.items():
+        summary = table.summary
+        remaining = int(summary.rows_read)
         rows.append(
             {
                 "table": name,
-                "step": f"read from {summary.get('file', 'the input')}",
+                "step": f"read from {summary.file}",
                 "rows_before": remaining,
                 "rows_excluded": 0,
                 "rows_after": remaining,
@@ -284,7 +287,7 @@ def exclusion_flow(
             }
         )
         # steps taken while loading (episodes built into spells: helpers.episodes), then the notebook's
-        loading = [{**step, "table": name} for step in summary.get("load_steps", [])]
+        loading = [{**step, "table": name} for step in summary.load_steps]
         for step in loading + all_steps[all_steps["table"] == name].to_dict("records"):
             before, excluded, after = (int(step[c]) for c in ("rows_before", "rows_excluded", "rows_after"))
             if before != remaining or before - excluded != after:
@@ -305,18 +308,32 @@ def exclusion_flow(
                 "reason": "",
             }
         )
-    out = pd.DataFrame(rows, columns=FLOW_COLUMNS)
-    patient_level = any(_contract(str(_summary(f)["table"])) is not None for f in frames.values())
-    counts = ["rows_before", "rows_excluded", "rows_after"] if patient_level else []
-    out.attrs["disclosure"] = {"counts": counts, "linked": True}
-    return out
+    return pd.DataFrame(rows, columns=FLOW_COLUMNS)
 
 
-def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str = "date") -> pd.DataFrame:
+def flow_counts(loaded: LoadedTable | Mapping[str, LoadedTable]) -> list[str]:
+    """The counts of :func:`exclusion_flow` the small-number rule applies to, linked across the table.
+
+    Its row counts when any input is patient-level (a contract table); none
+    when every input is a notebook's own aggregate file (one row per provider
+    or month: its rows are not people).
+    """
+    patient_level = any(_contract(t.summary.table) is not None for t in _tables(loaded).values())
+    return ["rows_before", "rows_excluded", "rows_after"] if patient_level else []
+
+
+def monthly_series_steps(
+    spells: pd.DataFrame,
+    series: pd.DataFrame,
+    date: str = "date",
+    months_left_out: pd.DataFrame | Sequence[tuple[pd.Timestamp, str]] | None = None,
+) -> pd.DataFrame:
     """The spells a monthly series leaves out, as exclusion steps.
 
     For a series built by :func:`helpers.spc.monthly_series` from spells with
-    the fields of :func:`helpers.derive.add_spell_fields`. Two steps:
+    the fields of :func:`helpers.derive.add_spell_fields`; ``months_left_out``:
+    the months it left out, with reasons (:class:`helpers.spc.MonthlySeries`),
+    named in the first step's reason. Two steps:
 
     * discharged in a month on the chart: the series leaves out months the
       extract sees only in part (its first months; for a readmission rate, the
@@ -350,9 +367,9 @@ def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str =
     n_chart = int(on_chart.sum())
     n_counted = int((on_chart & counted).sum())
     month_reason = "discharge month left out: the extract sees it only in part (see the notes above)"
-    if series.attrs.get("months_left_out"):
+    if months_left_out is not None and len(months_left_out):
         month_reason = "discharge month left out as incomplete - " + periods.caption(
-            series.attrs["months_left_out"]
+            months_left_out
         ).removeprefix("Months left out as incomplete: ")
     return pd.DataFrame(
         [
@@ -386,37 +403,38 @@ def _long_date(text: str) -> str:
     return f"{d.day} {d:%B %Y}"
 
 
-def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
+def describe(loaded: LoadedTable | Mapping[str, LoadedTable]) -> str:
     """A few plain sentences on what was read: file, rows, columns, dates, providers.
 
     For the top of a report, next to the :func:`data_quality` table.
     """
-    frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
     return "\n".join(
-        describe_profile(name, _summary(f), data_quality(f), profiled_rows(f)) for name, f in frames.items()
+        describe_profile(name, t.summary, data_quality(t), profiled_rows(t))
+        for name, t in _tables(loaded).items()
     )
 
 
-def profiled_rows(frame: pd.DataFrame) -> int:
-    """Rows a table's data quality profile counts: its own, or those an engine profiled in SQL."""
-    profile = frame.attrs.get("engine_profile")
-    return len(frame) if profile is None else int(profile["rows"])
+def profiled_rows(loaded: LoadedTable) -> int:
+    """Rows a table's data quality profile counts: its frame's, or those an engine profiled in SQL."""
+    if loaded.profiled_rows is not None:
+        return int(loaded.profiled_rows)
+    return len(loaded.frame) if loaded.frame is not None else int(loaded.summary.rows_read)
 
 
-def describe_profile(name: str, summary: Mapping, profile: pd.DataFrame, profiled_rows: int) -> str:
+def describe_profile(name: str, summary: LoadSummary, profile: pd.DataFrame, profiled_rows: int) -> str:
     """The sentences of :func:`describe` for one table, from its load summary and its data quality profile.
 
     Also for a table profiled in SQL (:func:`profile_sql`).
     """
     present = profile[profile["source_column"] != ""]
-    text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
-    if int(profiled_rows) != int(summary["rows_read"]):
+    text = f"{name}: {int(summary.rows_read):,} rows read from {summary.file}"
+    if int(profiled_rows) != int(summary.rows_read):
         text += f" ({int(profiled_rows):,} of them profiled below, after the steps before this point)"
     text += f"; {len(present)} of {len(profile)} columns present"
-    mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if _renamed(k, v)}
+    mapped = {k: v for k, v in summary.columns_mapped.items() if _renamed(k, v)}
     if mapped:
         text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
-    ignored = summary.get("columns_ignored") or []
+    ignored = summary.columns_ignored
     if ignored:
         text += f"; {len(ignored)} column(s) not used: " + ", ".join(map(str, ignored[:10]))
     text += "."
@@ -500,32 +518,21 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
                 counts["v"].tolist(), counts["k"].tolist(), int(n_missing), threshold
             )
         records.append(_completeness(record, n_missing, rows, threshold))
-    out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
-    out.attrs["disclosure"] = {"counts": []}
-    return out
+    return pd.DataFrame(records, columns=QUALITY_COLUMNS)
 
 
-def stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.DataFrame:
-    """A frame with no rows that carries what the quality functions read from a loaded table."""
-    frame = pd.DataFrame(columns=src.present)
-    frame.attrs["load_summary"] = {
-        "table": src.table,
-        "file": Path(str(src.path)).name,
-        "rows_read": src.rows,
-        "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
-        "columns_ignored": src.leftover,
-        **src.origin,
-    }
-    frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
-    return frame
+def profiled(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> LoadedTable:
+    """A table an engine read without loading its rows: what was read, and its data quality ``table``
+    over ``rows_profiled`` rows (:func:`profile_sql`)."""
+    return LoadedTable(None, src.load_summary(), profile=table, profiled_rows=int(rows_profiled))
 
 
-def profile_stand_in(src: TableSource, threshold: int | None = None) -> pd.DataFrame:
-    """A zero-row stand-in for a table read by an engine, carrying its data-quality profile (every row).
+def profile_table(src: TableSource, threshold: int | None = None) -> LoadedTable:
+    """A table read by an engine, with its data-quality profile over every row (:func:`profiled`).
 
     :func:`data_quality`, :func:`describe` and :func:`exclusion_flow` read it
     as they read a loaded table, so a notebook that never loads the spells
     into pandas reports on them the same way.
     """
     threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
-    return stand_in(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))
+    return profiled(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))

@@ -190,15 +190,13 @@ def check_contract_table(
     """
     id_columns = io.identifier_columns()
     if engine == "pandas":
-        frame = io.load_table(name, path, column_map)
-        summary = frame.attrs.get("load_summary", {})  # what helpers.io reports about its reading
+        loaded = io.load_input(name, path, column_map)  # the table, and what helpers.io read
+        frame, summary = loaded.frame, loaded.summary
         values: set[str] = set()
         for col in id_columns & set(frame.columns):
             values.update(frame[col].dropna().astype(str))
-        mapped = {
-            str(k).strip(): v for k, v in (summary.get("columns_mapped") or {}).items() if str(k).strip() != v
-        }
-        return int(len(frame)), mapped, list(summary.get("columns_ignored") or []), frozenset(values), None
+        mapped = {str(k).strip(): v for k, v in summary.columns_mapped.items() if str(k).strip() != v}
+        return int(len(frame)), mapped, list(summary.columns_ignored), frozenset(values), None
     src = contract.open_table(name, path, column_map, "duckdb")
     try:
         ids = [c for c in src.present if c in id_columns]

@@ -25,7 +25,8 @@ from helpers.contract import TableSource, open_table
 from helpers.derive import spell_fields_sql
 from helpers.engine import literal, quote
 from helpers.indicators import OUTCOME_SQL, deaths_sql
-from helpers.quality import profile_sql, stand_in
+from helpers.io import LoadedTable
+from helpers.quality import profile_sql, profiled
 
 
 @dataclass
@@ -37,9 +38,9 @@ class VariationInput:
     then each step of the indicator's definition); ``years``: length in years of the extract's coverage;
     ``bed_days_per_event``: see :func:`helpers.casemix.bed_days_per_event`;
     ``spells_read``: rows in the file; ``engine``: which engine ran;
-    ``spells``: a frame with no rows whose attrs
-    carry the load summary and the data quality profile computed in SQL, for
-    :func:`helpers.quality.data_quality`, :func:`helpers.quality.describe` and
+    ``loaded``: the spells as read (:class:`helpers.io.LoadedTable`, no rows
+    loaded): the load summary and the data quality profile computed in SQL,
+    for :func:`helpers.quality.data_quality`, :func:`helpers.quality.describe` and
     :func:`helpers.quality.exclusion_flow`; ``casemix_terms``: the case-mix
     terms asked for, whether each was used and why not
     (:func:`helpers.casemix.resolve_terms`).
@@ -51,7 +52,7 @@ class VariationInput:
     bed_days_per_event: float | None
     spells_read: int
     engine: str
-    spells: pd.DataFrame | None = None
+    loaded: LoadedTable | None = None
     casemix_terms: pd.DataFrame | None = None
     definition: indicators.Indicator | None = None
 
@@ -219,7 +220,7 @@ def _variation_sql(
         per_event,
         src.rows,
         engine,
-        stand_in(src, n_year, profile),
+        profiled(src, n_year, profile),
         casemix_terms=term_table,
         definition=definition,
     )
