@@ -34,7 +34,7 @@ Spell-level work, in SQL
 Methods
     ``indicators``: the indicators built from spells, each a record of its
     published NHS definition (exclusions, source, departures) and its generic
-    version, read by the pandas path and the SQL engines alike. ``periods``:
+    version, whose rules are SQL run on a file or on a frame alike. ``periods``:
     the period an extract covers and monthly measures over complete months.
     ``casemix``: indirect standardisation fitted on aggregated cells. ``funnel``: funnel plots (Spiegelhalter 2005) with
     overdispersion. ``opportunity``: GIRFT-style opportunity with its interval.

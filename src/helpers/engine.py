@@ -224,6 +224,22 @@ class DuckDB(Backend):
         self._tmp.cleanup()
 
 
+def query_frame(frame: pd.DataFrame, select: str, per_row: bool = True) -> pd.DataFrame:
+    """``SELECT {select} FROM frame`` run by DuckDB on a pandas frame: one row for each of its rows, in order.
+
+    How a rule written once in SQL (:mod:`helpers.indicators`, :mod:`helpers.casemix`)
+    is applied to spells a notebook already holds. ``per_row=False``: ``select``
+    holds aggregates (one row back).
+    """
+    be = DuckDB()
+    try:
+        be.con.register("frame_rows", frame.reset_index(drop=True).assign(_rownum=pd.RangeIndex(len(frame))))
+        order = " ORDER BY _rownum" if per_row else ""
+        return be.arrow(f"SELECT {select} FROM frame_rows{order}").to_pandas()
+    finally:
+        be.close()
+
+
 class Spark(Backend):
     name = "spark"
 

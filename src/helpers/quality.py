@@ -33,8 +33,8 @@ import pandas as pd
 
 from helpers import disclosure, io, periods
 from helpers.contract import TableSource
-from helpers.engine import literal, quote
-from helpers.io import LoadedTable, LoadSummary, data_dictionary, identifier_columns
+from helpers.engine import DuckDB, literal, quote
+from helpers.io import LoadedTable, LoadSummary, data_dictionary
 
 #: Columns whose values are listed with their counts, besides those with an ``allowed`` list.
 LISTED_COLUMNS = frozenset({"provider_code", "pathway", "route"})
@@ -90,19 +90,6 @@ def _kind(series: pd.Series) -> str:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return "number"
     return "string"
-
-
-def _missing(series: pd.Series) -> pd.Series:
-    missing = series.isna()
-    if _kind(series) == "string":
-        missing |= series.astype("str").str.strip().fillna("").eq("")
-    return missing
-
-
-def _codes(series: pd.Series, missing: pd.Series, n_missing: int, threshold: int) -> tuple[str, int | str]:
-    """``values_seen`` text and the n_missing to show, suppressed together."""
-    counts = series[~missing].astype("str").value_counts().sort_index()
-    return _values_seen(counts.index.tolist(), counts.tolist(), n_missing, threshold)
 
 
 def _values_seen(
@@ -163,65 +150,47 @@ def data_quality(
     input (an indicator or series file) is aggregate already, one row per
     provider or month, so its counts are shown as they are. The table is
     suppressed already: published, it needs no more (``counts=[]``).
+
+    The profile is :func:`profile_sql`, run by DuckDB on the loaded frame, or
+    the one an engine computed on the file without loading its rows.
     """
     if isinstance(loaded, Mapping):
         return pd.concat([data_quality(t, threshold) for t in _tables(loaded).values()], ignore_index=True)
     loaded = _loaded(loaded)
     if loaded.profile is not None:  # profiled in SQL by an engine: the rows were never loaded
         return loaded.profile
+    return _profile_frame(loaded, threshold)
+
+
+def _profile_frame(loaded: LoadedTable, threshold: int) -> pd.DataFrame:
+    """:func:`profile_sql` run by DuckDB on a loaded frame (the one profile, whatever holds the rows)."""
     frame, summary = loaded.frame, loaded.summary
-    table = summary.table
-    spec = _contract(table)
-    if spec is None:
-        threshold = 0  # a notebook's own input is already aggregate: its rows are not people
+    spec = _contract(summary.table)
+    own = None
+    if spec is None:  # a notebook's own input: every column, typed as the frame holds it
+        own = {str(c): {"type": _kind(frame[c])} for c in frame.columns}
+    present = [c for c in (spec or own or {}) if c in frame.columns]
     source = {v: k for k, v in summary.columns_mapped.items()}
-    ids = identifier_columns()
-    names = list(spec) if spec is not None else list(frame.columns)
-    rows = len(frame)
-    records = []
-    for name in names:
-        col_spec = (spec or {}).get(name, {})
-        record: dict[str, Any] = {
-            "table": table,
-            "column": name,
-            "source_column": "",
-            "type": col_spec.get("type", ""),
-            "required": ("yes" if col_spec.get("required") else "no") if spec is not None else "",
-            "rows": rows,
-            "n_missing": rows,
-            "pct_complete": 0.0,
-            "first": "",
-            "last": "",
-            "distinct_values": 0,
-            "values_seen": "",
-            "note": "",
-        }
-        if name not in frame.columns:
-            record["note"] = "not in the file" + (" (optional)" if not col_spec.get("required") else "")
-            records.append(record)
-            continue
-        series = frame[name]
-        kind = record["type"] or _kind(series)
-        record["type"] = kind
-        record["source_column"] = source.get(name, name)
-        missing = _missing(series)
-        n_missing: int | str = int(missing.sum())
-        record["distinct_values"] = int(series[~missing].nunique())
-        if kind == "date" and (~missing).any():
-            dates = pd.to_datetime(series[~missing])
-            record["first"], record["last"] = f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"
-        listed = (
-            "allowed" in col_spec
-            or name in LISTED_COLUMNS
-            or (spec is None and kind == "string" and record["distinct_values"] <= MAX_CODES_UNKNOWN)
+    be = DuckDB()
+    try:
+        be.con.register("loaded_frame", frame[present].reset_index(drop=True))
+        src = TableSource(
+            summary.table,
+            summary.file,
+            be,
+            "loaded_frame",
+            "SELECT * FROM loaded_frame",
+            {},
+            present,
+            {},
+            "frame",
+            {source.get(c, c): c for c in present},
+            list(summary.columns_ignored),
+            rows=len(frame),
         )
-        if name in ids:
-            record["note"] = "identifier: values never shown"
-            listed = False
-        if listed:
-            record["values_seen"], n_missing = _codes(series, missing, int(n_missing), threshold)
-        records.append(_completeness(record, n_missing, rows, threshold))
-    return pd.DataFrame(records, columns=QUALITY_COLUMNS)
+        return profile_sql(src, "TRUE", src.typed_sql, threshold, own)
+    finally:
+        be.close()
 
 
 def _as_steps(steps: pd.DataFrame, default_table: str) -> pd.DataFrame:
@@ -447,14 +416,25 @@ def describe_profile(name: str, summary: LoadSummary, profile: pd.DataFrame, pro
 
 
 # --------------------------------------------------------------------------- data quality without the rows
-def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> pd.DataFrame:
-    """helpers.data_quality computed in SQL over the spells that pass ``where``.
+def profile_sql(
+    src: TableSource,
+    where: str,
+    derived: str,
+    threshold: int,
+    own: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """The :func:`data_quality` table, computed in SQL over the rows of ``src`` that pass ``where``.
 
-    Same columns, same rules (missing values, distinct values, first and last
-    dates, the codes of coded columns with their counts, suppressed together
-    with the missing count by :func:`helpers.disclosure.suppress_counts`).
+    Missing values, distinct values, first and last dates, the codes of
+    coded columns with their counts, suppressed together with the missing
+    count by :func:`helpers.disclosure.suppress_counts`. ``own``: the columns
+    of a notebook's own input (no contract; ``{name: {"type": ...}}``): every
+    column listed, text columns with at most :data:`MAX_CODES_UNKNOWN` values
+    listed with their counts, and no suppression (its rows are not people).
     """
-    spec = io.table_columns(src.table)
+    spec = io.table_columns(src.table) if own is None else own
+    if own is not None:
+        threshold = 0
     be = src.backend
     ids = io.identifier_columns()
     source = {v: k for k, v in src.mapping.items()} | {v: k for k, v in src.columns_mapped().items()}
@@ -466,9 +446,16 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             aggs += [f"MIN({quote(c)}) AS lo{i}", f"MAX({quote(c)}) AS hi{i}"]
     stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
     rows = int(stats["n_rows"])
-    listed_columns = [
-        c for c in src.present if ("allowed" in spec[c] or c in LISTED_COLUMNS) and c not in ids
-    ]
+
+    def listed(name: str) -> bool:
+        unknown_codes = (
+            own is not None
+            and spec[name]["type"] == "string"
+            and int(stats[f"d{src.present.index(name)}"]) <= MAX_CODES_UNKNOWN
+        )
+        return "allowed" in spec[name] or name in LISTED_COLUMNS or unknown_codes
+
+    listed_columns = [c for c in src.present if listed(c) and c not in ids]
     codes = pd.DataFrame(columns=["c", "v", "k"])
     if listed_columns:
         codes = be.query(
@@ -485,7 +472,7 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             "column": name,
             "source_column": "",
             "type": col_spec.get("type", ""),
-            "required": "yes" if col_spec.get("required") else "no",
+            "required": "" if own is not None else ("yes" if col_spec.get("required") else "no"),
             "rows": rows,
             "n_missing": rows,
             "pct_complete": 0.0,
@@ -507,11 +494,9 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             record["first"], record["last"] = (
                 f"{pd.Timestamp(stats[k]):%Y-%m-%d}" for k in (f"lo{i}", f"hi{i}")
             )
-        listed = "allowed" in col_spec or name in LISTED_COLUMNS
         if name in ids:
             record["note"] = "identifier: values never shown"
-            listed = False
-        if listed:
+        if name in listed_columns:
             counts = codes[codes["c"] == name]
             counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
             record["values_seen"], n_missing = _values_seen(

@@ -20,7 +20,14 @@ import pandas as pd
 
 from helpers import casemix, disclosure, indicators, periods
 from helpers import engine as engines
-from helpers.casemix import INDICATORS, MIN_LEVEL_SPELLS, CasemixModel, fit_cells, term_sql
+from helpers.casemix import (
+    BED_DAYS_PER_EVENT_SQL,
+    INDICATORS,
+    MIN_LEVEL_SPELLS,
+    CasemixModel,
+    fit_cells,
+    term_sql,
+)
 from helpers.contract import TableSource, open_table
 from helpers.derive import spell_fields_sql
 from helpers.engine import literal, quote
@@ -153,8 +160,8 @@ def _variation_sql(
         "SELECT COUNT(*) AS n_all, SUM(CASE WHEN _in_year THEN 1 ELSE 0 END) AS n_year, "
         "SUM(CASE WHEN _in_year AND _in_pop THEN 1 ELSE 0 END) AS n_pop, "
         "COUNT(DISTINCT CASE WHEN _in_year THEN financial_year END) AS n_years, "
-        "AVG(CASE WHEN _in_year AND emergency THEN los_days END) AS los_emergency, "
-        f"AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective{step_counts} "
+        f"{BED_DAYS_PER_EVENT_SQL['readmission'].format(where='_in_year')} AS los_emergency, "
+        f"{BED_DAYS_PER_EVENT_SQL['day_case'].format(where='_in_year')} AS los_ordinary_elective{step_counts} "
         "FROM variation_pop"
     ).iloc[0]
     n_all, n_year = int(c["n_all"]), int(c["n_year"] or 0)
