@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -220,9 +221,10 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
     (tmp_path / "tmp").mkdir()
     check = run.check_contract_table
 
-    def stopped(name, path, column_map, engine_name, keep):
-        check(name, path, column_map, engine_name, keep)  # the identifier values are written, then Ctrl+C
-        assert list(keep.iterdir())
+    def stopped(name, path, column_map, engine_name, keep, keep_tables):
+        # the identifier values and the checked table are written, then Ctrl+C
+        check(name, path, column_map, engine_name, keep, keep_tables)
+        assert list(keep.iterdir()) and list(keep_tables.iterdir())
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "check_contract_table", stopped)
@@ -234,3 +236,66 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
     )
     assert "stopped (Ctrl+C); nothing was written" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- checked once, read by the kernel
+def test_the_notebook_reads_the_table_the_command_checked_not_the_file_again(
+    tmp_path, spells_file, reads, monkeypatch
+):
+    seen = {}
+
+    def execute(nb_path, executed, params, quiet):
+        # what the notebook's kernel does: open the spells it was given (the kernel inherits the environment)
+        src = contract.open_table("spells", params["data_spells"])
+        try:
+            seen["typed_sql"] = src.typed_sql
+            seen["tables"] = set(
+                src.backend.query("SELECT table_name FROM duckdb_tables() WHERE temporary")["table_name"]
+            )
+            seen["rows"] = src.backend.query(f"SELECT * FROM ({src.typed_sql}) AS v ORDER BY _rownum")
+            seen["stats"] = (src.rows, src.stats["n_rows"], len(src.stats["admissions_by_month"]))
+        finally:
+            src.backend.close()
+        nbformat.write(nbformat.read(nb_path, as_version=4), executed)
+        (Path(params["output_dir"]) / "result.csv").write_text("provider_code,spells\nT01,100\n")
+
+    monkeypatch.setattr(cli, "_execute", execute)
+    out = tmp_path / "run"
+    assert main(["run", "variation", "--data", f"spells={spells_file}", "--out", str(out), "--quiet"]) == 0
+    assert (
+        '"checked_spells"' in seen["typed_sql"] and "spells_typed" not in seen["tables"]
+    )  # attached, not rebuilt
+    fresh = contract.open_table("spells", spells_file)  # outside a run: read and checked from the file
+    try:
+        assert '"checked_spells"' not in fresh.typed_sql
+        pd.testing.assert_frame_equal(
+            seen["rows"], fresh.backend.query(f"SELECT * FROM ({fresh.typed_sql}) AS v ORDER BY _rownum")
+        )
+        assert seen["stats"] == (300, fresh.stats["n_rows"], len(fresh.stats["admissions_by_month"]))
+    finally:
+        fresh.backend.close()
+    assert contract.CHECKED_TABLES_ENV not in os.environ
+
+
+def test_a_kept_table_is_used_only_for_the_same_file_and_column_map(tmp_path, spells_file, monkeypatch):
+    kept = tmp_path / "kept"
+    contract.open_table("spells", spells_file, keep_in=kept).backend.close()
+    monkeypatch.setenv(contract.CHECKED_TABLES_ENV, str(kept))
+
+    def attached(path, column_map=None) -> bool:
+        src = contract.open_table("spells", path, column_map)
+        src.backend.close()
+        return '"checked_spells"' in src.typed_sql
+
+    assert attached(spells_file)
+    assert not attached(spells_file, {"spell_id": "spell_id"})  # another column map: checked again
+    other = tmp_path / "other.parquet"
+    pd.read_parquet(spells_file).iloc[:200].to_parquet(other, index=False)
+    assert not attached(other)  # another file
+    pd.read_parquet(spells_file).iloc[:200].to_parquet(spells_file, index=False)  # the file changed since
+    assert not attached(spells_file)
+    bad = pd.read_parquet(spells_file)
+    bad.loc[3, "age"] = "300"
+    bad.to_parquet(spells_file, index=False)  # and a changed file is checked again, so its fault is found
+    with pytest.raises(io.InputError, match="column 'age'"):
+        attached(spells_file)

@@ -10,6 +10,8 @@ spreadsheet row numbers and the values as written in the file.
 
 from __future__ import annotations
 
+import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -427,6 +429,7 @@ def open_table(
     *,
     backend: engines.Backend | None = None,
     spark: Any | None = None,
+    keep_in: Path | None = None,
 ) -> TableSource:
     """Read one contract table with an engine and validate it; raise :class:`helpers.io.InputError`.
 
@@ -435,6 +438,13 @@ def open_table(
     spills to disk; Spark: a cached view) holding the contract columns, one
     flag per rule and ``_rownum`` (the order of the rows in the file).
     Returns a :class:`TableSource` whose ``typed_sql`` selects from it.
+
+    Checked once: ``keep_in`` (a private folder; DuckDB) keeps the typed table
+    in a database file there, listed in the folder's index. A later
+    ``open_table`` of the same file (same size and modification time) with the
+    same column map, in a process whose :data:`CHECKED_TABLES_ENV` names that
+    folder (``handbook run``'s notebook kernel), attaches it instead of
+    reading and checking the file again.
     """
     spec = io.table_columns(table)
     path = io.sample_path(table) if path is None else path
@@ -446,15 +456,33 @@ def open_table(
             raise io.InputError(f"Expected a file for {path.name} but {path} is a folder.")
         if path.stat().st_size == 0:
             raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
+    kept = _kept(table, path, column_map) if engines.engine_name(engine) == "duckdb" else None
+    if kept is not None:  # checked already by ``handbook run``: attach its typed table, read nothing again
+        be = backend or engines.connect("duckdb")
+        try:
+            return _open_kept(kept, be)
+        except BaseException:
+            if backend is None:
+                be.close()
+            raise
+    original = path
+    if keep_in is not None:
+        Path(keep_in).mkdir(parents=True, exist_ok=True)
     origin: dict[str, Any] = {}
     if table == "spells" and "://" not in str(path):
         built = episodes.spells_file_for_engine(path, column_map)  # episodes, or diagnoses to score
         if built is not None:
             path, origin = built
-    be = backend or engines.connect(engine, spark)
+    be = backend or (
+        engines.DuckDB(database=keep_in / f"{table}.duckdb")
+        if keep_in is not None
+        else engines.connect(engine, spark)
+    )
     try:
         src = _open(table, spec, path, column_map, be)
         src.origin = origin
+        if keep_in is not None:
+            _index_kept(keep_in, table, original, column_map, src)
         return src
     except BaseException:
         if backend is None:
@@ -674,3 +702,64 @@ def read_typed(
         sheet=sheet,
     )
     return io.LoadedTable(out, summary)
+
+
+# --------------------------------------------------------------------------- checked once, read twice
+#: Names the private folder where ``handbook run`` keeps the tables it checked (see :func:`open_table`).
+CHECKED_TABLES_ENV = "HANDBOOK_CHECKED_TABLES"
+_INDEX = "index.pickle"
+
+
+def _file_key(table: str, path: Path | str | None, column_map: Mapping[str, str] | None) -> tuple:
+    """What identifies one checked input: the table, the file (path, size, modification time) and the column map."""
+    p = Path(io.sample_path(table) if path is None else path).resolve()
+    st = p.stat()
+    mapped = tuple(sorted((str(k), str(v)) for k, v in (column_map or {}).items()))
+    return (table, str(p), st.st_size, st.st_mtime_ns, mapped)
+
+
+def _read_index(folder: Path) -> dict[tuple, dict[str, Any]]:
+    index = folder / _INDEX
+    if not index.is_file():
+        return {}
+    with open(index, "rb") as f:
+        return pickle.load(f)  # written by _index_kept in a private folder of this user
+
+
+def _index_kept(
+    folder: Path, table: str, path: Path | str | None, column_map: Mapping[str, str] | None, src: TableSource
+) -> None:
+    """List a table checked into ``folder`` (its database file is written when the backend closes)."""
+    index = _read_index(folder)
+    index[_file_key(table, path, column_map)] = {
+        "database": Path(src.backend.database),  # type: ignore[attr-defined]
+        "source": {
+            k: getattr(src, k)
+            for k in ("table", "path", "raw_names", "present", "kinds", "file_kind", "mapping", "leftover")
+        }
+        | {"rows": src.rows, "stats": src.stats, "origin": src.origin},
+    }
+    with open(folder / _INDEX, "wb") as f:
+        pickle.dump(index, f)
+
+
+def _kept(table: str, path: Path | str | None, column_map: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """The entry of a table ``handbook run`` checked and kept (:data:`CHECKED_TABLES_ENV`), if this is that file."""
+    folder = os.environ.get(CHECKED_TABLES_ENV)
+    if not folder or "://" in str(path) or not Path(folder, _INDEX).is_file():
+        return None
+    entry = _read_index(Path(folder)).get(_file_key(table, path, column_map))
+    return entry if entry is not None and Path(entry["database"]).is_file() else None
+
+
+def _open_kept(entry: dict[str, Any], be: engines.Backend) -> TableSource:
+    """A :class:`TableSource` over a kept typed table (already checked: no rule is checked again)."""
+    meta = dict(entry["source"])
+    table = meta["table"]
+    alias = f"checked_{table}"
+    be.attach(entry["database"], alias)  # type: ignore[attr-defined]
+    typed_sql = f"SELECT *, rowid AS _rownum FROM {engines.quote(alias)}.{engines.quote(table + '_typed')}"
+    rows, stats, origin = meta.pop("rows"), meta.pop("stats"), meta.pop("origin")
+    src = TableSource(backend=be, raw_view=f"raw_{table}", typed_sql=typed_sql, **meta)
+    src.rows, src.stats, src.origin = rows, dict(stats), dict(origin)
+    return src

@@ -441,7 +441,9 @@ def profile_sql(
     base = f"SELECT * FROM ({derived}) AS d WHERE {where}"
     aggs = ["COUNT(*) AS n_rows"]
     for i, c in enumerate(src.present):
-        aggs += [f"COUNT({quote(c)}) AS n{i}", f"COUNT(DISTINCT {quote(c)}) AS d{i}"]
+        # a unique column (checked by the contract) has as many distinct values as values: no hash of millions
+        distinct = f"COUNT({quote(c)})" if spec[c].get("unique") else f"COUNT(DISTINCT {quote(c)})"
+        aggs += [f"COUNT({quote(c)}) AS n{i}", f"{distinct} AS d{i}"]
         if spec[c]["type"] == "date":
             aggs += [f"MIN({quote(c)}) AS lo{i}", f"MAX({quote(c)}) AS hi{i}"]
     stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
@@ -506,18 +508,18 @@ def profile_sql(
     return pd.DataFrame(records, columns=QUALITY_COLUMNS)
 
 
-def profiled(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> LoadedTable:
+def profiled_source(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> LoadedTable:
     """A table an engine read without loading its rows: what was read, and its data quality ``table``
     over ``rows_profiled`` rows (:func:`profile_sql`)."""
     return LoadedTable(None, src.load_summary(), profile=table, profiled_rows=int(rows_profiled))
 
 
 def profile_table(src: TableSource, threshold: int | None = None) -> LoadedTable:
-    """A table read by an engine, with its data-quality profile over every row (:func:`profiled`).
+    """A table read by an engine, with its data-quality profile over every row (:func:`profiled_source`).
 
     :func:`data_quality`, :func:`describe` and :func:`exclusion_flow` read it
     as they read a loaded table, so a notebook that never loads the spells
     into pandas reports on them the same way.
     """
     threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
-    return profiled(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))
+    return profiled_source(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))

@@ -28,6 +28,7 @@ folder and the identifier files are removed whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -40,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import nbformat
@@ -179,7 +180,12 @@ def checking_engine(table: str, request: RunRequest) -> str:
 
 
 def check_contract_table(
-    name: str, path: Path | None, column_map: Mapping[str, str] | None, engine: str, keep_identifiers: Path
+    name: str,
+    path: Path | None,
+    column_map: Mapping[str, str] | None,
+    engine: str,
+    keep_identifiers: Path,
+    keep_tables: Path | None = None,
 ) -> tuple[int, dict[str, str], list[str], frozenset[str], Path | None]:
     """Check one contract table (``path=None``: the sample); raise :class:`helpers.io.InputError`.
 
@@ -187,6 +193,9 @@ def check_contract_table(
     identifier values: in memory (pandas) or written by DuckDB to a Parquet
     file in the private folder ``keep_identifiers`` (returned as its path),
     only values long enough to be looked for (:data:`helpers.disclosure.MIN_IDENTIFIER_LENGTH`).
+    Checked by DuckDB, the typed table is kept in the private folder
+    ``keep_tables`` for the notebook's kernel (:func:`helpers.contract.open_table`),
+    which then does not read and check the file again.
     """
     id_columns = io.identifier_columns()
     if engine == "pandas":
@@ -197,7 +206,7 @@ def check_contract_table(
             values.update(frame[col].dropna().astype(str))
         mapped = {str(k).strip(): v for k, v in summary.columns_mapped.items() if str(k).strip() != v}
         return int(len(frame)), mapped, list(summary.columns_ignored), frozenset(values), None
-    src = contract.open_table(name, path, column_map, "duckdb")
+    src = contract.open_table(name, path, column_map, "duckdb", keep_in=keep_tables)
     try:
         ids = [c for c in src.present if c in id_columns]
         kept = None
@@ -225,7 +234,12 @@ def identifier_values_of_frame(frame: Any) -> set[str]:
 
 
 def check_input(
-    name: str, path: Path | None, request: RunRequest, keep_identifiers: Path, fetched: Any | None = None
+    name: str,
+    path: Path | None,
+    request: RunRequest,
+    keep_identifiers: Path,
+    fetched: Any | None = None,
+    keep_tables: Path | None = None,
 ) -> CheckedInput | None:
     """Read, check and hash one input, once. ``None``: an optional input that was not given."""
     column_map = request.column_map or None
@@ -235,7 +249,7 @@ def check_input(
         engine = checking_engine(name, request)
         # the sample too is checked before anything runs, but it is not recorded as an input
         rows, mapped, ignored, values, kept = check_contract_table(
-            name, path, column_map if path is not None else None, engine, keep_identifiers
+            name, path, column_map if path is not None else None, engine, keep_identifiers, keep_tables
         )
         checked_by = engine
     elif path is not None:
@@ -262,12 +276,16 @@ def check_input(
 
 
 def check_inputs(
-    request: RunRequest, data: Mapping[str, Path], fetched: Mapping[str, Any], keep_identifiers: Path
+    request: RunRequest,
+    data: Mapping[str, Path],
+    fetched: Mapping[str, Any],
+    keep_identifiers: Path,
+    keep_tables: Path | None = None,
 ) -> dict[str, CheckedInput]:
     """:func:`check_input` for every input the notebook declares; the sample inputs are checked, not recorded."""
     checked = {}
     for name in request.input_names:
-        one = check_input(name, data.get(name), request, keep_identifiers, fetched.get(name))
+        one = check_input(name, data.get(name), request, keep_identifiers, fetched.get(name), keep_tables)
         if one is not None:
             checked[name] = one
     return checked
@@ -403,8 +421,9 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
     try:
         (private / "fetched").mkdir()
         (private / "identifiers").mkdir()
+        (private / "checked").mkdir()
         data, fetched = fetch_databases(request.data, private / "fetched")
-        checked = check_inputs(request, data, fetched, private / "identifiers")
+        checked = check_inputs(request, data, fetched, private / "identifiers", private / "checked")
         started = time.perf_counter()
         staging = make_staging(out)
         tables = staging / "tables"
@@ -415,7 +434,8 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
             "output_dir": str(tables),
         }
         executed = staging / f"{request.notebook}.ipynb"
-        execute(request.notebook_path, executed, params, request.quiet)
+        with checked_tables_for_kernel(private / "checked"):
+            execute(request.notebook_path, executed, params, request.quiet)
         sheets, elapsed = write_outputs(request, checked, staging, executed, started)
         scan_for_identifiers(staging, checked)
         move_into_place(staging, out, previous_run)
@@ -431,6 +451,24 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
     return RunResult(out, sheets, elapsed, run_engine(request))
+
+
+@contextlib.contextmanager
+def checked_tables_for_kernel(folder: Path) -> Iterator[None]:
+    """Name ``folder`` (the tables checked in step 2) to the notebook's kernel, which inherits the environment.
+
+    The kernel's :func:`helpers.contract.open_table` then attaches each kept
+    table instead of reading and checking the input a second time.
+    """
+    previous = os.environ.get(contract.CHECKED_TABLES_ENV)
+    os.environ[contract.CHECKED_TABLES_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(contract.CHECKED_TABLES_ENV, None)
+        else:
+            os.environ[contract.CHECKED_TABLES_ENV] = previous
 
 
 def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:
