@@ -217,10 +217,9 @@ def test_shmi_style_mortality_with_deaths_counts_30_days_after_discharge_on_the_
     assert (
         steps(got)["30 days of follow-up"] == 2
     )  # "late" and "last" end within 30 days of the last admission
+    deaths_table = io.load_table("deaths", files["deaths"])
     out = indicators.add_outcome(
-        loaded,
-        indicators.resolve("mortality", list(loaded.columns), True),
-        io.load_table("deaths", files["deaths"]),
+        loaded, indicators.resolve("mortality", list(loaded.columns), True), deaths_table
     ).set_index("spell_id")
     assert out.loc["died", "died_30d"]  # in hospital
     assert (
@@ -228,6 +227,13 @@ def test_shmi_style_mortality_with_deaths_counts_30_days_after_discharge_on_the_
     )  # the last spell before the death carries it
     assert not out.loc["d3", "died_30d"]  # 31 days after discharge
     assert out.loc["d4", "died_30d"]  # 30 days after discharge
+    # follow-up: by default to the last admission (END), so "late" and "last" lack their 30 days; a stated
+    # end a year later gives every spell its 30 days
+    assert set(out.index[~out["death_follow_up"]]) == {"late", "last"}
+    later = indicators.add_outcome(
+        loaded, indicators.resolve("mortality", list(loaded.columns), True), deaths_table, "2025-06-30"
+    )
+    assert later["death_follow_up"].all() and later["died_30d"].tolist() == out["died_30d"].tolist()
     assert got.model.providers["observed"].sum() == 3  # died, d2, d4
     assert got.definition.label.startswith("mortality in hospital or within 30 days")
 
@@ -282,6 +288,14 @@ def test_rule_sql_on_codes_with_dots_case_and_missing_against_hand_reading():
         rule = getattr(indicators, name)
         got = query_frame(frame, f"{indicators.rule_sql(rule, list(frame.columns))} AS m")["m"]
         assert got.tolist() == expected, name
+    # on a frame, a step whose derived flag is absent matches nothing, or everything when negated
+    steps = (
+        indicators.Step("no follow-up", "", indicators.Flag("death_follow_up", negate=True)),
+        indicators.Step("died", "", indicators.Flag("died")),
+    )
+    ind = indicators.Indicator("t", "los_days", "poisson", "", False, "", "", steps=steps)
+    follow_up, died = indicators.exclusion_masks(frame, ind)
+    assert follow_up.all() and not died.any()
 
 
 def test_definitions_table_lists_each_indicator_with_its_source():
