@@ -87,7 +87,7 @@ class LoadSummary:
     engine: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds a frame: compared by identity
 class LoadedTable:
     """A loaded input and what its loader read: what a notebook hands to its data quality block.
 

@@ -796,7 +796,7 @@ def measure_label(
     return str(value).replace("_", " ").capitalize()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds a frame: compared by identity
 class MonthlySeries:
     """A monthly series built from spells (:func:`build_monthly_series`), with what its chart says of it.
 
