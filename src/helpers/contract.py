@@ -32,7 +32,9 @@ _UK_SQL = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( 00:00(:00)?)?$"
 class Column:
     """One contract column as the rules see it: its specification and the SQL names of its layers.
 
-    ``raw`` is the file's column; ``text`` its trimmed text, blanks as NULL;
+    ``raw`` is the file's column; ``text`` its trimmed text, blanks as NULL
+    (a number or date the file already holds as one: its value, NULL when
+    missing, as its text is never read);
     ``parsed`` the code looked up (coded text), the number or the date;
     ``value`` the typed contract column; ``number`` the value a range is
     checked on. ``kind``: the file column's own type (text, integer, float,
@@ -355,6 +357,25 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
     The rules (:data:`CONTRACT_RULES`) refer to those columns by name.
     """
     r, t, p, spec = c.raw, c.text, c.parsed, c.spec
+    if c.type in {"integer", "number"} and c.kind in {"integer", "float"}:
+        # a number the file already holds as one: its text is never read, only whether it is missing
+        value = r if c.kind == "integer" else f"CASE WHEN isnan({r}) THEN NULL ELSE {r} END"
+        if c.hes == "age":  # HES infant ages 7001-7007 are 0
+            infant = ", ".join(sorted(episodes.HES_INFANT_AGES))
+            value = f"CASE WHEN ({value}) IN ({infant}) THEN 0 ELSE {value} END"
+        return (
+            value,
+            f"CAST({t} AS DOUBLE)",
+            (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p),
+        )
+    if c.type == "date" and c.kind in {"date", "timestamp"}:  # a date the file already holds as one
+        value = r
+        if c.hes == "date":  # HES null dates (1800-01-01 ...) are blank
+            nulls = ", ".join(
+                f"DATE {engines.literal(d)}" for d in sorted(episodes.HES_NULL_DATES) if "-" in d
+            )
+            value = f"CASE WHEN CAST({r} AS DATE) IN ({nulls}) THEN NULL ELSE {r} END"
+        return value, None, f"CAST({t} AS DATE)"
     text = _text_expr(r, c.kind)
     if c.hes == "age":  # HES infant ages 7001-7007 are 0
         text = f"CASE WHEN ({text}) IN ({', '.join(engines.literal(a) for a in sorted(episodes.HES_INFANT_AGES))}) THEN '0' ELSE {text} END"
@@ -375,17 +396,12 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
             value = f"CASE WHEN {t} IS NOT NULL THEN REPLACE(UPPER({value}), '.', '') END"
         return text, pre, value
     if c.type in {"integer", "number"}:
-        if c.kind in {"integer", "float"}:
-            pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r if c.hes != 'age' else t} AS DOUBLE) END"
-        else:
-            pre = (
-                f"CASE WHEN {_stray_comma(t)} THEN NULL "
-                f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
-            )
+        pre = (
+            f"CASE WHEN {_stray_comma(t)} THEN NULL "
+            f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
+        )
         return text, pre, (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p)
     if c.type == "date":
-        if c.kind in {"date", "timestamp"}:
-            return text, None, f"CASE WHEN {t} IS NOT NULL THEN CAST({r} AS DATE) END"
         return text, _date_from_text(t), p
     raise KeyError(f"Unknown type {c.type!r} for column {c.name!r} in the data dictionary")
 
