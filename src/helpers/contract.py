@@ -284,6 +284,7 @@ class TableSource:
     rows: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)  # an episode-level file built into spells first
+    kept: Path | None = None  # the checked table's Parquet file, when open_table was asked to keep it
 
     def columns_mapped(self) -> dict[str, str]:
         """Your column names -> contract names, where they differ; the original file's when it was built first."""
@@ -738,6 +739,7 @@ def _index_kept(
         f"COPY (SELECT {cols} FROM ({src.typed_sql}) AS v) TO {engines.literal(str(kept))} "
         "(FORMAT PARQUET, COMPRESSION SNAPPY)"  # a scan of a table keeps its order (preserve_insertion_order)
     )
+    src.kept = kept
     index = _read_index(folder)
     index[_file_key(table, path, column_map)] = {
         "file": kept,
