@@ -57,7 +57,8 @@ Out
     box. ``pdf``: report.pdf printed from report.html by headless Chromium.
     ``cli``: the ``handbook`` command (``run``, ``list``, ``template``, ``simulate``).
     ``run``: the steps of ``handbook run`` (inputs checked and hashed once,
-    staging, report, identifier scan without rereading the inputs, the final move).
+    the checked tables handed to the notebook's kernel, staging, report,
+    identifier scan without rereading the inputs, the final move).
 
 The book itself
     ``bibstyle``: author-year labels for the list of references.
