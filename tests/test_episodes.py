@@ -294,8 +294,7 @@ def test_provider_spells_follow_the_nhs_digital_method(hes):
 
 
 def test_exclusions_flow_counts_every_episode(hes):
-    spells = io.load_table("spells", hes)
-    flow = quality.exclusion_flow(spells)
+    flow = quality.exclusion_flow(io.load_input("spells", hes))
     steps = flow.set_index("step")
     assert steps.loc["read from hes.csv", "rows_after"] == 10
     assert steps.loc["finished episodes", "rows_excluded"] == 1
@@ -318,8 +317,9 @@ def test_shmi_primary_diagnosis_rule(hes):
 
 def test_a_transfer_is_a_readmission_unless_linked(hes):
     raw = io.read_raw(hes)
-    provider = episodes.load_spells(raw, hes)
-    linked = episodes.load_spells(raw, hes, link_transfers=True)
+    provider = episodes.load_spells(raw, hes).frame
+    linked_loaded = episodes.load_spells(raw, hes, link_transfers=True)
+    linked = linked_loaded.frame
     end = pd.Timestamp("2024-12-31")
     d = derive.add_spell_fields(provider, follow_up_end=end).set_index("spell_id")
     assert bool(
@@ -338,7 +338,7 @@ def test_a_transfer_is_a_readmission_unless_linked(hes):
     assert stay["admission_method"] == "21" and stay["los_days"] == 19
     assert stay["frailty_score"] == pytest.approx(1.4 + 3.6)  # S72 and R29 across both spells
     assert bool(d.loc["RA1/500", "readmit_30d"])  # going home and coming back through A&E is not a transfer
-    flow = quality.exclusion_flow(linked).set_index("step")
+    flow = quality.exclusion_flow(linked_loaded).set_index("step")
     assert flow.loc["provider spells to continuous inpatient spells", "rows_excluded"] == 1
 
 
@@ -419,7 +419,7 @@ def test_duckdb_engine_builds_spells_from_episodes_too(tmp_path):
     by_duckdb = variation.prepare_variation(str(path), "los", terms, engine="duckdb")
     assert by_duckdb.model.terms == terms  # both scores computed from the diagnoses
     assert by_duckdb.model.providers["denominator"].sum() > 0
-    flow = quality.exclusion_flow(by_duckdb.spells, by_duckdb.exclusions)
+    flow = quality.exclusion_flow(by_duckdb.loaded, by_duckdb.exclusions)
     assert flow.iloc[0]["rows_after"] == len(hes)  # the flow starts from every episode
 
 

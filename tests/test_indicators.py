@@ -1,4 +1,4 @@
-"""Tests of helpers.indicators: every exclusion of every definition, on hand-built spells, in pandas and DuckDB.
+"""Tests of helpers.indicators: every exclusion of every definition, on hand-built spells (the SQL, on a file and on a frame).
 
 Each hand-built spell is set aside by exactly one step (or by none), so the
 expected counts are known by construction; the readmission and death
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from shared_runs import RunSpec, run_spec
 
 from helpers import casemix, derive, indicators, io, variation
+from helpers.engine import query_frame
 
 END = "2024-06-30"  # the last admission date: the extract's coverage ends here
 
@@ -217,10 +217,9 @@ def test_shmi_style_mortality_with_deaths_counts_30_days_after_discharge_on_the_
     assert (
         steps(got)["30 days of follow-up"] == 2
     )  # "late" and "last" end within 30 days of the last admission
+    deaths_table = io.load_table("deaths", files["deaths"])
     out = indicators.add_outcome(
-        loaded,
-        indicators.resolve("mortality", list(loaded.columns), True),
-        io.load_table("deaths", files["deaths"]),
+        loaded, indicators.resolve("mortality", list(loaded.columns), True), deaths_table
     ).set_index("spell_id")
     assert out.loc["died", "died_30d"]  # in hospital
     assert (
@@ -228,6 +227,13 @@ def test_shmi_style_mortality_with_deaths_counts_30_days_after_discharge_on_the_
     )  # the last spell before the death carries it
     assert not out.loc["d3", "died_30d"]  # 31 days after discharge
     assert out.loc["d4", "died_30d"]  # 30 days after discharge
+    # follow-up: by default to the last admission (END), so "late" and "last" lack their 30 days; a stated
+    # end a year later gives every spell its 30 days
+    assert set(out.index[~out["death_follow_up"]]) == {"late", "last"}
+    later = indicators.add_outcome(
+        loaded, indicators.resolve("mortality", list(loaded.columns), True), deaths_table, "2025-06-30"
+    )
+    assert later["death_follow_up"].all() and later["died_30d"].tolist() == out["died_30d"].tolist()
     assert got.model.providers["observed"].sum() == 3  # died, d2, d4
     assert got.definition.label.startswith("mortality in hospital or within 30 days")
 
@@ -263,31 +269,33 @@ def test_every_step_of_every_definition_is_exercised(files, loaded):
             assert mask.any(), f"{name}: step {step.step!r} never fires on the hand-built spells"
 
 
-def test_rule_sql_and_pandas_agree_on_codes_with_dots_and_missing():
+def test_rule_sql_on_codes_with_dots_case_and_missing_against_hand_reading():
+    """Each code list's SQL on a frame, against the codes read by hand (ICD-10 stems, dots and case ignored)."""
     frame = pd.DataFrame(
         {
-            "primary_diagnosis": ["C97", "C98", "D37", "D49", "Z511", None, "o99"],
-            "admission_method": ["31", "21", "82", None, "11", "21", "21"],
+            "primary_diagnosis": ["C97", "C98", "D37", "D49", "Z511", None, "o99", "Z51.1"],
+            "admission_method": ["31", "21", "82", None, "11", "21", "21", "21"],
         }
     )
-    import duckdb
-
-    con = duckdb.connect()
-    con.register("f", frame)
-    for rule in (indicators.CANCER, indicators.OBSTETRIC, indicators.STILLBIRTH):
-        sql = con.execute(f"SELECT {indicators.rule_sql(rule, list(frame.columns))} AS m FROM f").fetchdf()[
-            "m"
-        ]
-        np.testing.assert_array_equal(sql.to_numpy(bool), indicators.rule_mask(rule, frame))
-    assert indicators.rule_mask(indicators.CANCER, frame).tolist() == [
-        True,
-        False,
-        True,
-        False,
-        True,
-        False,
-        False,
-    ]
+    by_hand = {
+        # C00-C97 and D37-D48 stems, or Z51.0/Z51.1 (chemotherapy); a missing code matches nothing
+        "CANCER": [True, False, True, False, True, False, False, True],
+        # O00-O99 (any case), or admission method 31, 32, 82, 83; no patient classification: not applied
+        "OBSTETRIC": [True, False, True, False, False, False, True, False],
+        "STILLBIRTH": [False] * 8,  # P95 only
+    }
+    for name, expected in by_hand.items():
+        rule = getattr(indicators, name)
+        got = query_frame(frame, f"{indicators.rule_sql(rule, list(frame.columns))} AS m")["m"]
+        assert got.tolist() == expected, name
+    # on a frame, a step whose derived flag is absent matches nothing, or everything when negated
+    steps = (
+        indicators.Step("no follow-up", "", indicators.Flag("death_follow_up", negate=True)),
+        indicators.Step("died", "", indicators.Flag("died")),
+    )
+    ind = indicators.Indicator("t", "los_days", "poisson", "", False, "", "", steps=steps)
+    follow_up, died = indicators.exclusion_masks(frame, ind)
+    assert follow_up.all() and not died.any()
 
 
 def test_definitions_table_lists_each_indicator_with_its_source():

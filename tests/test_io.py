@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers.io import InputError, load_frame, load_table, table_columns
+from helpers.io import InputError, load_frame, load_input, load_table, table_columns
 
 GOOD = pd.DataFrame(
     {
@@ -66,12 +66,13 @@ def load_error(tmp_path: Path, df: pd.DataFrame, table: str = "spells", **kw) ->
 
 
 def test_good_file_loads_with_types(tmp_path):
-    df = load_table("spells", write_csv(tmp_path, GOOD))
+    loaded = load_input("spells", write_csv(tmp_path, GOOD))
+    df = loaded.frame
     assert len(df) == 6
     assert str(df["admission_date"].dtype).startswith("datetime64")
     assert df["age"].tolist() == [80, 80, 45, 67, 90, 30]
     assert df["frailty_score"].iloc[0] == pytest.approx(12.5)
-    assert df.attrs["load_summary"]["rows_read"] == 6
+    assert loaded.summary.rows_read == 6 and loaded.summary.file == "spells.csv"
 
 
 # --- one bad file per rule -------------------------------------------------
@@ -226,10 +227,11 @@ def test_hes_names_uk_dates_cp1252_bom_spaces_and_extra_columns(tmp_path):
     hes["Ward name £"] = "Ward £"  # a non-ASCII extra column, cp1252 encoded
     path = tmp_path / "spells.csv"
     path.write_bytes(b"\xef\xbb\xbf" + hes.to_csv(index=False).encode("cp1252"))  # BOM + cp1252 body
-    df = load_table("spells", path)
+    loaded = load_input("spells", path)
+    df = loaded.frame
     ref = load_table("spells", write_csv(tmp_path, GOOD, "ref.csv"))
     pd.testing.assert_frame_equal(df.reset_index(drop=True), ref.reset_index(drop=True))
-    assert df.attrs["load_summary"]["columns_ignored"] == ["Ward name £"]
+    assert loaded.summary.columns_ignored == ("Ward name £",)
 
 
 def test_excel_and_parquet_load_the_same(tmp_path):

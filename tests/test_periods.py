@@ -90,15 +90,16 @@ def test_month_status_by_hand():
 
 def test_spc_bed_days_stop_at_the_last_complete_month(tail_spells):
     with pytest.warns(spc.SPCWarning, match="Jan 2025, Feb 2025, Mar 2025 \\(outside"):
-        series = spc.monthly_series(tail_spells, "emergency_bed_days")
+        monthly = spc.build_monthly_series(tail_spells, "emergency_bed_days")
+    series = monthly.frame
     assert series["date"].max() == pd.Timestamp("2024-12-01")
-    assert series.attrs["label"] == "Emergency bed days"
+    assert monthly.label == "Emergency bed days"
     # the last month is a full month: its bed days are in line with the months before, not a collapse
     totals = series.groupby("date")["value"].sum()
     assert totals.iloc[-1] > 0.8 * totals.iloc[-13:-1].mean()
     summary = spc.summarise(spc.spc(series, group="group", better="decrease"), better="decrease")
     assert (pd.to_datetime(summary["latest_date"]) == pd.Timestamp("2024-12-01")).all()
-    steps = quality.monthly_series_steps(tail_spells, series)
+    steps = quality.monthly_series_steps(tail_spells, series, months_left_out=monthly.months_left_out)
     assert "Jan 2025, Feb 2025, Mar 2025 (outside the extract's admissions)" in steps.loc[0, "reason"]
     assert steps.loc[0, "rows_excluded"] == int((~tail_spells["month"].isin(series["date"].unique())).sum())
 
@@ -106,9 +107,9 @@ def test_spc_bed_days_stop_at_the_last_complete_month(tail_spells):
 def test_spc_readmission_rate_stops_where_its_follow_up_does(tail_spells):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", spc.SPCWarning)
-        series = spc.monthly_series(tail_spells, "readmission_rate")
-    assert series["date"].max() == pd.Timestamp("2024-11-01")  # December's windows run into 2025
-    left = dict(series.attrs["months_left_out"])
+        monthly = spc.build_monthly_series(tail_spells, "readmission_rate")
+    assert monthly.frame["date"].max() == pd.Timestamp("2024-11-01")  # December's windows run into 2025
+    left = dict(monthly.months_left_out)
     assert "follow-up" in left[pd.Timestamp("2024-12-01")]
     assert spc.measure_label("readmission_rate") == "Emergency readmissions within 30 days"
     assert spc.measure_label("readmission_rate", label="My words") == "My words"

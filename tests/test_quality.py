@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,8 @@ import pytest
 
 from helpers import casemix, derive, io, quality
 from helpers import cohort as co
-from helpers.report import publish
+from helpers.io import LoadedTable, LoadSummary
+from helpers.report import publish, publish_data_quality
 
 # 20 spells written with HES names, UK dates and one optional column left out (spell_cost).
 N = 20
@@ -31,14 +33,19 @@ HES = pd.DataFrame(
 
 
 @pytest.fixture()
-def spells(tmp_path: Path) -> pd.DataFrame:
+def loaded(tmp_path: Path) -> LoadedTable:
     path = tmp_path / "extract.csv"
     HES.to_csv(path, index=False)
-    return io.load_table("spells", path)
+    return io.load_input("spells", path)
 
 
-def test_data_quality_by_hand(spells):
-    dq = quality.data_quality(spells).set_index("column")
+@pytest.fixture()
+def spells(loaded: LoadedTable) -> pd.DataFrame:
+    return loaded.frame
+
+
+def test_data_quality_by_hand(loaded):
+    dq = quality.data_quality(loaded).set_index("column")
     assert list(dq.index) == list(io.table_columns("spells"))  # every contract column, in order
     assert (dq["rows"] == N).all()
     assert dq.loc["admission_date", "source_column"] == "ADMIDATE"
@@ -74,8 +81,8 @@ def test_data_quality_by_hand(spells):
     assert dq.loc["patient_id", "distinct_values"] == 15 and dq.loc["patient_id", "values_seen"] == ""
 
 
-def test_data_quality_publishes_without_further_suppression(spells, tmp_path):
-    published = publish(quality.data_quality(spells), "data_quality", tmp_path)
+def test_data_quality_publishes_without_further_suppression(loaded, tmp_path):
+    published, _ = publish_data_quality(loaded, output_dir=tmp_path)
     text = (tmp_path / "data_quality.csv").read_text()
     assert "spells,sex,SEX,string,yes,20,0,100.0,,,2,1: 15; 2: *," in text
     assert (
@@ -83,10 +90,10 @@ def test_data_quality_publishes_without_further_suppression(spells, tmp_path):
     )  # not starred a second time
 
 
-def test_derived_fields_are_not_profiled_and_describe_says_what_was_read(spells):
-    dq = quality.data_quality(derive.add_spell_fields(spells))
+def test_derived_fields_are_not_profiled_and_describe_says_what_was_read(loaded):
+    dq = quality.data_quality(replace(loaded, frame=derive.add_spell_fields(loaded.frame)))
     assert "los_days" not in set(dq["column"])
-    text = quality.describe(spells)
+    text = quality.describe(loaded)
     assert text.startswith(
         "spells: 20 rows read from extract.csv; 10 of 17 columns present; renamed: PROCODE3 → provider_code, "
     )
@@ -102,24 +109,26 @@ def test_a_notebooks_own_input_without_contract():
             "group": ["A", "A", "B"],
         }
     )
-    series.attrs["load_summary"] = {"table": "series", "file": "s.csv", "rows_read": 3, "columns_ignored": []}
+    loaded = LoadedTable(series, LoadSummary("series", "s.csv", 3))
     # an aggregate file (rows are months, not people): small counts are shown as they are
-    dq = publish(quality.data_quality(series), "data_quality").set_index("column")
+    dq, flow = publish_data_quality(loaded)
+    dq = dq.set_index("column")
     assert dq.loc["date", "type"] == "date" and dq.loc["date", "last"] == "2024-05-01"
     assert dq.loc["value", "n_missing"] == 1 and dq.loc["value", "pct_complete"] == pytest.approx(66.7)
     assert dq.loc["group", "values_seen"] == "A: 2; B: 1" and dq.loc["group", "required"] == ""
-    flow = publish(quality.exclusion_flow(series), "exclusions")
     assert flow["rows_after"].tolist() == [3, 3]
+    with pytest.raises(TypeError, match="helpers.io.load_input"):  # a bare frame does not say what was read
+        quality.data_quality(series)
 
 
 # --------------------------------------------------------------------------- the flow
-def test_flow_joins_the_notebooks_steps_from_rows_read_to_rows_analysed(spells):
+def test_flow_joins_the_notebooks_steps_from_rows_read_to_rows_analysed(loaded, spells):
     s = casemix.add_casemix_bands(derive.add_spell_fields(spells))
     s, _, year_ex = casemix.restrict_to_year(
         s, "2024/25"
     )  # the 10 April spells are 2024/25, January 2025 too
     population, pop_ex = casemix.indicator_population(s, "day_case")  # elective only: 4 of 20
-    flow = quality.exclusion_flow(s, pd.concat([year_ex, pop_ex], ignore_index=True))
+    flow = quality.exclusion_flow(loaded, pd.concat([year_ex, pop_ex], ignore_index=True))
     assert flow["step"].tolist() == [
         "read from extract.csv",
         "financial year 2024/25",
@@ -131,25 +140,25 @@ def test_flow_joins_the_notebooks_steps_from_rows_read_to_rows_analysed(spells):
     assert flow["rows_after"].iloc[-1] == len(population)
 
 
-def test_flow_refuses_steps_that_do_not_add_up(spells):
+def test_flow_refuses_steps_that_do_not_add_up(loaded):
     gap = pd.DataFrame(
         {"step": ["a", "b"], "rows_before": [20, 15], "rows_excluded": [3, 1], "rows_after": [17, 14]}
     )
     with pytest.raises(
         ValueError, match=r"step 'b' .* 15 rows, excludes 1 and keeps 14, but 17 rows reached it"
     ):
-        quality.exclusion_flow(spells, gap)
+        quality.exclusion_flow(loaded, gap)
     wrong = pd.DataFrame({"step": ["a"], "rows_before": [20], "rows_excluded": [3], "rows_after": [16]})
     with pytest.raises(ValueError, match="does not add up"):
-        quality.exclusion_flow(spells, wrong)
+        quality.exclusion_flow(loaded, wrong)
     with pytest.raises(ValueError, match="not given"):
-        quality.exclusion_flow(spells, gap.assign(table="virtual_ward"))
+        quality.exclusion_flow(loaded, gap.assign(table="virtual_ward"))
 
 
-def test_small_exclusions_are_starred_and_the_whole_flow_rounded(spells, tmp_path):
+def test_small_exclusions_are_starred_and_the_whole_flow_rounded(loaded, tmp_path):
     # 3 of 20 excluded: "*"; the flow's rows are linked by subtraction, so every other count is rounded to 5
     step = pd.DataFrame({"step": ["under 18"], "rows_before": [20], "rows_removed": [3], "rows_after": [17]})
-    safe = publish(quality.exclusion_flow(spells, step), "exclusions", tmp_path)
+    _, safe = publish_data_quality(loaded, step, output_dir=tmp_path)
     assert safe["rows_excluded"].tolist() == [0, "*", 0]
     assert safe["rows_after"].tolist() == [
         20,
@@ -160,10 +169,10 @@ def test_small_exclusions_are_starred_and_the_whole_flow_rounded(spells, tmp_pat
 
 
 def test_cohort_exclusions_of_two_tables_become_one_flow_each():
-    spells = derive.add_spell_fields(io.load_table("spells"))
-    stays = io.load_table("virtual_ward")
+    loaded = {"spells": io.load_input("spells"), "virtual_ward": io.load_input("virtual_ward")}
+    spells, stays = derive.add_spell_fields(loaded["spells"].frame), loaded["virtual_ward"].frame
     built = co.build_cohort(spells, stays)
-    flow = quality.exclusion_flow({"spells": spells, "virtual_ward": stays}, built.exclusions)
+    flow = quality.exclusion_flow(loaded, built.exclusions)
     analysed = flow[flow["step"] == "analysed"].set_index("table")["rows_after"]
     assert analysed["spells"] == len(built.spells)
     assert analysed["virtual_ward"] == int(
@@ -201,17 +210,21 @@ def test_monthly_series_steps_by_hand():
 
 
 # --------------------------------------------------------------------------- the notebooks' data quality block
-def test_the_data_quality_block_is_one_call(spells, tmp_path, capsys):
-    from helpers.report import publish_data_quality
-
+def test_the_data_quality_block_is_one_call(loaded, spells, tmp_path, capsys):
     step = casemix.restrict_to_year(derive.add_spell_fields(spells), "2024/25")[2]
     old, new = tmp_path / "old", tmp_path / "new"
     # the block the four notebooks used to spell out, cell by cell
-    text = quality.describe(spells)
-    publish(quality.data_quality(spells), "data_quality", old)
-    publish(quality.exclusion_flow(spells, step), "exclusions", old)
+    text = quality.describe(loaded)
+    publish(quality.data_quality(loaded), "data_quality", old, counts=[])
+    publish(
+        quality.exclusion_flow(loaded, step),
+        "exclusions",
+        old,
+        counts=quality.flow_counts(loaded),
+        linked=True,
+    )
     shown_before = capsys.readouterr().out
-    data_quality, exclusions = publish_data_quality(spells, step, output_dir=new)
+    data_quality, exclusions = publish_data_quality(loaded, step, output_dir=new)
     shown = capsys.readouterr().out
     for name in ("data_quality", "exclusions"):  # the published tables do not change
         assert (new / f"{name}.csv").read_bytes() == (old / f"{name}.csv").read_bytes()
@@ -223,21 +236,23 @@ def test_the_data_quality_block_is_one_call(spells, tmp_path, capsys):
 
 def test_the_data_quality_block_of_two_inputs_and_of_an_engine_profile(tmp_path, capsys):
     from helpers import variation
-    from helpers.report import publish_data_quality
 
-    spells, stays = io.load_table("spells"), io.load_table("virtual_ward")
+    loaded, stays = io.load_input("spells"), io.load_input("virtual_ward")
+    spells = loaded.frame
     data_quality, exclusions = publish_data_quality(
-        {"spells": spells, "virtual_ward": stays}, output_dir=tmp_path
+        {"spells": loaded, "virtual_ward": stays}, output_dir=tmp_path
     )
     assert list(data_quality["table"].unique()) == ["spells", "virtual_ward"]
     assert exclusions.loc[exclusions["step"] == "analysed", "rows_after"].tolist() == [
         len(spells),
-        len(stays),
+        len(stays.frame),
     ]
-    # DuckDB profiles a national file in SQL and hands on a frame without rows: the block reads the profile
+    # DuckDB profiles a national file in SQL and hands on no rows: the block reads the profile
     duck = variation.prepare_variation(None, "los", engine="duckdb")
-    assert len(duck.spells) == 0
+    assert duck.loaded.frame is None
     capsys.readouterr()
-    data_quality, _ = publish_data_quality(duck.spells, duck.exclusions)
+    data_quality, _ = publish_data_quality(duck.loaded, duck.exclusions)
     assert capsys.readouterr().out.startswith(f"spells: {len(spells):,} rows read from spells.csv")
-    pd.testing.assert_frame_equal(data_quality, publish(quality.data_quality(spells), "data_quality"))
+    pd.testing.assert_frame_equal(
+        data_quality, publish(quality.data_quality(loaded), "data_quality", counts=[])
+    )

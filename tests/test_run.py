@@ -221,10 +221,11 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
     (tmp_path / "tmp").mkdir()
     check = run.check_contract_table
 
-    def stopped(name, path, column_map, engine_name, keep, keep_tables):
-        # the identifier values and the checked table are written, then Ctrl+C
-        check(name, path, column_map, engine_name, keep, keep_tables)
-        assert list(keep.iterdir()) and list(keep_tables.iterdir())
+    def stopped(name, path, column_map, engine_name, keep):
+        check(
+            name, path, column_map, engine_name, keep
+        )  # the checked table (with its identifiers) is kept, then Ctrl+C
+        assert list(keep.iterdir())
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "check_contract_table", stopped)
@@ -239,6 +240,12 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
 
 
 # --------------------------------------------------------------------------- checked once, read by the kernel
+def typed_rows(src: contract.TableSource) -> pd.DataFrame:
+    """The contract columns of a table read by DuckDB, in file order, with their order numbers."""
+    columns = ", ".join(f'"{c}"' for c in src.present)
+    return src.backend.query(f"SELECT {columns}, _rownum FROM ({src.typed_sql}) AS v ORDER BY _rownum")
+
+
 def test_the_notebook_reads_the_table_the_command_checked_not_the_file_again(
     tmp_path, spells_file, reads, monkeypatch
 ):
@@ -252,7 +259,7 @@ def test_the_notebook_reads_the_table_the_command_checked_not_the_file_again(
             seen["tables"] = set(
                 src.backend.query("SELECT table_name FROM duckdb_tables() WHERE temporary")["table_name"]
             )
-            seen["rows"] = src.backend.query(f"SELECT * FROM ({src.typed_sql}) AS v ORDER BY _rownum")
+            seen["rows"] = typed_rows(src)
             seen["stats"] = (src.rows, src.stats["n_rows"], len(src.stats["admissions_by_month"]))
         finally:
             src.backend.close()
@@ -262,15 +269,12 @@ def test_the_notebook_reads_the_table_the_command_checked_not_the_file_again(
     monkeypatch.setattr(cli, "_execute", execute)
     out = tmp_path / "run"
     assert main(["run", "variation", "--data", f"spells={spells_file}", "--out", str(out), "--quiet"]) == 0
-    assert (
-        '"checked_spells"' in seen["typed_sql"] and "spells_typed" not in seen["tables"]
-    )  # attached, not rebuilt
+    # the kernel read the checked table the command kept, and built no typed table of its own
+    assert "read_parquet(" in seen["typed_sql"] and "spells_typed" not in seen["tables"]
     fresh = contract.open_table("spells", spells_file)  # outside a run: read and checked from the file
     try:
-        assert '"checked_spells"' not in fresh.typed_sql
-        pd.testing.assert_frame_equal(
-            seen["rows"], fresh.backend.query(f"SELECT * FROM ({fresh.typed_sql}) AS v ORDER BY _rownum")
-        )
+        assert "read_parquet(" not in fresh.typed_sql
+        pd.testing.assert_frame_equal(seen["rows"], typed_rows(fresh))
         assert seen["stats"] == (300, fresh.stats["n_rows"], len(fresh.stats["admissions_by_month"]))
     finally:
         fresh.backend.close()
@@ -285,7 +289,7 @@ def test_a_kept_table_is_used_only_for_the_same_file_and_column_map(tmp_path, sp
     def attached(path, column_map=None) -> bool:
         src = contract.open_table("spells", path, column_map)
         src.backend.close()
-        return '"checked_spells"' in src.typed_sql
+        return "read_parquet(" in src.typed_sql
 
     assert attached(spells_file)
     assert not attached(spells_file, {"spell_id": "spell_id"})  # another column map: checked again

@@ -691,8 +691,8 @@ def test_excel_reads_the_active_visible_sheet_and_parquet_float_codes(tmp_path):
     wb.active = 1
     path = tmp_path / "extract.xlsx"
     wb.save(path)
-    loaded = io.load_table("spells", path)
-    assert len(loaded) == 30 and loaded.attrs["load_summary"]["sheet"] == "spells"
+    loaded = io.load_input("spells", path)
+    assert len(loaded.frame) == 30 and loaded.summary.sheet == "spells"
     # codes saved by pandas as floats (a nullable integer column written to Parquet)
     floats = df.assign(
         admission_method=df["admission_method"].astype(float),
@@ -846,5 +846,5 @@ def test_a_named_excel_sheet_is_read_and_a_wrong_name_is_a_message(tmp_path, cap
         tmp_path, capsys, SAMPLE, "--sheet", "spells=x"
     )
     monkeypatch.setenv("HANDBOOK_EXCEL_SHEETS", json.dumps({str(path.resolve()): "2023-24"}))
-    loaded = io.load_table("spells", path)
-    assert len(loaded) == 8 and loaded.attrs["load_summary"]["sheet"] == "2023-24"
+    loaded = io.load_input("spells", path)
+    assert len(loaded.frame) == 8 and loaded.summary.sheet == "2023-24"

@@ -354,9 +354,9 @@ def test_monthly_series_from_spells():
     # admissions run from 2 January to 3 March: January and March are only partly covered, so by
     # default only February is charted (and named in a warning)
     with pytest.warns(spc.SPCWarning, match="Jan 2023, Mar 2023 \\(only partly inside"):
-        inferred = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0)
-    assert sorted(inferred["date"].dt.month.unique()) == [2]
-    assert [m.month for m, _ in inferred.attrs["months_left_out"]] == [1, 3]
+        inferred = spc.build_monthly_series(derived, "emergency_bed_days", lead_in_days=0)
+    assert sorted(inferred.frame["date"].dt.month.unique()) == [2]
+    assert [m.month for m, _ in inferred.months_left_out] == [1, 3]
     # stated as the whole quarter, every month is complete
     stated = {"coverage_start": "2023-01-01", "coverage_end": "2023-03-31"}
     bed_days = spc.monthly_series(derived, "emergency_bed_days", lead_in_days=0, **stated)
@@ -518,6 +518,6 @@ def test_read_series_checks_columns(tmp_path):
     path = tmp_path / "series.csv"
     frame(SERIES_A, org="A").to_csv(path, index=False)
     got = spc.read_series(str(path), "xmr", group="org")
-    assert got["value"].tolist() == SERIES_A
+    assert got.frame["value"].tolist() == SERIES_A and got.summary.table == "series"
     with pytest.raises(InputError, match="numerator"):
         spc.read_series(str(path), "p")

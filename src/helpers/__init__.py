@@ -7,7 +7,8 @@ docstring gives its sources):
 Data in
     ``io``: reading a file (CSV in UTF-8 or cp1252, Excel, Parquet), mapping
     HES/SUS names, checking every rule of ``data/data_dictionary.yaml``, and
-    :class:`~helpers.io.InputError`, whose message names file, column and rows.
+    :class:`~helpers.io.InputError`, whose message names file, column and rows;
+    :class:`~helpers.io.LoadedTable` holds a loaded table with what was read.
     ``derive``: the spells' derived fields (length of stay, emergency, day case,
     the 30-day readmission linked across providers, financial year), defined once.
     ``quality``: the data quality table and the exclusions flow of every report.
@@ -33,7 +34,7 @@ Spell-level work, in SQL
 Methods
     ``indicators``: the indicators built from spells, each a record of its
     published NHS definition (exclusions, source, departures) and its generic
-    version, read by the pandas path and the SQL engines alike. ``periods``:
+    version, whose rules are SQL run on a file or on a frame alike. ``periods``:
     the period an extract covers and monthly measures over complete months.
     ``casemix``: indirect standardisation fitted on aggregated cells. ``funnel``: funnel plots (Spiegelhalter 2005) with
     overdispersion. ``opportunity``: GIRFT-style opportunity with its interval.
@@ -56,7 +57,8 @@ Out
     box. ``pdf``: report.pdf printed from report.html by headless Chromium.
     ``cli``: the ``handbook`` command (``run``, ``list``, ``template``, ``simulate``).
     ``run``: the steps of ``handbook run`` (inputs checked and hashed once,
-    staging, report, identifier scan without rereading the inputs, the final move).
+    the checked tables handed to the notebook's kernel, staging, report,
+    identifier scan without rereading the inputs, the final move).
 
 The book itself
     ``bibstyle``: author-year labels for the list of references.

@@ -39,7 +39,7 @@ from scipy import optimize
 from scipy.special import gammaln
 
 from helpers import comorbidity, indicators, periods
-from helpers.engine import DuckDB, literal, quote
+from helpers.engine import DuckDB, literal, query_frame, quote
 from helpers.io import InputError, table_columns
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
@@ -198,6 +198,15 @@ def restrict_to_year(
     return out, cover.years, exclusions
 
 
+#: Bed days one avoided event releases, by kind of indicator, as SQL over the derived spells
+#: (``{where}``: the spells it is measured on): what :func:`bed_days_per_event` and
+#: :func:`helpers.variation.prepare_variation` compute. ``los`` is 1 and ``mortality`` has none.
+BED_DAYS_PER_EVENT_SQL: dict[str, str] = {
+    "readmission": "AVG(CASE WHEN {where} AND emergency THEN los_days END)",
+    "day_case": "AVG(CASE WHEN {where} AND elective AND NOT day_case THEN los_days END)",
+}
+
+
 def bed_days_per_event(spells: pd.DataFrame, indicator: str) -> float | None:
     """Bed days that one avoided event releases, to convert an opportunity to bed days.
 
@@ -206,15 +215,21 @@ def bed_days_per_event(spells: pd.DataFrame, indicator: str) -> float | None:
     admission would have used). ``day_case``: the mean length of stay of
     ordinary elective spells (a spell converted to a day case releases it).
     ``mortality``: None - a death is not converted to bed days or pounds.
+    The means are the SQL of :data:`BED_DAYS_PER_EVENT_SQL`, run on the frame by DuckDB.
     """
     kind = INDICATORS[indicator].kind if indicator in INDICATORS else None
     if kind == "los":
         return 1.0
-    if kind == "readmission":
-        return float(spells.loc[spells["emergency"].astype(bool), "los_days"].mean())
-    if kind == "day_case":
-        ordinary = spells["elective"].astype(bool) & ~spells["day_case"].astype(bool)
-        return float(spells.loc[ordinary, "los_days"].mean())
+    if kind in BED_DAYS_PER_EVENT_SQL:
+        frame = pd.DataFrame(
+            {
+                "los_days": spells["los_days"].to_numpy(),
+                **{c: spells[c].astype(bool).to_numpy() for c in ("emergency", "elective", "day_case")},
+            }
+        )
+        mean = query_frame(frame, BED_DAYS_PER_EVENT_SQL[kind].format(where="TRUE") + " AS m", per_row=False)
+        value = mean["m"].iloc[0]
+        return float("nan") if pd.isna(value) else float(value)
     if kind == "mortality":
         return None
     raise ValueError(f"indicator must be one of {', '.join(INDICATORS)}; got {indicator!r}.")

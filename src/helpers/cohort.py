@@ -58,10 +58,10 @@ import pandas as pd
 from helpers.contract import open_table
 from helpers.derive import add_spell_fields, derived_spells_sql, load_spells, next_emergency_gap
 from helpers.evaluation import monthly_bed_days, monthly_bed_days_sql
-from helpers.io import table_columns
+from helpers.io import LoadedTable, table_columns
 from helpers.periods import coverage as extract_coverage
 from helpers.periods import coverage_from_months
-from helpers.quality import profile_stand_in
+from helpers.quality import profile_table
 
 #: Default pathways from the ICD-10 primary diagnosis (three-character codes;
 #: ranges are inclusive). Acute respiratory infection: influenza and pneumonia
@@ -1212,16 +1212,17 @@ class VirtualWardInput:
     ``trial``: :func:`build_target_trial`; ``all_spells_design``: the
     all-spells design of :func:`build_cohort` (the pitfall shown beside the
     target trial); ``spells``: the spells as loaded (pandas) or, read by an
-    engine, a stand-in with no rows carrying their load summary and
-    data-quality profile (:func:`helpers.quality.profile_stand_in`);
+    engine, their load summary and data-quality profile without the rows
+    (:func:`helpers.quality.profile_table`), for the data quality block;
     ``monthly``: :func:`helpers.evaluation.monthly_bed_days` of the pathway
-    spells of every provider; ``coverage``: the extract's coverage;
+    spells of every provider (counted by the engine when one read them:
+    :func:`helpers.evaluation.monthly_bed_days_sql`); ``coverage``: the extract's coverage;
     ``engine``: what read the spells.
     """
 
     trial: TargetTrial
     all_spells_design: Cohort
-    spells: pd.DataFrame
+    spells: LoadedTable
     monthly: pd.DataFrame
     coverage: object
     engine: str
@@ -1282,7 +1283,8 @@ def prepare_virtual_ward(
         min_age=min_age,
     )
     if engine == "pandas":
-        spells = load_spells(data_spells, column_map, "pandas", window_days)
+        loaded = load_spells(data_spells, column_map, "pandas", window_days)
+        spells = loaded.frame
         old_cov = [c for c in covariates or [] if c in spells.columns] + ["pathway"]
         trial = build_target_trial(
             spells,
@@ -1294,7 +1296,7 @@ def prepare_virtual_ward(
         )
         old = build_cohort(spells, virtual_ward, covariates=old_cov, **trial_kw)
         monthly = monthly_bed_days(pathway_spells(spells, pathways, min_age))
-        return VirtualWardInput(trial, old, spells, monthly, extract_coverage(spells), engine)
+        return VirtualWardInput(trial, old, loaded, monthly, extract_coverage(spells), engine)
     return _prepare_sql(
         data_spells,
         virtual_ward,
@@ -1333,7 +1335,7 @@ def _prepare_sql(
     try:
         spec = table_columns("spells")
         present = list(src.present)
-        stand_in = profile_stand_in(src)
+        stand_in = profile_table(src)
         coverage = coverage_from_months(src.stats["admissions_by_month"])
         derived = derived_spells_sql(src, window, readmission=False)
         has_dx = "primary_diagnosis" in present

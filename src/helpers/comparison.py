@@ -51,7 +51,7 @@ class Comparison:
     ``scale``: the model's dispersion (1 for an indicator file); ``years``:
     the extract's coverage in years (1 for an indicator file);
     ``definition``: the indicator's definition as applied;
-    ``loaded``: the table the data quality block reports on; ``exclusions``:
+    ``loaded``: the input the data quality block reports on (:class:`helpers.io.LoadedTable`); ``exclusions``:
     the indicator's exclusion steps (None for an indicator file);
     ``model_tables``: case-mix diagnostics, calibration and terms (none for an
     indicator file); ``bed_days_per_event``: bed days one avoided event
@@ -67,7 +67,7 @@ class Comparison:
     scale: float
     years: float
     definition: Any
-    loaded: pd.DataFrame
+    loaded: io.LoadedTable
     exclusions: pd.DataFrame | None
     bed_days_per_event: float | None
     inputs: Mapping[str, Any]
@@ -125,7 +125,7 @@ def prepare_comparison(
     From spells: :func:`helpers.variation.prepare_variation` (read, derive,
     restrict, fit the case-mix model) with ``engine``; the model's providers
     are the funnel input (a ratio), its dispersion the scale. From an
-    indicator file: :func:`helpers.io.load_frame` and
+    indicator file: :func:`helpers.io.load_own_input` and
     :func:`helpers.funnel.from_indicator_table`. ``higher_is_better`` and
     ``bed_days_per_event`` override the indicator's own when not None.
     """
@@ -165,7 +165,7 @@ def prepare_comparison(
         model.dispersion,
         prepared.years,
         definition,
-        prepared.spells,
+        prepared.loaded,
         prepared.exclusions,
         per_event,
         {"spells": data_spells},
@@ -184,10 +184,10 @@ def _from_indicator_file(
     bed_days_per_event: float | None,
 ) -> Comparison:
     definition = casemix.indicator_definition(indicator, True, higher_is_better)
-    table = io.load_frame(
+    loaded = io.load_own_input(
         data_indicator, {"provider_code": "string"}, "indicator", column_map or None, INDICATOR_FILE_COLUMNS
     )
-    funnel_input, kind = funnel.from_indicator_table(table)
+    funnel_input, kind = funnel.from_indicator_table(loaded.frame)
     per_event = (
         bed_days_per_event if bed_days_per_event is not None else (1.0 if indicator == "los" else None)
     )
@@ -198,7 +198,7 @@ def _from_indicator_file(
         1.0,
         1,
         definition,
-        table,
+        loaded,
         None,
         per_event,
         {"indicator": data_indicator},

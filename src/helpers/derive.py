@@ -71,39 +71,9 @@ def add_spell_fields(
     * ``financial_year`` (of discharge, ``'2024/25'``) and ``month`` (first day
       of the discharge month).
     """
-    inputs = [c for c in _FIELD_INPUTS if c in spells.columns]
-    frame = pd.DataFrame(index=pd.RangeIndex(len(spells)))
-    for c in inputs:
-        values = spells[c].reset_index(drop=True)
-        if c in {"admission_date", "discharge_date"}:
-            frame[c] = pd.to_datetime(values).astype("datetime64[us]")
-        else:
-            frame[c] = values.astype("str").where(values.notna(), None)
-    frame["_rownum"] = np.arange(len(frame))
     be = DuckDB()
     try:
-        be.con.register("spells_frame", frame)
-        src = TableSource(
-            "spells",
-            "",
-            be,
-            "spells_frame",
-            "SELECT * FROM spells_frame",
-            {},
-            inputs,
-            {},
-            "frame",
-            {},
-            [],
-            rows=len(frame),
-        )
-        src.stats = {
-            "n_classpat": int(frame["patient_classification"].notna().sum())
-            if "patient_classification" in inputs
-            else 0
-        }
-        if follow_up_end is None:
-            src.stats["admissions_by_month"] = admissions_by_month(src)
+        src = frame_source(be, spells, SPELL_INPUTS, with_coverage=follow_up_end is None)
         sql = spell_fields_sql(
             src,
             int(readmission_window_days),
@@ -123,7 +93,7 @@ def add_spell_fields(
 
 
 #: The columns of the spells the derived fields read.
-_FIELD_INPUTS = (
+SPELL_INPUTS: tuple[str, ...] = (
     "spell_id",
     "patient_id",
     "admission_date",
@@ -132,6 +102,50 @@ _FIELD_INPUTS = (
     "patient_classification",
     "discharge_method",
 )
+
+
+def frame_source(
+    be: DuckDB, spells: pd.DataFrame, columns: Sequence[str], with_coverage: bool = True
+) -> TableSource:
+    """Spells a notebook holds as a table DuckDB reads, for the SQL of :data:`SPELL_FIELDS` and the indicators.
+
+    The ``columns`` the frame has (dates as dates, the others as text, as
+    the engines read a file) and ``_rownum``, the row's position; its stats
+    as :func:`spell_fields_sql` reads them (``with_coverage``: the admissions
+    by month, for the end of follow-up).
+    """
+    inputs = [c for c in columns if c in spells.columns]
+    frame = pd.DataFrame(index=pd.RangeIndex(len(spells)))
+    for c in inputs:
+        values = spells[c].reset_index(drop=True)
+        if c in {"admission_date", "discharge_date"}:
+            frame[c] = pd.to_datetime(values).astype("datetime64[us]")
+        else:
+            frame[c] = values.astype("str").where(values.notna(), None)
+    frame["_rownum"] = np.arange(len(frame))
+    be.con.register("spells_frame", frame)
+    src = TableSource(
+        "spells",
+        "",
+        be,
+        "spells_frame",
+        "SELECT * FROM spells_frame",
+        {},
+        inputs,
+        {},
+        "frame",
+        {},
+        [],
+        rows=len(frame),
+    )
+    src.stats = {
+        "n_classpat": int(frame["patient_classification"].notna().sum())
+        if "patient_classification" in inputs
+        else 0
+    }
+    if with_coverage:
+        src.stats["admissions_by_month"] = admissions_by_month(src)
+    return src
 
 
 def admissions_by_month(src: TableSource) -> pd.DataFrame:
@@ -384,13 +398,14 @@ def load_spells(
     follow_up_end: Any | None = None,
     *,
     spark: Any | None = None,
-) -> pd.DataFrame:
-    """Spells with the derived fields, read, validated and derived by an engine.
+) -> io.LoadedTable:
+    """Spells with the derived fields, read, validated and derived by an engine, and what was read.
 
-    The same frame as ``derive.add_spell_fields(io.load_table("spells", path,
-    column_map), readmission_window_days, follow_up_end)`` - same columns,
-    order, dtypes and values - for patient-level analyses (the virtual ward
-    evaluation). ``engine="pandas"``, the retired in-memory path, runs on DuckDB.
+    The frame is the same as ``derive.add_spell_fields(io.load_table("spells",
+    path, column_map), readmission_window_days, follow_up_end)`` - same
+    columns, order, dtypes and values - for patient-level analyses (the
+    virtual ward evaluation); the summary is :class:`helpers.io.LoadSummary`.
+    ``engine="pandas"``, the retired in-memory path, runs on DuckDB.
     """
     engine = engines.engine_name(engine)
     src = open_table("spells", path, column_map, engine, spark=spark)
@@ -410,16 +425,7 @@ def load_spells(
         out[c] = typed_values(frame[c], DTYPES[spec[c]["type"]])
     for f in SPELL_FIELDS:
         out[f.name] = field_values(frame[f.name], f.dtype)
-    out.attrs["load_summary"] = {
-        "table": "spells",
-        "file": Path(str(src.path)).name,
-        "rows_read": src.rows,
-        "columns_mapped": {k: v for k, v in src.mapping.items() if k != v},
-        "columns_ignored": src.leftover,
-        "engine": engine,
-        **src.origin,
-    }
-    return out
+    return io.LoadedTable(out, src.load_summary(engine))
 
 
 def field_values(values: pd.Series, dtype: str) -> pd.api.extensions.ExtensionArray | np.ndarray:

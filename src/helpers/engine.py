@@ -118,16 +118,10 @@ class Backend:
 class DuckDB(Backend):
     name = "duckdb"
 
-    def __init__(
-        self, threads: int | None = None, memory_limit: str | None = None, database: Path | None = None
-    ) -> None:
-        """An in-memory DuckDB; with ``database`` (a file), the tables it materialises are kept in that file."""
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self._duckdb = duckdb
         self._tmp = tempfile.TemporaryDirectory(prefix="handbook-duckdb-")
-        self.database = database
-        self.con = duckdb.connect(
-            str(database) if database is not None else ":memory:", config={"preserve_insertion_order": True}
-        )
+        self.con = duckdb.connect(config={"preserve_insertion_order": True})
         limit = memory_limit or os.environ.get("HANDBOOK_DUCKDB_MEMORY", DUCKDB_MEMORY_LIMIT)
         self.con.execute(f"SET memory_limit = {literal(limit)}")
         self.con.execute(f"SET temp_directory = {literal(self._tmp.name)}")
@@ -142,7 +136,7 @@ class DuckDB(Backend):
             source = f"read_parquet({literal(str(path))})"
             kind = "parquet"
             try:
-                self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {source}")
+                self.con.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS SELECT * FROM {source}")
             except self._duckdb.Error as exc:
                 raise io.InputError(f"Cannot read {path.name} as Parquet: {exc}\nFile: {path}") from None
         elif suffix in {".xlsx", ".xlsm", ".xls"}:
@@ -151,7 +145,7 @@ class DuckDB(Backend):
         else:
             kind = "csv"
             source = self._csv_source(path)
-            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {source}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS SELECT * FROM {source}")
         desc = self.con.execute(f"DESCRIBE SELECT * FROM {quote(view)}").fetchall()
         names = [r[0] for r in desc]
         return names, {r[0]: column_kind(r[1]) for r in desc}, kind
@@ -161,9 +155,7 @@ class DuckDB(Backend):
     ) -> tuple[list[str], dict[str, str], str]:
         """Create ``view`` over a pandas frame (a file already read as text); as :meth:`register`."""
         self.con.register(f"{view}_frame", frame)
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}"
-        )
+        self.con.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS SELECT * FROM {quote(view + '_frame')}")
         desc = self.con.execute(f"DESCRIBE SELECT * FROM {quote(view)}").fetchall()
         return [r[0] for r in desc], {r[0]: column_kind(r[1]) for r in desc}, kind
 
@@ -207,12 +199,7 @@ class DuckDB(Backend):
         return self.con.sql(sql).to_arrow_table()
 
     def materialise(self, name: str, sql: str) -> None:
-        kept = "" if self.database is not None else "TEMP "  # a database file keeps it for another process
-        self.con.execute(f"CREATE OR REPLACE {kept}TABLE {quote(name)} AS {sql}")
-
-    def attach(self, database: Path, alias: str) -> None:
-        """Attach a database file another process wrote (read only), as ``alias``."""
-        self.con.execute(f"ATTACH {literal(str(database))} AS {quote(alias)} (READ_ONLY)")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(name)} AS {sql}")
 
     def typed_select(self, name: str) -> str:
         # a table created from one ordered scan numbers its rows in that order (preserve_insertion_order)
@@ -235,6 +222,22 @@ class DuckDB(Backend):
     def close(self) -> None:
         self.con.close()
         self._tmp.cleanup()
+
+
+def query_frame(frame: pd.DataFrame, select: str, per_row: bool = True) -> pd.DataFrame:
+    """``SELECT {select} FROM frame`` run by DuckDB on a pandas frame: one row for each of its rows, in order.
+
+    How a rule written once in SQL (:mod:`helpers.indicators`, :mod:`helpers.casemix`)
+    is applied to spells a notebook already holds. ``per_row=False``: ``select``
+    holds aggregates (one row back).
+    """
+    be = DuckDB()
+    try:
+        be.con.register("frame_rows", frame.reset_index(drop=True).assign(_rownum=pd.RangeIndex(len(frame))))
+        order = " ORDER BY _rownum" if per_row else ""
+        return be.arrow(f"SELECT {select} FROM frame_rows{order}").to_pandas()
+    finally:
+        be.close()
 
 
 class Spark(Backend):

@@ -47,8 +47,8 @@ provider spell, discharge details from its last, at the provider that
 discharged the patient; so a transfer is neither a discharge nor an
 emergency readmission.
 
-Every episode is accounted for in the exclusions flow (``attrs["load_steps"]``
-of the returned spells, read by :func:`helpers.quality.exclusion_flow`):
+Every episode is accounted for in the exclusions flow (``load_steps`` of the
+load summary :func:`load_spells` returns, read by :func:`helpers.quality.exclusion_flow`):
 episodes read, episodes not finished, spells not ended, episodes combined into
 spells, spells linked into CIP spells.
 """
@@ -58,6 +58,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -319,17 +320,19 @@ def load_spells(
     *,
     primary_diagnosis_rule: Literal["first", "shmi"] = "first",
     link_transfers: bool = False,
-) -> pd.DataFrame:
+    sheet: str | int | None = None,
+) -> io.LoadedTable:
     """The ``spells`` contract table built from an episode-level file already read as text.
 
     The episodes are checked against the ``episodes`` contract (one message
     naming file, column and rows, as every loader); diagnoses are read from
     the file's diagnosis columns (:func:`helpers.comorbidity.diagnosis_columns`).
-    The result has the dtypes :func:`helpers.io.load_table` gives spells and
-    ``attrs["load_summary"]`` with ``rows_read`` (episodes) and
-    ``load_steps`` (the episodes-to-spells flow).
+    The frame has the dtypes :func:`helpers.io.load_table` gives spells; its
+    summary has ``rows_read`` (episodes) and ``load_steps`` (the
+    episodes-to-spells flow). ``sheet``: the workbook sheet ``raw`` came from.
     """
-    episodes = io.load_table("episodes", path, column_map, raw=raw)
+    loaded = io.load_input("episodes", path, column_map, raw=raw, sheet=sheet)
+    episodes = loaded.frame
     wide, concatenated = comorbidity.diagnosis_columns(raw.columns)
     diagnoses = None
     if wide:
@@ -345,17 +348,14 @@ def load_spells(
         if col in built.columns:
             out[col] = built[col]
     out["spell_id"] = out["spell_id"].astype("str")
-    summary = dict(episodes.attrs.get("load_summary", {}))
-    summary.update(
-        {
-            "table": "spells",
-            "built_from": "episodes",
-            "diagnoses": comorbidity.describe_source(raw.columns),
-            "load_steps": steps,
-        }
+    summary = replace(
+        loaded.summary,
+        table="spells",
+        built_from="episodes",
+        diagnoses=comorbidity.describe_source(raw.columns),
+        load_steps=tuple(steps),
     )
-    out.attrs["load_summary"] = summary
-    return out
+    return io.LoadedTable(out, summary)
 
 
 def add_diagnosis_scores(spells: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
@@ -376,7 +376,6 @@ def add_diagnosis_scores(spells: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFram
         out["frailty_score"] = pd.array(scored["frailty_score"].to_numpy(), dtype="Float64")
     if "charlson_index" in missing:
         out["charlson_index"] = pd.array(scored["charlson_index"].to_numpy(), dtype="Int64")
-    out.attrs = dict(spells.attrs)
     return out
 
 
@@ -421,7 +420,8 @@ def spells_file_for_engine(
         return None
     if not needs_pandas(_header(path), column_map):
         return None
-    spells = io.load_table("spells", path, column_map)
+    loaded = io.load_input("spells", path, column_map)
+    spells, summary = loaded.frame, loaded.summary
     folder = Path(tempfile.mkdtemp(prefix="handbook-spells-"))
     atexit.register(shutil.rmtree, folder, True)
     text = pd.DataFrame(index=spells.index)
@@ -433,15 +433,12 @@ def spells_file_for_engine(
             text[col] = values.astype("str").where(values.notna(), None)
     target = folder / f"{path.stem}.parquet"
     text.to_parquet(target, index=False)
-    summary = spells.attrs.get("load_summary", {})
     origin = {
         "file": path.name,
-        "rows_read": int(summary.get("rows_read", len(spells))),
-        "columns_mapped": dict(
-            summary.get("columns_mapped") or {}
-        ),  # the original's names, not the built file's
-        "columns_ignored": list(summary.get("columns_ignored") or []),
+        "rows_read": int(summary.rows_read),
+        "columns_mapped": dict(summary.columns_mapped),  # the original's names, not the built file's
+        "columns_ignored": list(summary.columns_ignored),
     }
-    if summary.get("load_steps"):
-        origin["load_steps"] = summary["load_steps"]
+    if summary.load_steps:
+        origin["load_steps"] = list(summary.load_steps)
     return target, origin

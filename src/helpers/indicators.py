@@ -5,10 +5,10 @@ Every indicator the variation notebook builds from spells is one
 exclusions in order (each a :class:`Step`: a rule, the words the exclusions
 flow shows, and the contract column it needs), the spells that may count as
 a readmission, its default case-mix terms, its published source and the
-ways the handbook departs from that source. The pandas path
-(:func:`exclusion_masks`, :func:`add_outcome`) and the SQL engines
-(:func:`rule_sql`, used by :mod:`helpers.engine`) read the same records, so
-the two cannot drift apart.
+ways the handbook departs from that source. Each rule is written once, in
+SQL (:func:`rule_sql`): the engines run it on a file
+(:mod:`helpers.variation`) and DuckDB runs it on spells a notebook already
+holds (:func:`exclusion_masks`, :func:`add_outcome`).
 
 The default names follow the published NHS definitions:
 
@@ -42,13 +42,15 @@ The generic teaching versions keep their own names: ``readmission_30d_all``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence, Union
+from typing import Any, Literal, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from helpers import derive, periods
+from helpers import engine as engines
 from helpers.contract import TableSource
+from helpers.engine import DuckDB, quote
 
 Family = Literal["binomial", "poisson", "negative_binomial"]
 
@@ -115,42 +117,13 @@ class Not:
 Rule = Union[Codes, Values, Flag, Missing, AnyOf, Not]
 
 
-def _code_text(values: pd.Series) -> pd.Series:
-    return values.astype("str").str.strip().str.upper().str.replace(".", "", regex=False)
-
-
-def rule_mask(rule: Rule, spells: pd.DataFrame) -> np.ndarray:
-    """The spells a rule matches (a column the frame lacks matches nothing)."""
+def rule_columns(rule: Rule) -> set[str]:
+    """The columns a rule reads."""
     if isinstance(rule, Not):
-        return ~rule_mask(rule.part, spells)
+        return rule_columns(rule.part)
     if isinstance(rule, AnyOf):
-        out = np.zeros(len(spells), bool)
-        for part in rule.parts:
-            out |= rule_mask(part, spells)
-        return out
-    if rule.column not in spells.columns:
-        return (
-            np.ones(len(spells), bool)
-            if isinstance(rule, Flag) and rule.negate
-            else np.zeros(len(spells), bool)
-        )
-    values = spells[rule.column]
-    present = values.notna().to_numpy(bool)
-    if isinstance(rule, Missing):
-        return ~present
-    if isinstance(rule, Flag):
-        true = values.astype("boolean").fillna(False).to_numpy(bool)
-        return ~true if rule.negate else true
-    if isinstance(rule, Values):
-        return present & values.astype("str").isin(rule.values).to_numpy(bool)
-    code = _code_text(values)
-    stem = code.str[:3]
-    hit = np.zeros(len(spells), bool)
-    for lo, hi in rule.ranges:
-        hit |= ((stem >= lo) & (stem <= hi)).fillna(False).to_numpy(bool)
-    for prefix in rule.prefixes:
-        hit |= code.str.startswith(prefix).fillna(False).to_numpy(bool)
-    return present & hit
+        return set().union(*(rule_columns(p) for p in rule.parts))
+    return {rule.column}
 
 
 def _lit(value: str) -> str:
@@ -161,7 +134,7 @@ def rule_sql(rule: Rule, present: Sequence[str]) -> str:
     """The same rule as a SQL condition (DuckDB dialect) over the spells and their derived fields.
 
     ``present``: the contract columns the file has; a rule on a missing column
-    is ``FALSE`` (as :func:`rule_mask`). Derived columns (``died``,
+    is ``FALSE`` (``TRUE`` for a negated flag). Derived columns (``died``,
     ``day_case``, ...) are always present.
     """
     if isinstance(rule, Not):
@@ -525,15 +498,31 @@ def resolve(name: str, columns: Sequence[str], deaths: bool = False) -> Indicato
     return ind
 
 
-# --------------------------------------------------------------------------- the pandas path
+# --------------------------------------------------------------------------- on spells a notebook holds
 def exclusion_masks(spells: pd.DataFrame, indicator: Indicator) -> list[np.ndarray]:
-    """For each step of ``indicator``, the spells its rule matches (before earlier steps are applied)."""
-    return [
-        rule_mask(s.rule, spells)
-        if (s.needs is None or s.needs in spells.columns)
-        else np.zeros(len(spells), bool)
+    """For each step of ``indicator``, the spells its rule matches (before earlier steps are applied).
+
+    The SQL of :func:`rule_sql` run on the frame by DuckDB. A step whose
+    column the frame lacks matches nothing; so does a derived flag the frame
+    lacks (a negated one matches everything).
+    """
+    if not indicator.steps:
+        return []
+    present = [str(c) for c in spells.columns]
+    used = sorted(set().union(*(rule_columns(s.rule) for s in indicator.steps)))
+    frame = pd.DataFrame(index=pd.RangeIndex(len(spells)))
+    for c in used:
+        if c in spells.columns:
+            frame[c] = spells[c].reset_index(drop=True)
+        elif c not in _CONTRACT_COLUMNS:  # a derived flag not there: missing, so not true
+            frame[c] = pd.array([pd.NA] * len(spells), dtype="boolean")
+    conditions = [
+        rule_sql(s.rule, present) if s.needs is None or s.needs in spells.columns else "FALSE"
         for s in indicator.steps
     ]
+    select = ", ".join(f"COALESCE({c}, FALSE) AS _x{i}" for i, c in enumerate(conditions))
+    result = engines.query_frame(frame, select)
+    return [result[f"_x{i}"].to_numpy(bool) for i in range(len(conditions))]
 
 
 def exclusions_table(
@@ -593,50 +582,58 @@ def add_outcome(
     hospital, or a death in ``deaths`` (patient_id, date_of_death) 0 to 30 days
     after discharge, attributed to the patient's last spell discharged on or
     before the death (as the SHMI does); ``death_follow_up``: the 30 days end
-    by ``follow_up_end`` (default: the end of the extract's coverage).
+    by ``follow_up_end`` (default: the end of the extract's coverage). The
+    SQL the engines run on a file (:func:`helpers.derive.spell_fields_sql`
+    with the indicator's readmission rule, :func:`deaths_sql`), run on the
+    frame by DuckDB.
     """
     out = spells.copy()
-    if indicator.readmission_excludes is not None and indicator.outcome not in out.columns:
-        counted = out["emergency"].to_numpy(bool) & ~rule_mask(indicator.readmission_excludes, out)
-        gap = derive.next_emergency_gap(
-            out["patient_id"],
-            out["spell_id"],
-            out["admission_date"],
-            out["discharge_date"],
-            pd.Series(counted, index=out.index),
+    readmission = indicator.readmission_excludes is not None and indicator.outcome not in out.columns
+    death = indicator.outcome == "died_30d"
+    if death and deaths is None:
+        raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
+    if not (readmission or death):
+        return out
+    be = DuckDB()
+    try:
+        src = derive.frame_source(be, spells, derive.SPELL_INPUTS + tuple(sorted(_CONTRACT_COLUMNS)))
+        readmit = "emergency"
+        if readmission:
+            readmit = f"(emergency AND NOT {rule_sql(indicator.readmission_excludes, src.present)})"
+        sql = derive.spell_fields_sql(
+            src,
+            READMISSION_WINDOW,
+            None,
+            readmission=readmission,
+            carry=["_rownum"],
+            readmit=readmit,
+            key="_rownum",
         )
-        out[indicator.outcome] = (gap.notna() & (gap < READMISSION_WINDOW)).astype(bool).to_numpy()
-    if indicator.outcome == "died_30d":
-        if deaths is None:
-            raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
-        out["died_30d"] = deaths_within(out, deaths)
-        end = pd.Timestamp(follow_up_end) if follow_up_end is not None else periods.coverage(out).end
-        out["death_follow_up"] = (
-            pd.to_datetime(out["discharge_date"]) + pd.Timedelta(days=DEATH_WINDOW) <= end
-        ).to_numpy()
-    return out
-
-
-def deaths_within(spells: pd.DataFrame, deaths: pd.DataFrame, window: int = DEATH_WINDOW) -> np.ndarray:
-    """Death in hospital, or within ``window`` days of discharge attributed to the patient's last spell before it."""
-    died = spells["died"].astype("boolean").fillna(False).to_numpy(bool)
-    d = deaths[["patient_id", "date_of_death"]].copy()
-    d["patient_id"] = d["patient_id"].astype("str")
-    d = d.groupby("patient_id", as_index=False)["date_of_death"].min()
-    s = pd.DataFrame(
-        {
-            "patient_id": spells["patient_id"].astype("str").to_numpy(),
-            "dis": pd.to_datetime(spells["discharge_date"]).to_numpy(),
-            "pos": np.arange(len(spells)),
-        }
-    )
-    m = s.merge(d, on="patient_id", how="inner")
-    m["dod"] = pd.to_datetime(m["date_of_death"])
-    m = m[m["dis"] <= m["dod"]]
-    last = m.groupby("patient_id")["dis"].transform("max")
-    m = m[(m["dis"] == last) & ((m["dod"] - m["dis"]).dt.days <= window)]
-    out = died.copy()
-    out[m["pos"].to_numpy()] = True
+        names = []
+        if readmission:
+            sql = f"SELECT *, readmit_30d AS {quote(indicator.outcome)} FROM ({sql}) AS r"
+            names.append(indicator.outcome)
+        if death:
+            d = deaths[["patient_id", "date_of_death"]].reset_index(drop=True)
+            be.con.register(
+                "deaths_frame",
+                pd.DataFrame(
+                    {
+                        "patient_id": d["patient_id"].astype("str").to_numpy(),
+                        "date_of_death": pd.to_datetime(d["date_of_death"]).astype("datetime64[us]"),
+                    }
+                ),
+            )
+            dsrc = replace(
+                src, table="deaths", raw_view="deaths_frame", typed_sql="SELECT * FROM deaths_frame"
+            )
+            sql = deaths_sql(sql, dsrc, src, follow_up_end)
+            names += ["died_30d", "death_follow_up"]
+        result = be.arrow(f"SELECT {', '.join(names)} FROM ({sql}) AS o ORDER BY _rownum").to_pandas()
+    finally:
+        be.close()
+    for name in names:
+        out[name] = result[name].fillna(False).astype(bool).to_numpy()
     return out
 
 
@@ -680,16 +677,23 @@ OUTCOME_SQL: dict[str, str] = {
 }
 
 
-def deaths_sql(derived: str, deaths: TableSource | None, src: TableSource) -> str:
-    """The derived spells with ``died_30d`` and ``death_follow_up`` (helpers.indicators.add_outcome in SQL).
+def deaths_sql(
+    derived: str, deaths: TableSource | None, src: TableSource, follow_up_end: Any | None = None
+) -> str:
+    """The derived spells with ``died_30d`` and ``death_follow_up`` (used by :func:`add_outcome`).
 
     Death in hospital, or a death 0 to 30 days after discharge attributed to
     the patient's last spell discharged on or before it (as the SHMI does);
-    follow-up complete when discharge + 30 days is by the last admission date.
+    follow-up complete when discharge + 30 days is by ``follow_up_end``
+    (default: the end of the extract's coverage, its last admission date).
     """
     if deaths is None:
         raise ValueError("died_30d needs a deaths table (patient_id, date_of_death).")
-    end = periods.coverage_from_months(src.stats["admissions_by_month"]).end
+    end = (
+        pd.Timestamp(follow_up_end)
+        if follow_up_end is not None
+        else periods.coverage_from_months(src.stats["admissions_by_month"]).end
+    )
     end_day = int((end - pd.Timestamp("1970-01-01")).days)
     window = DEATH_WINDOW
     dod = (

@@ -27,7 +27,7 @@ import io as _io
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -59,6 +59,50 @@ EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls"})
 
 class InputError(ValueError):
     """A user's input file breaks the data contract. The message says how."""
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What a loader read: the data quality block (:mod:`helpers.quality`) reports it.
+
+    ``table``: the contract table (or a notebook's own input name); ``file``:
+    the file's name; ``rows_read``: its rows (episodes, for spells built from
+    an episode-level file); ``columns_mapped``: your column names -> contract
+    names, where they differ; ``columns_ignored``: your columns the contract
+    does not use; ``sheet``: the workbook sheet read (Excel); ``built_from``,
+    ``diagnoses`` and ``load_steps``: spells built from episodes
+    (:func:`helpers.episodes.load_spells`: the episodes-to-spells steps for the
+    exclusions flow); ``engine``: what read the file, when an engine did.
+    """
+
+    table: str
+    file: str
+    rows_read: int
+    columns_mapped: Mapping[str, str] = field(default_factory=dict)
+    columns_ignored: tuple[str, ...] = ()
+    sheet: str | int | None = None
+    built_from: str | None = None
+    diagnoses: str | None = None
+    load_steps: tuple[Mapping[str, Any], ...] = ()
+    engine: str | None = None
+
+
+@dataclass(frozen=True, eq=False)  # holds a frame: compared by identity
+class LoadedTable:
+    """A loaded input and what its loader read: what a notebook hands to its data quality block.
+
+    ``frame``: the table (a notebook may replace it with the table after its
+    derived fields, :func:`dataclasses.replace`; it is profiled as it is);
+    ``summary``: :class:`LoadSummary`. A table an engine read without loading
+    its rows (DuckDB or Spark) has ``frame=None``, its data quality table,
+    computed in SQL, in ``profile`` and the rows that profile counts in
+    ``profiled_rows`` (:func:`helpers.quality.profile_sql`).
+    """
+
+    frame: pd.DataFrame | None
+    summary: LoadSummary
+    profile: pd.DataFrame | None = None
+    profiled_rows: int | None = None
 
 
 @dataclass
@@ -150,7 +194,13 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
 
     Raises :class:`InputError` for a missing, empty, header-only or binary file.
     """
+    return read_raw_sheet(path, name)[0]
+
+
+def read_raw_sheet(path: str | Path, name: str | None = None) -> tuple[pd.DataFrame, str | int | None]:
+    """:func:`read_raw`, and the workbook sheet it read (None for a CSV or Parquet file)."""
     path = Path(path)
+    sheet: str | int | None = None
     check_file(path, name)
     suffix = path.suffix.lower()
     if suffix in {".parquet", ".pq"}:
@@ -166,13 +216,12 @@ def read_raw(path: str | Path, name: str | None = None) -> pd.DataFrame:
             df = pd.read_excel(path, dtype=str, sheet_name=sheet)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"Cannot read {path.name} as Excel: {exc}\nFile: {path}") from None
-        df.attrs["sheet"] = sheet
     else:
         df = _read_csv_text(path)
     df.columns = [str(c).strip().removeprefix("\ufeff").removeprefix("ï»¿").strip() for c in df.columns]
     if len(df) == 0:
         raise InputError(f"Cannot use {path.name}: it has a header but no rows of data.\nFile: {path}")
-    return df
+    return df, sheet
 
 
 def excel_sheet(path: Path) -> str | int:
@@ -427,20 +476,35 @@ def load_table(
     *,
     raw: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Load, map, type and check one contract table (``spells``, ...).
+    """Load, map, type and check one contract table (``spells``, ...): :func:`load_input`'s frame.
 
     ``path=None`` loads the sample shipped in ``data/sample``. The file is
     read and every rule of the contract checked in SQL by DuckDB
     (:func:`helpers.contract.read_typed`, the rules of
     :data:`helpers.contract.CONTRACT_RULES`); raises :class:`InputError`
     naming the file, column, expectation and up to five rows for every rule
-    broken. Columns outside the contract are not carried forward; the
-    returned frame's ``attrs["load_summary"]`` lists them.
+    broken. Columns outside the contract are not carried forward
+    (:func:`load_input` says which they were).
 
     Spells: an episode-level file (HES APC: an episode order and a provider
     spell number) is built into spells by :mod:`helpers.episodes`; diagnosis
     columns give ``frailty_score`` and ``charlson_index`` where the file has
     none (:mod:`helpers.comorbidity`). ``raw``: the file already read as text.
+    """
+    return load_input(table, path, column_map, raw=raw).frame
+
+
+def load_input(
+    table: str,
+    path: str | Path | None = None,
+    column_map: Mapping[str, str] | None = None,
+    *,
+    raw: pd.DataFrame | None = None,
+    sheet: str | int | None = None,
+) -> LoadedTable:
+    """:func:`load_table`, with what was read (:class:`LoadSummary`): a notebook's input for its data quality block.
+
+    ``sheet``: the workbook sheet ``raw`` was read from, if any.
     """
     path = Path(path) if path is not None else sample_path(table)
     if raw is None:
@@ -448,14 +512,14 @@ def load_table(
         if path.suffix.lower() in EXCEL_SUFFIXES or (
             table == "spells" and episodes.needs_pandas(header_names(path), column_map)
         ):
-            raw = read_raw(path)
+            raw, sheet = read_raw_sheet(path)
     if table == "spells" and raw is not None:
         raw = episodes.read_hes_codes(raw)  # HES infant ages (7001-7007) and null dates (1800-01-01)
         if episodes.is_episode_level(raw.columns, column_map):
-            return episodes.load_spells(raw, path, column_map)
-    out = contract.read_typed(table, path, column_map, raw=raw)
+            return episodes.load_spells(raw, path, column_map, sheet=sheet)
+    out = contract.read_typed(table, path, column_map, raw=raw, sheet=sheet)
     if table == "spells" and raw is not None:
-        out = episodes.add_diagnosis_scores(out, raw)
+        out = replace(out, frame=episodes.add_diagnosis_scores(out.frame, raw))
     return out
 
 
@@ -466,13 +530,24 @@ def load_frame(
     column_map: Mapping[str, str] | None = None,
     optional_columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Load a notebook's own input (an ``indicator`` or ``series`` table).
+    """Load a notebook's own input (an ``indicator`` or ``series`` table): :func:`load_own_input`'s frame.
 
     ``required_columns`` and ``optional_columns`` map column name to type
     (``string``, ``integer``, ``number``, ``date``). Same reading rules,
     checks (in SQL) and messages as :func:`load_table`; missing values in
     required columns (blank, or text such as NA or NULL) are errors.
     """
+    return load_own_input(path, required_columns, name, column_map, optional_columns).frame
+
+
+def load_own_input(
+    path: str | Path,
+    required_columns: Mapping[str, str],
+    name: str,
+    column_map: Mapping[str, str] | None = None,
+    optional_columns: Mapping[str, str] | None = None,
+) -> LoadedTable:
+    """:func:`load_frame`, with what was read (:class:`LoadSummary`, its columns listed as the file names them)."""
     spec: dict[str, dict[str, Any]] = {}
     for col, kind in required_columns.items():
         spec[col] = {"type": kind, "required": True}
@@ -480,11 +555,9 @@ def load_frame(
         spec[col] = {"type": kind, "required": False}
     path = Path(path)
     check_file(path, name)
-    raw = read_raw(path, name) if path.suffix.lower() in EXCEL_SUFFIXES else None
-    out = contract.read_typed(name, path, column_map, raw=raw, spec=spec)
-    summary = out.attrs["load_summary"]
-    out.attrs["load_summary"] = {k: summary[k] for k in ("table", "file", "rows_read", "columns_ignored")}
-    return out
+    raw, sheet = read_raw_sheet(path, name) if path.suffix.lower() in EXCEL_SUFFIXES else (None, None)
+    out = contract.read_typed(name, path, column_map, raw=raw, spec=spec, sheet=sheet)
+    return replace(out, summary=replace(out.summary, columns_mapped={}))
 
 
 def describe_table(table: str) -> pd.DataFrame:

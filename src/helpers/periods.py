@@ -182,12 +182,11 @@ def complete_months(
     good = set(status.loc[status["complete"], "month"])
     kept = frame[months.isin(good).to_numpy()].reset_index(drop=True)
     left_out = status.loc[~status["complete"], ["month", "reason"]].reset_index(drop=True)
-    kept.attrs = {**frame.attrs, "coverage": cover, "months_left_out": as_records(left_out)}
     return kept, left_out
 
 
 def as_records(left_out: pd.DataFrame) -> tuple[tuple[pd.Timestamp, str], ...]:
-    """Months left out as ``((month, reason), ...)``: safe to keep in a frame's ``attrs``."""
+    """Months left out as ``((month, reason), ...)``: a value a frozen result can hold."""
     return tuple((pd.Timestamp(m), str(r)) for m, r in zip(left_out["month"], left_out["reason"]))
 
 

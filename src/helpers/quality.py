@@ -27,15 +27,14 @@ subtraction.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from helpers import disclosure, io, periods
 from helpers.contract import TableSource
-from helpers.engine import literal, quote
-from helpers.io import data_dictionary, identifier_columns
+from helpers.engine import DuckDB, literal, quote
+from helpers.io import LoadedTable, LoadSummary, data_dictionary
 
 #: Columns whose values are listed with their counts, besides those with an ``allowed`` list.
 LISTED_COLUMNS = frozenset({"provider_code", "pathway", "route"})
@@ -61,13 +60,21 @@ QUALITY_COLUMNS = [
 ]
 
 
-def _summary(frame: pd.DataFrame) -> dict[str, Any]:
-    summary = dict(frame.attrs.get("load_summary") or {})
-    summary.setdefault("table", "data")
-    summary.setdefault("rows_read", len(frame))
-    summary.setdefault("columns_mapped", {})
-    summary.setdefault("columns_ignored", [])
-    return summary
+def _loaded(table: Any) -> LoadedTable:
+    """``table`` when it is a :class:`helpers.io.LoadedTable`; a clear error otherwise."""
+    if not isinstance(table, LoadedTable):
+        raise TypeError(
+            "the data quality block takes a loaded input with what was read (helpers.io.load_input, "
+            f"helpers.io.load_own_input), not {type(table).__name__}"
+        )
+    return table
+
+
+def _tables(loaded: LoadedTable | Mapping[str, LoadedTable]) -> dict[str, LoadedTable]:
+    """``{table name: loaded table}`` of one loaded table or of several."""
+    if isinstance(loaded, Mapping):
+        return {name: _loaded(t) for name, t in loaded.items()}
+    return {_loaded(loaded).summary.table: loaded}
 
 
 def _contract(table: str) -> dict[str, dict[str, Any]] | None:
@@ -83,19 +90,6 @@ def _kind(series: pd.Series) -> str:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return "number"
     return "string"
-
-
-def _missing(series: pd.Series) -> pd.Series:
-    missing = series.isna()
-    if _kind(series) == "string":
-        missing |= series.astype("str").str.strip().fillna("").eq("")
-    return missing
-
-
-def _codes(series: pd.Series, missing: pd.Series, n_missing: int, threshold: int) -> tuple[str, int | str]:
-    """``values_seen`` text and the n_missing to show, suppressed together."""
-    counts = series[~missing].astype("str").value_counts().sort_index()
-    return _values_seen(counts.index.tolist(), counts.tolist(), n_missing, threshold)
 
 
 def _values_seen(
@@ -126,14 +120,14 @@ def _completeness(record: dict[str, Any], n_missing: int | str, rows: int, thres
 
 
 def data_quality(
-    frame: pd.DataFrame | Mapping[str, pd.DataFrame], threshold: int = disclosure.DEFAULT_THRESHOLD
+    loaded: LoadedTable | Mapping[str, LoadedTable], threshold: int = disclosure.DEFAULT_THRESHOLD
 ) -> pd.DataFrame:
     """The data quality table of one loaded input (or of several, one after another).
 
-    ``frame`` is a table as returned by :func:`helpers.io.load_table` (or
-    :func:`helpers.io.load_frame`), possibly with derived fields added, or a
-    mapping of such tables (``{"spells": ..., "virtual_ward": ...}``); its
-    ``attrs["load_summary"]`` says which file it came from and how its columns
+    ``loaded`` is a table as returned by :func:`helpers.io.load_input` (or
+    :func:`helpers.io.load_own_input`), possibly with derived fields added to
+    its frame, or a mapping of such tables (``{"spells": ..., "virtual_ward":
+    ...}``); its summary says which file it came from and how its columns
     were mapped. For a contract table every contract column is listed, in the
     contract's order, including optional columns the file did not have;
     derived fields are not. For a notebook's own input every column is listed.
@@ -154,71 +148,49 @@ def data_quality(
     (:func:`helpers.disclosure.suppress_counts`); ``pct_complete`` is then
     computed from the rounded count, or starred with it. A notebook's own
     input (an indicator or series file) is aggregate already, one row per
-    provider or month, so its counts are shown as they are.
+    provider or month, so its counts are shown as they are. The table is
+    suppressed already: published, it needs no more (``counts=[]``).
+
+    The profile is :func:`profile_sql`, run by DuckDB on the loaded frame, or
+    the one an engine computed on the file without loading its rows.
     """
-    if isinstance(frame, Mapping):
-        out = pd.concat([data_quality(f, threshold) for f in frame.values()], ignore_index=True)
-        out.attrs["disclosure"] = {"counts": []}
-        return out
-    profile = frame.attrs.get("engine_profile")
-    if profile is not None:  # profiled in SQL by helpers.variation: the frame holds no rows
-        return profile["data_quality"]
-    summary = _summary(frame)
-    table = str(summary["table"])
-    spec = _contract(table)
-    if spec is None:
-        threshold = 0  # a notebook's own input is already aggregate: its rows are not people
-    source = {v: k for k, v in (summary.get("columns_mapped") or {}).items()}
-    ids = identifier_columns()
-    names = list(spec) if spec is not None else list(frame.columns)
-    rows = len(frame)
-    records = []
-    for name in names:
-        col_spec = (spec or {}).get(name, {})
-        record: dict[str, Any] = {
-            "table": table,
-            "column": name,
-            "source_column": "",
-            "type": col_spec.get("type", ""),
-            "required": ("yes" if col_spec.get("required") else "no") if spec is not None else "",
-            "rows": rows,
-            "n_missing": rows,
-            "pct_complete": 0.0,
-            "first": "",
-            "last": "",
-            "distinct_values": 0,
-            "values_seen": "",
-            "note": "",
-        }
-        if name not in frame.columns:
-            record["note"] = "not in the file" + (" (optional)" if not col_spec.get("required") else "")
-            records.append(record)
-            continue
-        series = frame[name]
-        kind = record["type"] or _kind(series)
-        record["type"] = kind
-        record["source_column"] = source.get(name, name)
-        missing = _missing(series)
-        n_missing: int | str = int(missing.sum())
-        record["distinct_values"] = int(series[~missing].nunique())
-        if kind == "date" and (~missing).any():
-            dates = pd.to_datetime(series[~missing])
-            record["first"], record["last"] = f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"
-        listed = (
-            "allowed" in col_spec
-            or name in LISTED_COLUMNS
-            or (spec is None and kind == "string" and record["distinct_values"] <= MAX_CODES_UNKNOWN)
+    if isinstance(loaded, Mapping):
+        return pd.concat([data_quality(t, threshold) for t in _tables(loaded).values()], ignore_index=True)
+    loaded = _loaded(loaded)
+    if loaded.profile is not None:  # profiled in SQL by an engine: the rows were never loaded
+        return loaded.profile
+    return _profile_frame(loaded, threshold)
+
+
+def _profile_frame(loaded: LoadedTable, threshold: int) -> pd.DataFrame:
+    """:func:`profile_sql` run by DuckDB on a loaded frame (the one profile, whatever holds the rows)."""
+    frame, summary = loaded.frame, loaded.summary
+    spec = _contract(summary.table)
+    own = None
+    if spec is None:  # a notebook's own input: every column, typed as the frame holds it
+        own = {str(c): {"type": _kind(frame[c])} for c in frame.columns}
+    present = [c for c in (spec or own or {}) if c in frame.columns]
+    source = {v: k for k, v in summary.columns_mapped.items()}
+    be = DuckDB()
+    try:
+        be.con.register("loaded_frame", frame[present].reset_index(drop=True))
+        src = TableSource(
+            summary.table,
+            summary.file,
+            be,
+            "loaded_frame",
+            "SELECT * FROM loaded_frame",
+            {},
+            present,
+            {},
+            "frame",
+            {source.get(c, c): c for c in present},
+            list(summary.columns_ignored),
+            rows=len(frame),
         )
-        if name in ids:
-            record["note"] = "identifier: values never shown"
-            listed = False
-        if listed:
-            record["values_seen"], n_missing = _codes(series, missing, int(n_missing), threshold)
-        records.append(_completeness(record, n_missing, rows, threshold))
-    out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
-    # already suppressed above, as one set per column: nothing more for publish to do
-    out.attrs["disclosure"] = {"counts": []}
-    return out
+        return profile_sql(src, "TRUE", src.typed_sql, threshold, own)
+    finally:
+        be.close()
 
 
 def _as_steps(steps: pd.DataFrame, default_table: str) -> pd.DataFrame:
@@ -239,13 +211,13 @@ def _as_steps(steps: pd.DataFrame, default_table: str) -> pd.DataFrame:
 
 
 def exclusion_flow(
-    loaded: pd.DataFrame | Mapping[str, pd.DataFrame],
+    loaded: LoadedTable | Mapping[str, LoadedTable],
     *steps: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """Rows read → each rule that set rows aside → rows analysed, per input table.
 
     ``loaded`` is the loaded table (or ``{table name: table}`` for several);
-    its ``attrs["load_summary"]["rows_read"]`` starts the flow. ``steps`` are
+    the ``rows_read`` of its summary starts the flow. ``steps`` are
     the notebook's exclusion tables, in the order they were applied (columns
     ``step, rows_before, rows_excluded`` or ``rows_removed``, ``rows_after,
     reason`` and optionally ``table``); ``None`` is skipped.
@@ -253,14 +225,14 @@ def exclusion_flow(
     Returns columns ``table, step, rows_before, rows_excluded, rows_after,
     reason``: a first row ``read from FILE`` for each table (the loader drops
     nothing: a row that breaks the contract stops the run), the steps, and a
-    last row ``analysed``. Published, its counts follow the small-number rule
-    across the whole table (the rows are linked by subtraction), unless every
-    input is a notebook's own aggregate file. Raises ``ValueError`` when the
+    last row ``analysed``. Published, its counts (:func:`flow_counts`) follow
+    the small-number rule across the whole table (the rows are linked by
+    subtraction). Raises ``ValueError`` when the
     steps do not add up (``rows_before − rows_excluded ≠ rows_after``, or a
     step does not start where the previous one of its table ended): rows
     would be lost unseen.
     """
-    frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
+    frames = _tables(loaded)
     default = next(iter(frames))
     given = [_as_steps(s, default) for s in steps if s is not None and len(s)]
     all_steps = pd.concat(given, ignore_index=True) if given else pd.DataFrame(columns=FLOW_COLUMNS)
@@ -270,13 +242,13 @@ def exclusion_flow(
             f"exclusion steps name table(s) {unknown} that were not given; given: {list(frames)}"
         )
     rows = []
-    for name, frame in frames.items():
-        summary = _summary(frame)
-        remaining = int(summary["rows_read"])
+    for name, table in frames.items():
+        summary = table.summary
+        remaining = int(summary.rows_read)
         rows.append(
             {
                 "table": name,
-                "step": f"read from {summary.get('file', 'the input')}",
+                "step": f"read from {summary.file}",
                 "rows_before": remaining,
                 "rows_excluded": 0,
                 "rows_after": remaining,
@@ -284,7 +256,7 @@ def exclusion_flow(
             }
         )
         # steps taken while loading (episodes built into spells: helpers.episodes), then the notebook's
-        loading = [{**step, "table": name} for step in summary.get("load_steps", [])]
+        loading = [{**step, "table": name} for step in summary.load_steps]
         for step in loading + all_steps[all_steps["table"] == name].to_dict("records"):
             before, excluded, after = (int(step[c]) for c in ("rows_before", "rows_excluded", "rows_after"))
             if before != remaining or before - excluded != after:
@@ -305,18 +277,32 @@ def exclusion_flow(
                 "reason": "",
             }
         )
-    out = pd.DataFrame(rows, columns=FLOW_COLUMNS)
-    patient_level = any(_contract(str(_summary(f)["table"])) is not None for f in frames.values())
-    counts = ["rows_before", "rows_excluded", "rows_after"] if patient_level else []
-    out.attrs["disclosure"] = {"counts": counts, "linked": True}
-    return out
+    return pd.DataFrame(rows, columns=FLOW_COLUMNS)
 
 
-def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str = "date") -> pd.DataFrame:
+def flow_counts(loaded: LoadedTable | Mapping[str, LoadedTable]) -> list[str]:
+    """The counts of :func:`exclusion_flow` the small-number rule applies to, linked across the table.
+
+    Its row counts when any input is patient-level (a contract table); none
+    when every input is a notebook's own aggregate file (one row per provider
+    or month: its rows are not people).
+    """
+    patient_level = any(_contract(t.summary.table) is not None for t in _tables(loaded).values())
+    return ["rows_before", "rows_excluded", "rows_after"] if patient_level else []
+
+
+def monthly_series_steps(
+    spells: pd.DataFrame,
+    series: pd.DataFrame,
+    date: str = "date",
+    months_left_out: pd.DataFrame | Sequence[tuple[pd.Timestamp, str]] | None = None,
+) -> pd.DataFrame:
     """The spells a monthly series leaves out, as exclusion steps.
 
     For a series built by :func:`helpers.spc.monthly_series` from spells with
-    the fields of :func:`helpers.derive.add_spell_fields`. Two steps:
+    the fields of :func:`helpers.derive.add_spell_fields`; ``months_left_out``:
+    the months it left out, with reasons (:class:`helpers.spc.MonthlySeries`),
+    named in the first step's reason. Two steps:
 
     * discharged in a month on the chart: the series leaves out months the
       extract sees only in part (its first months; for a readmission rate, the
@@ -350,9 +336,9 @@ def monthly_series_steps(spells: pd.DataFrame, series: pd.DataFrame, date: str =
     n_chart = int(on_chart.sum())
     n_counted = int((on_chart & counted).sum())
     month_reason = "discharge month left out: the extract sees it only in part (see the notes above)"
-    if series.attrs.get("months_left_out"):
+    if months_left_out is not None and len(months_left_out):
         month_reason = "discharge month left out as incomplete - " + periods.caption(
-            series.attrs["months_left_out"]
+            months_left_out
         ).removeprefix("Months left out as incomplete: ")
     return pd.DataFrame(
         [
@@ -386,37 +372,38 @@ def _long_date(text: str) -> str:
     return f"{d.day} {d:%B %Y}"
 
 
-def describe(loaded: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
+def describe(loaded: LoadedTable | Mapping[str, LoadedTable]) -> str:
     """A few plain sentences on what was read: file, rows, columns, dates, providers.
 
     For the top of a report, next to the :func:`data_quality` table.
     """
-    frames = dict(loaded) if isinstance(loaded, Mapping) else {_summary(loaded)["table"]: loaded}
     return "\n".join(
-        describe_profile(name, _summary(f), data_quality(f), profiled_rows(f)) for name, f in frames.items()
+        describe_profile(name, t.summary, data_quality(t), profiled_rows(t))
+        for name, t in _tables(loaded).items()
     )
 
 
-def profiled_rows(frame: pd.DataFrame) -> int:
-    """Rows a table's data quality profile counts: its own, or those an engine profiled in SQL."""
-    profile = frame.attrs.get("engine_profile")
-    return len(frame) if profile is None else int(profile["rows"])
+def profiled_rows(loaded: LoadedTable) -> int:
+    """Rows a table's data quality profile counts: its frame's, or those an engine profiled in SQL."""
+    if loaded.profiled_rows is not None:
+        return int(loaded.profiled_rows)
+    return len(loaded.frame) if loaded.frame is not None else int(loaded.summary.rows_read)
 
 
-def describe_profile(name: str, summary: Mapping, profile: pd.DataFrame, profiled_rows: int) -> str:
+def describe_profile(name: str, summary: LoadSummary, profile: pd.DataFrame, profiled_rows: int) -> str:
     """The sentences of :func:`describe` for one table, from its load summary and its data quality profile.
 
     Also for a table profiled in SQL (:func:`profile_sql`).
     """
     present = profile[profile["source_column"] != ""]
-    text = f"{name}: {int(summary['rows_read']):,} rows read from {summary.get('file', 'the input')}"
-    if int(profiled_rows) != int(summary["rows_read"]):
+    text = f"{name}: {int(summary.rows_read):,} rows read from {summary.file}"
+    if int(profiled_rows) != int(summary.rows_read):
         text += f" ({int(profiled_rows):,} of them profiled below, after the steps before this point)"
     text += f"; {len(present)} of {len(profile)} columns present"
-    mapped = {k: v for k, v in (summary.get("columns_mapped") or {}).items() if _renamed(k, v)}
+    mapped = {k: v for k, v in summary.columns_mapped.items() if _renamed(k, v)}
     if mapped:
         text += "; renamed: " + ", ".join(f"{k} → {v}" for k, v in mapped.items())
-    ignored = summary.get("columns_ignored") or []
+    ignored = summary.columns_ignored
     if ignored:
         text += f"; {len(ignored)} column(s) not used: " + ", ".join(map(str, ignored[:10]))
     text += "."
@@ -429,14 +416,25 @@ def describe_profile(name: str, summary: Mapping, profile: pd.DataFrame, profile
 
 
 # --------------------------------------------------------------------------- data quality without the rows
-def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> pd.DataFrame:
-    """helpers.data_quality computed in SQL over the spells that pass ``where``.
+def profile_sql(
+    src: TableSource,
+    where: str,
+    derived: str,
+    threshold: int,
+    own: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """The :func:`data_quality` table, computed in SQL over the rows of ``src`` that pass ``where``.
 
-    Same columns, same rules (missing values, distinct values, first and last
-    dates, the codes of coded columns with their counts, suppressed together
-    with the missing count by :func:`helpers.disclosure.suppress_counts`).
+    Missing values, distinct values, first and last dates, the codes of
+    coded columns with their counts, suppressed together with the missing
+    count by :func:`helpers.disclosure.suppress_counts`. ``own``: the columns
+    of a notebook's own input (no contract; ``{name: {"type": ...}}``): every
+    column listed, text columns with at most :data:`MAX_CODES_UNKNOWN` values
+    listed with their counts, and no suppression (its rows are not people).
     """
-    spec = io.table_columns(src.table)
+    spec = io.table_columns(src.table) if own is None else own
+    if own is not None:
+        threshold = 0
     be = src.backend
     ids = io.identifier_columns()
     source = {v: k for k, v in src.mapping.items()} | {v: k for k, v in src.columns_mapped().items()}
@@ -450,9 +448,16 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             aggs += [f"MIN({quote(c)}) AS lo{i}", f"MAX({quote(c)}) AS hi{i}"]
     stats = be.query(f"SELECT {', '.join(aggs)} FROM ({base}) AS b").iloc[0]
     rows = int(stats["n_rows"])
-    listed_columns = [
-        c for c in src.present if ("allowed" in spec[c] or c in LISTED_COLUMNS) and c not in ids
-    ]
+
+    def listed(name: str) -> bool:
+        unknown_codes = (
+            own is not None
+            and spec[name]["type"] == "string"
+            and int(stats[f"d{src.present.index(name)}"]) <= MAX_CODES_UNKNOWN
+        )
+        return "allowed" in spec[name] or name in LISTED_COLUMNS or unknown_codes
+
+    listed_columns = [c for c in src.present if listed(c) and c not in ids]
     codes = pd.DataFrame(columns=["c", "v", "k"])
     if listed_columns:
         codes = be.query(
@@ -469,7 +474,7 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             "column": name,
             "source_column": "",
             "type": col_spec.get("type", ""),
-            "required": "yes" if col_spec.get("required") else "no",
+            "required": "" if own is not None else ("yes" if col_spec.get("required") else "no"),
             "rows": rows,
             "n_missing": rows,
             "pct_complete": 0.0,
@@ -491,43 +496,30 @@ def profile_sql(src: TableSource, where: str, derived: str, threshold: int) -> p
             record["first"], record["last"] = (
                 f"{pd.Timestamp(stats[k]):%Y-%m-%d}" for k in (f"lo{i}", f"hi{i}")
             )
-        listed = "allowed" in col_spec or name in LISTED_COLUMNS
         if name in ids:
             record["note"] = "identifier: values never shown"
-            listed = False
-        if listed:
+        if name in listed_columns:
             counts = codes[codes["c"] == name]
             counts = counts.assign(v=counts["v"].astype("str")).sort_values("v")
             record["values_seen"], n_missing = _values_seen(
                 counts["v"].tolist(), counts["k"].tolist(), int(n_missing), threshold
             )
         records.append(_completeness(record, n_missing, rows, threshold))
-    out = pd.DataFrame(records, columns=QUALITY_COLUMNS)
-    out.attrs["disclosure"] = {"counts": []}
-    return out
+    return pd.DataFrame(records, columns=QUALITY_COLUMNS)
 
 
-def stand_in(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> pd.DataFrame:
-    """A frame with no rows that carries what the quality functions read from a loaded table."""
-    frame = pd.DataFrame(columns=src.present)
-    frame.attrs["load_summary"] = {
-        "table": src.table,
-        "file": Path(str(src.path)).name,
-        "rows_read": src.rows,
-        "columns_mapped": {str(k).strip(): v for k, v in src.mapping.items() if str(k).strip() != v},
-        "columns_ignored": src.leftover,
-        **src.origin,
-    }
-    frame.attrs["engine_profile"] = {"rows": rows_profiled, "data_quality": table}
-    return frame
+def profiled_source(src: TableSource, rows_profiled: int, table: pd.DataFrame) -> LoadedTable:
+    """A table an engine read without loading its rows: what was read, and its data quality ``table``
+    over ``rows_profiled`` rows (:func:`profile_sql`)."""
+    return LoadedTable(None, src.load_summary(), profile=table, profiled_rows=int(rows_profiled))
 
 
-def profile_stand_in(src: TableSource, threshold: int | None = None) -> pd.DataFrame:
-    """A zero-row stand-in for a table read by an engine, carrying its data-quality profile (every row).
+def profile_table(src: TableSource, threshold: int | None = None) -> LoadedTable:
+    """A table read by an engine, with its data-quality profile over every row (:func:`profiled_source`).
 
     :func:`data_quality`, :func:`describe` and :func:`exclusion_flow` read it
     as they read a loaded table, so a notebook that never loads the spells
     into pandas reports on them the same way.
     """
     threshold = disclosure.DEFAULT_THRESHOLD if threshold is None else threshold
-    return stand_in(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))
+    return profiled_source(src, src.rows, profile_sql(src, "TRUE", src.typed_sql, threshold))

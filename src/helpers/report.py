@@ -55,7 +55,7 @@ from helpers.display import (  # noqa: F401  (report.POUNDS etc. stay importable
     format_table,
     number_format,
 )
-from helpers.io import identifier_columns
+from helpers.io import LoadedTable, identifier_columns
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
@@ -86,17 +86,15 @@ def publish(
     counts: Iterable[str] | None = None,
     derived: Mapping[str, Iterable[str]] | None = None,
     threshold: int = disclosure.DEFAULT_THRESHOLD,
+    linked: bool = False,
 ) -> pd.DataFrame:
     """Apply disclosure control to a result table, write it if asked, return it.
 
     Writes ``output_dir/NAME.csv`` when ``output_dir`` is set (``handbook run``
     sets it). Refuses a table with a patient or record identifier column:
-    result tables are aggregates. ``counts``/``derived``/``threshold`` are
-    passed to :func:`helpers.disclosure.suppress`; ``threshold=0`` turns
-    suppression off (for national statistics already published). A table may
-    carry its own defaults in ``table.attrs["disclosure"]`` (``counts``,
-    ``derived``, ``linked``), as the tables of :mod:`helpers.quality` do;
-    arguments given here win.
+    result tables are aggregates. ``counts``/``derived``/``threshold``/``linked``
+    are passed to :func:`helpers.disclosure.suppress`; ``threshold=0`` turns
+    suppression off (for national statistics already published).
     """
     if not TABLE_NAME.match(name):
         raise ValueError(
@@ -107,14 +105,7 @@ def publish(
         raise ValueError(
             f"Table {name!r} has identifier column(s) {', '.join(ids)}: result tables must be aggregates."
         )
-    own = dict(table.attrs.get("disclosure") or {})
-    safe, _ = disclosure.suppress(
-        table,
-        counts=counts if counts is not None else own.get("counts"),
-        derived=derived if derived is not None else own.get("derived"),
-        threshold=threshold,
-        linked=bool(own.get("linked", False)),
-    )
+    safe, _ = disclosure.suppress(table, counts=counts, derived=derived, threshold=threshold, linked=linked)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +129,7 @@ EXCLUSIONS_SHOWN = ["table", "step", "rows_excluded", "rows_after", "reason"]
 
 
 def publish_data_quality(
-    loaded: pd.DataFrame | Mapping[str, pd.DataFrame],
+    loaded: LoadedTable | Mapping[str, LoadedTable],
     *steps: pd.DataFrame | None,
     output_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -148,13 +139,21 @@ def publish_data_quality(
     ``data_quality`` table and the ``exclusions`` flow (``steps``: the
     notebook's own exclusion tables, in order; see :func:`helpers.quality.exclusion_flow`)
     with :func:`publish`, shows both, and returns them (after disclosure
-    control) for the findings summary. ``loaded`` is the loaded table, or
-    ``{table name: table}`` for several inputs; a table the DuckDB or Spark
-    engine profiled without loading it is described from that profile.
+    control) for the findings summary. ``loaded`` is the loaded table with
+    what was read (:func:`helpers.io.load_input`), or ``{table name: table}``
+    for several inputs; a table the DuckDB or Spark engine profiled without
+    loading it is described from that profile.
     """
     print(quality.describe(loaded))
-    data_quality = publish(quality.data_quality(loaded), "data_quality", output_dir)
-    exclusions = publish(quality.exclusion_flow(loaded, *steps), "exclusions", output_dir)
+    # the data quality table is suppressed already, one set per column; the flow's rows are linked by subtraction
+    data_quality = publish(quality.data_quality(loaded), "data_quality", output_dir, counts=[])
+    exclusions = publish(
+        quality.exclusion_flow(loaded, *steps),
+        "exclusions",
+        output_dir,
+        counts=quality.flow_counts(loaded),
+        linked=True,
+    )
     show(format_table(data_quality[DATA_QUALITY_SHOWN]))
     show(format_table(exclusions[EXCLUSIONS_SHOWN]))
     return data_quality, exclusions

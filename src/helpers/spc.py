@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -795,6 +796,28 @@ def measure_label(
     return str(value).replace("_", " ").capitalize()
 
 
+@dataclass(frozen=True, eq=False)  # holds a frame: compared by identity
+class MonthlySeries:
+    """A monthly series built from spells (:func:`build_monthly_series`), with what its chart says of it.
+
+    ``frame``: the series (:func:`monthly_series`); ``measure``: its measure
+    (:data:`MEASURES`); ``label``: the measure in words; ``coverage``: the
+    extract's coverage (:class:`helpers.periods.Coverage`); ``months_left_out``:
+    each month left out, with its reason, as ``((month, reason), ...)``.
+    """
+
+    frame: pd.DataFrame
+    measure: str
+    label: str
+    coverage: periods.Coverage
+    months_left_out: tuple[tuple[pd.Timestamp, str], ...] = ()
+
+    @property
+    def caption(self) -> str:
+        """The chart's caption: the coverage and the months left out (:func:`helpers.periods.caption`)."""
+        return periods.caption(self.months_left_out, self.coverage)
+
+
 def monthly_series(
     spells: pd.DataFrame,
     measure: str | None = "emergency_bed_days",
@@ -804,6 +827,25 @@ def monthly_series(
     coverage_start: str | pd.Timestamp | None = None,
     coverage_end: str | pd.Timestamp | None = None,
 ) -> pd.DataFrame:
+    """A monthly series per group from spells with derived fields, over complete months only.
+
+    The frame of :func:`build_monthly_series` (see there), which also says
+    which months were left out and why.
+    """
+    return build_monthly_series(
+        spells, measure, group, chart, lead_in_days, coverage_start, coverage_end
+    ).frame
+
+
+def build_monthly_series(
+    spells: pd.DataFrame,
+    measure: str | None = "emergency_bed_days",
+    group: str | None = "provider_code",
+    chart: Chart = "xmr",
+    lead_in_days: int = 30,
+    coverage_start: str | pd.Timestamp | None = None,
+    coverage_end: str | pd.Timestamp | None = None,
+) -> MonthlySeries:
     """A monthly series per group from spells with derived fields, over complete months only.
 
     ``spells`` must have passed :func:`helpers.derive.add_spell_fields`
@@ -821,16 +863,16 @@ def monthly_series(
     ``readmission_rate``, with every 30-day window ending inside it. Discharges
     after the last admission are not a month of the process: the bed days fall
     to zero only because no new patient is in the file. Each month left out is
-    named, with its reason, in a warning and in ``attrs["months_left_out"]``
-    (for the exclusions flow and the chart caption); ``attrs["coverage"]``
-    holds the coverage and ``attrs["label"]`` the measure's words.
+    named, with its reason, in a warning and in ``months_left_out`` (for the
+    exclusions flow and the chart caption).
 
     Every group gets every complete month; a month with no spells counts 0
     for the count measures. For ``readmission_rate`` a group-month with no
     eligible spell has no proportion and is left out.
 
-    Returns columns ``date``, ``group`` and either ``value`` (count measures)
-    or ``numerator`` and ``denominator`` (``readmission_rate``).
+    Returns a :class:`MonthlySeries` whose frame has columns ``date``,
+    ``group`` and either ``value`` (count measures) or ``numerator`` and
+    ``denominator`` (``readmission_rate``).
     """
     if measure is None:
         measure = "readmission_rate" if chart in ("p", "pprime", "u") else "emergency_bed_days"
@@ -901,13 +943,7 @@ def monthly_series(
             )
             out = out[~empty].reset_index(drop=True)
     out["group"] = out["group"].astype("str")
-    out.attrs = {
-        "coverage": cover,
-        "months_left_out": periods.as_records(left_out),
-        "label": MEASURE_LABELS[measure],
-        "measure": measure,
-    }
-    return out
+    return MonthlySeries(out, measure, MEASURE_LABELS[measure], cover, periods.as_records(left_out))
 
 
 def focus_group(summary: pd.DataFrame) -> str:
@@ -995,10 +1031,10 @@ def read_series(
     numerator: str = "numerator",
     denominator: str = "denominator",
     group: str | None = None,
-) -> pd.DataFrame:
-    """Read a user's series file (CSV, Excel or Parquet) for :func:`spc`.
+) -> io.LoadedTable:
+    """Read a user's series file (CSV, Excel or Parquet) for :func:`spc`: the series and what was read.
 
-    Through :func:`helpers.io.load_frame`, so the reading rules and error
+    Through :func:`helpers.io.load_own_input`, so the reading rules and error
     messages are the loaders'. Required columns: ``date`` and ``value`` for
     xmr, c and run charts; ``date``, ``numerator`` and ``denominator`` for p,
     p′ and u charts; ``group`` (text) is read when the file has it, and a
@@ -1009,8 +1045,7 @@ def read_series(
     else:
         required = {date: "date", value: "number"}
     optional = {group: "string"} if group else None
-    frame = io.load_frame(path, required, "series", optional_columns=optional)
-    return frame
+    return io.load_own_input(path, required, "series", optional_columns=optional)
 
 
 def suppress_small_counts(

@@ -20,12 +20,20 @@ import pandas as pd
 
 from helpers import casemix, disclosure, indicators, periods
 from helpers import engine as engines
-from helpers.casemix import INDICATORS, MIN_LEVEL_SPELLS, CasemixModel, fit_cells, term_sql
+from helpers.casemix import (
+    BED_DAYS_PER_EVENT_SQL,
+    INDICATORS,
+    MIN_LEVEL_SPELLS,
+    CasemixModel,
+    fit_cells,
+    term_sql,
+)
 from helpers.contract import TableSource, open_table
 from helpers.derive import spell_fields_sql
 from helpers.engine import literal, quote
 from helpers.indicators import OUTCOME_SQL, deaths_sql
-from helpers.quality import profile_sql, stand_in
+from helpers.io import LoadedTable
+from helpers.quality import profile_sql, profiled_source
 
 
 @dataclass
@@ -37,9 +45,9 @@ class VariationInput:
     then each step of the indicator's definition); ``years``: length in years of the extract's coverage;
     ``bed_days_per_event``: see :func:`helpers.casemix.bed_days_per_event`;
     ``spells_read``: rows in the file; ``engine``: which engine ran;
-    ``spells``: a frame with no rows whose attrs
-    carry the load summary and the data quality profile computed in SQL, for
-    :func:`helpers.quality.data_quality`, :func:`helpers.quality.describe` and
+    ``loaded``: the spells as read (:class:`helpers.io.LoadedTable`, no rows
+    loaded): the load summary and the data quality profile computed in SQL,
+    for :func:`helpers.quality.data_quality`, :func:`helpers.quality.describe` and
     :func:`helpers.quality.exclusion_flow`; ``casemix_terms``: the case-mix
     terms asked for, whether each was used and why not
     (:func:`helpers.casemix.resolve_terms`).
@@ -51,7 +59,7 @@ class VariationInput:
     bed_days_per_event: float | None
     spells_read: int
     engine: str
-    spells: pd.DataFrame | None = None
+    loaded: LoadedTable | None = None
     casemix_terms: pd.DataFrame | None = None
     definition: indicators.Indicator | None = None
 
@@ -151,8 +159,8 @@ def _variation_sql(
         "SELECT COUNT(*) AS n_all, SUM(CASE WHEN _in_year THEN 1 ELSE 0 END) AS n_year, "
         "SUM(CASE WHEN _in_year AND _in_pop THEN 1 ELSE 0 END) AS n_pop, "
         "COUNT(DISTINCT CASE WHEN _in_year THEN financial_year END) AS n_years, "
-        "AVG(CASE WHEN _in_year AND emergency THEN los_days END) AS los_emergency, "
-        f"AVG(CASE WHEN _in_year AND elective AND NOT day_case THEN los_days END) AS los_ordinary_elective{step_counts} "
+        f"{BED_DAYS_PER_EVENT_SQL['readmission'].format(where='_in_year')} AS los_emergency, "
+        f"{BED_DAYS_PER_EVENT_SQL['day_case'].format(where='_in_year')} AS los_ordinary_elective{step_counts} "
         "FROM variation_pop"
     ).iloc[0]
     n_all, n_year = int(c["n_all"]), int(c["n_year"] or 0)
@@ -220,7 +228,7 @@ def _variation_sql(
         per_event,
         src.rows,
         engine,
-        stand_in(src, n_year, profile),
+        profiled_source(src, n_year, profile),
         casemix_terms=term_table,
         definition=definition,
     )
