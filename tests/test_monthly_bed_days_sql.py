@@ -78,7 +78,7 @@ def test_a_chosen_start_and_end_cut_stays_as_in_pandas():
 
 
 def test_sample_pathway_spells_as_in_pandas():
-    spells = cohort.pathway_spells(derive.load_spells(None))
+    spells = cohort.pathway_spells(derive.load_spells(None).frame)
     assert len(spells) > 1000
     m = _same(spells)
     assert m["bed_days"].sum() == (spells["discharge_date"] - spells["admission_date"]).dt.days.sum()
