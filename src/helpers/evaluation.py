@@ -139,8 +139,9 @@ def design_matrix(data: pd.DataFrame, covariates: list[str], intercept: bool = T
                 "impute or exclude them (counted) before estimating effects"
             )
         if _is_categorical(s):
-            levels = sorted(s.astype(str).unique())
-            cat = pd.Categorical(s.astype(str), categories=levels)
+            text = s.astype(str)
+            levels = sorted(text.unique())
+            cat = pd.Categorical(text, categories=levels)
             dummies = pd.get_dummies(cat, prefix=col, prefix_sep="=", drop_first=True, dtype=float)
             dummies.index = data.index
             parts.append(dummies)
@@ -1214,8 +1215,8 @@ def balance_table(
         s = cohort[col]
         categorical = _is_categorical(s)
         if categorical:
-            vals = s.astype(str)
-            cols = {f"{col}={lev}": (vals == lev).to_numpy(float) for lev in sorted(vals.unique())}
+            codes, levels = pd.factorize(s.astype(str))  # one pass over the text, then integer comparisons
+            cols = {f"{col}={lev}": (codes == levels.get_loc(lev)).astype(float) for lev in sorted(levels)}
         else:
             cols = {col: s.to_numpy(float)}
         for name, x in cols.items():
