@@ -1221,11 +1221,12 @@ def balance_table(
             cols = {col: s.to_numpy(float)}
         for name, x in cols.items():
             matched = len(ok) > 1
+            binary = categorical or bool(np.isin(x, [0.0, 1.0]).all())  # as the function would find, once
             rows.append(
                 {
                     "covariate": name,
-                    "smd_before": standardised_mean_difference(x, t),
-                    "smd_after_ipw": standardised_mean_difference(x, t, w),
+                    "smd_before": standardised_mean_difference(x, t, binary=binary),
+                    "smd_after_ipw": standardised_mean_difference(x, t, w, binary=binary),
                     "smd_after_matching": standardised_mean_difference(x[idx], tm) if matched else np.nan,
                     "vr_before": np.nan if categorical else variance_ratio(x, t),
                     "vr_after_ipw": np.nan if categorical else variance_ratio(x, t, w),
