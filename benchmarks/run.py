@@ -1,7 +1,7 @@
 """Time the variation and virtual ward analyses at national scale, with peak memory.
 
     .venv/bin/python benchmarks/run.py                                  # 100k, 1M and 10M spells
-    .venv/bin/python benchmarks/run.py --sizes 100000 --engines duckdb pandas
+    .venv/bin/python benchmarks/run.py --sizes 100000 --engines duckdb spark
     .venv/bin/python benchmarks/run.py --workdir /big/disk --keep       # keep the simulated files
 
 For each size the simulator writes the economy (spells, virtual ward stays)
@@ -17,12 +17,11 @@ maximum resident set size (``os.wait4``), not the benchmark's:
   :func:`helpers.opportunity.opportunity`);
 * ``virtual_ward``: what the virtual ward notebook computes for its effect
   table - the stays, the target-trial cohort (:func:`helpers.cohort.prepare_virtual_ward`:
-  built in SQL with DuckDB or Spark, so only the cohort is held in memory;
-  every spell in pandas with ``--engines pandas``) and the five estimators for
-  its seven outcomes;
+  built in SQL, so only the cohort is held in memory) and the five
+  estimators for its seven outcomes;
 * ``run_variation`` and ``run_virtual_ward``: what a user waits for,
-  ``handbook run variation|virtual_ward --engine ENGINE --data spells=FILE``
-  end to end (checking and hashing the inputs, the whole notebook in its
+  ``handbook run variation|virtual_ward --data spells=FILE`` end to end
+  (no ``--engine``: DuckDB, the default; ``--engine spark`` for Spark) (checking and hashing the inputs, the whole notebook in its
   kernel, the report, the workbook, the figures and the output scan). Its
   peak memory is the largest sum of the resident sets of the command and its
   children (the notebook's kernel), sampled five times a second, as both are
@@ -177,12 +176,12 @@ def run_command(task: str, path: Path, engine: str, extra: dict, out: Path) -> l
         notebook,
         "--data",
         f"spells={path}",
-        "--engine",
-        engine,
         "--out",
         str(out),
         "--quiet",
     ]
+    if engine != "duckdb":  # DuckDB is the default: a user gives no --engine
+        cmd += ["--engine", engine]
     if notebook == "virtual_ward":
         cmd += ["--data", f"virtual_ward={extra['virtual_ward']}"]
     if "indicator" in extra:
@@ -285,17 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
-    parser.add_argument(
-        "--engines", nargs="+", default=["duckdb", "pandas"], choices=["duckdb", "pandas", "spark"]
-    )
+    parser.add_argument("--engines", nargs="+", default=["duckdb"], choices=["duckdb", "spark"])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--indicators", nargs="+", default=["los", "readmission_30d"])
     parser.add_argument("--formats", nargs="+", default=["parquet", "csv"], choices=["parquet", "csv"])
     parser.add_argument(
-        "--pandas-max", type=int, default=1_000_000, help="largest size to run the pandas engine on"
-    )
-    parser.add_argument(
-        "--vw-max", type=int, default=1_000_000, help="largest size to run the virtual ward on"
+        "--vw-max", type=int, default=10_000_000, help="largest size to run the virtual ward on"
     )
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument(
@@ -329,8 +323,6 @@ def main(argv: list[str] | None = None) -> int:
                 if "scan" in args.tasks:
                     plan.append(("scan", "duckdb", {}))
                 for engine in args.engines:
-                    if engine == "pandas" and size > args.pandas_max:
-                        continue
                     for task in ("variation", "run_variation"):
                         if task in args.tasks:
                             plan += [(task, engine, {"indicator": ind}) for ind in args.indicators]

@@ -215,6 +215,47 @@ def test_duckdb_reads_a_hes_style_extract_as_pandas_does(tmp_path, suffix):
     assert got.attrs["load_summary"]["columns_ignored"] == ["extra"]
 
 
+def test_numbers_and_dates_the_file_already_types_are_read_as_their_text_would_be(tmp_path):
+    """A typed Parquet (numbers, NaN, timestamps, HES infant ages and null dates) and the same values as CSV text.
+
+    The two take different paths through the contract's SQL: the text is parsed,
+    the typed values are used as they are. They must give the same table, and the same message.
+    """
+    text = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False).head(300).rename(columns={"age": "STARTAGE"})
+    text.loc[5, "STARTAGE"] = "7003"  # a HES infant age: 0
+    text.loc[7, "frailty_score"] = ""  # missing (NaN in Parquet)
+    typed = text.assign(
+        STARTAGE=text["STARTAGE"].astype("int64"),
+        imd_decile=text["imd_decile"].astype("float64"),
+        frailty_score=pd.to_numeric(text["frailty_score"]),
+        spell_cost=pd.to_numeric(text["spell_cost"]),
+        admission_date=pd.to_datetime(text["admission_date"]),
+        discharge_date=pd.to_datetime(text["discharge_date"]).dt.date,
+    )
+    assert typed["frailty_score"].isna().sum() == 1
+    csv, parquet = tmp_path / "text.csv", tmp_path / "typed.parquet"
+    text.to_csv(csv, index=False)
+    typed.to_parquet(parquet, index=False)
+    from_text, from_typed = io.load_table("spells", csv), io.load_table("spells", parquet)
+    pd.testing.assert_frame_equal(from_typed, from_text)
+    assert from_typed.loc[5, "age"] == 0 and pd.isna(from_typed.loc[7, "frailty_score"])
+    # a HES null date in a required column is missing, with the same message either way
+    text = text.rename(columns={"admission_date": "ADMIDATE"})
+    text.loc[9, "ADMIDATE"] = "1800-01-01"
+    typed = typed.rename(columns={"admission_date": "ADMIDATE"})
+    typed.loc[9, "ADMIDATE"] = pd.Timestamp("1800-01-01")
+    text.to_csv(csv, index=False)
+    typed.to_parquet(parquet, index=False)
+    messages = []
+    for path in (csv, parquet):
+        with pytest.raises(io.InputError, match="expected a value in every row") as err:
+            io.load_table("spells", path)
+        messages.append(str(err.value).replace(path.name, "FILE").replace(str(path), "PATH"))
+    assert "row 11:" in messages[0] and messages[0] == messages[1].replace(
+        "1800-01-01 00:00:00", "1800-01-01"
+    )
+
+
 @pytest.mark.parametrize("suffix", ["csv", "cp1252.csv", "parquet"])
 def test_duckdb_bad_file_gives_the_pandas_message(tmp_path, suffix):
     bad = bad_spells(tmp_path)

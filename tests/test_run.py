@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -221,7 +222,9 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
     check = run.check_contract_table
 
     def stopped(name, path, column_map, engine_name, keep):
-        check(name, path, column_map, engine_name, keep)  # the identifier values are written, then Ctrl+C
+        check(
+            name, path, column_map, engine_name, keep
+        )  # the checked table (with its identifiers) is kept, then Ctrl+C
         assert list(keep.iterdir())
         raise KeyboardInterrupt
 
@@ -234,3 +237,69 @@ def test_a_stop_during_the_checks_leaves_no_identifier_values_behind(
     )
     assert "stopped (Ctrl+C); nothing was written" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == [] and not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- checked once, read by the kernel
+def typed_rows(src: contract.TableSource) -> pd.DataFrame:
+    """The contract columns of a table read by DuckDB, in file order, with their order numbers."""
+    columns = ", ".join(f'"{c}"' for c in src.present)
+    return src.backend.query(f"SELECT {columns}, _rownum FROM ({src.typed_sql}) AS v ORDER BY _rownum")
+
+
+def test_the_notebook_reads_the_table_the_command_checked_not_the_file_again(
+    tmp_path, spells_file, reads, monkeypatch
+):
+    seen = {}
+
+    def execute(nb_path, executed, params, quiet):
+        # what the notebook's kernel does: open the spells it was given (the kernel inherits the environment)
+        src = contract.open_table("spells", params["data_spells"])
+        try:
+            seen["typed_sql"] = src.typed_sql
+            seen["tables"] = set(
+                src.backend.query("SELECT table_name FROM duckdb_tables() WHERE temporary")["table_name"]
+            )
+            seen["rows"] = typed_rows(src)
+            seen["stats"] = (src.rows, src.stats["n_rows"], len(src.stats["admissions_by_month"]))
+        finally:
+            src.backend.close()
+        nbformat.write(nbformat.read(nb_path, as_version=4), executed)
+        (Path(params["output_dir"]) / "result.csv").write_text("provider_code,spells\nT01,100\n")
+
+    monkeypatch.setattr(cli, "_execute", execute)
+    out = tmp_path / "run"
+    assert main(["run", "variation", "--data", f"spells={spells_file}", "--out", str(out), "--quiet"]) == 0
+    # the kernel read the checked table the command kept, and built no typed table of its own
+    assert "read_parquet(" in seen["typed_sql"] and "spells_typed" not in seen["tables"]
+    fresh = contract.open_table("spells", spells_file)  # outside a run: read and checked from the file
+    try:
+        assert "read_parquet(" not in fresh.typed_sql
+        pd.testing.assert_frame_equal(seen["rows"], typed_rows(fresh))
+        assert seen["stats"] == (300, fresh.stats["n_rows"], len(fresh.stats["admissions_by_month"]))
+    finally:
+        fresh.backend.close()
+    assert contract.CHECKED_TABLES_ENV not in os.environ
+
+
+def test_a_kept_table_is_used_only_for_the_same_file_and_column_map(tmp_path, spells_file, monkeypatch):
+    kept = tmp_path / "kept"
+    contract.open_table("spells", spells_file, keep_in=kept).backend.close()
+    monkeypatch.setenv(contract.CHECKED_TABLES_ENV, str(kept))
+
+    def attached(path, column_map=None) -> bool:
+        src = contract.open_table("spells", path, column_map)
+        src.backend.close()
+        return "read_parquet(" in src.typed_sql
+
+    assert attached(spells_file)
+    assert not attached(spells_file, {"spell_id": "spell_id"})  # another column map: checked again
+    other = tmp_path / "other.parquet"
+    pd.read_parquet(spells_file).iloc[:200].to_parquet(other, index=False)
+    assert not attached(other)  # another file
+    pd.read_parquet(spells_file).iloc[:200].to_parquet(spells_file, index=False)  # the file changed since
+    assert not attached(spells_file)
+    bad = pd.read_parquet(spells_file)
+    bad.loc[3, "age"] = "300"
+    bad.to_parquet(spells_file, index=False)  # and a changed file is checked again, so its fault is found
+    with pytest.raises(io.InputError, match="column 'age'"):
+        attached(spells_file)

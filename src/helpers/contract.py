@@ -10,6 +10,8 @@ spreadsheet row numbers and the values as written in the file.
 
 from __future__ import annotations
 
+import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,7 +32,9 @@ _UK_SQL = "^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( 00:00(:00)?)?$"
 class Column:
     """One contract column as the rules see it: its specification and the SQL names of its layers.
 
-    ``raw`` is the file's column; ``text`` its trimmed text, blanks as NULL;
+    ``raw`` is the file's column; ``text`` its trimmed text, blanks as NULL
+    (a number or date the file already holds as one: its value, NULL when
+    missing, as its text is never read);
     ``parsed`` the code looked up (coded text), the number or the date;
     ``value`` the typed contract column; ``number`` the value a range is
     checked on. ``kind``: the file column's own type (text, integer, float,
@@ -280,6 +284,7 @@ class TableSource:
     rows: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)  # an episode-level file built into spells first
+    kept: Path | None = None  # the checked table's Parquet file, when open_table was asked to keep it
 
     def columns_mapped(self) -> dict[str, str]:
         """Your column names -> contract names, where they differ; the original file's when it was built first."""
@@ -341,6 +346,25 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
     The rules (:data:`CONTRACT_RULES`) refer to those columns by name.
     """
     r, t, p, spec = c.raw, c.text, c.parsed, c.spec
+    if c.type in {"integer", "number"} and c.kind in {"integer", "float"}:
+        # a number the file already holds as one: its text is never read, only whether it is missing
+        value = r if c.kind == "integer" else f"CASE WHEN isnan({r}) THEN NULL ELSE {r} END"
+        if c.hes == "age":  # HES infant ages 7001-7007 are 0
+            infant = ", ".join(sorted(episodes.HES_INFANT_AGES))
+            value = f"CASE WHEN ({value}) IN ({infant}) THEN 0 ELSE {value} END"
+        return (
+            value,
+            f"CAST({t} AS DOUBLE)",
+            (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p),
+        )
+    if c.type == "date" and c.kind in {"date", "timestamp"}:  # a date the file already holds as one
+        value = r
+        if c.hes == "date":  # HES null dates (1800-01-01 ...) are blank
+            nulls = ", ".join(
+                f"DATE {engines.literal(d)}" for d in sorted(episodes.HES_NULL_DATES) if "-" in d
+            )
+            value = f"CASE WHEN CAST({r} AS DATE) IN ({nulls}) THEN NULL ELSE {r} END"
+        return value, None, f"CAST({t} AS DATE)"
     text = _text_expr(r, c.kind)
     if c.hes == "age":  # HES infant ages 7001-7007 are 0
         text = f"CASE WHEN ({text}) IN ({', '.join(engines.literal(a) for a in sorted(episodes.HES_INFANT_AGES))}) THEN '0' ELSE {text} END"
@@ -361,17 +385,12 @@ def _column_sql(c: Column) -> tuple[str, str | None, str]:
             value = f"CASE WHEN {t} IS NOT NULL THEN REPLACE(UPPER({value}), '.', '') END"
         return text, pre, value
     if c.type in {"integer", "number"}:
-        if c.kind in {"integer", "float"}:
-            pre = f"CASE WHEN {t} IS NULL THEN NULL ELSE CAST({r if c.hes != 'age' else t} AS DOUBLE) END"
-        else:
-            pre = (
-                f"CASE WHEN {_stray_comma(t)} THEN NULL "
-                f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
-            )
+        pre = (
+            f"CASE WHEN {_stray_comma(t)} THEN NULL "
+            f"ELSE TRY_CAST(REPLACE(REPLACE({t}, ',', ''), '£', '') AS DOUBLE) END"
+        )
         return text, pre, (f"CAST(ROUND({c.number}) AS BIGINT)" if c.type == "integer" else p)
     if c.type == "date":
-        if c.kind in {"date", "timestamp"}:
-            return text, None, f"CASE WHEN {t} IS NOT NULL THEN CAST({r} AS DATE) END"
         return text, _date_from_text(t), p
     raise KeyError(f"Unknown type {c.type!r} for column {c.name!r} in the data dictionary")
 
@@ -415,6 +434,7 @@ def open_table(
     *,
     backend: engines.Backend | None = None,
     spark: Any | None = None,
+    keep_in: Path | None = None,
 ) -> TableSource:
     """Read one contract table with an engine and validate it; raise :class:`helpers.io.InputError`.
 
@@ -423,6 +443,13 @@ def open_table(
     spills to disk; Spark: a cached view) holding the contract columns, one
     flag per rule and ``_rownum`` (the order of the rows in the file).
     Returns a :class:`TableSource` whose ``typed_sql`` selects from it.
+
+    Checked once: ``keep_in`` (a private folder; DuckDB) keeps the typed
+    contract columns in a Parquet file there, listed in the folder's index. A later
+    ``open_table`` of the same file (same size and modification time) with the
+    same column map, in a process whose :data:`CHECKED_TABLES_ENV` names that
+    folder (``handbook run``'s notebook kernel), attaches it instead of
+    reading and checking the file again.
     """
     spec = io.table_columns(table)
     path = io.sample_path(table) if path is None else path
@@ -434,6 +461,18 @@ def open_table(
             raise io.InputError(f"Expected a file for {path.name} but {path} is a folder.")
         if path.stat().st_size == 0:
             raise io.InputError(f"Cannot use {path.name}: the file is empty.\nFile: {path}")
+    kept = _kept(table, path, column_map) if engines.engine_name(engine) == "duckdb" else None
+    if kept is not None:  # checked already by ``handbook run``: attach its typed table, read nothing again
+        be = backend or engines.connect("duckdb")
+        try:
+            return _open_kept(kept, be)
+        except BaseException:
+            if backend is None:
+                be.close()
+            raise
+    original = path
+    if keep_in is not None:
+        Path(keep_in).mkdir(parents=True, exist_ok=True)
     origin: dict[str, Any] = {}
     if table == "spells" and "://" not in str(path):
         built = episodes.spells_file_for_engine(path, column_map)  # episodes, or diagnoses to score
@@ -443,6 +482,8 @@ def open_table(
     try:
         src = _open(table, spec, path, column_map, be)
         src.origin = origin
+        if keep_in is not None:
+            _index_kept(keep_in, table, original, column_map, src)
         return src
     except BaseException:
         if backend is None:
@@ -661,3 +702,75 @@ def read_typed(
         "columns_ignored": src.leftover,
     }
     return out
+
+
+# --------------------------------------------------------------------------- checked once, read twice
+#: Names the private folder where ``handbook run`` keeps the tables it checked (see :func:`open_table`).
+CHECKED_TABLES_ENV = "HANDBOOK_CHECKED_TABLES"
+_INDEX = "index.pickle"
+
+
+def _file_key(table: str, path: Path | str | None, column_map: Mapping[str, str] | None) -> tuple:
+    """What identifies one checked input: the table, the file (path, size, modification time) and the column map."""
+    p = Path(io.sample_path(table) if path is None else path).resolve()
+    st = p.stat()
+    mapped = tuple(sorted((str(k), str(v)) for k, v in (column_map or {}).items()))
+    return (table, str(p), st.st_size, st.st_mtime_ns, mapped)
+
+
+def _read_index(folder: Path) -> dict[tuple, dict[str, Any]]:
+    index = folder / _INDEX
+    if not index.is_file():
+        return {}
+    with open(index, "rb") as f:
+        return pickle.load(f)  # written by _index_kept in a private folder of this user
+
+
+def _index_kept(
+    folder: Path, table: str, path: Path | str | None, column_map: Mapping[str, str] | None, src: TableSource
+) -> None:
+    """Write a checked table's typed contract columns to a Parquet file in ``folder`` (in file order) and list it.
+
+    Parquet rather than a DuckDB database file: writing it costs about a third of the CPU.
+    """
+    kept = folder / f"{table}.parquet"
+    cols = ", ".join(engines.quote(c) for c in src.present)
+    src.backend.con.execute(  # type: ignore[attr-defined]
+        f"COPY (SELECT {cols} FROM ({src.typed_sql}) AS v) TO {engines.literal(str(kept))} "
+        "(FORMAT PARQUET, COMPRESSION SNAPPY)"  # a scan of a table keeps its order (preserve_insertion_order)
+    )
+    src.kept = kept
+    index = _read_index(folder)
+    index[_file_key(table, path, column_map)] = {
+        "file": kept,
+        "source": {
+            k: getattr(src, k)
+            for k in ("table", "path", "raw_names", "present", "kinds", "file_kind", "mapping", "leftover")
+        }
+        | {"rows": src.rows, "stats": src.stats, "origin": src.origin},
+    }
+    with open(folder / _INDEX, "wb") as f:
+        pickle.dump(index, f)
+
+
+def _kept(table: str, path: Path | str | None, column_map: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """The entry of a table ``handbook run`` checked and kept (:data:`CHECKED_TABLES_ENV`), if this is that file."""
+    folder = os.environ.get(CHECKED_TABLES_ENV)
+    if not folder or "://" in str(path) or not Path(folder, _INDEX).is_file():
+        return None
+    entry = _read_index(Path(folder)).get(_file_key(table, path, column_map))
+    return entry if entry is not None and Path(entry["file"]).is_file() else None
+
+
+def _open_kept(entry: dict[str, Any], be: engines.Backend) -> TableSource:
+    """A :class:`TableSource` over a kept typed table (already checked: no rule is checked again)."""
+    meta = dict(entry["source"])
+    table = meta["table"]
+    typed_sql = (
+        "SELECT * EXCLUDE (file_row_number), file_row_number AS _rownum "
+        f"FROM read_parquet({engines.literal(str(entry['file']))}, file_row_number = true)"
+    )
+    rows, stats, origin = meta.pop("rows"), meta.pop("stats"), meta.pop("origin")
+    src = TableSource(backend=be, raw_view=f"raw_{table}", typed_sql=typed_sql, **meta)
+    src.rows, src.stats, src.origin = rows, dict(stats), dict(origin)
+    return src

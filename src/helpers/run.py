@@ -10,24 +10,26 @@ function here with an explicit result:
    contract and hashed, giving one :class:`CheckedInput` each. A bad input
    raises :class:`helpers.io.InputError` before anything is written. A
    contract table is checked by DuckDB unless the notebook reads it with
-   pandas; the values of its identifier columns are kept aside (in a private
-   Parquet file that is deleted at the end, so memory does not grow with the
-   file) for the scan in step 5;
+   pandas, and its typed columns kept in a private Parquet file (deleted at
+   the end), which the notebook's kernel reads instead of checking the input
+   again (:func:`checked_tables_for_kernel`) and the scan in step 5 looks up
+   identifiers in;
 3. :func:`make_staging`, then the notebook runs there (papermill);
 4. :func:`write_outputs`: report.html (and report.pdf), results.xlsx,
    run.json (which says which engine read the inputs), the figures;
 5. :func:`scan_for_identifiers`: the words of the (small) outputs are looked
-   up among the inputs' identifier values (DuckDB for the kept files), then
+   up among the inputs' identifier values (DuckDB for the kept tables), then
    :func:`helpers.disclosure.scan_outputs` looks for them and for valid NHS
    numbers. Inputs are never read again;
 6. :func:`move_into_place`: the staging folder becomes ``--out`` in one rename.
 
 SIGTERM stops a run as Ctrl+C does (:func:`stop_on_sigterm`); the staging
-folder and the identifier files are removed whatever happens.
+folder and the kept tables are removed whatever happens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -40,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import nbformat
@@ -109,8 +111,8 @@ class CheckedInput:
     ``checked_by``: ``"duckdb"`` or ``"pandas"`` (a contract table), or
     ``"reader"`` (a notebook's own input, read as text by
     :func:`helpers.io.read_raw`). Identifier values: ``identifier_values``
-    (a small input) or ``identifier_file`` (a Parquet file of them, one
-    column ``v``, for an input checked by DuckDB).
+    (a small input) or ``identifier_file`` (a Parquet file holding them in
+    its ``identifier_columns``: the checked table kept for an input checked by DuckDB).
     """
 
     name: str
@@ -125,6 +127,7 @@ class CheckedInput:
     columns_ignored: Sequence[str] = ()
     identifier_values: frozenset[str] = frozenset()
     identifier_file: Path | None = None
+    identifier_columns: Sequence[str] = ("v",)
 
     def record(self) -> dict[str, Any]:
         """The input as run.json and the report's front matter list it."""
@@ -179,14 +182,20 @@ def checking_engine(table: str, request: RunRequest) -> str:
 
 
 def check_contract_table(
-    name: str, path: Path | None, column_map: Mapping[str, str] | None, engine: str, keep_identifiers: Path
-) -> tuple[int, dict[str, str], list[str], frozenset[str], Path | None]:
+    name: str,
+    path: Path | None,
+    column_map: Mapping[str, str] | None,
+    engine: str,
+    keep: Path,
+) -> tuple[int, dict[str, str], list[str], frozenset[str], Path | None, tuple[str, ...]]:
     """Check one contract table (``path=None``: the sample); raise :class:`helpers.io.InputError`.
 
     Returns rows, columns mapped (yours -> contract), columns ignored, and the
-    identifier values: in memory (pandas) or written by DuckDB to a Parquet
-    file in the private folder ``keep_identifiers`` (returned as its path),
-    only values long enough to be looked for (:data:`helpers.disclosure.MIN_IDENTIFIER_LENGTH`).
+    identifier values: in memory (pandas), or, checked by DuckDB, the file
+    that holds them and its identifier columns. DuckDB keeps the typed table
+    as a Parquet file in the private folder ``keep``, for the notebook's
+    kernel (:func:`helpers.contract.open_table`, which then does not read and
+    check the input again) and for the output scan.
     """
     id_columns = io.identifier_columns()
     if engine == "pandas":
@@ -198,22 +207,19 @@ def check_contract_table(
         mapped = {
             str(k).strip(): v for k, v in (summary.get("columns_mapped") or {}).items() if str(k).strip() != v
         }
-        return int(len(frame)), mapped, list(summary.get("columns_ignored") or []), frozenset(values), None
-    src = contract.open_table(name, path, column_map, "duckdb")
-    try:
-        ids = [c for c in src.present if c in id_columns]
-        kept = None
-        if ids:
-            kept = keep_identifiers / f"{name}.parquet"
-            text = " UNION ALL ".join(
-                f"SELECT CAST({quote(c)} AS VARCHAR) AS v FROM ({src.typed_sql}) AS t "
-                f"WHERE LENGTH(CAST({quote(c)} AS VARCHAR)) >= {disclosure.MIN_IDENTIFIER_LENGTH}"
-                for c in ids
-            )
-            src.backend.con.execute(f"COPY ({text}) TO {literal(str(kept))} (FORMAT PARQUET)")
-        return int(src.rows), src.columns_mapped(), src.columns_ignored(), frozenset(), kept
-    finally:
-        src.backend.close()
+        return (
+            int(len(frame)),
+            mapped,
+            list(summary.get("columns_ignored") or []),
+            frozenset(values),
+            None,
+            (),
+        )
+    src = contract.open_table(name, path, column_map, "duckdb", keep_in=keep)
+    src.backend.close()
+    ids = tuple(c for c in src.present if c in id_columns)
+    kept = src.kept if ids else None
+    return int(src.rows), src.columns_mapped(), src.columns_ignored(), frozenset(), kept, ids
 
 
 def identifier_values_of_frame(frame: Any) -> set[str]:
@@ -227,7 +233,11 @@ def identifier_values_of_frame(frame: Any) -> set[str]:
 
 
 def check_input(
-    name: str, path: Path | None, request: RunRequest, keep_identifiers: Path, fetched: Any | None = None
+    name: str,
+    path: Path | None,
+    request: RunRequest,
+    keep: Path,
+    fetched: Any | None = None,
 ) -> CheckedInput | None:
     """Read, check and hash one input, once. ``None``: an optional input that was not given."""
     column_map = request.column_map or None
@@ -236,15 +246,15 @@ def check_input(
             return None  # an optional input with no sample (deaths): not given, nothing to check
         engine = checking_engine(name, request)
         # the sample too is checked before anything runs, but it is not recorded as an input
-        rows, mapped, ignored, values, kept = check_contract_table(
-            name, path, column_map if path is not None else None, engine, keep_identifiers
+        rows, mapped, ignored, values, kept, ids = check_contract_table(
+            name, path, column_map if path is not None else None, engine, keep
         )
         checked_by = engine
     elif path is not None:
         # a notebook's own input (an indicator or series file, a price list): read through the
         # same checks as the contract tables; the notebook applies its column rules
         frame = io.read_raw(path, name)
-        rows, mapped, ignored, kept = int(len(frame)), {}, [], None
+        rows, mapped, ignored, kept, ids = int(len(frame)), {}, [], None, ()
         values = frozenset(identifier_values_of_frame(frame))
         checked_by = "reader"
     else:
@@ -259,17 +269,20 @@ def check_input(
     else:
         file, size = path.name, path.stat().st_size
     return CheckedInput(
-        name, path, file, sha256(path), rows, checked_by, size, sheet, mapped, ignored, values, kept
+        name, path, file, sha256(path), rows, checked_by, size, sheet, mapped, ignored, values, kept, ids
     )
 
 
 def check_inputs(
-    request: RunRequest, data: Mapping[str, Path], fetched: Mapping[str, Any], keep_identifiers: Path
+    request: RunRequest,
+    data: Mapping[str, Path],
+    fetched: Mapping[str, Any],
+    keep: Path,
 ) -> dict[str, CheckedInput]:
     """:func:`check_input` for every input the notebook declares; the sample inputs are checked, not recorded."""
     checked = {}
     for name in request.input_names:
-        one = check_input(name, data.get(name), request, keep_identifiers, fetched.get(name))
+        one = check_input(name, data.get(name), request, keep, fetched.get(name))
         if one is not None:
             checked[name] = one
     return checked
@@ -352,19 +365,22 @@ def identifiers_in_outputs(folder: Path, checked: Mapping[str, CheckedInput]) ->
     if not candidates:
         return set()
     found: set[str] = set()
-    files = []
+    kept = []
     for c in checked.values():
         found |= candidates & c.identifier_values
         if c.identifier_file is not None:
-            files.append(c.identifier_file)
-    if files:
+            file = literal(str(c.identifier_file))
+            kept += [
+                f"SELECT CAST({quote(col)} AS VARCHAR) AS v FROM read_parquet({file})"
+                for col in c.identifier_columns
+            ]
+    if kept:
         con = duckdb.connect()
         try:
-            words = pa.table({"w": sorted(candidates)})
-            con.register("_words", words)
-            listed = ", ".join(literal(str(f)) for f in files)
+            con.register("_words", pa.table({"w": sorted(candidates)}))
             rows = con.execute(
-                f"SELECT DISTINCT v FROM read_parquet([{listed}]) WHERE v IN (SELECT w FROM _words)"
+                f"SELECT DISTINCT v FROM ({' UNION ALL '.join(kept)}) AS k "
+                f"WHERE LENGTH(v) >= {disclosure.MIN_IDENTIFIER_LENGTH} AND v IN (SELECT w FROM _words)"
             ).fetchall()
             found |= {r[0] for r in rows}
         finally:
@@ -404,9 +420,9 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
     previous_handler = stop_on_sigterm()  # from here a stop removes the private folder and the staging folder
     try:
         (private / "fetched").mkdir()
-        (private / "identifiers").mkdir()
+        (private / "checked").mkdir()
         data, fetched = fetch_databases(request.data, private / "fetched")
-        checked = check_inputs(request, data, fetched, private / "identifiers")
+        checked = check_inputs(request, data, fetched, private / "checked")
         started = time.perf_counter()
         staging = make_staging(out)
         tables = staging / "tables"
@@ -417,7 +433,8 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
             "output_dir": str(tables),
         }
         executed = staging / f"{request.notebook}.ipynb"
-        execute(request.notebook_path, executed, params, request.quiet)
+        with checked_tables_for_kernel(private / "checked"):
+            execute(request.notebook_path, executed, params, request.quiet)
         sheets, elapsed = write_outputs(request, checked, staging, executed, started)
         scan_for_identifiers(staging, checked)
         move_into_place(staging, out, previous_run)
@@ -433,6 +450,24 @@ def run_notebook(request: RunRequest, execute: Execute | None = None) -> RunResu
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
     return RunResult(out, sheets, elapsed, run_engine(request))
+
+
+@contextlib.contextmanager
+def checked_tables_for_kernel(folder: Path) -> Iterator[None]:
+    """Name ``folder`` (the tables checked in step 2) to the notebook's kernel, which inherits the environment.
+
+    The kernel's :func:`helpers.contract.open_table` then attaches each kept
+    table instead of reading and checking the input a second time.
+    """
+    previous = os.environ.get(contract.CHECKED_TABLES_ENV)
+    os.environ[contract.CHECKED_TABLES_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(contract.CHECKED_TABLES_ENV, None)
+        else:
+            os.environ[contract.CHECKED_TABLES_ENV] = previous
 
 
 def kernel_arguments(arguments: Sequence[str], quiet: bool) -> list[str]:

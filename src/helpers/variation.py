@@ -137,13 +137,12 @@ def _variation_sql(
     term_cols = ", ".join(f"{sql} AS _t{i}" for i, sql in enumerate(terms_sql))
     flag_cols = "".join(f", ({f}) AS _x{i}" for i, f in enumerate(flags))
     in_pop = " AND ".join(f"NOT _x{i}" for i in range(len(flags))) or "TRUE"
-    be.materialise(
-        "variation_base",
-        f"SELECT _rownum, provider_code, financial_year, emergency, elective, day_case, los_days, "
-        f"({in_year}) AS _in_year, CAST({outcome} AS BIGINT) AS _y, {term_cols}{flag_cols} "
-        f"FROM ({derived}) AS d",
+    be.materialise(  # one pass over the spells: everything the counts and the cells below need
+        "variation_pop",
+        f"SELECT *, ({in_pop}) AS _in_pop FROM (SELECT _rownum, provider_code, financial_year, emergency, "
+        f"elective, day_case, los_days, ({in_year}) AS _in_year, CAST({outcome} AS BIGINT) AS _y, "
+        f"{term_cols}{flag_cols} FROM ({derived}) AS d) AS b",
     )
-    be.materialise("variation_pop", f"SELECT *, ({in_pop}) AS _in_pop FROM variation_base")
     step_counts = "".join(
         f", SUM(CASE WHEN _in_year AND {' AND '.join([f'NOT _x{j}' for j in range(i)] + [f'_x{i}'])} THEN 1 ELSE 0 END) AS x{i}"
         for i in range(len(flags))
@@ -208,7 +207,9 @@ def _variation_sql(
         "mortality": None,
     }[definition.kind]
     per_event = None if per_event is None else float(per_event) if not pd.isna(per_event) else float("nan")
-    profile = profile_sql(src, in_year, spell_fields_sql(src, 30, None, readmission=False), threshold)
+    # the profile of the contract columns needs the derived fields only to keep one financial year
+    profiled = src.typed_sql if financial_year is None else spell_fields_sql(src, 30, None, readmission=False)
+    profile = profile_sql(src, in_year, profiled, threshold)
     cover = periods.coverage_from_months(src.stats["admissions_by_month"])
     if financial_year is not None:
         cover = cover.clip(*periods.financial_year_bounds(financial_year))
