@@ -510,3 +510,96 @@ def test_regression_fit_agrees_with_statsmodels_glm():
         assert r["ratio"] == pytest.approx(float(np.exp(ref.params[0])), rel=1e-9)
         ci = np.exp(ref.params[0] + np.array([-1, 1]) * 1.959963984540054 * ref.bse[0])
         assert (r["ratio_ci_lower"], r["ratio_ci_upper"]) == pytest.approx(tuple(ci), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- fast paths against the direct computations
+def _simulated_design(n: int = 2000, seed: int = 3):
+    """A confounded design: treatment and outcomes depend on x1 and a three-level factor; effect on the
+    treated 1.5 (continuous), a count and a binary outcome."""
+    rng = np.random.default_rng(seed)
+    x1, level = rng.normal(size=n), rng.integers(0, 3, n)
+    X = np.column_stack([np.ones(n), x1, level == 1, level == 2]).astype(float)
+    t = rng.binomial(1, expit(-0.6 + 0.7 * x1 + 0.5 * (level == 2))).astype(float)
+    y = 2 + x1 + 0.5 * (level == 1) + 1.5 * t + rng.normal(size=n)
+    count = rng.poisson(np.exp(0.8 + 0.3 * x1 - 0.2 * t)).astype(float)
+    binary = rng.binomial(1, expit(-1 + 0.5 * x1 + 0.4 * t)).astype(float)
+    return X, t, y, count, binary
+
+
+def test_glm_hc0_covariance_agrees_with_statsmodels():
+    """The HC0 covariance from the family's score and observed Hessian is statsmodels' GLM HC0."""
+    import statsmodels.api as sm
+
+    X, t, _, count, binary = _simulated_design()
+    Xt = np.column_stack([t, X])
+    for y, family in ((count, sm.families.NegativeBinomial(alpha=0.3)), (binary, sm.families.Binomial())):
+        ref = sm.GLM(y, Xt, family=family).fit(cov_type="HC0")
+        beta = ev._glm_irls(y, Xt, family)
+        np.testing.assert_allclose(ev._glm_hc0_covariance(y, Xt, beta, family), ref.cov_params(), rtol=1e-8)
+
+
+def _ipw_reference(y, t, X, e, cluster):
+    """The stacked sandwich of ipw_att written out directly: psi summed within clusters by pandas' groupby."""
+    n, p = X.shape
+    w0 = (1 - t) * e / (1 - e)
+    mu1, mu0 = y[t == 1].mean(), np.sum(w0 * y) / np.sum(w0)
+    psi = np.column_stack([(t - e)[:, None] * X, t * (y - mu1), w0 * (y - mu0)])
+    psi = pd.DataFrame(psi).groupby(cluster).sum().to_numpy()
+    A = np.zeros((p + 2, p + 2))
+    A[:p, :p] = -(X * (e * (1 - e))[:, None]).T @ X / n
+    A[p, p], A[p + 1, :p], A[p + 1, p + 1] = -t.mean(), (w0 * (y - mu0)) @ X / n, -w0.mean()
+    Ainv = np.linalg.pinv(A)
+    V = Ainv @ (psi.T @ psi / n) @ Ainv.T / n
+    return mu1 - mu0, float(np.sqrt(V[p, p] + V[p + 1, p + 1] - 2 * V[p, p + 1]))
+
+
+def test_ipw_and_aipw_cluster_sums_agree_with_pandas_groupby_and_lstsq():
+    """IPW and AIPW from the shared parts (sparse cluster sums, factored controls) equal the direct formulas."""
+    X, t, y, _, _ = _simulated_design()
+    e = ev._logistic_fitted(t, X)
+    cluster = np.random.default_rng(1).integers(0, 700, len(t))  # about three rows a cluster
+    est, se = _ipw_reference(y, t, X, e, cluster)
+    out = ev.ipw_att(y, t, X, propensity=e, cluster=cluster)
+    assert (out["estimate"], out["se"]) == pytest.approx((est, se), rel=1e-10)
+    beta, *_ = np.linalg.lstsq(X[t == 0], y[t == 0], rcond=None)
+    est, se = _ipw_reference(y - X @ beta, t, X, e, cluster)
+    out = ev.aipw_att(y, t, X, propensity=e, cluster=cluster)
+    assert (out["estimate"], out["se"]) == pytest.approx((est, se), rel=1e-10)
+    assert out["estimate"] == pytest.approx(1.5, abs=0.15)  # the simulated effect on the treated
+
+
+def test_clustering_exact_duplicates_gives_the_unclustered_standard_error():
+    """Each row twice, the two copies one cluster: same estimate and the same standard error as the
+    original rows unclustered (the cluster sums double psi, B doubles and n doubles)."""
+    X, t, y, _, _ = _simulated_design(800)
+    once = ev.ipw_att(y, t, X)
+    twice = ev.ipw_att(
+        np.tile(y, 2), np.tile(t, 2), np.tile(X, (2, 1)), cluster=np.tile(np.arange(len(t)), 2)
+    )
+    assert (twice["estimate"], twice["se"]) == pytest.approx((once["estimate"], once["se"]), rel=1e-9)
+
+
+def test_control_least_squares_is_lstsq_also_when_rank_deficient():
+    """The factored control design gives np.linalg.lstsq's solution, the minimum-norm one included."""
+    X, t, y, count, _ = _simulated_design()
+    X0 = X[t == 0]
+    collinear = np.column_stack([X0, X0[:, 2] + X0[:, 3]])  # a column that adds nothing
+    for design in (X0, collinear):
+        controls = ev._ControlLeastSquares(design)
+        for outcome in (y[t == 0], count[t == 0]):
+            ref, *_ = np.linalg.lstsq(design, outcome, rcond=None)
+            np.testing.assert_allclose(controls.coefficients(outcome), ref, rtol=1e-8, atol=1e-12)
+
+
+def test_full_rank_columns_are_those_of_the_pivoted_qr_of_x():
+    """Pivoting R of X = QR keeps the columns scipy's pivoted QR of X keeps (collinear columns dropped)."""
+    from scipy.linalg import qr
+
+    X, *_ = _simulated_design()
+    X = np.column_stack([X, X[:, 1] * 2, np.zeros(len(X)), 1 - X[:, 2] - X[:, 3]])
+    _, R, piv = qr(X, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    expected = np.sort(piv[: int((d > 1e-9 * d[0]).sum())])
+    got = ev.full_rank_columns(X)
+    np.testing.assert_array_equal(got, expected)
+    assert len(got) == 4

@@ -55,11 +55,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import stats
+from scipy import sparse, stats
 from scipy.linalg import qr
 from scipy.special import expit, logit
 
@@ -138,8 +139,9 @@ def design_matrix(data: pd.DataFrame, covariates: list[str], intercept: bool = T
                 "impute or exclude them (counted) before estimating effects"
             )
         if _is_categorical(s):
-            levels = sorted(s.astype(str).unique())
-            cat = pd.Categorical(s.astype(str), categories=levels)
+            text = s.astype(str)
+            levels = sorted(text.unique())
+            cat = pd.Categorical(text, categories=levels)
             dummies = pd.get_dummies(cat, prefix=col, prefix_sep="=", drop_first=True, dtype=float)
             dummies.index = data.index
             parts.append(dummies)
@@ -261,17 +263,36 @@ def _nb_alpha(y: np.ndarray, mu: np.ndarray) -> float:
     return float(max(np.sum(z * mu) / np.sum(mu**2), 1e-8))
 
 
+def _weighted_gram(
+    X: np.ndarray, w: np.ndarray, z: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """X' diag(w) X (and X' diag(w) z when ``z`` is given) for weights ``w`` >= 0, in one symmetric product.
+
+    With S = [sqrt(w) X, sqrt(w) z], S'S holds both, and numpy hands S'S to
+    BLAS's symmetric rank-k update (half the work of the general product
+    ``(X.T * w) @ X``, and one pass instead of two); equal to rounding.
+    """
+    n, p = X.shape
+    root = np.sqrt(w)
+    scaled = np.empty((n, p + (z is not None)))
+    np.multiply(X, root[:, None], out=scaled[:, :p])
+    if z is not None:
+        np.multiply(z, root, out=scaled[:, p])
+    gram = scaled.T @ scaled
+    return (gram, None) if z is None else (gram[:p, :p], gram[:p, p])
+
+
 def _glm_irls(y: np.ndarray, X: np.ndarray, family, maxiter: int = 100, tol: float = 1e-8) -> np.ndarray:
     """Coefficients of a GLM by iteratively reweighted least squares, as statsmodels' ``GLM.fit()`` runs it.
 
     The same start (``family.starting_mu``), working response and weights,
     and the same stopping rule (the deviance changes by at most ``tol``), so
     the same estimates; each weighted least-squares step is solved by its
-    normal equations (one pass of X'WX, a p x p solve) instead of an SVD of
-    the n x p matrix, which at national size (hundreds of thousands of
-    risk-set rows) is the difference between seconds and minutes. The
-    coefficients agree with statsmodels' to rounding (about 1e-10 relative;
-    ``tests/test_evaluation.py``).
+    normal equations (X'WX and X'Wz from :func:`_weighted_gram`, a p x p solve)
+    instead of an SVD of the n x p matrix, which at national size (hundreds
+    of thousands of risk-set rows) is the difference between seconds and
+    minutes. The coefficients agree with statsmodels' to rounding (about
+    1e-10 relative; ``tests/test_evaluation.py``).
     """
     mu = family.starting_mu(y)
     lin = family.predict(mu)
@@ -280,8 +301,8 @@ def _glm_irls(y: np.ndarray, X: np.ndarray, family, maxiter: int = 100, tol: flo
     for _ in range(maxiter):
         w = family.weights(mu)
         z = lin + family.link.deriv(mu) * (y - mu)
-        xtw = X.T * w
-        beta = np.linalg.solve(xtw @ X, xtw @ z)
+        xtwx, xtwz = _weighted_gram(X, w, z)
+        beta = np.linalg.solve(xtwx, xtwz)
         lin = X @ beta
         mu = family.fitted(lin)
         deviance.append(family.deviance(y, mu))
@@ -294,6 +315,32 @@ def _logistic_fitted(t: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Fitted probabilities of a logistic regression of ``t`` on ``X`` (:func:`_glm_irls`; statsmodels' fit)."""
     family = sm.families.Binomial()
     return family.fitted(np.asarray(X, float) @ _glm_irls(np.asarray(t, float), np.asarray(X, float), family))
+
+
+def _glm_hc0_covariance(y: np.ndarray, X: np.ndarray, beta: np.ndarray, family) -> np.ndarray:
+    """Robust (HC0) covariance of GLM coefficients, as statsmodels' ``GLM.fit(cov_type="HC0")`` gives it.
+
+    H^-1 (sum of score outer products) H^-1, with the score and the observed
+    Hessian written as statsmodels' ``GLM.score_obs`` and ``GLM.hessian``
+    define them (``generalized_linear_model.py``; scale 1, the default for
+    the binomial and negative binomial families): score_i = s_i x_i with
+    s = (y - mu) / (g'(mu) V(mu)), and H = -X' diag(h) X with
+    h = (1 + s (V(mu) g''(mu) + V'(mu) g'(mu))) / (g'(mu)^2 V(mu)), g the link
+    and V the variance function. No GLM object is built: its constructor
+    checks the rank of X by an SVD of the n x p matrix.
+    """
+    mu = family.fitted(X @ beta)
+    deriv, variance = family.link.deriv(mu), family.variance(mu)
+    score_factor = (y - mu) / deriv
+    score_factor /= variance
+    expected = 1 / (deriv**2 * variance)
+    observed = expected * (
+        1 + score_factor * (variance * family.link.deriv2(mu) + family.variance.deriv(mu) * deriv)
+    )
+    meat, _ = _weighted_gram(X, score_factor**2)
+    hessian = (X * observed[:, None]).T @ X  # observed weights can be negative (a link that is not canonical)
+    bread = np.linalg.inv(-hessian)
+    return bread @ meat @ bread.T
 
 
 def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str, level: float = 0.95) -> dict:
@@ -316,11 +363,7 @@ def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str, 
     else:
         family = sm.families.Binomial()
     beta = _glm_irls(y, Xt, family)
-    # HC0 as statsmodels computes it for a GLM: H^-1 (sum of score outer products) H^-1, H the observed Hessian
-    model = sm.GLM(y, Xt, family=family)
-    score = model.score_obs(beta)
-    bread = np.linalg.inv(model.hessian(beta))
-    V = bread @ (score.T @ score) @ bread.T
+    V = _glm_hc0_covariance(y, Xt, beta, family)
     Xs = Xt[t == 1]
     X1, X0 = Xs.copy(), Xs.copy()
     X1[:, 0], X0[:, 0] = 1.0, 0.0
@@ -332,6 +375,102 @@ def regression_adjusted(y: np.ndarray, t: np.ndarray, X: np.ndarray, kind: str, 
         g = ((p1 * (1 - p1))[:, None] * X1).mean(0) - ((p0 * (1 - p0))[:, None] * X0).mean(0)
     out = _row(float(p1.mean() - p0.mean()), float(np.sqrt(g @ V @ g)), level)
     out.update(_ratio(float(beta[0]), float(np.sqrt(V[0, 0])), level))
+    return out
+
+
+@dataclass
+class _WeightingTerms:
+    """The parts of the IPW sandwich (:func:`ipw_att`) that do not depend on the outcome.
+
+    They come from the treatment, the design and the propensity score alone,
+    so they are computed once and shared by every outcome measured on the
+    same rows (and by the residuals of :func:`aipw_att`): ``w0`` the control
+    weights e/(1-e), ``information`` = X' diag(e(1-e)) X / n (the propensity
+    block of A), and the propensity model's estimating functions
+    (t - e) x summed within clusters (``cluster_indicator`` @ ..., a sparse
+    clusters x rows indicator) with their cross-products ``score_gram``.
+    """
+
+    t: np.ndarray
+    X: np.ndarray
+    e: np.ndarray
+    w0: np.ndarray
+    information: np.ndarray
+    cluster_indicator: sparse.csr_matrix | None
+    score_sums: np.ndarray | None
+    score_gram: np.ndarray
+
+    def cluster_sums(self, v: np.ndarray) -> np.ndarray:
+        """Sums of the row values ``v`` within clusters (each row its own cluster without them)."""
+        return v if self.cluster_indicator is None else self.cluster_indicator @ v
+
+    def score_cross(self, v: np.ndarray) -> np.ndarray:
+        """Cross-products of the clustered propensity estimating functions with the clustered ``v``."""
+        if self.score_sums is None:
+            return ((self.t - self.e) * v) @ self.X
+        return self.cluster_sums(v) @ self.score_sums
+
+
+def _weighting_terms(
+    t: np.ndarray, X: np.ndarray, propensity: np.ndarray, cluster: np.ndarray | None
+) -> _WeightingTerms:
+    """The outcome-free parts of :func:`ipw_att` (see :class:`_WeightingTerms`).
+
+    The cluster sums are a sparse indicator product, exact like pandas'
+    ``groupby(cluster).sum()`` (to the order of addition) and much faster;
+    rows whose cluster label is missing are left out, as that groupby does.
+    """
+    n = len(t)
+    e = np.clip(np.asarray(propensity, float), 1e-10, 1 - 1e-10)
+    odds = e / (1 - e)
+    w0 = (1 - t) * odds
+    information, _ = _weighted_gram(X, e * (1 - e))
+    information /= n
+    if cluster is None:
+        indicator, score_sums = None, None
+        score_gram, _ = _weighted_gram(X, (t - e) ** 2)
+    else:
+        codes = pd.factorize(np.asarray(cluster))[0]
+        rows = np.flatnonzero(codes >= 0)
+        indicator = sparse.csr_matrix(
+            (np.ones(len(rows)), (codes[rows], rows)), shape=(int(codes.max()) + 1 if len(rows) else 0, n)
+        )
+        score_sums = indicator @ ((t - e)[:, None] * X)
+        score_gram = score_sums.T @ score_sums
+    return _WeightingTerms(t, X, e, w0, information, indicator, score_sums, score_gram)
+
+
+def _ipw_att(y: np.ndarray, terms: _WeightingTerms, level: float) -> dict:
+    """:func:`ipw_att` from its outcome-free parts; B and A are assembled block by block."""
+    t, X, w0 = terms.t, terms.X, terms.w0
+    n, p = X.shape
+    mu1 = y[t == 1].mean()
+    mu0 = float(np.sum(w0 * y) / np.sum(w0))
+    # the estimating functions of the two means (psi's last two columns), summed within clusters
+    resid1, resid0 = t * (y - mu1), w0 * (y - mu0)
+    sums1, sums0 = terms.cluster_sums(resid1), terms.cluster_sums(resid0)
+    B = np.empty((p + 2, p + 2))
+    B[:p, :p] = terms.score_gram
+    B[:p, p] = B[p, :p] = terms.score_cross(resid1)
+    B[:p, p + 1] = B[p + 1, :p] = terms.score_cross(resid0)
+    B[p, p] = sums1 @ sums1
+    B[p, p + 1] = B[p + 1, p] = sums1 @ sums0
+    B[p + 1, p + 1] = sums0 @ sums0
+    B /= n
+    A = np.zeros((p + 2, p + 2))
+    A[:p, :p] = -terms.information
+    A[p, p] = -t.mean()
+    A[p + 1, :p] = resid0 @ X / n
+    A[p + 1, p + 1] = -w0.mean()
+    Ainv = np.linalg.pinv(A)
+    V = Ainv @ B @ Ainv.T / n
+    c = np.zeros(p + 2)
+    c[p], c[p + 1] = 1.0, -1.0
+    out = _row(mu1 - mu0, float(np.sqrt(c @ V @ c)), level)
+    if mu1 > 0 and mu0 > 0:
+        g = np.zeros(p + 2)
+        g[p], g[p + 1] = 1 / mu1, -1 / mu0
+        out.update(_ratio(float(np.log(mu1 / mu0)), float(np.sqrt(g @ V @ g)), level))
     return out
 
 
@@ -360,33 +499,11 @@ def ipw_att(
     clusters (cluster-robust; Liang & Zeger 1986, Biometrika 73:13).
     """
     y, t, X = np.asarray(y, float), np.asarray(t, float), np.asarray(X, float)
-    n, p = X.shape
     if propensity is None:
         propensity = _logistic_fitted(t, X)
-    e = np.clip(np.asarray(propensity, float), 1e-10, 1 - 1e-10)
-    odds = e / (1 - e)
-    w0 = (1 - t) * odds
-    mu1 = y[t == 1].mean()
-    mu0 = float(np.sum(w0 * y) / np.sum(w0))
-    psi = np.column_stack([(t - e)[:, None] * X, t * (y - mu1), w0 * (y - mu0)])
-    if cluster is not None:
-        psi = pd.DataFrame(psi).groupby(np.asarray(cluster)).sum().to_numpy()
-    B = psi.T @ psi / n
-    A = np.zeros((p + 2, p + 2))
-    A[:p, :p] = -(X * (e * (1 - e))[:, None]).T @ X / n
-    A[p, p] = -t.mean()
-    A[p + 1, :p] = (w0 * (y - mu0)) @ X / n
-    A[p + 1, p + 1] = -w0.mean()
-    Ainv = np.linalg.pinv(A)
-    V = Ainv @ B @ Ainv.T / n
-    c = np.zeros(p + 2)
-    c[p], c[p + 1] = 1.0, -1.0
-    out = _row(mu1 - mu0, float(np.sqrt(c @ V @ c)), level)
-    if mu1 > 0 and mu0 > 0:
-        g = np.zeros(p + 2)
-        g[p], g[p + 1] = 1 / mu1, -1 / mu0
-        out.update(_ratio(float(np.log(mu1 / mu0)), float(np.sqrt(g @ V @ g)), level))
-    out["propensity"] = e
+    terms = _weighting_terms(t, X, propensity, cluster)
+    out = _ipw_att(y, terms, level)
+    out["propensity"] = terms.e
     return out
 
 
@@ -414,12 +531,29 @@ def match_nearest(
     var = [lp[pos].var(ddof=1) if len(pos) > 1 else 0.0 for pos in (t_pos, c_pos)]
     sd = float(np.sqrt((var[0] + var[1]) / 2))
     caliper = caliper_sd * sd if caliper is None else float(caliper)
+    treated_pos, control_pos, distance = _greedy_pairs(lp, t_pos, c_pos, caliper, seed)
+    out = pd.DataFrame({"treated_pos": treated_pos, "control_pos": control_pos, "distance": distance})
+    out["caliper"] = caliper
+    return out
+
+
+def _greedy_pairs(
+    lp: np.ndarray, t_pos: np.ndarray, c_pos: np.ndarray, caliper: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The matching loop of :func:`match_nearest`: (treated, control, distance) arrays by treated position.
+
+    Controls sorted by ``lp``; union-find style pointers jump over used
+    controls to the nearest still-available one on each side. The loop runs
+    on Python lists (numpy scalar access is several times slower) with the
+    insertion points found for all treated at once: they do not change, as
+    the sorted controls do not.
+    """
     order = np.argsort(lp[c_pos], kind="stable")
-    cv, cp = lp[c_pos][order], c_pos[order]
+    sorted_values = lp[c_pos][order]
+    cv, cp = sorted_values.tolist(), c_pos[order].tolist()
     m = len(cv)
-    # Union-find style pointers to the nearest still-available control on each side.
-    right = np.arange(m + 1)
-    left = np.arange(-1, m)  # left[i+1] -> index of nearest available at or below i
+    right = list(range(m + 1))  # right[i] -> nearest available at or above i (m: none)
+    left = list(range(-1, m))  # left[i+1] -> nearest available at or below i (-1: none)
 
     def find_right(i: int) -> int:
         root = i
@@ -437,27 +571,30 @@ def match_nearest(
             left[i + 1], i = root, left[i + 1]
         return root
 
-    rng = np.random.default_rng(seed)
-    rows = []
-    for tp in rng.permutation(t_pos):
-        x = lp[tp]
-        k = int(np.searchsorted(cv, x))
+    order_treated = np.random.default_rng(seed).permutation(t_pos)
+    values = lp[order_treated]
+    insert = np.searchsorted(sorted_values, values).tolist()
+    control_pos = [-1] * len(order_treated)
+    distance = [np.nan] * len(order_treated)
+    for row, (x, k) in enumerate(zip(values.tolist(), insert)):
         r = find_right(k) if k < m else m
         lft = find_left(k - 1) if k > 0 else -1
         cands = [(abs(cv[j] - x), cp[j], j) for j in (lft, r) if 0 <= j < m]
         if not cands:
-            rows.append((tp, -1, np.nan))
             continue
         dist, cpos, j = min(cands)
+        distance[row] = dist
         if dist > caliper:
-            rows.append((tp, -1, dist))
             continue
         right[j] = j + 1
         left[j + 1] = j - 1
-        rows.append((tp, int(cpos), dist))
-    out = pd.DataFrame(rows, columns=["treated_pos", "control_pos", "distance"])
-    out["caliper"] = caliper
-    return out.sort_values("treated_pos", ignore_index=True)
+        control_pos[row] = cpos
+    by_treated = np.argsort(order_treated, kind="stable")
+    return (
+        order_treated[by_treated],
+        np.asarray(control_pos, dtype=np.int64)[by_treated],
+        np.asarray(distance, dtype=float)[by_treated],
+    )
 
 
 def matched_difference(y: np.ndarray, pairs: pd.DataFrame, level: float = 0.95) -> dict:
@@ -559,6 +696,7 @@ def estimate_effects(
     n_pairs = int((pairs["control_pos"] >= 0).sum())
     n_unmatched = len(pairs) - n_pairs
     n1, n0 = int(t.sum()), int(len(t) - t.sum())
+    weighting: _WeightingTerms | None = None
     rows = []
     for outcome in outcomes:
         if outcome not in cohort.columns:
@@ -583,8 +721,9 @@ def estimate_effects(
                     "negative binomial GLM" if kind == "count" else "logistic GLM"
                 ) + "; difference by marginal standardisation over the treated"
             elif method == "ipw":
-                r = ipw_att(y, t, X, level, propensity=ps.to_numpy())
-                r.pop("propensity")
+                if weighting is None:  # the outcome-free parts, shared by the outcomes
+                    weighting = _weighting_terms(t, X, ps.to_numpy(), None)
+                r = _ipw_att(y, weighting, level)
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = n1, n0
                 ess = float(
@@ -657,9 +796,36 @@ def aipw_att(
     The ratio shown is treated mean / (treated mean - effect).
     """
     y, t, X = np.asarray(y, float), np.asarray(t, float), np.asarray(X, float)
-    beta, *_ = np.linalg.lstsq(X[t == 0], y[t == 0], rcond=None)
-    resid = y - X @ beta
-    out = ipw_att(resid, t, X, level, propensity=propensity, cluster=cluster)
+    if propensity is None:
+        propensity = _logistic_fitted(t, X)
+    out = _aipw_att(y, _weighting_terms(t, X, propensity, cluster), _ControlLeastSquares(X[t == 0]), level)
+    out["propensity"] = np.clip(np.asarray(propensity, float), 1e-10, 1 - 1e-10)
+    return out
+
+
+class _ControlLeastSquares:
+    """Least squares of outcomes on X among the controls, X0 factored once for every outcome.
+
+    With X0 = QR (Householder, reduced), |X0 b - y0|^2 = |R b - Q'y0|^2 +
+    |y0 - QQ'y0|^2 and R has the singular values of X0, so ``np.linalg.lstsq``
+    on (R, Q'y0) with X0's cutoff (machine epsilon x max(n0, p)) gives the
+    solution ``np.linalg.lstsq(X0, y0)`` gives, minimum norm included, for a
+    p x p cost per outcome instead of an SVD of the n0 x p matrix.
+    """
+
+    def __init__(self, X0: np.ndarray) -> None:
+        self.q, self.r = np.linalg.qr(X0)
+        self.rcond = np.finfo(float).eps * max(X0.shape)
+
+    def coefficients(self, y0: np.ndarray) -> np.ndarray:
+        return np.linalg.lstsq(self.r, y0 @ self.q, rcond=self.rcond)[0]
+
+
+def _aipw_att(y: np.ndarray, terms: _WeightingTerms, controls: _ControlLeastSquares, level: float) -> dict:
+    """:func:`aipw_att` from the outcome-free parts of IPW and the factored control design."""
+    t, X = terms.t, terms.X
+    resid = y - X @ controls.coefficients(y[t == 0])
+    out = _ipw_att(resid, terms, level)
     for k in ("ratio", "ratio_ci_lower", "ratio_ci_upper"):
         out.pop(k, None)
     mu1 = float(y[t == 1].mean())
@@ -707,17 +873,27 @@ def match_within_risk_sets(
     for k, name in enumerate(names):
         pos = order[first[k] : last[k]]  # ascending: the stable sort keeps the data's order within a risk set
         pos = pos[(t[pos] == 1) | ~used[unit_code[pos]]]
-        pairs = match_nearest(lp[pos], t[pos], seed=seed + k, caliper=caliper)
-        pairs["treated_pos"] = pos[pairs["treated_pos"].to_numpy()]
-        ok = pairs["control_pos"] >= 0
-        pairs.loc[ok, "control_pos"] = pos[pairs.loc[ok, "control_pos"].to_numpy()]
-        used[unit_code[pairs.loc[ok, "control_pos"].to_numpy()]] = True
-        pairs["risk_set"] = name
-        parts.append(pairs)
+        t_local = t[pos]
+        treated_pos, control_pos, distance = _greedy_pairs(
+            lp[pos], np.flatnonzero(t_local == 1), np.flatnonzero(t_local == 0), caliper, seed + k
+        )
+        matched = control_pos >= 0
+        control_pos[matched] = pos[control_pos[matched]]
+        used[unit_code[control_pos[matched]]] = True
+        parts.append((pos[treated_pos], control_pos, distance, name))
+    columns = ["treated_pos", "control_pos", "distance", "caliper", "risk_set"]
     out = (
-        pd.concat(parts, ignore_index=True)
+        pd.DataFrame(
+            {
+                "treated_pos": np.concatenate([p[0] for p in parts]),
+                "control_pos": np.concatenate([p[1] for p in parts]),
+                "distance": np.concatenate([p[2] for p in parts]),
+                "caliper": caliper,
+                "risk_set": pd.Series([p[3] for p in parts]).repeat([len(p[0]) for p in parts]).to_numpy(),
+            }
+        )
         if parts
-        else pd.DataFrame(columns=["treated_pos", "control_pos", "distance", "caliper", "risk_set"])
+        else pd.DataFrame(columns=columns)
     )
     ok = out["control_pos"] >= 0
     out["pair"] = -1
@@ -758,7 +934,9 @@ def full_rank_columns(X: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     X = np.asarray(X, float)
     if X.shape[1] == 0:
         return np.arange(0)
-    _, R, piv = qr(X, mode="economic", pivoting=True)
+    # pivoted QR (Golub & Van Loan 2013, Matrix Computations, section 5.4.2) of the p x p R of X = QR:
+    # Q has orthonormal columns, so R has X's column norms and projections and gives X's rank and pivots
+    _, R, piv = qr(np.linalg.qr(X, mode="r"), pivoting=True)
     d = np.abs(np.diag(R))
     rank = int((d > tol * max(d[0], 1.0)).sum())
     return np.sort(piv[:rank])
@@ -768,6 +946,31 @@ def _tt_design(rows: pd.DataFrame, covariates: list[str]) -> tuple[list[str], pd
     cov = [c for c in covariates if c not in _NESTED_IN_RISK_SET and c != "risk_set"] + ["risk_set"]
     X = design_matrix(rows, cov)
     return cov, X.iloc[:, full_rank_columns(X.to_numpy())]
+
+
+class _SharedRows:
+    """The rows that have an outcome, and what every outcome on them shares, each made once when first used.
+
+    ``X`` keeps a full-rank set of columns of those rows; ``weighting`` holds
+    the outcome-free parts of the IPW sandwich (:class:`_WeightingTerms`) and
+    ``controls`` the factored control design of AIPW's outcome model.
+    """
+
+    def __init__(
+        self, t: np.ndarray, X: np.ndarray, propensity: np.ndarray, cluster: np.ndarray, have: np.ndarray
+    ) -> None:
+        self.t, self.e, self.cluster = t[have], propensity[have], cluster[have]
+        self.X = X if have.all() else X[have]
+        if not have.all():
+            self.X = self.X[:, full_rank_columns(self.X)]
+
+    @cached_property
+    def weighting(self) -> _WeightingTerms:
+        return _weighting_terms(self.t, self.X, self.e, self.cluster)
+
+    @cached_property
+    def controls(self) -> _ControlLeastSquares:
+        return _ControlLeastSquares(self.X[self.t == 0])
 
 
 def estimate_target_trial(
@@ -833,6 +1036,7 @@ def estimate_target_trial(
         else ""
     )
     naive_rows = trial.all_spells
+    shared: dict[bytes, _SharedRows] = {}  # the outcome-free parts, per set of rows with the outcome
     rows_out = []
     for outcome in outcomes:
         if outcome not in rows.columns:
@@ -845,9 +1049,11 @@ def estimate_target_trial(
         missing_note = (
             f"; {int((~have).sum()):,} rows without the follow-up left out" if (~have).any() else ""
         )
-        y, tt, Xo, e, cl = y_all[have], t[have], X[have], ps.to_numpy()[have], cluster[have]
-        if not have.all():
-            Xo = Xo[:, full_rank_columns(Xo)]
+        key = have.tobytes()
+        if key not in shared:
+            shared[key] = _SharedRows(t, X, ps.to_numpy(), cluster, have)
+        rows_with = shared[key]
+        y, tt, Xo = y_all[have], rows_with.t, rows_with.X
         for method in methods:
             if method == "naive":
                 yn = naive_rows[outcome].to_numpy(dtype=float)
@@ -861,8 +1067,7 @@ def estimate_target_trial(
                     "so biased"
                 )
             elif method == "aipw":
-                r = aipw_att(y, tt, Xo, level, propensity=e, cluster=cl)
-                r.pop("propensity")
+                r = _aipw_att(y, rows_with.weighting, rows_with.controls, level)
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = int(tt.sum()), int(len(tt) - tt.sum())
                 note = (
@@ -870,8 +1075,7 @@ def estimate_target_trial(
                     f"{ess:,.0f}{left_out}{missing_note}"
                 )
             elif method == "ipw":
-                r = ipw_att(y, tt, Xo, level, propensity=e, cluster=cl)
-                r.pop("propensity")
+                r = _ipw_att(y, rows_with.weighting, level)
                 ratio_measure = "rate ratio" if kind == "count" else "risk ratio"
                 nt, nc = int(tt.sum()), int(len(tt) - tt.sum())
                 note = f"ATT weights within risk sets; effective control sample size {ess:,.0f}{left_out}{missing_note}"
@@ -1011,17 +1215,18 @@ def balance_table(
         s = cohort[col]
         categorical = _is_categorical(s)
         if categorical:
-            vals = s.astype(str)
-            cols = {f"{col}={lev}": (vals == lev).to_numpy(float) for lev in sorted(vals.unique())}
+            codes, levels = pd.factorize(s.astype(str))  # one pass over the text, then integer comparisons
+            cols = {f"{col}={lev}": (codes == levels.get_loc(lev)).astype(float) for lev in sorted(levels)}
         else:
             cols = {col: s.to_numpy(float)}
         for name, x in cols.items():
             matched = len(ok) > 1
+            binary = categorical or bool(np.isin(x, [0.0, 1.0]).all())  # as the function would find, once
             rows.append(
                 {
                     "covariate": name,
-                    "smd_before": standardised_mean_difference(x, t),
-                    "smd_after_ipw": standardised_mean_difference(x, t, w),
+                    "smd_before": standardised_mean_difference(x, t, binary=binary),
+                    "smd_after_ipw": standardised_mean_difference(x, t, w, binary=binary),
                     "smd_after_matching": standardised_mean_difference(x[idx], tm) if matched else np.nan,
                     "vr_before": np.nan if categorical else variance_ratio(x, t),
                     "vr_after_ipw": np.nan if categorical else variance_ratio(x, t, w),
