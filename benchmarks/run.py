@@ -49,16 +49,6 @@ import warnings
 from pathlib import Path
 
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
-#: The virtual ward notebook's covariates (its target-trial design).
-COVARIATES = [
-    "age",
-    "sex",
-    "frailty_score",
-    "imd_decile",
-    "month",
-    "prior_emergency_admissions",
-    "prior_bed_days",
-]
 #: What can be measured: the floor, the notebooks' cores, and ``handbook run`` end to end.
 TASKS = ("scan", "variation", "virtual_ward", "run_variation", "run_virtual_ward")
 
@@ -105,11 +95,11 @@ def child(task: str, path: str, engine: str, extra: dict) -> dict:
         from helpers import io
 
         stays = io.load_table("virtual_ward", extra["virtual_ward"])
-        prepared = co.prepare_virtual_ward(path, stays, covariates=COVARIATES, engine=engine)
+        prepared = co.prepare_virtual_ward(path, stays, covariates=ev.TARGET_TRIAL_COVARIATES, engine=engine)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             results = ev.estimate_target_trial(
-                prepared.trial, co.TARGET_TRIAL_OUTCOMES, COVARIATES, seed=2026
+                prepared.trial, co.TARGET_TRIAL_OUTCOMES, ev.TARGET_TRIAL_COVARIATES, seed=2026
             )
         effects = results.effects
         main = effects[(effects["outcome"] == "acute_los") & (effects["method"] == "aipw")]

@@ -24,15 +24,7 @@ from helpers import cohort as co
 from helpers import evaluation as ev
 from helpers import io, quality, simulate
 
-COVARIATES = [
-    "age",
-    "sex",
-    "frailty_score",
-    "imd_decile",
-    "month",
-    "prior_emergency_admissions",
-    "prior_bed_days",
-]
+COVARIATES = ev.TARGET_TRIAL_COVARIATES  # the virtual ward notebook's
 PARTS = ("rows", "all_spells", "exclusions", "links", "periods")
 
 
