@@ -131,7 +131,16 @@ def test_identifiers_in_outputs_looks_up_kept_values_and_small_inputs(tmp_path):
     outputs.mkdir()
     (outputs / "t.csv").write_text("a,b\nP0000002,x\nrow 5,AB 123456\n", encoding="utf-8")
     (outputs / "log.txt").write_text("see S0000001\n", encoding="utf-8")
-    big = run.CheckedInput("spells", tmp_path / "s.csv", "s.csv", "0", 3, "duckdb", identifier_file=kept)
+    big = run.CheckedInput(
+        "spells",
+        tmp_path / "s.csv",
+        "s.csv",
+        "0",
+        3,
+        "duckdb",
+        identifier_file=kept,
+        identifier_columns=("v",),
+    )
     small = run.CheckedInput(
         "series",
         tmp_path / "x.csv",

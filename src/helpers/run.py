@@ -127,7 +127,7 @@ class CheckedInput:
     columns_ignored: Sequence[str] = ()
     identifier_values: frozenset[str] = frozenset()
     identifier_file: Path | None = None
-    identifier_columns: Sequence[str] = ("v",)
+    identifier_columns: Sequence[str] = ()
 
     def record(self) -> dict[str, Any]:
         """The input as run.json and the report's front matter list it."""
